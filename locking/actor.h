@@ -1,0 +1,142 @@
+// Actors: the OS threads and fibers that hold locks and sleep.
+//
+// Each actor keeps the stack of locks it holds (with the sites that took
+// them) and, while asleep, the channel and wait message it sleeps on.  That is
+// what the order checker compares against, what ownership assertions look at,
+// and what dump_all_locks() prints for a deadlock report.
+//
+// An OS thread gets an actor the first time it touches a lock; a fiber (under
+// the fiber backend) gets its own, independent of the OS thread it runs on.
+// Give workers readable names with ActorScope.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace faultline::locking {
+
+class LockBase;
+class Actor;
+namespace detail {
+Actor* registry_next(Actor* a);
+}  // namespace detail
+
+enum class LockMode : std::uint8_t { kExclusive, kShared };
+
+inline constexpr int kMaxHeldLocks = 32;
+
+// One held lock.  Fields another actor may read (for dumps) are atomics.
+struct HeldLock {
+  std::atomic<const LockBase*> lock{nullptr};
+  std::atomic<const char*> file{nullptr};
+  std::atomic<std::uint32_t> line{0};
+  std::atomic<LockMode> mode{LockMode::kExclusive};
+  // Read by the owning actor only.
+  bool trylock = false;
+  std::uint32_t key = 0;          // lock_nested key
+  std::int32_t prof_site = -1;    // profile site slot, -1 if none
+  std::uint64_t since_ns = 0;     // acquisition time when profiling
+};
+
+class Actor {
+ public:
+  explicit Actor(std::string name);
+  ~Actor();
+  Actor(const Actor&) = delete;
+  Actor& operator=(const Actor&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  // Creation order, from 1; stable within a run for actors created in a
+  // deterministic order.
+  std::uint64_t id() const noexcept { return id_; }
+
+  int depth() const noexcept { return depth_.load(std::memory_order_relaxed); }
+  HeldLock& held(int i) noexcept { return held_[i]; }
+  const HeldLock& held(int i) const noexcept { return held_[i]; }
+  // Index of `lock` in the held stack (innermost first), or -1.
+  int find(const LockBase* lock) const noexcept;
+
+  // Held-stack maintenance, called by the lock types (owner only).
+  HeldLock* push(const LockBase* lock, LockMode mode, const char* file, std::uint32_t line);
+  void remove(int index) noexcept;
+
+  // Sleep state, published for dumps.
+  void set_sleeping(const void* chan, const char* wmesg, const char* file, std::uint32_t line) noexcept;
+  void clear_sleeping() noexcept;
+  const void* sleep_channel() const noexcept { return sleep_chan_.load(std::memory_order_acquire); }
+  const char* wait_message() const noexcept { return wmesg_.load(std::memory_order_relaxed); }
+  const char* sleep_file() const noexcept { return sleep_file_.load(std::memory_order_relaxed); }
+  std::uint32_t sleep_line() const noexcept { return sleep_line_.load(std::memory_order_relaxed); }
+
+ private:
+  friend Actor* detail::registry_next(Actor* a);
+  std::string name_;
+  std::uint64_t id_;
+  std::atomic<int> depth_{0};
+  HeldLock held_[kMaxHeldLocks];
+  std::atomic<const void*> sleep_chan_{nullptr};
+  std::atomic<const char*> wmesg_{nullptr};
+  std::atomic<const char*> sleep_file_{nullptr};
+  std::atomic<std::uint32_t> sleep_line_{0};
+  Actor* reg_prev_ = nullptr;  // registry links, under the registry mutex
+  Actor* reg_next_ = nullptr;
+};
+
+namespace detail {
+extern thread_local Actor* tl_actor;
+extern std::atomic<bool> g_fiber_actors;  // true while the fiber backend is current
+Actor* current_actor_slow();
+}  // namespace detail
+
+// The actor running now: the current fiber's under the fiber backend, the
+// current OS thread's otherwise.
+inline Actor& current_actor() {
+  if (!detail::g_fiber_actors.load(std::memory_order_relaxed)) [[likely]] {
+    if (Actor* a = detail::tl_actor) [[likely]]
+      return *a;
+  }
+  return *detail::current_actor_slow();
+}
+
+// Makes a named actor current for this OS thread or fiber for the scope's
+// lifetime (create it first thing in a worker).  Nests: the previous actor
+// comes back at the end of the scope.
+class ActorScope {
+ public:
+  explicit ActorScope(std::string name);
+  ~ActorScope();
+  ActorScope(const ActorScope&) = delete;
+  ActorScope& operator=(const ActorScope&) = delete;
+  Actor& actor() noexcept { return actor_; }
+
+ private:
+  Actor actor_;
+  Actor* previous_;
+};
+
+// Calls f(actor) for every live actor, in creation order, under the registry
+// lock (f must not create or destroy actors).
+template <class F>
+void for_each_actor(F&& f);
+
+namespace detail {
+void lock_registry();
+void unlock_registry();
+Actor* registry_first();
+Actor* registry_next(Actor* a);
+}  // namespace detail
+
+template <class F>
+void for_each_actor(F&& f) {
+  detail::lock_registry();
+  try {
+    for (Actor* a = detail::registry_first(); a != nullptr; a = detail::registry_next(a)) f(*a);
+  } catch (...) {
+    detail::unlock_registry();
+    throw;
+  }
+  detail::unlock_registry();
+}
+
+}  // namespace faultline::locking

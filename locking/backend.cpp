@@ -1,0 +1,111 @@
+// Backend selection, lock classes, the lock base and the schedule-point hook.
+#include "locking/backend.h"
+
+#include <cstdio>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "locking/actor.h"
+#include "locking/hooks.h"
+#include "locking/lock_base.h"
+#include "locking/lock_class.h"
+
+namespace faultline::locking {
+namespace {
+
+std::atomic<Backend> g_backend{Backend::kStd};
+std::atomic<long> g_live_locks[5]{};
+
+constinit std::atomic<LockClass*> g_classes[kMaxLockClasses]{};
+std::atomic<int> g_class_count{0};
+
+}  // namespace
+
+namespace detail {
+std::atomic<PointHook> g_point_hook{nullptr};
+std::atomic<void*> g_point_context{nullptr};
+}  // namespace detail
+
+const char* backend_name(Backend b) noexcept {
+  switch (b) {
+    case Backend::kStd: return "std";
+    case Backend::kFutex: return "futex";
+    case Backend::kTbbSpin: return "tbb-spin";
+    case Backend::kTbbQueuing: return "tbb-queuing";
+    case Backend::kFiber: return "fiber";
+  }
+  return "?";
+}
+
+std::optional<Backend> parse_backend(std::string_view name) noexcept {
+  for (Backend b : kAllBackends)
+    if (name == backend_name(b)) return b;
+  return std::nullopt;
+}
+
+void set_backend(Backend b) {
+  Backend cur = g_backend.load();
+  if (cur == b) return;
+  for (Backend other : kAllBackends) {
+    long n = g_live_locks[static_cast<int>(other)].load();
+    if (other != b && n != 0)
+      throw std::logic_error(std::string("locking::set_backend(") + backend_name(b) + "): " +
+                             std::to_string(n) + " lock(s) built on backend " +
+                             backend_name(other) + " are still alive");
+  }
+  g_backend.store(b);
+  detail::g_fiber_actors.store(is_fiber(b));
+}
+
+Backend current_backend() noexcept { return g_backend.load(std::memory_order_relaxed); }
+
+LockBase::LockBase(LockClass& cls, const char* name)
+    : cls_(&cls), name_(name), backend_(current_backend()) {
+  g_live_locks[static_cast<int>(backend_)].fetch_add(1, std::memory_order_relaxed);
+}
+
+LockBase::~LockBase() {
+  g_live_locks[static_cast<int>(backend_)].fetch_sub(1, std::memory_order_relaxed);
+}
+
+LockClass::LockClass(const char* name, LockKind kind, SameClass same_class)
+    : name_(name), kind_(kind), same_class_(same_class), id_(g_class_count.fetch_add(1)) {
+  if (id_ >= kMaxLockClasses) {
+    std::fprintf(stderr, "faultline: more than %d lock classes (at \"%s\")\n", kMaxLockClasses, name);
+    std::abort();
+  }
+  g_classes[id_].store(this, std::memory_order_release);
+}
+
+LockClass::~LockClass() { g_classes[id_].store(nullptr, std::memory_order_release); }
+
+LockClass* LockClass::by_id(int id) noexcept {
+  if (id < 0 || id >= kMaxLockClasses) return nullptr;
+  return g_classes[id].load(std::memory_order_acquire);
+}
+
+int LockClass::count() noexcept {
+  int n = g_class_count.load(std::memory_order_acquire);
+  return n < kMaxLockClasses ? n : kMaxLockClasses;
+}
+
+const char* point_name(Point p) noexcept {
+  switch (p) {
+    case Point::kLock: return "lock";
+    case Point::kTryLock: return "trylock";
+    case Point::kUnlock: return "unlock";
+    case Point::kSleep: return "sleep";
+    case Point::kWakeup: return "wakeup";
+    case Point::kIo: return "io";
+    case Point::kUser: return "user";
+  }
+  return "?";
+}
+
+void set_point_hook(PointHook hook, void* context) noexcept {
+  detail::g_point_context.store(context, std::memory_order_relaxed);
+  detail::g_point_hook.store(hook, std::memory_order_release);
+}
+
+}  // namespace faultline::locking

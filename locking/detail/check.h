@@ -1,0 +1,43 @@
+// The checker's entry points, called by the lock types (internal).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "locking/actor.h"
+#include "locking/checking.h"
+#include "locking/lock_base.h"
+
+namespace faultline::locking::detail {
+
+// Bit 0: order checking on (mode != kOff); bit 1: profiling on.
+extern std::atomic<std::uint8_t> g_track;
+inline bool tracking() noexcept { return g_track.load(std::memory_order_relaxed) != 0; }
+inline bool profiling_on() noexcept { return (g_track.load(std::memory_order_relaxed) & 2) != 0; }
+
+std::uint64_t now_ns() noexcept;
+
+// Before a blocking acquisition: order and same-class checks against every
+// lock the actor holds, and shared-recursion detection.  Returns false if the
+// acquisition must be skipped (a reported recursion in kReport mode).
+bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t key,
+                   const Site& site);
+// After the acquisition: push it on the actor's held stack and profile it.
+void note_acquired(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t key, bool trylock,
+                   bool contended, std::uint64_t wait_ns, const Site& site);
+// Before the release: pop it and profile its hold time.  Returns false if the
+// actor's stack does not have it.
+bool note_released(Actor& me, const LockBase& lock);
+// The held-stack entry for `lock` changes mode (sx upgrade / downgrade).
+void note_mode(Actor& me, const LockBase& lock, LockMode mode);
+
+// Misuse and assertion reports.
+void report_recursion(const LockBase& lock, const Site& site);
+void report_not_owned(const LockBase& lock, const Actor* owner, const char* what, const Site& site);
+void report_destroy_held(const LockBase& lock, const Actor* owner);
+void report_assertion(const LockBase& lock, const char* expected, const Site& site);
+
+// "exclusive \"vm object\" (obj 7) @ core/fault.cpp:120", for messages.
+std::string describe_held(const HeldLock& h);
+
+}  // namespace faultline::locking::detail

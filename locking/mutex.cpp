@@ -1,0 +1,92 @@
+#include "locking/mutex.h"
+
+#include <cassert>
+
+namespace faultline::locking {
+
+Mutex::Mutex(LockClass& cls, const char* name) : LockBase(cls, name), raw_(backend()) {
+  assert(cls.kind() == LockKind::kMutex && "a Mutex needs a LockKind::kMutex class");
+}
+
+Mutex::~Mutex() {
+  if (Actor* o = owner_.load(std::memory_order_relaxed)) [[unlikely]] {
+    detail::report_destroy_held(*this, o);
+    // kReport mode: leave the raw mutex in a state its destructor accepts.
+    if (o == &current_actor()) {
+      detail::note_released(*o, *this);
+      raw_.unlock();
+    }
+  }
+}
+
+void Mutex::lock_impl(std::uint32_t key, const Site& site) {
+  schedule_point(Point::kLock, this);
+  Actor& me = current_actor();
+  if (owner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
+    detail::report_recursion(*this, site);
+    return;  // kReport mode: skipped, the lock stays held once
+  }
+  if (!detail::tracking()) [[likely]] {
+    raw_.lock();
+    owner_.store(&me, std::memory_order_relaxed);
+    return;
+  }
+  detail::check_acquire(me, *this, LockMode::kExclusive, key, site);
+  bool contended = false;
+  std::uint64_t wait_ns = 0;
+  if (detail::profiling_on()) {
+    if (!raw_.try_lock()) {
+      contended = true;
+      std::uint64_t t0 = detail::now_ns();
+      raw_.lock();
+      wait_ns = detail::now_ns() - t0;
+    }
+  } else {
+    raw_.lock();
+  }
+  owner_.store(&me, std::memory_order_relaxed);
+  detail::note_acquired(me, *this, LockMode::kExclusive, key, false, contended, wait_ns, site);
+}
+
+bool Mutex::try_lock(const Site& site) {
+  schedule_point(Point::kTryLock, this);
+  Actor& me = current_actor();
+  if (owner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
+    detail::report_recursion(*this, site);
+    return false;
+  }
+  if (!raw_.try_lock()) return false;
+  owner_.store(&me, std::memory_order_relaxed);
+  if (detail::tracking()) [[unlikely]]
+    detail::note_acquired(me, *this, LockMode::kExclusive, 0, true, false, 0, site);
+  return true;
+}
+
+void Mutex::unlock(const Site& site) {
+  Actor& me = current_actor();
+  Actor* o = owner_.load(std::memory_order_relaxed);
+  if (o != &me) [[unlikely]] {
+    detail::report_not_owned(*this, o, "unlocking", site);
+    return;  // kReport mode: skipped
+  }
+  if (detail::tracking()) [[unlikely]]
+    detail::note_released(me, *this);
+  owner_.store(nullptr, std::memory_order_relaxed);
+  raw_.unlock();
+  schedule_point(Point::kUnlock, this);
+}
+
+void Mutex::release_for_sleep(Actor& me) {
+  if (detail::tracking()) detail::note_released(me, *this);
+  owner_.store(nullptr, std::memory_order_relaxed);
+  raw_.unlock();
+}
+
+void Mutex::reacquire_after_sleep(Actor& me, const Site& site) {
+  if (detail::tracking()) detail::check_acquire(me, *this, LockMode::kExclusive, 0, site);
+  raw_.lock();
+  owner_.store(&me, std::memory_order_relaxed);
+  if (detail::tracking()) detail::note_acquired(me, *this, LockMode::kExclusive, 0, false, false, 0, site);
+}
+
+}  // namespace faultline::locking

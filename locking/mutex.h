@@ -1,0 +1,107 @@
+// Mutex: a plain, non-sleepable, non-recursive mutual-exclusion lock (FreeBSD
+// mtx(9) MTX_DEF), with ownership tracking, order checking, profiling and
+// schedule points.
+//
+//   inline LockClass vm_object_class{"vm object", LockKind::kMutex,
+//                                    SameClass::kOrdered};
+//   struct Object {
+//     Mutex mtx{vm_object_class};
+//     int ref_count FL_GUARDED_BY(mtx);
+//   };
+//   void ref(Object& o) {
+//     MutexLock l(o.mtx);      // scoped
+//     ++o.ref_count;           // checked by -Wthread-safety
+//   }
+//   void ref_locked(Object& o) FL_REQUIRES(o.mtx) {
+//     o.mtx.assert_owned();    // the run-time twin of FL_REQUIRES
+//     ++o.ref_count;
+//   }
+//
+// Every method takes the caller's source location (defaulted), which is what
+// order reports, misuse reports, profiles and dumps print.
+//
+// Non-sleepable: an actor must not sleep (msleep, an sx lock's wait) while
+// holding one, except as the sleep's interlock; the checker reports it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "locking/actor.h"
+#include "locking/checking.h"
+#include "locking/detail/check.h"
+#include "locking/detail/primitives.h"
+#include "locking/hooks.h"
+#include "locking/lock_base.h"
+#include "locking/thread_annotations.h"
+
+namespace faultline::locking {
+
+class Mutex;
+namespace detail {
+int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64_t timeout_ns,
+               bool drop, const Site& site);
+}  // namespace detail
+
+class FL_CAPABILITY("mutex") Mutex : public LockBase {
+ public:
+  // `cls` must be a LockKind::kMutex class.  `name` (a string with static
+  // lifetime, or nullptr for the class name) identifies the instance.
+  explicit Mutex(LockClass& cls, const char* name = nullptr);
+  // Destroying a held mutex is reported (kDestroyHeld).
+  ~Mutex();
+
+  void lock(const Site& site = Site::current()) FL_ACQUIRE() { lock_impl(0, site); }
+
+  // Acquires a second (third, ...) lock of a SameClass::kOrdered class: `key`
+  // must exceed the key of every held lock of the class (e.g. chain depth).
+  void lock_nested(std::uint32_t key, const Site& site = Site::current()) FL_ACQUIRE() {
+    lock_impl(key, site);
+  }
+
+  // Never blocks; never checked for order (a try-lock cannot deadlock).
+  bool try_lock(const Site& site = Site::current()) FL_TRY_ACQUIRE(true);
+
+  void unlock(const Site& site = Site::current()) FL_RELEASE();
+
+  // True if the calling actor holds it.
+  bool owned() const noexcept { return owner_.load(std::memory_order_relaxed) == &current_actor(); }
+  // The actor holding it, or nullptr (a snapshot, for reports).
+  const Actor* owner() const noexcept { return owner_.load(std::memory_order_relaxed); }
+
+  void assert_owned(const Site& site = Site::current()) const FL_ASSERT_CAPABILITY(this) {
+    if (!owned()) [[unlikely]]
+      detail::report_assertion(*this, "owned", site);
+  }
+  void assert_not_owned(const Site& site = Site::current()) const {
+    if (owned()) [[unlikely]]
+      detail::report_assertion(*this, "not owned", site);
+  }
+
+ private:
+  friend int detail::sleep_impl(const void*, Mutex*, const char*, std::int64_t, bool, const Site&);
+  void lock_impl(std::uint32_t key, const Site& site) FL_NO_THREAD_SAFETY_ANALYSIS;
+  // Release / reacquire around a sleep: no schedule point of their own.
+  void release_for_sleep(Actor& me);
+  void reacquire_after_sleep(Actor& me, const Site& site);
+
+  detail::RawMutex raw_;
+  std::atomic<Actor*> owner_{nullptr};
+};
+
+// Scoped exclusive hold of a Mutex.
+class FL_SCOPED_CAPABILITY MutexLock {
+ public:
+  explicit MutexLock(Mutex& m, const Site& site = Site::current()) FL_ACQUIRE(m) : m_(m), site_(site) {
+    m_.lock(site_);
+  }
+  ~MutexLock() FL_RELEASE() { m_.unlock(site_); }
+  MutexLock(const MutexLock&) = delete;
+  MutexLock& operator=(const MutexLock&) = delete;
+
+ private:
+  Mutex& m_;
+  Site site_;
+};
+
+}  // namespace faultline::locking

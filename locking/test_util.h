@@ -1,0 +1,49 @@
+// Helpers shared by locking/'s tests.
+#pragma once
+
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include <boost/fiber/all.hpp>
+#include <gtest/gtest.h>
+
+#include "locking/locking.h"
+
+namespace faultline::locking::testing {
+
+// Selects a backend for a test and restores std afterwards.  Each test starts
+// with an empty order graph and the checker in report mode, capturing reports.
+class LockingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    set_backend(Backend::kStd);
+    witness::reset();
+    set_profiling(false);
+  }
+  void TearDown() override {
+    set_profiling(false);
+    set_backend(Backend::kStd);
+  }
+};
+
+// Runs fn(i) on n OS threads and joins them.
+inline void run_threads(int n, const std::function<void(int)>& fn) {
+  std::vector<std::thread> ts;
+  ts.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ts.emplace_back([&fn, i] { fn(i); });
+  for (auto& t : ts) t.join();
+}
+
+// Runs fn(i) in n fibers on this OS thread (Boost.Fiber's round robin) and
+// joins them.  Small stacks so tens of thousands fit.
+inline void run_fibers(int n, const std::function<void(int)>& fn, std::size_t stack = 64 * 1024) {
+  std::vector<boost::fibers::fiber> fs;
+  fs.reserve(static_cast<std::size_t>(n));
+  boost::fibers::fixedsize_stack alloc(stack);
+  for (int i = 0; i < n; ++i)
+    fs.emplace_back(std::allocator_arg, alloc, [&fn, i] { fn(i); });
+  for (auto& f : fs) f.join();
+}
+
+}  // namespace faultline::locking::testing
