@@ -1,5 +1,6 @@
 #include "locking/sleep.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -190,7 +191,8 @@ TEST_F(LockingTest, PingPongThousandThreads) {
 TEST_F(LockingTest, PingPongTenThousandFibers) {
   set_backend(Backend::kFiber);
   ScopedReportCapture cap(Mode::kReport);
-  constexpr int kFibers = 10000, kRounds = 20;
+  constexpr int kFibers = std::min(10000, testing::kMaxTestFibers), kRounds = 20;
+  RecordProperty("fibers", kFibers);
   std::vector<std::unique_ptr<Pair>> pairs;
   for (int i = 0; i < kFibers / 2; ++i) pairs.push_back(std::make_unique<Pair>());
   PingPongCounts counts;
