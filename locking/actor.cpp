@@ -50,12 +50,32 @@ boost::fibers::fiber_specific_ptr<Actor>& fiber_actor() {
       new boost::fibers::fiber_specific_ptr<Actor>(fiber_cleanup);
   return *p;
 }
+// Bumped whenever a fiber's actor binding ends or changes, so that no cache
+// entry (on any thread) can outlive the binding it recorded, even if a new
+// fiber's context reuses the old one's address.
+std::atomic<std::uint64_t> g_fiber_epoch{1};
+
 // Implicit actors of fibers, owned by a second fiber-specific pointer that
 // deletes them when the fiber ends.
+void delete_implicit(Actor* a) {
+  g_fiber_epoch.fetch_add(1, std::memory_order_release);
+  delete a;
+}
 boost::fibers::fiber_specific_ptr<Actor>& fiber_implicit() {
-  static boost::fibers::fiber_specific_ptr<Actor>* p = new boost::fibers::fiber_specific_ptr<Actor>();
+  static boost::fibers::fiber_specific_ptr<Actor>* p =
+      new boost::fibers::fiber_specific_ptr<Actor>(delete_implicit);
   return *p;
 }
+
+// The last (fiber, actor) this OS thread looked up: a fiber-specific pointer
+// is a map lookup, and lock calls ask for the actor several times per
+// acquisition.
+struct FiberCache {
+  const void* context = nullptr;
+  Actor* actor = nullptr;
+  std::uint64_t epoch = 0;
+};
+thread_local FiberCache tl_fiber_cache;
 
 }  // namespace
 
@@ -137,10 +157,17 @@ namespace detail {
 
 Actor* current_actor_slow() {
   if (g_fiber_actors.load(std::memory_order_relaxed)) {
-    if (Actor* a = fiber_actor().get()) return a;
-    Actor* a = new Actor("fiber");
-    fiber_implicit().reset(a);
-    fiber_actor().reset(a);
+    const void* ctx = boost::fibers::context::active();
+    const std::uint64_t epoch = g_fiber_epoch.load(std::memory_order_acquire);
+    FiberCache& c = tl_fiber_cache;
+    if (c.context == ctx && c.epoch == epoch && ctx != nullptr) return c.actor;
+    Actor* a = fiber_actor().get();
+    if (a == nullptr) {
+      a = new Actor("fiber");
+      fiber_implicit().reset(a);
+      fiber_actor().reset(a);
+    }
+    c = FiberCache{ctx, a, epoch};
     return a;
   }
   if (tl_implicit.actor == nullptr) tl_implicit.actor = new Actor("thread");
@@ -159,6 +186,7 @@ ActorScope::ActorScope(std::string name) : actor_(std::move(name)) {
   if (detail::g_fiber_actors.load(std::memory_order_relaxed)) {
     previous_ = fiber_actor().get();
     fiber_actor().reset(&actor_);
+    g_fiber_epoch.fetch_add(1, std::memory_order_release);
   } else {
     previous_ = detail::tl_actor;
     detail::tl_actor = &actor_;
@@ -166,10 +194,12 @@ ActorScope::ActorScope(std::string name) : actor_(std::move(name)) {
 }
 
 ActorScope::~ActorScope() {
-  if (detail::g_fiber_actors.load(std::memory_order_relaxed))
+  if (detail::g_fiber_actors.load(std::memory_order_relaxed)) {
     fiber_actor().reset(previous_);
-  else
+    g_fiber_epoch.fetch_add(1, std::memory_order_release);
+  } else {
     detail::tl_actor = previous_;
+  }
 }
 
 std::string dump_all_locks(bool all) {

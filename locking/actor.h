@@ -90,7 +90,9 @@ Actor* current_actor_slow();
 }  // namespace detail
 
 // The actor running now: the current fiber's under the fiber backend, the
-// current OS thread's otherwise.
+// current OS thread's otherwise.  A thread's actor is one thread-local load;
+// a fiber's is found through a per-thread cache keyed by the running fiber
+// (see actor.cpp).
 inline Actor& current_actor() {
   if (!detail::g_fiber_actors.load(std::memory_order_relaxed)) [[likely]] {
     if (Actor* a = detail::tl_actor) [[likely]]

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "locking/actor.h"
+#include "locking/detail/check.h"
 #include "locking/hooks.h"
 #include "locking/lock_base.h"
 #include "locking/lock_class.h"
@@ -106,6 +107,10 @@ const char* point_name(Point p) noexcept {
 void set_point_hook(PointHook hook, void* context) noexcept {
   detail::g_point_context.store(context, std::memory_order_relaxed);
   detail::g_point_hook.store(hook, std::memory_order_release);
+  if (hook != nullptr)
+    detail::g_track.fetch_or(detail::kTrackHook, std::memory_order_release);
+  else
+    detail::g_track.fetch_and(static_cast<std::uint8_t>(~detail::kTrackHook), std::memory_order_release);
 }
 
 }  // namespace faultline::locking

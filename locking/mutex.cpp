@@ -26,7 +26,7 @@ void Mutex::lock_impl(std::uint32_t key, const Site& site) {
     detail::report_recursion(*this, site);
     return;  // kReport mode: skipped, the lock stays held once
   }
-  if (!detail::tracking()) [[likely]] {
+  if (!detail::tracking()) {
     raw_.lock();
     owner_.store(&me, std::memory_order_relaxed);
     return;
@@ -62,7 +62,7 @@ bool Mutex::try_lock(const Site& site) {
   return true;
 }
 
-void Mutex::unlock(const Site& site) {
+void Mutex::unlock_slow(const Site& site) {
   Actor& me = current_actor();
   Actor* o = owner_.load(std::memory_order_relaxed);
   if (o != &me) [[unlikely]] {

@@ -51,7 +51,17 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
   // Destroying a held mutex is reported (kDestroyHeld).
   ~Mutex();
 
-  void lock(const Site& site = Site::current()) FL_ACQUIRE() { lock_impl(0, site); }
+  void lock(const Site& site = Site::current()) FL_ACQUIRE() {
+    if (detail::fast_path()) [[likely]] {
+      Actor& me = current_actor();
+      if (owner_.load(std::memory_order_relaxed) != &me) [[likely]] {
+        raw_.lock();
+        owner_.store(&me, std::memory_order_relaxed);
+        return;
+      }
+    }
+    lock_impl(0, site);
+  }
 
   // Acquires a second (third, ...) lock of a SameClass::kOrdered class: `key`
   // must exceed the key of every held lock of the class (e.g. chain depth).
@@ -62,7 +72,16 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
   // Never blocks; never checked for order (a try-lock cannot deadlock).
   bool try_lock(const Site& site = Site::current()) FL_TRY_ACQUIRE(true);
 
-  void unlock(const Site& site = Site::current()) FL_RELEASE();
+  void unlock(const Site& site = Site::current()) FL_RELEASE() {
+    if (detail::fast_path()) [[likely]] {
+      if (owner_.load(std::memory_order_relaxed) == &current_actor()) [[likely]] {
+        owner_.store(nullptr, std::memory_order_relaxed);
+        raw_.unlock();
+        return;
+      }
+    }
+    unlock_slow(site);
+  }
 
   // True if the calling actor holds it.
   bool owned() const noexcept { return owner_.load(std::memory_order_relaxed) == &current_actor(); }
@@ -81,6 +100,7 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
  private:
   friend int detail::sleep_impl(const void*, Mutex*, const char*, std::int64_t, bool, const Site&);
   void lock_impl(std::uint32_t key, const Site& site) FL_NO_THREAD_SAFETY_ANALYSIS;
+  void unlock_slow(const Site& site) FL_NO_THREAD_SAFETY_ANALYSIS;
   // Release / reacquire around a sleep: no schedule point of their own.
   void release_for_sleep(Actor& me);
   void reacquire_after_sleep(Actor& me, const Site& site);

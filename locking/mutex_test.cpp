@@ -131,3 +131,31 @@ TEST(BackendNames, RoundTrip) {
 
 }  // namespace
 }  // namespace faultline::locking
+
+namespace faultline::locking {
+namespace {
+
+// Many short-lived fibers: contexts are reused at the same addresses, and a
+// fiber must never be handed a dead fiber's actor.
+TEST_F(LockingTest, FiberActorsAreNeverStale) {
+  set_backend(Backend::kFiber);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<std::string> seen(4);
+    testing::run_fibers(4, [&](int i) {
+      ActorScope scope("r" + std::to_string(round) + "-f" + std::to_string(i));
+      boost::this_fiber::yield();
+      seen[static_cast<std::size_t>(i)] = current_actor().name();
+    });
+    for (int i = 0; i < 4; ++i)
+      EXPECT_EQ(seen[static_cast<std::size_t>(i)], "r" + std::to_string(round) + "-f" + std::to_string(i));
+    // An implicit actor per fiber, also never shared (compared by id: these
+    // fibers run one after another, so actors may reuse freed addresses).
+    std::vector<std::uint64_t> implicit(3);
+    testing::run_fibers(3, [&](int i) { implicit[static_cast<std::size_t>(i)] = current_actor().id(); });
+    EXPECT_NE(implicit[0], implicit[1]);
+    EXPECT_NE(implicit[1], implicit[2]);
+  }
+}
+
+}  // namespace
+}  // namespace faultline::locking

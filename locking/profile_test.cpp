@@ -53,7 +53,9 @@ TEST_F(LockingTest, ProfileCountsPerClassAndSite) {
   // Whether the thread found it held depends on timing; if it did, the wait is timed.
   const ProfileRow& obj = by_name["profiled object"];
   EXPECT_LE(obj.contended, 1u);
-  if (obj.contended == 1) EXPECT_GT(obj.wait_ns_total, 0u);
+  if (obj.contended == 1) {
+    EXPECT_GT(obj.wait_ns_total, 0u);
+  }
   EXPECT_GE(obj.hold_ns_max, 1000000u);  // the 5 ms hold
 
   auto sites = profile_by_site();

@@ -10,10 +10,18 @@
 
 namespace faultline::locking::detail {
 
-// Bit 0: order checking on (mode != kOff); bit 1: profiling on.
+// Bit 0: order checking on (mode != kOff); bit 1: profiling on; bit 2: a
+// schedule-point hook is installed.  All zero: the lock types take their
+// fast paths, decided by this one load.
+inline constexpr std::uint8_t kTrackOrder = 1, kTrackProfile = 2, kTrackHook = 4;
 extern std::atomic<std::uint8_t> g_track;
-inline bool tracking() noexcept { return g_track.load(std::memory_order_relaxed) != 0; }
-inline bool profiling_on() noexcept { return (g_track.load(std::memory_order_relaxed) & 2) != 0; }
+inline bool fast_path() noexcept { return g_track.load(std::memory_order_relaxed) == 0; }
+inline bool tracking() noexcept {
+  return (g_track.load(std::memory_order_relaxed) & (kTrackOrder | kTrackProfile)) != 0;
+}
+inline bool profiling_on() noexcept {
+  return (g_track.load(std::memory_order_relaxed) & kTrackProfile) != 0;
+}
 
 std::uint64_t now_ns() noexcept;
 

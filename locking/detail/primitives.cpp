@@ -160,29 +160,18 @@ void WaitCond::notify_all() {
   }
 }
 
-void FiberMutex::lock() {
+void FiberMutex::lock_slow() {
   m_.lock();
-  while (locked_) {
-    ++waiters_;
-    cv_.wait(m_);
-    --waiters_;
-  }
-  locked_ = true;
+  // Mark "waiters possible"; sleep until the word was free when we marked it.
+  // The unlocker takes m_ before notifying, so it cannot notify between our
+  // exchange and our wait.
+  while (state_.exchange(2, std::memory_order_acquire) != 0) cv_.wait(m_);
   m_.unlock();
 }
 
-bool FiberMutex::try_lock() {
+void FiberMutex::wake_one() {
   m_.lock();
-  bool got = !locked_;
-  locked_ = true;
-  m_.unlock();
-  return got;
-}
-
-void FiberMutex::unlock() {
-  m_.lock();
-  locked_ = false;
-  if (waiters_ != 0) cv_.notify_one();
+  cv_.notify_one();
   m_.unlock();
 }
 
@@ -212,28 +201,36 @@ namespace {
 // A node is linked into the mutex's queue, so it must not move while held.
 struct QueuingNodes {
   static constexpr int kSlots = 64;
+  std::uint64_t used = 0;  // bit i: slot i holds a node
   const void* owner[kSlots] = {};
   alignas(tbb::queuing_mutex::scoped_lock) unsigned char node[kSlots]
                                                             [sizeof(tbb::queuing_mutex::scoped_lock)];
 
-  tbb::queuing_mutex::scoped_lock* claim(const void* m) {
-    for (int i = 0; i < kSlots; ++i) {
-      if (owner[i] == nullptr) {
-        owner[i] = m;
-        return new (node[i]) tbb::queuing_mutex::scoped_lock();
-      }
+  tbb::queuing_mutex::scoped_lock* at(int i) {
+    return std::launder(reinterpret_cast<tbb::queuing_mutex::scoped_lock*>(node[i]));
+  }
+  int claim(const void* m) {
+    if (used == ~std::uint64_t{0}) {
+      std::fprintf(stderr, "faultline: more than %d tbb::queuing_mutex locks held by one thread\n",
+                   kSlots);
+      std::abort();
     }
-    std::fprintf(stderr, "faultline: more than %d tbb::queuing_mutex locks held by one thread\n",
-                 kSlots);
-    std::abort();
+    const int i = __builtin_ctzll(~used);
+    used |= std::uint64_t{1} << i;
+    owner[i] = m;
+    new (node[i]) tbb::queuing_mutex::scoped_lock();
+    return i;
   }
   void free_slot(int i) {
-    std::launder(reinterpret_cast<tbb::queuing_mutex::scoped_lock*>(node[i]))->~scoped_lock();
+    at(i)->~scoped_lock();
     owner[i] = nullptr;
+    used &= ~(std::uint64_t{1} << i);
   }
   int find(const void* m) const {
-    for (int i = kSlots - 1; i >= 0; --i)
+    for (std::uint64_t bits = used; bits != 0; bits &= bits - 1) {
+      const int i = __builtin_ctzll(bits);
       if (owner[i] == m) return i;
+    }
     return -1;
   }
 };
@@ -241,23 +238,24 @@ thread_local QueuingNodes tl_queuing_nodes;
 
 }  // namespace
 
-void RawMutex::queuing_lock() { tl_queuing_nodes.claim(this)->acquire(u_.queuing_); }
+void RawMutex::queuing_lock() {
+  tl_queuing_nodes.at(tl_queuing_nodes.claim(this))->acquire(u_.queuing_);
+}
 
 bool RawMutex::queuing_try_lock() {
-  auto* node = tl_queuing_nodes.claim(this);
-  if (node->try_acquire(u_.queuing_)) return true;
-  tl_queuing_nodes.free_slot(tl_queuing_nodes.find(this));
+  const int i = tl_queuing_nodes.claim(this);
+  if (tl_queuing_nodes.at(i)->try_acquire(u_.queuing_)) return true;
+  tl_queuing_nodes.free_slot(i);
   return false;
 }
 
 void RawMutex::queuing_unlock() {
-  int i = tl_queuing_nodes.find(this);
+  const int i = tl_queuing_nodes.find(this);
   if (i < 0) {
     std::fprintf(stderr, "faultline: tbb::queuing_mutex released by a thread that holds no node\n");
     std::abort();
   }
-  std::launder(reinterpret_cast<tbb::queuing_mutex::scoped_lock*>(tl_queuing_nodes.node[i]))
-      ->release();
+  tl_queuing_nodes.at(i)->release();
   tl_queuing_nodes.free_slot(i);
 }
 

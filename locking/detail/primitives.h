@@ -122,18 +122,33 @@ class WaitCond {
 // A fiber mutex whose try_lock never yields (boost::fibers::mutex::try_lock
 // always yields to let the owner run, which would make a try-lock a schedule
 // point and a blocking lock's contention test change the schedule).
+// Drepper's three-state protocol on an atomic word, with a Boost.Fiber
+// condition variable in the futex's place: uncontended lock and unlock are
+// one atomic operation each; only contention touches the fiber primitives.
 class FiberMutex {
  public:
   FiberMutex() : m_(WaitKind::kFiber), cv_(WaitKind::kFiber) {}
-  void lock();
-  bool try_lock();
-  void unlock();
+  void lock() {
+    std::uint32_t c = 0;
+    if (!state_.compare_exchange_strong(c, 1, std::memory_order_acquire, std::memory_order_relaxed))
+      lock_slow();
+  }
+  bool try_lock() {
+    std::uint32_t c = 0;
+    return state_.compare_exchange_strong(c, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void unlock() {
+    if (state_.exchange(0, std::memory_order_release) == 2) wake_one();
+  }
 
  private:
+  void lock_slow();
+  void wake_one();
+
+  std::atomic<std::uint32_t> state_{0};  // 0 free, 1 locked, 2 locked with waiters
   WaitLock m_;
   WaitCond cv_;
-  bool locked_ = false;
-  std::uint32_t waiters_ = 0;
 };
 
 // The plain mutex of a backend.
@@ -176,8 +191,8 @@ class RawMutex {
 
  private:
   // tbb::queuing_mutex takes a queue node per acquisition that must live until
-  // release; nodes come from a per-OS-thread table (this backend is for OS
-  // threads only).
+  // release; nodes come from a per-OS-thread table of 64 slots with a bitmask
+  // of the used ones (this backend is for OS threads only).
   void queuing_lock();
   bool queuing_try_lock();
   void queuing_unlock();

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then configures, builds and
+# tests the release (g++ 12), tsan and asan (clang-19, -Wthread-safety -Werror)
+# presets.  Each preset's CTest summary is printed; the script fails on the
+# first preset that fails.
+#
+#   bash ci/test.sh                 all three presets
+#   bash ci/test.sh release asan    only these
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash ci/install-deps.sh --clang
+
+presets=("$@")
+if ((${#presets[@]} == 0)); then presets=(release tsan asan); fi
+
+summary=()
+for p in "${presets[@]}"; do
+  echo "=== preset ${p} ==="
+  start=$(date +%s)
+  cmake --workflow --preset "${p}" 2>&1 | tee "/tmp/faultline-ci-${p}.log" | grep -vE '^\s+Start |^\[[0-9]+/[0-9]+\] ' || true
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of' "/tmp/faultline-ci-${p}.log" | tail -n 1 || true)
+  summary+=("${p}: ${line:-no test summary} ($(($(date +%s) - start)) s)")
+  if ((rc != 0)); then
+    printf '%s\n' "${summary[@]}"
+    echo "preset ${p} failed (exit ${rc}); full log: /tmp/faultline-ci-${p}.log"
+    exit "${rc}"
+  fi
+done
+echo "=== summary ==="
+printf '%s\n' "${summary[@]}"
