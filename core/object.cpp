@@ -1,0 +1,154 @@
+#include "core/object.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include "core/vm.h"
+
+namespace faultline::vm {
+
+using locking::MutexLock;
+
+const char* object_type_name(ObjectType t) noexcept {
+  switch (t) {
+    case ObjectType::kDefault: return "default";
+    case ObjectType::kSwap: return "swap";
+    case ObjectType::kVnode: return "vnode";
+    case ObjectType::kDead: return "dead";
+  }
+  return "?";
+}
+
+Object::Object(Vm& v, ObjectType t, Pindex sz)
+    : vm(v), id(v.next_object_id()), mtx(object_lock_class, "vm object"), type(t), size(sz) {
+  vm.live_objects.fetch_add(1, std::memory_order_relaxed);
+}
+
+Object::~Object() { vm.live_objects.fetch_sub(1, std::memory_order_relaxed); }
+
+std::string Object::describe() const { return "object " + std::to_string(id); }
+
+Object* object_allocate(Vm& vm, ObjectType type, Pindex size) { return new Object(vm, type, size); }
+
+void object_reference(Object& o) {
+  MutexLock l(o.mtx);
+  object_reference_locked(o);
+}
+
+void object_reference_locked(Object& o) {
+  o.mtx.assert_owned();
+  assert(o.ref_count > 0 && "referencing an object with no references");
+  ++o.ref_count;
+}
+
+void object_pip_add(Object& o, int n) {
+  o.mtx.assert_owned();
+  o.pip += n;
+}
+
+void object_pip_wakeup(Object& o) {
+  o.mtx.assert_owned();
+  assert(o.pip > 0 && "pip underflow");
+  if (--o.pip == 0 && (o.flags & kObjPipWanted) != 0) {
+    o.flags &= static_cast<std::uint16_t>(~kObjPipWanted);
+    locking::wakeup(&o.pip);
+  }
+}
+
+void object_pip_wait(Object& o, const char* wmesg) {
+  o.mtx.assert_owned();
+  while (o.pip != 0) {
+    o.flags |= kObjPipWanted;
+    locking::msleep(&o.pip, o.mtx, wmesg);
+  }
+}
+
+void object_set_writeable_dirty(Object& o) {
+  o.mtx.assert_owned();
+  if (o.type != ObjectType::kVnode) return;
+  o.flags |= kObjMightBeDirty;
+}
+
+namespace {
+
+// vm_object_terminate: the last reference is gone.  Marks the object dead,
+// waits for paging in progress to drain, frees its pages (wired ones are
+// left to their wirers, orphaned) and destroys it.  Entered and left with
+// o.mtx held... except that it destroys o, so it returns with nothing held.
+void object_terminate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
+  o->mtx.assert_owned();
+  assert(o->ref_count == 0 && o->shadow_count == 0);
+  o->flags |= kObjDead;
+  object_pip_wait(*o, "objtrm");
+  Vm& vm = o->vm;
+  {
+    MutexLock pq(vm.page_queues);
+    while (!o->pages.empty()) {
+      Page* p = o->pages.begin()->second;
+      assert(!p->any_busy() && "terminating an object with a busy page");
+      assert(p->pv.empty() && "terminating an object with a mapped page");
+      if (p->wire_count == 0) {
+        page_free(p);
+      } else {
+        page_remove(p);
+      }
+    }
+  }
+  o->swap.clear();
+  o->type = ObjectType::kDead;
+  o->mtx.unlock();
+  delete o;
+}
+
+}  // namespace
+
+void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
+  // Iterative: dropping the last reference on an object drops the reference
+  // it held on its backing object, and so on down the chain.
+  while (o != nullptr) {
+    o->mtx.lock();
+    assert(o->ref_count > 0 && "deallocating an object with no references");
+    if (--o->ref_count > 0) {
+      o->mtx.unlock();
+      return;
+    }
+    Object* backing = o->backing_object;
+    if (backing != nullptr) {
+      // Top object first, then its backing object (chain order).
+      backing->mtx.lock_nested(1);
+      auto& sh = backing->shadows;
+      sh.erase(std::remove(sh.begin(), sh.end(), o), sh.end());
+      --backing->shadow_count;
+      backing->mtx.unlock();
+      o->backing_object = nullptr;
+    }
+    object_terminate(o);
+    o = backing;
+  }
+}
+
+void object_shadow(Object** object, Pindex* offset, Pindex length) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Object* source = *object;
+  assert(source != nullptr && "shadowing no object");
+  {
+    // Not shared and not reachable by name: no shadow needed (7.x shortcut).
+    MutexLock l(source->mtx);
+    if (source->ref_count == 1 && source->handle == nullptr &&
+        (source->type == ObjectType::kDefault || source->type == ObjectType::kSwap))
+      return;
+  }
+  Object* result = object_allocate(source->vm, ObjectType::kDefault, length);
+  {
+    MutexLock r(result->mtx);
+    result->backing_object = source;
+    result->backing_offset = *offset;
+    source->mtx.lock_nested(1);
+    source->shadows.push_back(result);
+    ++source->shadow_count;
+    source->mtx.unlock();
+  }
+  *offset = 0;
+  *object = result;
+}
+
+}  // namespace faultline::vm

@@ -1,0 +1,83 @@
+// VM objects (FreeBSD vm_object.c): a set of resident pages indexed by pindex,
+// a pager type, reference and shadow counts, a backing object at an offset,
+// and paging-in-progress with sleep/wakeup.
+//
+// All fields are under the object's own mutex.  Chains are locked top object
+// first, then down the backing chain with increasing keys (lock_nested with
+// the depth), which the lock-order checker enforces.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/locks.h"
+#include "core/page.h"
+#include "locking/locking.h"
+
+namespace faultline::vm {
+
+class Vm;
+
+enum class ObjectType : std::uint8_t { kDefault, kSwap, kVnode, kDead };
+const char* object_type_name(ObjectType t) noexcept;
+
+inline constexpr std::uint16_t kObjDead = 1;           // OBJ_DEAD: being terminated
+inline constexpr std::uint16_t kObjMightBeDirty = 2;   // OBJ_MIGHTBEDIRTY
+inline constexpr std::uint16_t kObjPipWanted = 4;      // someone waits for pip == 0
+
+class Object {
+ public:
+  Object(Vm& vm, ObjectType type, Pindex size);
+  ~Object();
+  Object(const Object&) = delete;
+  Object& operator=(const Object&) = delete;
+
+  Vm& vm;
+  const std::uint64_t id;
+  locking::Mutex mtx;
+
+  ObjectType type FL_GUARDED_BY(mtx);
+  Pindex size FL_GUARDED_BY(mtx);                    // in pages
+  std::map<Pindex, Page*> pages FL_GUARDED_BY(mtx);  // resident pages by pindex
+  int ref_count FL_GUARDED_BY(mtx) = 1;
+  int shadow_count FL_GUARDED_BY(mtx) = 0;
+  Object* backing_object FL_GUARDED_BY(mtx) = nullptr;
+  Pindex backing_offset FL_GUARDED_BY(mtx) = 0;  // in pages
+  int pip FL_GUARDED_BY(mtx) = 0;                // paging in progress
+  std::uint16_t flags FL_GUARDED_BY(mtx) = 0;
+  void* handle FL_GUARDED_BY(mtx) = nullptr;     // the vnode, for vnode objects
+  std::vector<Object*> shadows FL_GUARDED_BY(mtx);  // objects backed by this one
+  // Swap pager: laundered contents by pindex ("on disk").
+  std::map<Pindex, std::vector<std::byte>> swap FL_GUARDED_BY(mtx);
+
+  std::string describe() const;  // "object 7" (id only: no lock needed)
+};
+
+// vm_object_allocate: a new object with one reference.
+Object* object_allocate(Vm& vm, ObjectType type, Pindex size);
+
+// vm_object_reference: requires o unlocked / _locked: requires o locked.
+void object_reference(Object& o);
+void object_reference_locked(Object& o) FL_REQUIRES(o.mtx);
+
+// vm_object_deallocate: drops a reference; the last one terminates the object
+// (and then drops its reference on the backing object, and so on down).
+// Requires: o unlocked, no page queues.
+void object_deallocate(Object* o);
+
+// vm_object_pip_add / pip_wakeup / pip_wait ("vmopip").
+void object_pip_add(Object& o, int n) FL_REQUIRES(o.mtx);
+void object_pip_wakeup(Object& o) FL_REQUIRES(o.mtx);
+void object_pip_wait(Object& o, const char* wmesg) FL_REQUIRES(o.mtx);
+
+// vm_object_set_writeable_dirty.
+void object_set_writeable_dirty(Object& o) FL_REQUIRES(o.mtx);
+
+// vm_object_shadow: replaces *object (a reference the caller owns) by a new
+// default object of `length` pages backed by it at *offset; the caller's
+// reference moves to the shadow.  Requires: no locks held.
+void object_shadow(Object** object, Pindex* offset, Pindex length);
+
+}  // namespace faultline::vm

@@ -1,0 +1,359 @@
+#include "core/page.h"
+
+#include <cassert>
+#include <cstring>
+
+#include "core/object.h"
+#include "core/vm.h"
+
+namespace faultline::vm {
+
+using locking::MutexLock;
+
+const char* page_queue_name(PageQueue q) noexcept {
+  switch (q) {
+    case PageQueue::kNone: return "none";
+    case PageQueue::kFree: return "free";
+    case PageQueue::kInactive: return "inactive";
+    case PageQueue::kActive: return "active";
+    case PageQueue::kCache: return "cache";
+  }
+  return "?";
+}
+
+void PageList::push_tail(Page* p) noexcept {
+  p->q_next = nullptr;
+  p->q_prev = tail;
+  (tail != nullptr ? tail->q_next : head) = p;
+  tail = p;
+  ++count;
+}
+
+void PageList::push_head(Page* p) noexcept {
+  p->q_prev = nullptr;
+  p->q_next = head;
+  (head != nullptr ? head->q_prev : tail) = p;
+  head = p;
+  ++count;
+}
+
+void PageList::unlink(Page* p) noexcept {
+  (p->q_prev != nullptr ? p->q_prev->q_next : head) = p->q_next;
+  (p->q_next != nullptr ? p->q_next->q_prev : tail) = p->q_prev;
+  p->q_prev = p->q_next = nullptr;
+  --count;
+}
+
+namespace {
+
+void wake_free_waiters(Vm& vm) FL_REQUIRES(vm.free_mtx) {
+  if (vm.free_waiters != 0) locking::wakeup(&vm.free_count);
+}
+
+void wake_pagedaemon(Vm& vm) {
+  if (!vm.pages_needed.exchange(true, std::memory_order_relaxed)) {
+    vm.counters().bump(vm.counters().v_pdwakeups);
+    locking::wakeup(&vm.pages_needed);
+  }
+}
+
+// Takes a page off the cache queue for reuse, removing it from its object.
+// The cached page's object is try-locked (we hold `object`, and another
+// object's lock after the page queues would invert the order); a page whose
+// object is busy elsewhere is skipped.
+Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) FL_NO_THREAD_SAFETY_ANALYSIS {
+  MutexLock pq(vm.page_queues);
+  if (vm.free_count.load() + vm.cache_count.load() <= reserve) return nullptr;
+  for (Page* c = vm.cache.head; c != nullptr; c = c->q_next) {
+    Object* co = c->object;
+    const bool other = co != &object;
+    if (other && !co->mtx.try_lock()) continue;
+    if (c->any_busy() || c->hold_count != 0 || c->wire_count != 0) {
+      if (other) co->mtx.unlock();
+      continue;
+    }
+    pageq_remove(c);
+    page_remove(c);
+    if (other) co->mtx.unlock();
+    return c;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
+  object.mtx.assert_owned();
+  Vm& vm = object.vm;
+  const std::uint32_t reserve = (flags & kAllocSystem) != 0 ? 0 : vm.config().free_reserved;
+  Page* m = nullptr;
+  {
+    MutexLock f(vm.free_mtx);
+    if (vm.free_list.count != 0 &&
+        vm.free_count.load(std::memory_order_relaxed) + vm.cache_count.load(std::memory_order_relaxed) >
+            reserve) {
+      // Prezeroed pages sit at the tail, freed ones at the head.
+      m = (flags & kAllocZero) != 0 ? vm.free_list.tail : vm.free_list.head;
+      vm.free_list.unlink(m);
+      vm.free_count.fetch_sub(1, std::memory_order_relaxed);
+      m->queue = PageQueue::kNone;
+    }
+  }
+  if (m == nullptr && (flags & kAllocIfNotCached) == 0) m = reuse_cached(vm, object, reserve);
+  if (m == nullptr) {
+    wake_pagedaemon(vm);
+    return nullptr;
+  }
+  if (vm.count_min()) wake_pagedaemon(vm);
+  // The page is on no queue and in no object: nobody else can reach it.
+  const bool zeroed = (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0;
+  m->flags = zeroed ? kPgZero : 0;
+  m->act_count = 0;
+  m->valid = 0;
+  m->dirty = 0;
+  m->busy = 0;
+  m->oflags = kVpoBusy;
+  assert(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty());
+  page_insert(m, object, pindex);
+  return m;
+}
+
+void page_free(Page* m) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  if (m->object != nullptr) m->object->mtx.assert_owned();
+  assert(m->busy == 0 && "freeing a page with I/O in progress");
+  assert(m->wire_count == 0 && "freeing a wired page");
+  assert(m->pv.empty() && "freeing a mapped page");
+  assert(m->queue != PageQueue::kFree && "freeing a free page");
+  pageq_remove(m);
+  if (m->object != nullptr) page_remove(m);  // also clears VPO_BUSY, waking sleepers
+  m->valid = 0;
+  m->dirty = 0;
+  m->oflags = 0;
+  m->act_count = 0;
+  vm.counters().bump(vm.counters().v_tfree);
+  if (m->hold_count != 0) return;  // freed for real by the last page_unhold
+  m->flags = 0;
+  MutexLock f(vm.free_mtx);
+  m->queue = PageQueue::kFree;
+  vm.free_list.push_head(m);
+  vm.free_count.fetch_add(1, std::memory_order_relaxed);
+  wake_free_waiters(vm);
+}
+
+void vm_wait(Vm& vm, const char* wmesg) {
+  vm.counters().bump(vm.counters().v_vmwait);
+  wake_pagedaemon(vm);
+  MutexLock f(vm.free_mtx);
+  // Sleep while the shortage that sent us here lasts; page_free and
+  // page_cache wake us under free_mtx, so the check cannot miss them.
+  while (vm.count_severe()) {
+    ++vm.free_waiters;
+    locking::msleep(&vm.free_count, vm.free_mtx, wmesg);
+    --vm.free_waiters;
+  }
+}
+
+Page* page_lookup(Object& object, Pindex pindex) {
+  object.mtx.assert_owned();
+  auto it = object.pages.find(pindex);
+  return it != object.pages.end() ? it->second : nullptr;
+}
+
+void page_insert(Page* m, Object& object, Pindex pindex) {
+  object.mtx.assert_owned();
+  assert(m->object == nullptr && "inserting a page that has an object");
+  [[maybe_unused]] bool inserted = object.pages.emplace(pindex, m).second;
+  assert(inserted && "a page already exists at that pindex");
+  m->object = &object;
+  m->pindex = pindex;
+}
+
+void page_remove(Page* m) {
+  Object* o = m->object;
+  if (o == nullptr) return;
+  o->mtx.assert_owned();
+  if ((m->oflags & kVpoBusy) != 0) {
+    // vm_page_remove flashes a busy page: its sleepers must look again.
+    const bool wanted = (m->oflags & kVpoWanted) != 0;
+    m->oflags &= static_cast<std::uint8_t>(~(kVpoBusy | kVpoWanted));
+    if (wanted) locking::wakeup(m);
+  }
+  o->pages.erase(m->pindex);
+  m->object = nullptr;
+}
+
+void page_rename(Page* m, Object& new_object, Pindex new_pindex) {
+  new_object.mtx.assert_owned();
+  m->vm->page_queues.assert_owned();
+  page_remove(m);
+  page_insert(m, new_object, new_pindex);
+  page_dirty(m);
+}
+
+void page_busy(Page* m) {
+  m->object->mtx.assert_owned();
+  assert((m->oflags & kVpoBusy) == 0 && "page already busy");
+  m->oflags |= kVpoBusy;
+}
+
+void page_wakeup(Page* m) {
+  m->object->mtx.assert_owned();
+  assert((m->oflags & kVpoBusy) != 0 && "page not busy");
+  const bool wanted = (m->oflags & kVpoWanted) != 0;
+  m->oflags &= static_cast<std::uint8_t>(~(kVpoBusy | kVpoWanted));
+  if (wanted) locking::wakeup(m);
+}
+
+void page_io_start(Page* m) {
+  m->object->mtx.assert_owned();
+  ++m->busy;
+}
+
+void page_io_finish(Page* m) {
+  m->object->mtx.assert_owned();
+  assert(m->busy != 0);
+  if (--m->busy == 0 && (m->oflags & kVpoWanted) != 0) {
+    m->oflags &= static_cast<std::uint8_t>(~kVpoWanted);
+    locking::wakeup(m);
+  }
+}
+
+bool page_sleep_if_busy(Page* m, bool also_soft, const char* wmesg) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Object* o = m->object;
+  o->mtx.assert_owned();
+  if ((m->oflags & kVpoBusy) == 0 && !(also_soft && m->busy != 0)) return false;
+  {
+    // Whoever holds it busy is using it: keep it from looking idle.
+    MutexLock pq(m->vm->page_queues);
+    m->flags |= kPgReferenced;
+  }
+  m->oflags |= kVpoWanted;
+  locking::msleep(m, o->mtx, wmesg);
+  return true;
+}
+
+void pageq_remove(Page* m) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  switch (m->queue) {
+    case PageQueue::kActive: vm.active.unlink(m); break;
+    case PageQueue::kInactive: vm.inactive.unlink(m); break;
+    case PageQueue::kCache:
+      vm.cache.unlink(m);
+      vm.cache_count.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    case PageQueue::kFree: assert(false && "pageq_remove of a free page"); return;
+    case PageQueue::kNone: return;
+  }
+  m->queue = PageQueue::kNone;
+}
+
+void page_activate(Page* m) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  if (m->queue == PageQueue::kActive) return;
+  if (m->queue == PageQueue::kCache) vm.counters().bump(vm.counters().v_reactivated);
+  pageq_remove(m);
+  if (m->wire_count == 0) {
+    vm.active.push_tail(m);
+    m->queue = PageQueue::kActive;
+    if (m->act_count < 5) m->act_count = 5;  // ACT_INIT
+  }
+}
+
+void page_deactivate(Page* m) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  if (m->queue == PageQueue::kInactive) return;
+  if (m->wire_count == 0) {
+    if (m->queue == PageQueue::kCache) vm.counters().bump(vm.counters().v_reactivated);
+    pageq_remove(m);
+    vm.inactive.push_tail(m);
+    m->queue = PageQueue::kInactive;
+  }
+}
+
+void page_cache(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  m->object->mtx.assert_owned();
+  assert(!m->any_busy() && m->hold_count == 0 && m->wire_count == 0 && "caching a busy page");
+  assert(m->dirty == 0 && "caching a dirty page");
+  assert(m->pv.empty() && "caching a mapped page");
+  if (m->queue == PageQueue::kCache) return;
+  pageq_remove(m);
+  vm.cache.push_tail(m);
+  m->queue = PageQueue::kCache;
+  vm.cache_count.fetch_add(1, std::memory_order_relaxed);
+  vm.counters().bump(vm.counters().v_tcached);
+  MutexLock f(vm.free_mtx);
+  wake_free_waiters(vm);
+}
+
+void page_wire(Page* m) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  if (m->wire_count == 0) {
+    pageq_remove(m);
+    vm.wired_count.fetch_add(1, std::memory_order_relaxed);
+  }
+  ++m->wire_count;
+}
+
+void page_unwire(Page* m, bool activate) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  assert(m->wire_count != 0 && "unwiring an unwired page");
+  if (--m->wire_count != 0) return;
+  vm.wired_count.fetch_sub(1, std::memory_order_relaxed);
+  if (activate) {
+    vm.active.push_tail(m);
+    m->queue = PageQueue::kActive;
+  } else {
+    vm.inactive.push_tail(m);
+    m->queue = PageQueue::kInactive;
+  }
+}
+
+void page_hold(Page* m) {
+  m->vm->page_queues.assert_owned();
+  ++m->hold_count;
+}
+
+void page_unhold(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  assert(m->hold_count != 0);
+  if (--m->hold_count != 0 || m->object != nullptr || m->queue != PageQueue::kNone) return;
+  // Freed while held: free it for real now.
+  m->flags = 0;
+  MutexLock f(vm.free_mtx);
+  m->queue = PageQueue::kFree;
+  vm.free_list.push_head(m);
+  vm.free_count.fetch_add(1, std::memory_order_relaxed);
+  wake_free_waiters(vm);
+}
+
+void page_dirty(Page* m) {
+  m->object->mtx.assert_owned();
+  assert(m->queue != PageQueue::kCache && "dirtying a cached page");
+  m->dirty = kPageBitsAll;
+}
+
+void page_zero(Page* m) { std::memset(m->data, 0, m->vm->page_size()); }
+
+void page_copy(const Page* src, Page* dst) {
+  std::memcpy(dst->data, src->data, src->vm->page_size());
+}
+
+void page_zero_invalid(Page* m) {
+  m->object->mtx.assert_owned();
+  const std::uint32_t block = m->vm->page_size() / 8;
+  for (int b = 0; b < 8; ++b)
+    if ((m->valid & (1u << b)) == 0) std::memset(m->data + b * block, 0, block);
+  m->valid = kPageBitsAll;
+}
+
+}  // namespace faultline::vm

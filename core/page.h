@@ -1,0 +1,155 @@
+// Pages (FreeBSD vm_page.c): real bytes, validity and dirtiness, the two
+// kinds of busy, COW loans, wiring and holding, and the page queues.
+//
+// Who protects what (protocol.md):
+//   object, pindex, valid, dirty, oflags (VPO_*), busy   the owning object's mutex
+//   queue, flags (PG_*), wire/hold counts, cow, pv list   the page-queues mutex
+//   the free list and a free page's queue field          the free-queue mutex
+// The bytes are written only by the page's busy holder (zeroing, copying,
+// pager I/O) or by user writes through a writable pmap mapping (pmap lock).
+//
+// Every function states its locking preconditions and asserts them first.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "locking/locking.h"
+
+namespace faultline::vm {
+
+class Vm;
+class Object;
+class Pmap;
+
+using Pindex = std::uint64_t;
+
+enum class PageQueue : std::uint8_t { kNone, kFree, kInactive, kActive, kCache };
+const char* page_queue_name(PageQueue q) noexcept;
+
+// oflags: under the object lock.
+inline constexpr std::uint8_t kVpoBusy = 1;     // exclusively busy (VPO_BUSY)
+inline constexpr std::uint8_t kVpoWanted = 2;   // someone sleeps on the busy page
+inline constexpr std::uint8_t kVpoNosync = 4;   // dirty data need not be synced
+// flags: under the page-queues lock.
+inline constexpr std::uint8_t kPgZero = 1;        // known to be all zeros
+inline constexpr std::uint8_t kPgReferenced = 2;  // referenced since last scan
+inline constexpr std::uint8_t kPgWriteable = 4;   // may be mapped writable
+// valid / dirty: one bit per eighth of a page (DEV_BSIZE blocks for 4 KiB).
+inline constexpr std::uint8_t kPageBitsAll = 0xff;
+
+struct PvEntry {
+  Pmap* pmap;
+  std::uint64_t va;
+};
+
+struct Page {
+  // Fixed at boot.
+  Vm* vm = nullptr;
+  std::uint32_t index = 0;
+  std::byte* data = nullptr;
+
+  // Under the owning object's mutex.
+  Object* object = nullptr;
+  Pindex pindex = 0;
+  std::uint8_t valid = 0;
+  std::uint8_t dirty = 0;
+  std::uint8_t oflags = 0;
+  std::uint16_t busy = 0;  // I/O in progress (soft busy)
+
+  // Under the page-queues mutex.
+  PageQueue queue = PageQueue::kNone;
+  std::uint8_t flags = 0;
+  std::uint8_t act_count = 0;
+  std::uint16_t wire_count = 0;
+  std::uint16_t hold_count = 0;
+  std::uint32_t cow = 0;  // COW loans (vm_page_cowsetup; loans arrive with the pmap)
+  std::vector<PvEntry> pv;
+  Page* q_prev = nullptr;
+  Page* q_next = nullptr;
+
+  bool fully_valid() const noexcept { return valid == kPageBitsAll; }
+  bool any_busy() const noexcept { return (oflags & kVpoBusy) != 0 || busy != 0; }
+};
+
+// An intrusive FIFO of pages (one per queue).
+struct PageList {
+  Page* head = nullptr;
+  Page* tail = nullptr;
+  std::size_t count = 0;
+  void push_tail(Page* p) noexcept;
+  void push_head(Page* p) noexcept;
+  void unlink(Page* p) noexcept;
+};
+
+enum AllocFlags : unsigned {
+  kAllocNormal = 0,
+  kAllocZero = 1,         // prefer a prezeroed page (PG_ZERO is then set)
+  kAllocIfNotCached = 2,  // fail rather than reuse a cached page
+  kAllocSystem = 4,       // may dip into the reserve (pageout, pmap)
+};
+
+// ---- allocation (vm_page_alloc / vm_page_free / VM_WAIT) ----
+
+// Allocates a page for (object, pindex), inserted and VPO_BUSY, or nullptr
+// if free + cache pages are at the reserve.  Requires: object locked, not
+// the page queues.  May reuse a cached page of another object it can
+// try-lock.
+Page* page_alloc(Object& object, Pindex pindex, unsigned flags);
+// Frees a page: out of its object and queues, no mappings left.
+// Requires: the page's object (if any) locked, and the page queues.
+void page_free(Page* m);
+// Sleeps until free pages return (VM_WAIT).  Requires: no locks held.
+void vm_wait(Vm& vm, const char* wmesg = "vmwait");
+
+// ---- object membership (vm_page_lookup / insert / remove / rename) ----
+
+// Requires: object locked.
+Page* page_lookup(Object& object, Pindex pindex);
+void page_insert(Page* m, Object& object, Pindex pindex);
+// Requires: m's object locked.
+void page_remove(Page* m);
+// Moves m to (new_object, new_pindex), marking it dirty.  Requires: both
+// objects locked and the page queues.
+void page_rename(Page* m, Object& new_object, Pindex new_pindex);
+
+// ---- busy (VPO_BUSY and the I/O count) ----
+
+// Requires: m's object locked.
+void page_busy(Page* m);
+// Clears VPO_BUSY and wakes sleepers if VPO_WANTED (vm_page_wakeup).
+void page_wakeup(Page* m);
+void page_io_start(Page* m);
+void page_io_finish(Page* m);
+// If m is busy, sleeps on it until woken (the object lock is dropped while
+// asleep and held again on return) and returns true; otherwise returns false
+// at once.  `also_soft` includes the I/O count (vm_page_sleep_if_busy).
+// After a sleep m may have left the object: callers look it up again.
+bool page_sleep_if_busy(Page* m, bool also_soft, const char* wmesg);
+
+// ---- queues (requires: the page queues locked) ----
+
+void pageq_remove(Page* m);
+void page_activate(Page* m);
+void page_deactivate(Page* m);
+// Moves a clean, unbusy, unmapped page to the cache queue.  Also requires m's
+// object locked.
+void page_cache(Page* m);
+void page_wire(Page* m);
+// Unwires; at zero wirings the page goes to the active (activate) or inactive
+// queue.
+void page_unwire(Page* m, bool activate);
+void page_hold(Page* m);
+void page_unhold(Page* m);
+
+// ---- contents ----
+
+// Requires: m's object locked.
+void page_dirty(Page* m);
+void page_zero(Page* m);  // pmap_zero_page: all bytes zero (m busy)
+void page_copy(const Page* src, Page* dst);  // pmap_copy_page (dst busy)
+// Zeroes the invalid blocks and marks the page valid (vm_page_zero_invalid).
+void page_zero_invalid(Page* m);
+
+}  // namespace faultline::vm

@@ -1,0 +1,93 @@
+#include "core/vm.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace faultline::vm {
+
+using locking::MutexLock;
+
+std::string VmConfig::validate() const {
+  auto bad = [](const char* field, std::uint64_t v, const char* why) {
+    return std::string(field) + "=" + std::to_string(v) + ": " + why;
+  };
+  if (page_size < 512 || page_size > (1u << 20) || (page_size & (page_size - 1)) != 0)
+    return bad("page_size", page_size, "must be a power of two from 512 to 1048576");
+  if (npages < 16 || npages > (1u << 22))
+    return bad("npages", npages, "must be from 16 to 4194304");
+  if (static_cast<std::uint64_t>(npages) * page_size > (std::uint64_t{8} << 30))
+    return bad("npages", npages, "times page_size exceeds 8 GiB of simulated memory");
+  if (io_error_ppm > 1000000) return bad("io_error_ppm", io_error_ppm, "must be at most 1000000");
+  if (io_latency_us > 1000000) return bad("io_latency_us", io_latency_us, "must be at most 1000000");
+  if (!(free_reserved < free_severe && free_severe <= free_min && free_min <= free_target &&
+        free_target < npages))
+    return "thresholds must satisfy free_reserved < free_severe <= free_min <= free_target < npages"
+           " (got " + std::to_string(free_reserved) + ", " + std::to_string(free_severe) + ", " +
+           std::to_string(free_min) + ", " + std::to_string(free_target) + ", " +
+           std::to_string(npages) + ")";
+  return "";
+}
+
+namespace {
+
+VmConfig with_defaults(VmConfig c) {
+  const std::uint32_t unit = c.npages / 128 > 2 ? c.npages / 128 : 2;
+  if (c.free_reserved == 0) c.free_reserved = unit;
+  if (c.free_severe == 0) c.free_severe = c.free_reserved + unit;
+  if (c.free_min == 0) c.free_min = c.free_severe + 2 * unit;
+  if (c.free_target == 0) c.free_target = c.free_min + 4 * unit;
+  return c;
+}
+
+}  // namespace
+
+Vm::Vm(const VmConfig& config) : config_(with_defaults(config)) {
+  if (std::string err = config_.validate(); !err.empty())
+    throw std::invalid_argument("VmConfig: " + err);
+  declare_vm_lock_order();
+  memory_ = std::make_unique<std::byte[]>(std::size_t{config_.npages} * config_.page_size);  // zeroed
+  pages_.resize(config_.npages);
+  MutexLock f(free_mtx);
+  for (std::uint32_t i = 0; i < config_.npages; ++i) {
+    Page& p = pages_[i];
+    p.vm = this;
+    p.index = i;
+    p.data = memory_.get() + std::size_t{i} * config_.page_size;
+    p.flags = kPgZero;  // fresh memory is zero: prezeroed pages go at the tail
+    p.queue = PageQueue::kFree;
+    free_list.push_tail(&p);
+  }
+  free_count.store(config_.npages, std::memory_order_relaxed);
+}
+
+Vm::~Vm() {
+  if (const auto n = live_objects.load(); n != 0)
+    std::fprintf(stderr, "faultline: Vm destroyed with %lld live object(s)\n", static_cast<long long>(n));
+}
+
+std::uint32_t Vm::prezero_free_pages(std::uint32_t n) {
+  MutexLock f(free_mtx);
+  std::uint32_t done = 0;
+  // Unzeroed pages are at the head; zero them and move them to the tail.
+  for (std::size_t scanned = free_list.count; scanned != 0 && done < n; --scanned) {
+    Page* p = free_list.head;
+    if ((p->flags & kPgZero) != 0) break;
+    std::memset(p->data, 0, config_.page_size);
+    p->flags |= kPgZero;
+    free_list.unlink(p);
+    free_list.push_tail(p);
+    ++done;
+  }
+  return done;
+}
+
+std::uint32_t Vm::draw_ppm() noexcept {
+  // splitmix64 of (seed, sequence number)
+  std::uint64_t z = config_.seed + 0x9E3779B97F4A7C15ull * (draw_seq_.fetch_add(1) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<std::uint32_t>(z % 1000000);
+}
+
+}  // namespace faultline::vm

@@ -1,0 +1,101 @@
+// The machine: physical pages with real bytes, the page queues, the free pool
+// with its thresholds and VM_WAIT sleepers, and the counters.  Everything of
+// one simulated kernel lives in one Vm, so tests and runs are independent.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/counters.h"
+#include "core/locks.h"
+#include "core/page.h"
+#include "locking/locking.h"
+
+namespace faultline::vm {
+
+struct VmConfig {
+  std::uint32_t page_size = 4096;  // bytes, a power of two >= 512
+  std::uint32_t npages = 1024;     // physical pages
+  // Thresholds in pages; 0 picks a default from npages.
+  std::uint32_t free_reserved = 0;  // normal allocations fail at or below this
+  std::uint32_t free_severe = 0;    // the fault waits (VM_WAIT) below this
+  std::uint32_t free_min = 0;       // the pageout daemon is woken below this
+  std::uint32_t free_target = 0;    // the daemon frees up to this
+  std::uint64_t seed = 1;           // I/O error draws derive from it
+  std::uint32_t io_latency_us = 0;  // simulated pager latency per operation
+  std::uint32_t io_error_ppm = 0;   // pager I/O error rate, parts per million
+
+  // Empty if valid; otherwise a message naming the bad field and value.
+  std::string validate() const;
+};
+
+class Vm {
+ public:
+  explicit Vm(const VmConfig& config);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  const VmConfig& config() const noexcept { return config_; }
+  std::uint32_t page_size() const noexcept { return config_.page_size; }
+  std::uint32_t npages() const noexcept { return config_.npages; }
+  Page& page(std::uint32_t i) noexcept { return pages_[i]; }
+  Counters& counters() noexcept { return counters_; }
+  const Counters& counters() const noexcept { return counters_; }
+
+  // The page-queues mutex (vm_page_queue_mtx) and the free-queue mutex.
+  locking::Mutex page_queues{page_queues_lock_class, "page queues"};
+  locking::Mutex free_mtx{free_queue_lock_class, "free queue"};
+
+  // Queues.  active/inactive/cache under page_queues; free under free_mtx.
+  PageList active FL_GUARDED_BY(page_queues);
+  PageList inactive FL_GUARDED_BY(page_queues);
+  PageList cache FL_GUARDED_BY(page_queues);
+  PageList free_list FL_GUARDED_BY(free_mtx);
+
+  // Counts readable without locks (vm_page_count_severe reads them racily in
+  // the kernel too); written under the queue's lock.
+  std::atomic<std::uint32_t> free_count{0};
+  std::atomic<std::uint32_t> cache_count{0};
+  std::atomic<std::uint32_t> wired_count{0};
+  // Pages freed, VM_WAIT sleepers sleep on &free_count under free_mtx.
+  std::uint32_t free_waiters FL_GUARDED_BY(free_mtx) = 0;
+  // The pageout daemon sleeps on &pages_needed.
+  std::atomic<bool> pages_needed{false};
+
+  bool count_severe() const noexcept {
+    return free_count.load(std::memory_order_relaxed) + cache_count.load(std::memory_order_relaxed) <
+           config_.free_severe;
+  }
+  bool count_min() const noexcept {
+    return free_count.load(std::memory_order_relaxed) + cache_count.load(std::memory_order_relaxed) <
+           config_.free_min;
+  }
+
+  // Zeroes up to n free pages and marks them PG_ZERO (vm_page_zero_idle).
+  // Requires: no locks held.  Returns how many it zeroed.
+  std::uint32_t prezero_free_pages(std::uint32_t n);
+
+  // A deterministic draw in [0, 1e6) from the seed and a sequence number
+  // (for injected I/O errors); the sequence follows the schedule, so the same
+  // schedule draws the same values.
+  std::uint32_t draw_ppm() noexcept;
+
+  // Next object id (stable, deterministic names in reports).
+  std::uint64_t next_object_id() noexcept { return next_object_id_.fetch_add(1); }
+  // Live objects (for the invariant checker and leak tests).
+  std::atomic<std::int64_t> live_objects{0};
+
+ private:
+  VmConfig config_;
+  std::unique_ptr<std::byte[]> memory_;
+  std::vector<Page> pages_;
+  Counters counters_;
+  std::atomic<std::uint64_t> draw_seq_{0};
+  std::atomic<std::uint64_t> next_object_id_{1};
+};
+
+}  // namespace faultline::vm
