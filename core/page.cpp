@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/object.h"
+#include "core/pmap.h"
 #include "core/vm.h"
 
 namespace faultline::vm {
@@ -354,6 +355,67 @@ void page_zero_invalid(Page* m) {
   for (int b = 0; b < 8; ++b)
     if ((m->valid & (1u << b)) == 0) std::memset(m->data + b * block, 0, block);
   m->valid = kPageBitsAll;
+}
+
+void page_loan(Page* m) {
+  m->vm->page_queues.assert_owned();
+  page_wire(m);
+  ++m->cow;
+  pmap_remove_write(m);
+}
+
+void page_loan_end(Page* m) {
+  Vm& vm = *m->vm;
+  vm.page_queues.assert_owned();
+  assert(m->cow != 0 && "ending a loan that was not made");
+  if (m->object != nullptr) m->object->mtx.assert_owned();
+  --m->cow;
+  page_unwire(m, false);
+  if (m->wire_count == 0 && m->object == nullptr) {
+    // The object replaced it (cowfault): the lender's copy is ours to free.
+    pageq_remove(m);
+    page_free(m);
+  }
+}
+
+void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = *m->vm;
+  Object& object = *m->object;
+  const Pindex pindex = m->pindex;
+  object.mtx.assert_owned();
+  vm.page_queues.assert_owned();
+  for (;;) {
+    pmap_remove_all(m);
+    page_remove(m);
+    // Not from the cache: that path takes the page queues, which we hold.
+    Page* mnew = page_alloc(object, pindex, kAllocNormal | kAllocIfNotCached);
+    if (mnew == nullptr) {
+      page_insert(m, object, pindex);
+      vm.page_queues.unlock();
+      object.mtx.unlock();
+      vm_wait(vm, "cowflt");
+      object.mtx.lock();
+      vm.page_queues.lock();
+      if (page_lookup(object, pindex) == m) continue;
+      return;  // the page went away while we waited
+    }
+    mnew->oflags &= static_cast<std::uint8_t>(~kVpoBusy);  // VM_ALLOC_NOBUSY
+    if (m->cow == 0) {
+      // The loan ended while we waited for memory: put things back.
+      page_free(mnew);
+      page_insert(m, object, pindex);
+      return;
+    }
+    page_copy(m, mnew);
+    mnew->valid = kPageBitsAll;
+    page_dirty(mnew);
+    // The object's own wirings move to the copy; the loans stay with m.
+    const std::uint16_t object_wirings = static_cast<std::uint16_t>(m->wire_count - m->cow);
+    for (std::uint16_t i = 0; i < object_wirings; ++i) page_wire(mnew);
+    m->wire_count = static_cast<std::uint16_t>(m->cow);
+    if (object_wirings == 0) page_activate(mnew);
+    return;
+  }
 }
 
 }  // namespace faultline::vm

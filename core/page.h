@@ -11,6 +11,7 @@
 // Every function states its locking preconditions and asserts them first.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -54,7 +55,10 @@ struct Page {
   Object* object = nullptr;
   Pindex pindex = 0;
   std::uint8_t valid = 0;
-  std::uint8_t dirty = 0;
+  // Written under the object lock, and by the pmap under the page queues when
+  // it collects a mapping's modified bit (7.x did both); relaxed atomic so the
+  // model has no data race there by construction.
+  std::atomic<std::uint8_t> dirty{0};
   std::uint8_t oflags = 0;
   std::uint16_t busy = 0;  // I/O in progress (soft busy)
 
@@ -69,7 +73,13 @@ struct Page {
   Page* q_prev = nullptr;
   Page* q_next = nullptr;
 
+  Page() = default;
+  Page(const Page&) = delete;
+  Page& operator=(const Page&) = delete;
+  Page(Page&&) = delete;
+
   bool fully_valid() const noexcept { return valid == kPageBitsAll; }
+  bool is_dirty() const noexcept { return dirty.load(std::memory_order_relaxed) != 0; }
   bool any_busy() const noexcept { return (oflags & kVpoBusy) != 0 || busy != 0; }
 };
 
@@ -151,5 +161,18 @@ void page_zero(Page* m);  // pmap_zero_page: all bytes zero (m busy)
 void page_copy(const Page* src, Page* dst);  // pmap_copy_page (dst busy)
 // Zeroes the invalid blocks and marks the page valid (vm_page_zero_invalid).
 void page_zero_invalid(Page* m);
+
+// ---- page loans: page-based COW (vm_page_cowsetup / cowclear / cowfault) ----
+
+// Lends m read-only (zero-copy send): wires it, counts the loan and
+// write-protects every mapping.  Requires: the page queues.
+void page_loan(Page* m);
+// The loan is over: unwires, and frees m if the object let go of it meanwhile
+// (cowfault).  Requires: the page queues, and m's object locked if it has one.
+void page_loan_end(Page* m);
+// A write fault hit a loaned page: a private copy replaces m in its object
+// and the loaner keeps m.  Requires: m's object and the page queues locked;
+// may drop both to wait for memory and returns with both held.
+void page_cowfault(Page* m);
 
 }  // namespace faultline::vm

@@ -45,8 +45,9 @@ Vm::Vm(const VmConfig& config) : config_(with_defaults(config)) {
   if (std::string err = config_.validate(); !err.empty())
     throw std::invalid_argument("VmConfig: " + err);
   declare_vm_lock_order();
+  io_error_ppm_.store(config_.io_error_ppm, std::memory_order_relaxed);
   memory_ = std::make_unique<std::byte[]>(std::size_t{config_.npages} * config_.page_size);  // zeroed
-  pages_.resize(config_.npages);
+  pages_ = std::make_unique<Page[]>(config_.npages);
   MutexLock f(free_mtx);
   for (std::uint32_t i = 0; i < config_.npages; ++i) {
     Page& p = pages_[i];

@@ -83,6 +83,10 @@ class Vm {
   // (for injected I/O errors); the sequence follows the schedule, so the same
   // schedule draws the same values.
   std::uint32_t draw_ppm() noexcept;
+  // The injected pager I/O error rate, in parts per million (from the
+  // config; changeable while running, e.g. by a test).
+  std::uint32_t io_error_ppm() const noexcept { return io_error_ppm_.load(std::memory_order_relaxed); }
+  void set_io_error_ppm(std::uint32_t ppm) noexcept { io_error_ppm_.store(ppm, std::memory_order_relaxed); }
 
   // Next object id (stable, deterministic names in reports).
   std::uint64_t next_object_id() noexcept { return next_object_id_.fetch_add(1); }
@@ -92,9 +96,10 @@ class Vm {
  private:
   VmConfig config_;
   std::unique_ptr<std::byte[]> memory_;
-  std::vector<Page> pages_;
+  std::unique_ptr<Page[]> pages_;
   Counters counters_;
   std::atomic<std::uint64_t> draw_seq_{0};
+  std::atomic<std::uint32_t> io_error_ppm_{0};
   std::atomic<std::uint64_t> next_object_id_{1};
 };
 

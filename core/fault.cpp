@@ -1,0 +1,610 @@
+// The page fault, modelled on the seed (FreeBSD 7 vm_fault.c).  "seed Lnnn"
+// points into ../shared/reference/vm_fault.c.freebsd7.txt.
+//
+// The fault holds a changing set of locks (the map shared, the vnode shared,
+// the current object, sometimes the first object too), which Clang's static
+// analysis cannot follow; the functions here are excluded from it and rely on
+// the run-time checker instead: every lock is a locking/ lock, the object
+// chain is locked with lock_nested(depth), and ownership is asserted on entry
+// to every helper.
+#include "core/fault.h"
+
+#include <cassert>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/pager.h"
+#include "core/vm.h"
+
+namespace faultline::vm {
+
+using locking::MutexLock;
+
+namespace {
+
+constexpr int kReadAhead = 8;                                 // VM_FAULT_READ_AHEAD
+constexpr int kReadBehind = 7;                                // VM_FAULT_READ_BEHIND
+constexpr int kFaultRead = kReadAhead + kReadBehind + 1;      // VM_FAULT_READ
+constexpr int kPrefaultBack = 4, kPrefaultForward = 4;        // PFBAK, PFFOR
+
+struct FaultState {
+  Page* m = nullptr;
+  Object* object = nullptr;
+  Pindex pindex = 0;
+  std::uint32_t depth = 0;  // of `object` in the chain: its lock_nested key
+  Page* first_m = nullptr;
+  Object* first_object = nullptr;
+  Pindex first_pindex = 0;
+  Map* map = nullptr;
+  MapEntry* entry = nullptr;
+  bool lookup_still_valid = false;
+  Vnode* vp = nullptr;
+};
+
+// seed L135: the page is no longer needed: unbusy it and let pageout have it.
+void release_page(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
+  fs.object->mtx.assert_owned();
+  page_wakeup(fs.m);
+  {
+    MutexLock pq(fs.m->vm->page_queues);
+    page_deactivate(fs.m);
+  }
+  fs.m = nullptr;
+}
+
+// seed L145.
+void unlock_map(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
+  if (fs.lookup_still_valid) {
+    map_lookup_done(*fs.map);
+    fs.lookup_still_valid = false;
+  }
+}
+
+void unlock_vnode(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
+  if (fs.vp != nullptr) {
+    fs.vp->lock.sunlock();
+    fs.vp = nullptr;
+  }
+}
+
+// Frees the placeholder page left busy in the first object while the search
+// went down the chain.  Requires: nothing held.
+void free_first_m(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
+  fs.first_object->mtx.lock();
+  {
+    MutexLock pq(fs.first_object->vm.page_queues);
+    page_free(fs.first_m);
+  }
+  object_pip_wakeup(*fs.first_object);
+  fs.first_object->mtx.unlock();
+  fs.first_m = nullptr;
+}
+
+// seed L154: drop everything the fault holds.  Requires: fs.object locked.
+void unlock_and_deallocate(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
+  fs.object->mtx.assert_owned();
+  object_pip_wakeup(*fs.object);
+  fs.object->mtx.unlock();
+  if (fs.object != fs.first_object) free_first_m(fs);
+  object_deallocate(fs.first_object);
+  unlock_map(fs);
+  unlock_vnode(fs);
+}
+
+// vnode_pager_lock: if a vnode object is in first_object's chain, lock its
+// vnode shared (map -> vnode -> object: the object is unlocked around it) and
+// return it.  Requires: first_object locked; returns with it locked.
+Vnode* vnode_pager_lock(Object* first_object) FL_NO_THREAD_SAFETY_ANALYSIS {
+  first_object->mtx.assert_owned();
+  Object* o = first_object;
+  std::uint32_t depth = 0;
+  while (o != nullptr && o->type != ObjectType::kVnode) {
+    Object* backing = o->backing_object;
+    if (backing != nullptr) backing->mtx.lock_nested(depth + 1);
+    if (o != first_object) o->mtx.unlock();
+    o = backing;
+    ++depth;
+  }
+  if (o == nullptr) return nullptr;
+  Vnode* vp = (o->flags & kObjDead) != 0 ? nullptr : static_cast<Vnode*>(o->handle);
+  if (o != first_object) o->mtx.unlock();
+  if (vp == nullptr) return nullptr;
+  first_object->mtx.unlock();
+  vp->lock.slock();
+  first_object->mtx.lock();
+  return vp;
+}
+
+// seed L1214 (vm_fault_additional_pages): around m, allocate busy pages the
+// pager says it also has, stopping at resident ones.  Returns the count in
+// marray and m's index in *reqpage.  Requires: m's object locked.  Never
+// sleeps.
+int additional_pages(Page* m, int rbehind, int rahead, Page** marray, int* reqpage)
+    FL_NO_THREAD_SAFETY_ANALYSIS {
+  Object& object = *m->object;
+  object.mtx.assert_owned();
+  const Pindex pindex = m->pindex;
+  int cbehind = 0, cahead = 0;
+  if (!pager_has_page(object, pindex, &cbehind, &cahead)) return 0;
+  if (cbehind == 0 && cahead == 0) {
+    *reqpage = 0;
+    marray[0] = m;
+    return 1;
+  }
+  if (rahead > cahead) rahead = cahead;
+  if (rbehind > cbehind) rbehind = cbehind;
+  int i = 0;
+  if (pindex > 0) {
+    Pindex startpindex = rbehind > static_cast<int>(pindex) ? 0 : pindex - static_cast<Pindex>(rbehind);
+    // Stop behind at the nearest resident page.
+    auto it = object.pages.find(pindex);
+    if (it != object.pages.begin()) {
+      Pindex prev = std::prev(it)->first;
+      if (prev >= startpindex) startpindex = prev + 1;
+    }
+    // Allocate from pindex-1 down; on failure keep the ones made so far,
+    // moved to the front of the array.
+    for (Pindex t = pindex; t > startpindex; --t, ++i) {
+      Page* rtm = page_alloc(object, t - 1, kAllocNormal | kAllocIfNotCached);
+      if (rtm == nullptr) {
+        for (int j = 0; j < i; ++j) marray[j] = marray[j + static_cast<int>(t - startpindex)];
+        break;
+      }
+      marray[t - 1 - startpindex] = rtm;
+    }
+  }
+  marray[i] = m;
+  *reqpage = i;
+  ++i;
+  Pindex t = pindex + 1;
+  Pindex endpindex = t + static_cast<Pindex>(rahead);
+  auto it = object.pages.upper_bound(pindex);
+  if (it != object.pages.end() && it->first < endpindex) endpindex = it->first;
+  if (endpindex > object.size) endpindex = object.size;
+  for (; t < endpindex; ++t, ++i) {
+    Page* rtm = page_alloc(object, t, kAllocNormal | kAllocIfNotCached);
+    if (rtm == nullptr) break;
+    marray[i] = rtm;
+  }
+  return i;
+}
+
+// seed L932 (vm_fault_prefault): map up to PFBAK + PFFOR resident, valid,
+// unbusy neighbours read-only, looking down the chain of default objects.
+// Requires: the map share-locked (entry stable), nothing else.
+void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THREAD_SAFETY_ANALYSIS {
+  const std::uint64_t ps = pmap.vm.page_size();
+  static constexpr int kOrder[] = {-1, 1, -2, 2, -3, 3, -4, 4};
+  std::uint64_t starta = addra >= kPrefaultBack * ps ? addra - kPrefaultBack * ps : 0;
+  if (starta < entry.start) starta = entry.start;
+  for (int d : kOrder) {
+    if (d < 0 && addra < static_cast<std::uint64_t>(-d) * ps) continue;
+    const std::uint64_t addr = addra + static_cast<std::int64_t>(d) * static_cast<std::int64_t>(ps);
+    if (addr > addra + kPrefaultForward * ps) continue;
+    if (addr < starta || addr >= entry.end) continue;
+    if (!pmap_is_prefaultable(pmap, addr)) continue;
+    Pindex pindex = (addr - entry.start) / ps + entry.offset;
+    Object* lobject = entry.object;
+    std::uint32_t depth = 0;
+    lobject->mtx.lock();
+    Page* m = nullptr;
+    while ((m = page_lookup(*lobject, pindex)) == nullptr && lobject->type == ObjectType::kDefault &&
+           lobject->backing_object != nullptr) {
+      Object* backing = lobject->backing_object;
+      pindex += lobject->backing_offset;
+      backing->mtx.lock_nested(++depth);
+      lobject->mtx.unlock();
+      lobject = backing;
+    }
+    if (m == nullptr) {
+      // Give up at the first neighbour not in memory.
+      lobject->mtx.unlock();
+      break;
+    }
+    if (m->fully_valid() && m->busy == 0 && (m->oflags & kVpoBusy) == 0) {
+      MutexLock pq(pmap.vm.page_queues);
+      // A page in the cache queue stays there: it must not be mapped.
+      if (m->queue != PageQueue::kCache) pmap_enter_quick(pmap, addr, m, entry.protection);
+    }
+    lobject->mtx.unlock();
+  }
+}
+
+[[noreturn]] void fatal(const char* what, std::uint64_t va) {
+  std::fprintf(stderr, "faultline: vm_fault: %s, addr 0x%llx\n%s", what,
+               static_cast<unsigned long long>(va), locking::dump_all_locks().c_str());
+  std::abort();
+}
+
+}  // namespace
+
+Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned fault_flags)
+    FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = map.vm;
+  Counters& cnt = vm.counters();
+  const std::uint32_t ps = vm.page_size();
+  vaddr &= ~static_cast<std::uint64_t>(ps - 1);
+  bool hardfault = false;
+  cnt.bump(cnt.v_vm_faults);
+  auto fail = [&](Kern k) {
+    cnt.bump(cnt.v_fault_errors);
+    return k;
+  };
+
+  for (;;) {  // RetryFault
+    FaultState fs;
+    fs.map = &map;
+    // seed L233-272: find the object and offset to start from.
+    Lookup lk;
+    Kern result = map_lookup(map, vaddr, fault_type, &lk);
+    if (result != Kern::kSuccess) {
+      if (result != Kern::kProtectionFailure || (fault_flags & kFaultWireMask) != kFaultUserWire)
+        return fail(result);  // (no stack to grow in this model)
+      // A user wire of a read-only COW segment: COW it now, against the
+      // maximum protection, or the wirer could never write it.
+      result = map_lookup(map, vaddr, kProtRead | kProtWrite | kProtOverrideWrite, &lk);
+      if (result != Kern::kSuccess) return fail(result);
+      if ((lk.entry->protection & kProtWrite) == 0)
+        lk.entry->max_protection.fetch_and(static_cast<std::uint8_t>(~kProtWrite),
+                                           std::memory_order_relaxed);
+    }
+    fs.entry = lk.entry;
+    fs.first_object = lk.object;
+    fs.first_pindex = lk.pindex;
+    std::uint8_t prot = lk.prot;
+    const bool wired = lk.wired;
+    const std::uint32_t map_generation = map.timestamp;
+    if ((fs.entry->eflags & kEntryNofault) != 0) fatal("fault on nofault entry", vaddr);
+
+    // seed L293-307: a reference keeps the first object alive once the map is
+    // unlocked; paging in progress keeps it from being truncated under us.
+    fs.first_object->mtx.lock();
+    object_reference_locked(*fs.first_object);
+    fs.vp = vnode_pager_lock(fs.first_object);
+    object_pip_add(*fs.first_object, 1);
+    fs.lookup_still_valid = true;
+    if (wired) fault_type = prot;
+    fs.first_m = nullptr;
+
+    // The search down the chain for the page.
+    fs.object = fs.first_object;
+    fs.pindex = fs.first_pindex;
+    fs.depth = 0;
+    bool retry = false;
+    for (;;) {
+      // seed L323: the object is being terminated.
+      if ((fs.object->flags & kObjDead) != 0) {
+        unlock_and_deallocate(fs);
+        return fail(Kern::kProtectionFailure);
+      }
+      fs.m = page_lookup(*fs.object, fs.pindex);
+      bool readrest = false;
+      if (fs.m != nullptr) {
+        std::unique_lock<locking::Mutex> pq(vm.page_queues);
+        // seed L343-350: page-based COW (a loaned page) in the top object.
+        if (fs.m->cow != 0 && (fault_type & kProtWrite) != 0 && fs.object == fs.first_object) {
+          page_cowfault(fs.m);
+          pq.unlock();
+          unlock_and_deallocate(fs);
+          cnt.retry(Retry::kCowLoan);
+          retry = true;
+          break;
+        }
+        // seed L368-400: busy either way (VPO_BUSY or I/O): drop everything,
+        // sleep on the page if it is still the page there, and start over.
+        if (fs.m->any_busy()) {
+          pq.unlock();
+          fs.object->mtx.unlock();
+          if (fs.object != fs.first_object) free_first_m(fs);
+          unlock_map(fs);
+          unlock_vnode(fs);
+          fs.object->mtx.lock();
+          if (fs.m == page_lookup(*fs.object, fs.pindex)) page_sleep_if_busy(fs.m, true, "vmpfw");
+          object_pip_wakeup(*fs.object);
+          fs.object->mtx.unlock();
+          cnt.bump(cnt.v_intrans);
+          object_deallocate(fs.first_object);
+          cnt.retry(Retry::kBusyPage);
+          retry = true;
+          break;
+        }
+        // seed L401-416: ours now; off its queue, busy, and if not fully
+        // valid, read the rest.
+        pageq_remove(fs.m);
+        pq.unlock();
+        page_busy(fs.m);
+        if (!fs.m->fully_valid()) {
+          readrest = true;
+        } else {
+          break;  // found
+        }
+      }
+      const bool trypager =
+          fs.object->type != ObjectType::kDefault && ((fault_flags & kFaultWireMask) == 0 || wired);
+      if (!readrest && (trypager || fs.object == fs.first_object)) {
+        // seed L423-427: past the end of the object (truncated): SIGBUS.
+        if (fs.pindex >= fs.object->size) {
+          unlock_and_deallocate(fs);
+          return fail(Kern::kProtectionFailure);
+        }
+        // seed L433-447: allocate, unless memory is severely short.
+        fs.m = nullptr;
+        if (!vm.count_severe())
+          fs.m = page_alloc(*fs.object, fs.pindex,
+                            (fs.vp != nullptr || fs.object->backing_object != nullptr) ? kAllocNormal
+                                                                                       : kAllocZero);
+        if (fs.m == nullptr) {
+          unlock_and_deallocate(fs);
+          vm_wait(vm, "pfault");
+          cnt.retry(Retry::kNoFreePage);
+          retry = true;
+          break;
+        }
+        if (fs.m->fully_valid()) break;
+      }
+
+      // readrest: seed L462-631, ask the pager.
+      if (trypager) {
+        int behind = 0, ahead = 0;
+        const Behavior behavior = fs.entry->behavior;
+        if (behavior != Behavior::kRandom) {
+          behind = static_cast<int>((vaddr - fs.entry->start) / ps);
+          if (behind > kReadBehind) behind = kReadBehind;
+          ahead = static_cast<int>((fs.entry->end - vaddr) / ps) - 1;
+          if (ahead > kReadAhead) ahead = kReadAhead;
+        }
+        // Sequential access: cache or deactivate the pages behind us in the
+        // first object (they will not be wanted again soon).
+        const Pindex lastr = fs.entry->lastr.load(std::memory_order_relaxed);
+        const bool sequential =
+            behavior == Behavior::kSequential ||
+            (behavior != Behavior::kRandom && fs.pindex >= lastr && fs.pindex < lastr + kFaultRead);
+        bool first_locked_here = false;
+        if (sequential && (fs.first_object == fs.object ||
+                           (first_locked_here = fs.first_object->mtx.try_lock()))) {
+          const Pindex firstpindex =
+              fs.first_pindex < 2 * kFaultRead ? 0 : fs.first_pindex - 2 * kFaultRead;
+          MutexLock pq(vm.page_queues);
+          for (Pindex t = fs.first_pindex; t > firstpindex; --t) {
+            Page* mt = page_lookup(*fs.first_object, t - 1);
+            if (mt == nullptr || !mt->fully_valid()) break;
+            if (mt->any_busy() || mt->hold_count != 0 || mt->wire_count != 0) continue;
+            pmap_remove_all(mt);
+            if (mt->is_dirty())
+              page_deactivate(mt);
+            else
+              page_cache(mt);
+          }
+          ahead += behind;
+          behind = 0;
+        }
+        if (first_locked_here) fs.first_object->mtx.unlock();
+
+        // seed L545-566: cluster with busy neighbours, then let go of the map
+        // and call the pager; the object stays referenced and the pages busy.
+        Page* marray[kFaultRead];
+        int reqpage = 0;
+        const int faultcount = additional_pages(fs.m, behind, ahead, marray, &reqpage);
+        fs.entry->lastr.store(fs.pindex + static_cast<Pindex>(faultcount) - static_cast<Pindex>(behind),
+                              std::memory_order_relaxed);
+        unlock_map(fs);
+        const PagerResult rv = faultcount != 0 ? pager_get_pages(*fs.object, marray, faultcount, reqpage)
+                                               : PagerResult::kFail;
+        if (rv == PagerResult::kOk) {
+          // seed L579-583: the pager may have replaced the page; look again.
+          fs.m = page_lookup(*fs.object, fs.pindex);
+          if (fs.m == nullptr) {
+            unlock_and_deallocate(fs);
+            cnt.retry(Retry::kPagerPageGone);
+            retry = true;
+            break;
+          }
+          hardfault = true;
+          break;  // found
+        }
+        // seed L601-620: an I/O error or a page the pager cannot have.
+        if (rv == PagerResult::kError || rv == PagerResult::kBad) {
+          {
+            MutexLock pq(vm.page_queues);
+            page_free(fs.m);
+          }
+          fs.m = nullptr;
+          unlock_and_deallocate(fs);
+          return fail(rv == PagerResult::kError ? Kern::kFailure : Kern::kProtectionFailure);
+        }
+        // seed L621-630: not here below the top object: free our page and go
+        // on down.  In the top object the busy page stays, so nobody else
+        // inserts one there meanwhile.
+        if (fs.object != fs.first_object) {
+          MutexLock pq(vm.page_queues);
+          page_free(fs.m);
+          fs.m = nullptr;
+        }
+      }
+
+      // seed L637-682: on to the backing object, locked before this one is
+      // unlocked; at the end of the chain, zero-fill in the first object.
+      if (fs.object == fs.first_object) fs.first_m = fs.m;
+      fs.pindex += fs.object->backing_offset;
+      Object* next = fs.object->backing_object;
+      if (next == nullptr) {
+        if (fs.object != fs.first_object) {
+          object_pip_wakeup(*fs.object);
+          fs.object->mtx.unlock();
+          fs.object = fs.first_object;
+          fs.pindex = fs.first_pindex;
+          fs.m = fs.first_m;
+          fs.depth = 0;
+          fs.object->mtx.lock();
+        }
+        fs.first_m = nullptr;
+        // The page is busy, on no queue and unmapped: its flags are ours.
+        if ((fs.m->flags & kPgZero) == 0)
+          page_zero(fs.m);
+        else
+          cnt.bump(cnt.v_ozfod);
+        cnt.bump(cnt.v_zfod);
+        fs.m->valid = kPageBitsAll;
+        break;  // found
+      }
+      assert(next != fs.object && "object loop");
+      next->mtx.lock_nested(fs.depth + 1);
+      object_pip_add(*next, 1);
+      if (fs.object != fs.first_object) object_pip_wakeup(*fs.object);
+      fs.object->mtx.unlock();
+      fs.object = next;
+      ++fs.depth;
+    }
+    if (retry) continue;
+
+    // PAGE HAS BEEN FOUND (seed L685); fs.object is locked, fs.m busy.
+    assert((fs.m->oflags & kVpoBusy) != 0 && "vm_fault: not busy after main loop");
+
+    // seed L698-784: the page lives in a backing object.
+    if (fs.object != fs.first_object) {
+      if ((fault_type & kProtWrite) != 0) {
+        // Writing: the first object needs its own copy.  If the backing
+        // object has no other user and no name, move the page up instead.
+        bool first_locked = false;
+        if (fs.object->shadow_count == 1 && fs.object->ref_count == 1 && fs.object->handle == nullptr &&
+            (fs.object->type == ObjectType::kDefault || fs.object->type == ObjectType::kSwap) &&
+            (first_locked = fs.first_object->mtx.try_lock()) &&
+            fs.object == fs.first_object->backing_object) {
+          {
+            MutexLock pq(vm.page_queues);
+            page_free(fs.first_m);
+            page_rename(fs.m, *fs.first_object, fs.first_pindex);
+          }
+          page_busy(fs.m);
+          fs.first_m = fs.m;
+          fs.m = nullptr;
+          cnt.bump(cnt.v_cow_optim);
+        } else {
+          page_copy(fs.m, fs.first_m);
+          fs.first_m->valid = kPageBitsAll;
+        }
+        if (fs.m != nullptr) release_page(fs);
+        object_pip_wakeup(*fs.object);
+        fs.object->mtx.unlock();
+        fs.object = fs.first_object;
+        fs.pindex = fs.first_pindex;
+        fs.m = fs.first_m;
+        fs.depth = 0;
+        if (!first_locked) fs.object->mtx.lock();
+        cnt.bump(cnt.v_cow_faults);
+      } else {
+        // Reading: map the backing page read-only.
+        prot &= static_cast<std::uint8_t>(~kProtWrite);
+      }
+    }
+
+    // seed L790-839: the map was unlocked for the pager; is our lookup still
+    // what the map says?
+    if (!fs.lookup_still_valid) {
+      if (!map_trylock_read(map)) {
+        release_page(fs);
+        unlock_and_deallocate(fs);
+        cnt.retry(Retry::kMapTryLockFailed);
+        continue;
+      }
+      fs.lookup_still_valid = true;
+      if (map.timestamp != map_generation) {
+        Lookup rl;
+        result = map_lookup_locked(map, vaddr, fault_type, &rl);
+        if (result != Kern::kSuccess) {
+          release_page(fs);
+          unlock_and_deallocate(fs);
+          if (result == Kern::kFailure) {
+            // The re-lookup would have had to block: start over.
+            cnt.retry(Retry::kMapLookupFailed);
+            continue;
+          }
+          return fail(result);
+        }
+        fs.entry = rl.entry;
+        if (rl.object != fs.first_object || rl.pindex != fs.first_pindex) {
+          release_page(fs);
+          unlock_and_deallocate(fs);
+          cnt.retry(Retry::kMapChanged);
+          continue;
+        }
+        // Write -> read while unlocked: we may no longer map it writable.
+        prot &= rl.prot;
+      }
+    }
+
+    // seed L840-868.
+    if ((prot & kProtWrite) != 0) {
+      object_set_writeable_dirty(*fs.object);
+      if ((fs.entry->eflags & kEntryNosync) != 0) {
+        if (!fs.m->is_dirty()) fs.m->oflags |= kVpoNosync;
+      } else {
+        fs.m->oflags &= static_cast<std::uint8_t>(~kVpoNosync);
+      }
+      if ((fault_flags & kFaultDirty) != 0) {
+        page_dirty(fs.m);
+        pager_page_unswapped(fs.m);
+      }
+    }
+
+    // seed L873-883.
+    assert((fs.m->oflags & kVpoBusy) != 0 && "vm_fault: page not busy");
+    if (!fs.m->fully_valid()) {
+      page_zero_invalid(fs.m);
+      std::fprintf(stderr, "faultline: vm_fault: page %u partially invalid on fault\n", fs.m->index);
+    }
+    fs.object->mtx.unlock();
+
+    // seed L891-913: into the pmap; neighbours too; then where pageout can
+    // see it, or wired.
+    pmap_enter(map.pmap, vaddr, fs.m, prot, wired);
+    if ((fault_flags & kFaultWireMask) == 0 && !wired) prefault(map.pmap, vaddr, *fs.entry);
+    fs.object->mtx.lock();
+    {
+      MutexLock pq(vm.page_queues);
+      fs.m->flags |= kPgReferenced;
+      if ((fault_flags & kFaultWireMask) != 0) {
+        if (wired)
+          page_wire(fs.m);
+        else
+          page_unwire(fs.m, true);
+      } else {
+        page_activate(fs.m);
+      }
+    }
+    page_wakeup(fs.m);
+
+    // seed L917-923.
+    unlock_and_deallocate(fs);
+    cnt.bump(hardfault ? cnt.v_majflt : cnt.v_minflt);
+    return Kern::kSuccess;
+  }
+}
+
+Kern vm_fault_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user_wire) {
+  const std::uint32_t ps = map.vm.page_size();
+  // For a user wire only read access is asked on read-only sections.
+  for (std::uint64_t va = start; va < end; va += ps) {
+    Kern rv = vm_fault(map, va, user_wire ? kProtRead : kProtRead | kProtWrite,
+                       user_wire ? kFaultUserWire : kFaultChangeWiring);
+    if (rv != Kern::kSuccess) {
+      if (va != start) vm_fault_unwire(map, start, va);
+      return rv;
+    }
+  }
+  return Kern::kSuccess;
+}
+
+void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end) {
+  const std::uint32_t ps = map.vm.page_size();
+  // Wired pages stay mapped, so the pmap finds them.
+  for (std::uint64_t va = start; va < end; va += ps) {
+    Page* m = pmap_extract(map.pmap, va);
+    if (m == nullptr) continue;
+    pmap_change_wiring(map.pmap, va, false);
+    MutexLock pq(map.vm.page_queues);
+    page_unwire(m, true);
+  }
+}
+
+}  // namespace faultline::vm

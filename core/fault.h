@@ -1,0 +1,27 @@
+// The page fault (FreeBSD vm_fault.c, the seed): vm_fault, wiring, and the
+// copy of a wired entry at fork.  See fault.cpp for the path, branch by branch.
+#pragma once
+
+#include <cstdint>
+
+#include "core/map.h"
+
+namespace faultline::vm {
+
+// fault_flags (VM_FAULT_*).
+inline constexpr unsigned kFaultNormal = 0;
+inline constexpr unsigned kFaultChangeWiring = 1;  // kernel wire / unwire
+inline constexpr unsigned kFaultUserWire = 2;      // mlock
+inline constexpr unsigned kFaultWireMask = kFaultChangeWiring | kFaultUserWire;
+inline constexpr unsigned kFaultDirty = 8;         // dirty the page now
+
+// vm_fault: makes the page at vaddr present in map's pmap with at least
+// `fault_type` access, or says why not.  Requires: no locks held.
+Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned fault_flags);
+
+// vm_fault_wire / vm_fault_unwire over [start, end).  Require: no locks held
+// (the map's entries in the range are kept in place by the caller).
+Kern vm_fault_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user_wire);
+void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end);
+
+}  // namespace faultline::vm

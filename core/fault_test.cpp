@@ -1,0 +1,591 @@
+// vm_fault, path by path (protocol.md's table).  Each test forces one path,
+// asserts its outcome and asserts the path's counter moved.  Races after the
+// pager are arranged from the kIo schedule point, which the pager passes
+// with the map and the object unlocked, exactly the window the seed's
+// re-validation (L790-838) exists for.
+#include "core/fault.h"
+
+#include <atomic>
+#include <functional>
+#include <thread>
+
+#include "core/pager.h"
+#include "core/test_util.h"
+
+namespace faultline::vm {
+namespace {
+
+using locking::MutexLock;
+using testing::CoreTest;
+
+constexpr std::uint64_t kBase = 0x100000;
+
+class FaultTest : public CoreTest {
+ protected:
+  void SetUp() override {
+    CoreTest::SetUp();
+    map_ = std::make_unique<Map>(vm(), kBase, kBase + (1ull << 30));
+  }
+  void TearDown() override {
+    locking::set_point_hook(nullptr, nullptr);
+    map_remove_all(*map_);
+    map_.reset();
+    CoreTest::TearDown();
+  }
+  Map& map() { return *map_; }
+  std::uint64_t ps() { return vm().page_size(); }
+
+  std::uint64_t mmap_anon(std::uint64_t pages, std::uint8_t prot = kProtRead | kProtWrite) {
+    std::uint64_t va = 0;
+    EXPECT_EQ(map_mmap(map(), &va, pages * ps(), nullptr, 0, prot, kProtAll, 0, Inherit::kCopy),
+              Kern::kSuccess);
+    return va;
+  }
+  std::uint64_t mmap_object(Object* o, std::uint64_t pages, std::uint8_t prot, std::uint16_t eflags = 0) {
+    std::uint64_t va = 0;
+    EXPECT_EQ(map_mmap(map(), &va, pages * ps(), o, 0, prot, kProtAll, eflags, Inherit::kCopy),
+              Kern::kSuccess);
+    return va;
+  }
+
+  // A user load / store through the MMU, faulting as needed.
+  Kern load(std::uint64_t va, std::uint64_t* v) {
+    for (int i = 0; i < 100; ++i) {
+      if (pmap_access(map().pmap, va, false, v)) return Kern::kSuccess;
+      if (Kern r = vm_fault(map(), va, kProtRead, kFaultNormal); r != Kern::kSuccess) return r;
+    }
+    return Kern::kFailure;
+  }
+  Kern store(std::uint64_t va, std::uint64_t v) {
+    for (int i = 0; i < 100; ++i) {
+      if (pmap_access(map().pmap, va, true, &v)) return Kern::kSuccess;
+      if (Kern r = vm_fault(map(), va, kProtRead | kProtWrite, kFaultNormal); r != Kern::kSuccess) return r;
+    }
+    return Kern::kFailure;
+  }
+  std::uint64_t retries(Retry r) { return vm().counters().retries_of(r); }
+  Counters& cnt() { return vm().counters(); }
+
+  // Runs `f` once, at the first pager I/O (object and map unlocked).
+  void at_first_io(std::function<void()> f) {
+    io_action_ = std::move(f);
+    locking::set_point_hook(
+        [](const locking::PointInfo& info, void* ctx) {
+          auto* self = static_cast<FaultTest*>(ctx);
+          if (info.point != locking::Point::kIo || !self->io_action_) return;
+          auto f = std::move(self->io_action_);
+          self->io_action_ = nullptr;
+          f();
+        },
+        this);
+  }
+
+  // A swap object of `pages` pages whose contents are word i = tag + pindex,
+  // laundered to swap and no longer resident.
+  Object* swap_object(Pindex pages, std::uint64_t tag) {
+    Object* o = object_allocate(vm(), ObjectType::kDefault, pages);
+    MutexLock l(o->mtx);
+    std::vector<Page*> ms;
+    for (Pindex i = 0; i < pages; ++i) {
+      Page* m = page_alloc(*o, i, kAllocNormal);
+      std::uint64_t v = tag + i;
+      std::memcpy(m->data, &v, sizeof v);
+      m->valid = kPageBitsAll;
+      page_dirty(m);
+      page_wakeup(m);
+      page_io_start(m);
+      ms.push_back(m);
+    }
+    std::vector<PagerResult> rt(ms.size());
+    pager_put_pages(*o, ms.data(), static_cast<int>(ms.size()), rt.data());
+    MutexLock pq(vm().page_queues);
+    for (Page* m : ms) {
+      page_io_finish(m);
+      page_free(m);
+    }
+    EXPECT_EQ(o->type, ObjectType::kSwap);
+    return o;
+  }
+
+  std::function<void()> io_action_;
+  std::unique_ptr<Map> map_;
+};
+
+// ---- L233-272: lookup ----
+
+TEST_F(FaultTest, LookupFailuresAreReturned) {
+  EXPECT_EQ(vm_fault(map(), kBase + 123 * ps(), kProtRead, kFaultNormal), Kern::kInvalidAddress);
+  std::uint64_t ro = mmap_anon(1, kProtRead);
+  EXPECT_EQ(vm_fault(map(), ro, kProtWrite, kFaultNormal), Kern::kProtectionFailure);
+  EXPECT_EQ(cnt().v_fault_errors.load(), 2u);
+  std::uint64_t v = 1;
+  EXPECT_EQ(load(ro, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+}
+
+TEST_F(FaultTest, UserWireOfInaccessibleSegmentForcesCowAgainstMaxProtection) {
+  std::uint64_t va = mmap_anon(1, kProtNone);
+  // A normal fault on PROT_NONE fails; a user wire retries the lookup with
+  // OVERRIDE_WRITE against max_protection, and since the entry is not
+  // writable the max protection loses write (seed L256-271).
+  EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kProtectionFailure);
+  map_lock(map());
+  map().lookup_entry(va)->wired_count = 1;  // as vm_map_wire marks it first
+  map_unlock(map());
+  EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultUserWire), Kern::kSuccess);
+  {
+    locking::SxSharedLock l(map().lock);
+    const MapEntry* e = map().lookup_entry(va);
+    EXPECT_EQ(e->max_protection.load() & kProtWrite, 0);
+  }
+  vm_fault_unwire(map(), va, va + ps());
+  map_lock(map());
+  map().lookup_entry(va)->wired_count = 0;
+  map_unlock(map());
+}
+
+// ---- L276 ----
+
+using FaultDeathTest = FaultTest;
+TEST_F(FaultDeathTest, NofaultEntryIsFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::uint64_t va = 0;
+  ASSERT_EQ(map_mmap(map(), &va, ps(), nullptr, 0, kProtRead, kProtAll, kEntryNofault, Inherit::kCopy),
+            Kern::kSuccess);
+  EXPECT_DEATH(vm_fault(map(), va, kProtRead, kFaultNormal), "fault on nofault entry");
+}
+
+// ---- L323 ----
+
+TEST_F(FaultTest, DeadObjectIsAProtectionFailure) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
+  std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  {
+    // A forced termination in progress (vnode reclaim marks the object dead
+    // while mappings remain).
+    MutexLock l(o->mtx);
+    o->flags |= kObjDead;
+  }
+  EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kProtectionFailure);
+  MutexLock l(o->mtx);
+  o->flags &= static_cast<std::uint16_t>(~kObjDead);
+}
+
+// ---- L343-350: page loans ----
+
+TEST_F(FaultTest, WriteToALoanedPageCopiesItAndRetries) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 41), Kern::kSuccess);
+  Page* loaned = pmap_extract(map().pmap, va);
+  Object* o = loaned->object;
+  {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_loan(loaned);  // a zero-copy send of the page
+  }
+  ASSERT_EQ(store(va, 42), Kern::kSuccess);
+  EXPECT_EQ(retries(Retry::kCowLoan), 1u);
+  Page* fresh = pmap_extract(map().pmap, va);
+  EXPECT_NE(fresh, loaned);
+  std::uint64_t lent = 0, now = 0;
+  std::memcpy(&lent, loaned->data, sizeof lent);
+  EXPECT_EQ(lent, 41u);  // the loaner still sends what it was lent
+  EXPECT_EQ(load(va, &now), Kern::kSuccess);
+  EXPECT_EQ(now, 42u);
+  {
+    MutexLock pq(vm().page_queues);
+    EXPECT_EQ(loaned->object, nullptr);
+    page_loan_end(loaned);  // and then it is freed
+    EXPECT_EQ(loaned->queue, PageQueue::kFree);
+  }
+}
+
+// ---- L368-400: busy page ----
+
+TEST_F(FaultTest, BusyPageSleepsThenRetries) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 7), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va);
+  Object* o = m->object;
+  pmap_remove(map().pmap, va, va + ps());
+  {
+    MutexLock l(o->mtx);
+    page_busy(m);  // someone else's busy page
+  }
+  std::atomic<bool> done{false};
+  std::thread faulter([&] {
+    EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kSuccess);
+    done = true;
+  });
+  while (locking::sleepers(m) == 0) std::this_thread::yield();
+  EXPECT_FALSE(done.load());
+  {
+    MutexLock l(o->mtx);
+    page_wakeup(m);
+  }
+  faulter.join();
+  EXPECT_EQ(retries(Retry::kBusyPage), 1u);
+  EXPECT_EQ(cnt().v_intrans.load(), 1u);
+  std::uint64_t v = 0;
+  EXPECT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7u);
+}
+
+TEST_F(FaultTest, SoftBusyPageAlsoSleeps) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 8), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va);
+  Object* o = m->object;
+  pmap_remove(map().pmap, va, va + ps());
+  {
+    MutexLock l(o->mtx);
+    page_io_start(m);  // a pageout in flight
+  }
+  std::thread faulter([&] { EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kSuccess); });
+  while (locking::sleepers(m) == 0) std::this_thread::yield();
+  {
+    MutexLock l(o->mtx);
+    page_io_finish(m);
+  }
+  faulter.join();
+  EXPECT_EQ(retries(Retry::kBusyPage), 1u);
+}
+
+// ---- L423-427: past the end ----
+
+TEST_F(FaultTest, PastTheEndOfTheObjectIsSigbus) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+  std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);  // mapping longer than the object
+  std::uint64_t v = 0;
+  EXPECT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(vm_fault(map(), va + 2 * ps(), kProtRead, kFaultNormal), Kern::kProtectionFailure);
+}
+
+// ---- L433-447: no free page ----
+
+TEST_F(FaultTest, SevereShortageWaitsForMemoryThenRetries) {
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (page_alloc(*hog, i, kAllocNormal) != nullptr) ++i;
+  }
+  ASSERT_TRUE(vm().count_severe());
+  std::uint64_t va = mmap_anon(1);
+  std::atomic<bool> done{false};
+  std::thread faulter([&] {
+    EXPECT_EQ(vm_fault(map(), va, kProtWrite | kProtRead, kFaultNormal), Kern::kSuccess);
+    done = true;
+  });
+  while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
+  EXPECT_FALSE(done.load());
+  {
+    MutexLock l(hog->mtx);
+    MutexLock pq(vm().page_queues);
+    while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
+  }
+  faulter.join();
+  EXPECT_EQ(retries(Retry::kNoFreePage), 1u);
+  EXPECT_GE(cnt().v_vmwait.load(), 1u);
+  object_deallocate(hog);
+}
+
+// ---- L462-566: the pager, read-ahead, major faults ----
+
+TEST_F(FaultTest, SwapInReadsTheClusterAround) {
+  Object* o = swap_object(64, 1000);
+  std::uint64_t va = mmap_object(o, 64, kProtRead | kProtWrite);
+  std::uint64_t v = 0;
+  // Far from lastr (0): not sequential, so 7 behind + the page + 8 ahead.
+  ASSERT_EQ(load(va + 40 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 1040u);
+  EXPECT_EQ(cnt().v_majflt.load(), 1u);
+  EXPECT_EQ(cnt().v_pageins.load(), 1u);
+  EXPECT_EQ(cnt().v_pgpgin.load(), 16u);
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(o->pages.size(), 16u);
+    EXPECT_NE(page_lookup(*o, 33), nullptr);
+    EXPECT_NE(page_lookup(*o, 48), nullptr);
+    EXPECT_EQ(page_lookup(*o, 49), nullptr);
+  }
+  // Prefault mapped resident neighbours; faulting the others is minor.
+  EXPECT_NE(pmap_extract(map().pmap, va + 39 * ps()), nullptr);
+  ASSERT_EQ(load(va + 47 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 1047u);
+  EXPECT_EQ(cnt().v_majflt.load(), 1u);
+  EXPECT_GE(cnt().v_minflt.load(), 1u);
+}
+
+TEST_F(FaultTest, FaultNearLastrReadsAheadOnly) {
+  Object* o = swap_object(64, 1500);
+  std::uint64_t va = mmap_object(o, 64, kProtRead);
+  std::uint64_t v = 0;
+  // pindex 5 is within VM_FAULT_READ of lastr (0): treated as sequential,
+  // read-behind (5) folds into read-ahead (8) (seed L481-524): pages 5..18.
+  ASSERT_EQ(load(va + 5 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 1505u);
+  EXPECT_EQ(cnt().v_pgpgin.load(), 14u);
+  MutexLock l(o->mtx);
+  EXPECT_EQ(page_lookup(*o, 4), nullptr);
+  EXPECT_NE(page_lookup(*o, 18), nullptr);
+  EXPECT_EQ(page_lookup(*o, 19), nullptr);
+}
+
+TEST_F(FaultTest, RandomBehaviourReadsOnlyThePage) {
+  Object* o = swap_object(16, 2000);
+  std::uint64_t va = mmap_object(o, 16, kProtRead);
+  ASSERT_EQ(map_madvise(map(), va, va + 16 * ps(), Behavior::kRandom), Kern::kSuccess);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + 5 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 2005u);
+  EXPECT_EQ(cnt().v_pgpgin.load(), 1u);
+}
+
+TEST_F(FaultTest, SequentialBehaviourCachesPagesBehind) {
+  Object* o = swap_object(64, 3000);
+  std::uint64_t va = mmap_object(o, 64, kProtRead);
+  ASSERT_EQ(map_madvise(map(), va, va + 64 * ps(), Behavior::kSequential), Kern::kSuccess);
+  std::uint64_t v = 0;
+  for (Pindex i = 0; i < 64; i += 8) {
+    ASSERT_EQ(load(va + i * ps(), &v), Kern::kSuccess);
+    EXPECT_EQ(v, 3000u + i);
+  }
+  EXPECT_GT(cnt().v_tcached.load(), 0u);
+}
+
+// ---- L601-620: pager error ----
+
+TEST_F(FaultTest, PagerErrorFailsTheFault) {
+  Object* o = swap_object(4, 4000);
+  std::uint64_t va = mmap_object(o, 4, kProtRead);
+  vm().set_io_error_ppm(1000000);  // every I/O fails
+  EXPECT_EQ(vm_fault(map(), va + ps(), kProtRead, kFaultNormal), Kern::kFailure);
+  EXPECT_EQ(cnt().v_fault_errors.load(), 1u);
+  {
+    MutexLock l(o->mtx);
+    EXPECT_TRUE(o->pages.empty());  // the page and its cluster were freed
+  }
+  vm().set_io_error_ppm(0);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 4001u);  // swap still has it
+}
+
+// ---- L621-682: down the chain; zero fill ----
+
+TEST_F(FaultTest, ZeroFillUsesPrezeroedPages) {
+  std::uint64_t va = mmap_anon(2);
+  std::uint64_t v = 5;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+  EXPECT_EQ(cnt().v_zfod.load(), 1u);
+  EXPECT_EQ(cnt().v_ozfod.load(), 1u);  // fresh memory is prezeroed
+  EXPECT_EQ(cnt().v_minflt.load(), 1u);
+}
+
+TEST_F(FaultTest, PagerMissBelowTheTopZeroFillsInTheTop) {
+  // A shadow (default) over a swap object that lacks page 3.
+  Object* base = swap_object(3, 5000);
+  {
+    MutexLock l(base->mtx);
+    base->size = 8;
+  }
+  object_reference(*base);
+  Object* top = base;
+  Pindex off = 0;
+  object_shadow(&top, &off, 8);
+  object_deallocate(base);  // the shadow holds it now
+  std::uint64_t va = mmap_object(top, 8, kProtRead | kProtWrite);
+  std::uint64_t v = 9;
+  ASSERT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+  EXPECT_EQ(cnt().v_zfod.load(), 1u);
+  {
+    MutexLock l(top->mtx);
+    EXPECT_NE(page_lookup(*top, 3), nullptr);  // zero-filled in the top object
+  }
+  {
+    MutexLock l(base->mtx);
+    EXPECT_EQ(page_lookup(*base, 3), nullptr);  // the miss freed its page
+  }
+  ASSERT_EQ(load(va + 1 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 5001u);  // found below, mapped read-only from the backing object
+}
+
+// ---- L698-784: COW ----
+
+TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+  std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
+  ASSERT_EQ(store(a, 100), Kern::kSuccess);
+  ASSERT_EQ(store(a + ps(), 101), Kern::kSuccess);
+  // What fork does to both sides: a second reference, COW | NEEDS_COPY,
+  // writes taken away from existing translations.
+  object_reference(*o);
+  std::uint64_t b = mmap_object(o, 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  {
+    map_lock(map());
+    map().lookup_entry(a)->eflags |= kEntryCow | kEntryNeedsCopy;
+    map_unlock(map());
+    pmap_protect(map().pmap, a, a + 2 * ps(), kProtRead);
+  }
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(b, &v), Kern::kSuccess);  // read through NEEDS_COPY: no copy
+  EXPECT_EQ(v, 100u);
+  EXPECT_EQ(cnt().v_cow_faults.load(), 0u);
+  ASSERT_EQ(store(a, 200), Kern::kSuccess);  // a's shadow, o still shared: copy
+  EXPECT_EQ(cnt().v_cow_faults.load(), 1u);
+  EXPECT_EQ(cnt().v_cow_optim.load(), 0u);
+  ASSERT_EQ(load(b, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 100u);  // b never sees a's write
+  ASSERT_EQ(store(b, 300), Kern::kSuccess);  // b's shadow: o now backs two shadows: copy
+  EXPECT_EQ(cnt().v_cow_faults.load(), 2u);
+  // Unmapping a drops a's shadow; o is left with one shadow and one
+  // reference, so b's next COW moves the page up instead of copying it.
+  ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
+  ASSERT_EQ(store(b + ps(), 301), Kern::kSuccess);
+  EXPECT_EQ(cnt().v_cow_faults.load(), 3u);
+  EXPECT_EQ(cnt().v_cow_optim.load(), 1u);
+  ASSERT_EQ(load(b, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 300u);
+  ASSERT_EQ(load(b + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 301u);
+}
+
+// ---- L790-839: the map after the pager ----
+
+TEST_F(FaultTest, MapTryLockFailureRetries) {
+  Object* o = swap_object(1, 6000);
+  std::uint64_t va = mmap_object(o, 1, kProtRead);
+  std::atomic<bool> release{false};
+  std::thread writer;
+  at_first_io([&] {
+    // Another thread takes the map exclusively while the pager runs.
+    std::atomic<bool> held{false};
+    writer = std::thread([&] {
+      map_lock(map());
+      held = true;
+      while (!release) std::this_thread::yield();
+      map_unlock(map());
+    });
+    while (!held) std::this_thread::yield();
+  });
+  std::thread releaser([&] {
+    while (retries(Retry::kMapTryLockFailed) == 0) std::this_thread::yield();
+    release = true;
+  });
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 6000u);
+  releaser.join();
+  writer.join();
+  EXPECT_EQ(retries(Retry::kMapTryLockFailed), 1u);
+}
+
+TEST_F(FaultTest, MapChangedToAnotherObjectRetries) {
+  Object* o = swap_object(1, 7000);
+  std::uint64_t va = mmap_object(o, 1, kProtRead);
+  at_first_io([&] {
+    // Unmapped, and another object mapped at the same place, while the
+    // pager ran.
+    ASSERT_EQ(map_munmap(map(), va, va + ps()), Kern::kSuccess);
+    std::uint64_t again = va;
+    Object* other = object_allocate(vm(), ObjectType::kDefault, 1);
+    ASSERT_EQ(map_mmap(map(), &again, ps(), other, 0, kProtRead, kProtAll, 0, Inherit::kCopy),
+              Kern::kSuccess);
+  });
+  std::uint64_t v = 1;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);  // the new mapping's zero-filled page
+  EXPECT_EQ(retries(Retry::kMapChanged), 1u);
+  EXPECT_EQ(retries(Retry::kMapLookupFailed), 0u);
+}
+
+TEST_F(FaultTest, MapLookupThatWouldBlockRetries) {
+  Object* o = swap_object(1, 8000);
+  std::uint64_t va = mmap_object(o, 1, kProtRead | kProtWrite);
+  at_first_io([&] {
+    // A fork happened meanwhile: the entry is now COW and NEEDS_COPY, which
+    // a write can only resolve with the map exclusively locked.
+    object_reference(*o);
+    std::uint64_t child = 0;
+    ASSERT_EQ(map_mmap(map(), &child, ps(), o, 0, kProtRead | kProtWrite, kProtAll,
+                       kEntryCow | kEntryNeedsCopy, Inherit::kCopy),
+              Kern::kSuccess);
+    map_lock(map());
+    map().lookup_entry(va)->eflags |= kEntryCow | kEntryNeedsCopy;
+    map_unlock(map());
+  });
+  ASSERT_EQ(store(va, 8001), Kern::kSuccess);
+  EXPECT_EQ(retries(Retry::kMapLookupFailed), 1u);
+  EXPECT_EQ(cnt().v_cow_faults.load(), 1u);
+}
+
+TEST_F(FaultTest, MapProtectionLoweredDuringThePagerFailsTheWrite) {
+  Object* o = swap_object(1, 9000);
+  std::uint64_t va = mmap_object(o, 1, kProtRead | kProtWrite);
+  at_first_io([&] { ASSERT_EQ(map_protect(map(), va, va + ps(), kProtRead), Kern::kSuccess); });
+  EXPECT_EQ(vm_fault(map(), va, kProtRead | kProtWrite, kFaultNormal), Kern::kProtectionFailure);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);  // still readable, contents intact
+  EXPECT_EQ(v, 9000u);
+}
+
+// ---- L840-913 ----
+
+TEST_F(FaultTest, NosyncAndDirtyFlags) {
+  std::uint64_t va = 0;
+  ASSERT_EQ(map_mmap(map(), &va, ps(), nullptr, 0, kProtRead | kProtWrite, kProtAll, kEntryNosync,
+                     Inherit::kCopy),
+            Kern::kSuccess);
+  ASSERT_EQ(vm_fault(map(), va, kProtRead | kProtWrite, kFaultDirty), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va);
+  MutexLock l(m->object->mtx);
+  EXPECT_TRUE(m->oflags & kVpoNosync);  // was clean when the write came
+  EXPECT_TRUE(m->is_dirty());
+}
+
+TEST_F(FaultTest, WiringWiresAndUnwiringActivates) {
+  std::uint64_t va = mmap_anon(3);
+  {
+    map_lock(map());
+    map().lookup_entry(va)->wired_count = 1;  // as vm_map_wire marks it
+    map_unlock(map());
+  }
+  ASSERT_EQ(vm_fault_wire(map(), va, va + 3 * ps(), false), Kern::kSuccess);
+  for (int i = 0; i < 3; ++i) {
+    Page* m = pmap_extract(map().pmap, va + i * ps());
+    ASSERT_NE(m, nullptr);
+    MutexLock pq(vm().page_queues);
+    EXPECT_EQ(m->wire_count, 1);
+    EXPECT_EQ(m->queue, PageQueue::kNone);
+  }
+  EXPECT_EQ(vm().wired_count.load(), 3u);
+  vm_fault_unwire(map(), va, va + 3 * ps());
+  {
+    map_lock(map());
+    map().lookup_entry(va)->wired_count = 0;
+    map_unlock(map());
+  }
+  EXPECT_EQ(vm().wired_count.load(), 0u);
+  MutexLock pq(vm().page_queues);
+  EXPECT_EQ(vm().active.count, 3u);
+}
+
+TEST_F(FaultTest, PrefaultMapsResidentNeighbours) {
+  std::uint64_t va = mmap_anon(8);
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(store(va + i * ps(), static_cast<std::uint64_t>(i)), Kern::kSuccess);
+  pmap_remove(map().pmap, va, va + 8 * ps());
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + 4 * ps(), &v), Kern::kSuccess);
+  // PFBAK / PFFOR: up to 4 either side, read-only.
+  for (int i = 0; i < 8; ++i) EXPECT_NE(pmap_extract(map().pmap, va + i * ps()), nullptr) << i;
+  v = 0;
+  EXPECT_TRUE(pmap_access(map().pmap, va + 1 * ps(), false, &v));
+  EXPECT_EQ(v, 1u);
+  EXPECT_FALSE(pmap_access(map().pmap, va + 1 * ps(), true, &v));  // prefaulted read-only
+}
+
+}  // namespace
+}  // namespace faultline::vm

@@ -1,0 +1,232 @@
+#include "core/pager.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "core/vm.h"
+
+namespace faultline::vm {
+
+using locking::MutexLock;
+
+const char* pager_result_name(PagerResult r) noexcept {
+  switch (r) {
+    case PagerResult::kOk: return "VM_PAGER_OK";
+    case PagerResult::kFail: return "VM_PAGER_FAIL";
+    case PagerResult::kError: return "VM_PAGER_ERROR";
+    case PagerResult::kBad: return "VM_PAGER_BAD";
+  }
+  return "?";
+}
+
+Vnode::Vnode(Vm& v, std::uint64_t sz) : vm(v), size(sz), contents(sz) {}
+
+Vnode::~Vnode() { assert(object == nullptr && "destroying a vnode whose object is alive"); }
+
+Object* vnode_pager_alloc(Vnode& vp) {
+  const std::uint32_t ps = vp.vm.page_size();
+  locking::SxExclusiveLock vl(vp.lock);
+  if (vp.object == nullptr) {
+    Object* o = object_allocate(vp.vm, ObjectType::kVnode, (vp.size + ps - 1) / ps);
+    MutexLock l(o->mtx);
+    o->handle = &vp;
+    vp.object = o;
+  }
+  object_reference(*vp.object);
+  return vp.object;
+}
+
+void vnode_release_object(Vnode& vp) {
+  Object* o = nullptr;
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    o = vp.object;
+    vp.object = nullptr;
+  }
+  if (o != nullptr) {
+    {
+      MutexLock l(o->mtx);
+      o->handle = nullptr;
+    }
+    object_deallocate(o);
+  }
+}
+
+namespace {
+
+// The simulated device: time passes, and the operation may fail.
+bool do_io(Vm& vm, const void* what) {
+  locking::schedule_point(locking::Point::kIo, what, vm.config().io_latency_us);
+  const std::uint32_t rate = vm.io_error_ppm();
+  return rate == 0 || vm.draw_ppm() >= rate;
+}
+
+Vnode* vnode_of(Object& o) FL_REQUIRES(o.mtx) { return static_cast<Vnode*>(o.handle); }
+
+// Settles the non-requested pages of a get_pages call.
+void finish_others(Object& o, Page** m, int count, int reqpage, bool ok) FL_REQUIRES(o.mtx) {
+  MutexLock pq(o.vm.page_queues);
+  for (int i = 0; i < count; ++i) {
+    if (i == reqpage) continue;
+    if (!ok) {
+      page_free(m[i]);
+      continue;
+    }
+    // Read-ahead pages: inactive, unless someone already wants them.
+    if ((m[i]->oflags & kVpoWanted) != 0)
+      page_activate(m[i]);
+    else
+      page_deactivate(m[i]);
+    page_wakeup(m[i]);
+  }
+}
+
+}  // namespace
+
+bool pager_has_page(Object& o, Pindex pindex, int* before, int* after) {
+  o.mtx.assert_owned();
+  if (before != nullptr) *before = 0;
+  if (after != nullptr) *after = 0;
+  switch (o.type) {
+    case ObjectType::kDefault:
+    case ObjectType::kDead: return false;
+    case ObjectType::kSwap: {
+      if (o.swap.count(pindex) == 0) return false;
+      if (before != nullptr)
+        for (Pindex p = pindex; p > 0 && o.swap.count(p - 1) != 0 && *before < 16; --p) ++*before;
+      if (after != nullptr)
+        for (Pindex p = pindex + 1; o.swap.count(p) != 0 && *after < 16; ++p) ++*after;
+      return true;
+    }
+    case ObjectType::kVnode: {
+      // Every page inside the file exists on "disk".
+      if (pindex >= o.size) return false;
+      if (before != nullptr) *before = static_cast<int>(pindex < 16 ? pindex : 16);
+      if (after != nullptr) {
+        Pindex left = o.size - pindex - 1;
+        *after = static_cast<int>(left < 16 ? left : 16);
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_THREAD_SAFETY_ANALYSIS {
+  o.mtx.assert_owned();
+  Vm& vm = o.vm;
+  const std::uint32_t ps = vm.page_size();
+  for (int i = 0; i < count; ++i) assert((m[i]->oflags & kVpoBusy) != 0 && m[i]->object == &o);
+  vm.counters().bump(vm.counters().v_pageins);
+  if (o.type == ObjectType::kSwap) {
+    // Swap metadata is read under the object lock; the "device" then
+    // transfers with the object unlocked.
+    std::vector<std::vector<std::byte>> blocks(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      auto it = o.swap.find(m[i]->pindex);
+      if (it == o.swap.end()) {
+        finish_others(o, m, count, reqpage, false);
+        return PagerResult::kFail;
+      }
+      blocks[static_cast<std::size_t>(i)] = it->second;
+    }
+    object_pip_add(o, 1);
+    o.mtx.unlock();
+    const bool ok = do_io(vm, &o);
+    if (ok)
+      for (int i = 0; i < count; ++i) std::memcpy(m[i]->data, blocks[static_cast<std::size_t>(i)].data(), ps);
+    o.mtx.lock();
+    object_pip_wakeup(o);
+    if (!ok) {
+      finish_others(o, m, count, reqpage, false);
+      return PagerResult::kError;
+    }
+    for (int i = 0; i < count; ++i) m[i]->valid = kPageBitsAll;
+    vm.counters().bump(vm.counters().v_pgpgin, static_cast<std::uint64_t>(count));
+    finish_others(o, m, count, reqpage, true);
+    return PagerResult::kOk;
+  }
+  if (o.type == ObjectType::kVnode) {
+    Vnode* vp = vnode_of(o);
+    if (vp == nullptr || m[reqpage]->pindex >= o.size) {
+      finish_others(o, m, count, reqpage, false);
+      return PagerResult::kBad;
+    }
+    object_pip_add(o, 1);
+    o.mtx.unlock();
+    bool ok;
+    {
+      // The caller holds the vnode lock (the fault takes it shared through
+      // vnode_pager_lock), so the file cannot be truncated under the read.
+      vp->lock.assert_locked();
+      ok = do_io(vm, &o);
+      if (ok) {
+        for (int i = 0; i < count; ++i) {
+          const std::uint64_t off = m[i]->pindex * ps;
+          const std::uint64_t file_size = vp->size;
+          const std::uint64_t n = off >= file_size ? 0 : std::min<std::uint64_t>(ps, file_size - off);
+          if (n != 0) std::memcpy(m[i]->data, vp->contents.data() + off, n);
+          if (n < ps) std::memset(m[i]->data + n, 0, ps - n);  // zeros past EOF
+        }
+      }
+    }
+    o.mtx.lock();
+    object_pip_wakeup(o);
+    if (!ok) {
+      finish_others(o, m, count, reqpage, false);
+      return PagerResult::kError;
+    }
+    for (int i = 0; i < count; ++i) m[i]->valid = kPageBitsAll;
+    vm.counters().bump(vm.counters().v_pgpgin, static_cast<std::uint64_t>(count));
+    finish_others(o, m, count, reqpage, true);
+    return PagerResult::kOk;
+  }
+  finish_others(o, m, count, reqpage, false);
+  return PagerResult::kFail;
+}
+
+void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_THREAD_SAFETY_ANALYSIS {
+  o.mtx.assert_owned();
+  Vm& vm = o.vm;
+  const std::uint32_t ps = vm.page_size();
+  vm.counters().bump(vm.counters().v_pageouts);
+  if (o.type == ObjectType::kDefault) o.type = ObjectType::kSwap;  // default_pager -> swap
+  std::vector<std::vector<std::byte>> blocks(static_cast<std::size_t>(count));
+  Vnode* vp = o.type == ObjectType::kVnode ? vnode_of(o) : nullptr;
+  object_pip_add(o, 1);
+  o.mtx.unlock();
+  // The pages are soft busy and write-protected: their bytes are stable.
+  for (int i = 0; i < count; ++i) {
+    auto& b = blocks[static_cast<std::size_t>(i)];
+    b.assign(m[i]->data, m[i]->data + ps);
+  }
+  std::vector<bool> ok(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) ok[static_cast<std::size_t>(i)] = do_io(vm, m[i]);
+  if (vp != nullptr) {
+    locking::SxExclusiveLock vl(vp->lock);
+    for (int i = 0; i < count; ++i) {
+      if (!ok[static_cast<std::size_t>(i)]) continue;
+      const std::uint64_t off = m[i]->pindex * ps;
+      if (off >= vp->size) continue;  // truncated meanwhile: nothing to write
+      const std::uint64_t n = std::min<std::uint64_t>(ps, vp->size - off);
+      std::memcpy(vp->contents.data() + off, blocks[static_cast<std::size_t>(i)].data(), n);
+    }
+  }
+  o.mtx.lock();
+  object_pip_wakeup(o);
+  for (int i = 0; i < count; ++i) {
+    const bool good = ok[static_cast<std::size_t>(i)];
+    rtvals[i] = good ? PagerResult::kOk : PagerResult::kError;
+    if (good && vp == nullptr) o.swap[m[i]->pindex] = std::move(blocks[static_cast<std::size_t>(i)]);
+  }
+  vm.counters().bump(vm.counters().v_pgpgout, static_cast<std::uint64_t>(count));
+}
+
+void pager_page_unswapped(Page* m) {
+  Object* o = m->object;
+  o->mtx.assert_owned();
+  if (o->type == ObjectType::kSwap) o->swap.erase(m->pindex);
+}
+
+}  // namespace faultline::vm

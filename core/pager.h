@@ -1,0 +1,67 @@
+// Pagers (FreeBSD vm_pager.c, default_pager.c, swap_pager.c, vnode_pager.c).
+//
+//   default  nothing behind it: zero fill.  Becomes a swap object the first
+//            time one of its pages is laundered.
+//   swap     keeps laundered page contents; has_page reports how many
+//            contiguous neighbours it also has (before / after).
+//   vnode    a file with a size and contents; reads zeros past EOF within the
+//            last page; writes back dirty pages.
+//
+// All I/O happens with the object unlocked and the pages busy (VPO_BUSY for
+// page-ins, the soft busy count for page-outs), passes a schedule point of
+// kind kIo with the configured latency (where a deterministic scheduler
+// advances virtual time and a thread run may delay), and fails with
+// probability io_error_ppm, drawn from the run's seed.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/locks.h"
+#include "core/object.h"
+#include "locking/locking.h"
+
+namespace faultline::vm {
+
+class Vm;
+
+enum class PagerResult : std::uint8_t { kOk, kFail, kError, kBad };
+const char* pager_result_name(PagerResult r) noexcept;
+
+// A file: size in bytes and contents, under its (sleepable) vnode lock.
+class Vnode {
+ public:
+  Vnode(Vm& vm, std::uint64_t size);
+  ~Vnode();
+  Vnode(const Vnode&) = delete;
+  Vnode& operator=(const Vnode&) = delete;
+
+  Vm& vm;
+  locking::SxLock lock{vnode_lock_class, "vnode"};
+  std::uint64_t size FL_GUARDED_BY(lock);
+  std::vector<std::byte> contents FL_GUARDED_BY(lock);  // size bytes
+  Object* object = nullptr;  // its VM object (vnode_pager_alloc), one reference held by the vnode
+};
+
+// vnode_pager_alloc: the vnode's object, made on first use; returns it with a
+// new reference for the caller.  Requires: nothing held.
+Object* vnode_pager_alloc(Vnode& vp);
+// Drops the vnode's own reference on its object (vrele of the last user).
+void vnode_release_object(Vnode& vp);
+
+// vm_pager_has_page.  Requires: o locked.
+bool pager_has_page(Object& o, Pindex pindex, int* before, int* after) FL_REQUIRES(o.mtx);
+// vm_pager_get_pages: fills pages m[0..count) (all VPO_BUSY, consecutive
+// pindexes, m[reqpage] the one asked for).  On kOk every page is valid, the
+// others are activated or deactivated and unbusied; on failure the others are
+// freed and m[reqpage] is left to the caller.  Requires: o locked (dropped
+// during the I/O and held again on return).
+PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_REQUIRES(o.mtx);
+// vm_pager_put_pages: writes pages m[0..count) (soft busy, write-protected by
+// the caller) back; per-page results in `rtvals`.  A default object becomes
+// a swap object.  Requires: o locked (dropped during the I/O).
+void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_REQUIRES(o.mtx);
+// vm_pager_page_unswapped: the page was dirtied; its swap copy is stale.
+void pager_page_unswapped(Page* m);
+
+}  // namespace faultline::vm
