@@ -9,6 +9,7 @@
 #include <functional>
 #include <thread>
 
+#include "core/invariants.h"
 #include "core/pager.h"
 #include "core/test_util.h"
 
@@ -28,7 +29,11 @@ class FaultTest : public CoreTest {
   }
   void TearDown() override {
     locking::set_point_hook(nullptr, nullptr);
+    // Every test ends quiescent: the invariants must hold.
+    for (const std::string& f : check_invariants(vm(), {map_.get()})) ADD_FAILURE() << "invariant: " << f;
     map_remove_all(*map_);
+    for (const std::string& f : check_invariants(vm(), {map_.get()}))
+      ADD_FAILURE() << "invariant after unmapping everything: " << f;
     map_.reset();
     CoreTest::TearDown();
   }
@@ -585,6 +590,38 @@ TEST_F(FaultTest, PrefaultMapsResidentNeighbours) {
   EXPECT_TRUE(pmap_access(map().pmap, va + 1 * ps(), false, &v));
   EXPECT_EQ(v, 1u);
   EXPECT_FALSE(pmap_access(map().pmap, va + 1 * ps(), true, &v));  // prefaulted read-only
+}
+
+// ---- the checker itself has teeth ----
+
+TEST_F(FaultTest, InvariantCheckerReportsAPageOnTheWrongQueue) {
+  std::uint64_t va = mmap_anon(2);
+  ASSERT_EQ(store(va, 1), Kern::kSuccess);
+  EXPECT_TRUE(check_invariants(vm(), {&map()}).empty());
+  Page* m = pmap_extract(map().pmap, va);
+  {
+    MutexLock pq(vm().page_queues);
+    ASSERT_EQ(m->queue, PageQueue::kActive);
+    m->queue = PageQueue::kInactive;  // corrupt: says inactive, sits on active
+  }
+  auto findings = check_invariants(vm(), {&map()});
+  ASSERT_FALSE(findings.empty());
+  bool named = false;
+  for (const auto& f : findings) named |= f.find("page " + std::to_string(m->index) + ": on the active queue but says inactive") != std::string::npos;
+  EXPECT_TRUE(named) << findings[0];
+  MutexLock pq(vm().page_queues);
+  m->queue = PageQueue::kActive;  // repaired for teardown
+}
+
+TEST_F(FaultTest, InvariantCheckerReportsWrongReferenceCounts) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 1), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  object_reference(*o);  // a reference nobody holds
+  auto findings = check_invariants(vm(), {&map()});
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_NE(findings[0].find("ref_count 2 but 1 references exist"), std::string::npos) << findings[0];
+  object_deallocate(o);
 }
 
 }  // namespace

@@ -1,0 +1,32 @@
+// The structural invariant checker, for a quiescent VM (no fault, pageout or
+// other operation in progress: workers joined or parked at a barrier).
+//
+// It checks (harness.md):
+//  - every resident page is in exactly one object at one pindex, and the
+//    object's index agrees;
+//  - queue membership matches each page's queue field and the counts; wired
+//    pages are on no queue and the wired count matches;
+//  - nothing busy, no paging in progress, no actor asleep;
+//  - every pmap translation points at a fully valid page of the object chain
+//    of the entry covering it, at the right pindex, with no more permission
+//    than the entry allows, writable only if the page is in the entry's top
+//    object (and the entry no longer needs a copy); pv lists match the pmaps;
+//  - reference and shadow counts match the references that exist (map
+//    entries, shadows, vnodes);
+//  - free + allocated = all pages.
+// Each finding is one line naming what is wrong and where.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace faultline::vm {
+
+class Vm;
+class Map;
+class Vnode;
+
+std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
+                                          const std::vector<Vnode*>& vnodes = {});
+
+}  // namespace faultline::vm
