@@ -44,6 +44,7 @@ std::string Counters::format_vmstat() const {
       {&v_tfree, "v_tfree", "pages freed"},
       {&v_vmwait, "v_vmwait", "VM_WAIT sleeps"},
       {&v_fault_errors, "v_fault_errors", "faults that failed"},
+      {&object_collapses, "object_collapses", "objects collapsed into their shadow"},
   };
   std::string out;
   char buf[160];

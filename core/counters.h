@@ -43,6 +43,7 @@ struct Counters {
   std::atomic<std::uint64_t> v_tfree{0};       // pages freed
   std::atomic<std::uint64_t> v_vmwait{0};      // VM_WAIT sleeps
   std::atomic<std::uint64_t> v_fault_errors{0};// faults that returned an error
+  std::atomic<std::uint64_t> object_collapses{0};  // backing objects merged into their shadow
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Retry::kCount)> retries{};
 
   void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {

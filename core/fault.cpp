@@ -210,13 +210,14 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
   }
 }
 
-[[noreturn]] void fatal(const char* what, std::uint64_t va) {
+}  // namespace
+
+// A harness failure, never a user error: report with every held lock, abort.
+[[noreturn]] static void fatal(const char* what, std::uint64_t va) {
   std::fprintf(stderr, "faultline: vm_fault: %s, addr 0x%llx\n%s", what,
                static_cast<unsigned long long>(va), locking::dump_all_locks().c_str());
   std::abort();
 }
-
-}  // namespace
 
 Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned fault_flags)
     FL_NO_THREAD_SAFETY_ANALYSIS {
@@ -605,6 +606,64 @@ void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end) {
     MutexLock pq(map.vm.page_queues);
     page_unwire(m, true);
   }
+}
+
+}  // namespace faultline::vm
+
+namespace faultline::vm {
+
+void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
+    FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = dst_map.vm;
+  const std::uint32_t ps = vm.page_size();
+  Object* src_object = src_entry.object;
+  const Pindex src_offset = src_entry.offset;
+  // The destination's own object: it shadows nothing, the pages are copied.
+  Object* dst_object = object_allocate(vm, ObjectType::kDefault, dst_entry.pages(ps));
+  dst_object->mtx.lock();
+  dst_entry.object = dst_object;
+  dst_entry.offset = 0;
+  // The seed maps with max_protection here; later FreeBSD uses the entry's
+  // protection, which is what the invariant (no more than the entry allows)
+  // requires.
+  const std::uint8_t prot = dst_entry.protection;
+  Pindex dst_pindex = 0;
+  for (std::uint64_t vaddr = dst_entry.start; vaddr < dst_entry.end; vaddr += ps, ++dst_pindex) {
+    Page* dst_m = nullptr;
+    while ((dst_m = page_alloc(*dst_object, dst_pindex, kAllocNormal)) == nullptr) {
+      dst_object->mtx.unlock();
+      vm_wait(vm, "cpentry");
+      dst_object->mtx.lock();
+    }
+    // The source is wired, so its page is resident; a read-only entry may
+    // find it in a backing object.
+    Object* object = src_object;
+    std::uint32_t depth = 1;
+    object->mtx.lock_nested(depth);
+    Pindex pindex = dst_pindex + src_offset;
+    Page* src_m = nullptr;
+    while ((src_m = page_lookup(*object, pindex)) == nullptr && (src_entry.protection & kProtWrite) == 0 &&
+           object->backing_object != nullptr) {
+      Object* backing = object->backing_object;
+      backing->mtx.lock_nested(++depth);
+      pindex += object->backing_offset;
+      object->mtx.unlock();
+      object = backing;
+    }
+    if (src_m == nullptr) fatal("vm_fault_copy_entry: page missing", vaddr);
+    page_copy(src_m, dst_m);
+    object->mtx.unlock();
+    dst_m->valid = kPageBitsAll;
+    dst_object->mtx.unlock();
+    pmap_enter(dst_map.pmap, vaddr, dst_m, prot, false);
+    dst_object->mtx.lock();
+    {
+      MutexLock pq(vm.page_queues);
+      page_activate(dst_m);
+    }
+    page_wakeup(dst_m);
+  }
+  dst_object->mtx.unlock();
 }
 
 }  // namespace faultline::vm

@@ -24,4 +24,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
 Kern vm_fault_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user_wire);
 void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end);
 
+// vm_fault_copy_entry (seed L1089): at fork, a wired entry is copied page by
+// page into a new object for the child.  Requires: the source map locked
+// exclusively (its entry wired, so its pages are resident); the child map is
+// not yet visible to anyone.
+void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry);
+
 }  // namespace faultline::vm

@@ -447,8 +447,21 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
   ASSERT_EQ(store(b, 300), Kern::kSuccess);  // b's shadow: o now backs two shadows: copy
   EXPECT_EQ(cnt().v_cow_faults.load(), 2u);
   // Unmapping a drops a's shadow; o is left with one shadow and one
-  // reference, so b's next COW moves the page up instead of copying it.
+  // reference.  Deallocation would collapse o into b's shadow, but that
+  // needs a try-lock of the shadow, which another thread holds right then;
+  // so o stays, and b's next COW moves the page up instead of copying it.
+  Object* b_shadow = pmap_extract(map().pmap, b)->object;
+  std::atomic<int> stage{0};
+  std::thread holder([&] {
+    MutexLock l(b_shadow->mtx);
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
   ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
+  stage = 2;
+  holder.join();
+  EXPECT_EQ(cnt().object_collapses.load(), 0u);
   ASSERT_EQ(store(b + ps(), 301), Kern::kSuccess);
   EXPECT_EQ(cnt().v_cow_faults.load(), 3u);
   EXPECT_EQ(cnt().v_cow_optim.load(), 1u);
@@ -456,6 +469,35 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
   EXPECT_EQ(v, 300u);
   ASSERT_EQ(load(b + ps(), &v), Kern::kSuccess);
   EXPECT_EQ(v, 301u);
+}
+
+TEST_F(FaultTest, LastOtherReferenceGoneCollapsesTheChain) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+  std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
+  ASSERT_EQ(store(a, 10), Kern::kSuccess);
+  ASSERT_EQ(store(a + ps(), 11), Kern::kSuccess);
+  auto child = vmspace_fork(map());
+  ASSERT_EQ(store(a, 20), Kern::kSuccess);  // parent's shadow gets page 0
+  Object* top = pmap_extract(map().pmap, a)->object;
+  ASSERT_NE(top, o);
+  EXPECT_TRUE(check_invariants(vm(), {&map(), child.get()}).empty());
+  // The child exits: o is left with one reference (the parent's shadow),
+  // and collapses into it; page 1 moves up, page 0 (shadowed) is freed.
+  const std::uint32_t free_before = free_pages();
+  map_remove_all(*child);
+  child.reset();
+  EXPECT_EQ(cnt().object_collapses.load(), 1u);
+  EXPECT_EQ(free_pages(), free_before + 1);
+  {
+    MutexLock l(top->mtx);
+    EXPECT_EQ(top->backing_object, nullptr);
+    EXPECT_EQ(top->pages.size(), 2u);
+  }
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(a, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 20u);
+  ASSERT_EQ(load(a + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 11u);
 }
 
 // ---- L790-839: the map after the pager ----

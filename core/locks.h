@@ -20,6 +20,8 @@ inline locking::LockClass object_lock_class{"vm object", locking::LockKind::kMut
 inline locking::LockClass page_queues_lock_class{"page queues", locking::LockKind::kMutex};
 inline locking::LockClass free_queue_lock_class{"free queue", locking::LockKind::kMutex};
 inline locking::LockClass pmap_lock_class{"pmap", locking::LockKind::kMutex};
+// Interlock for sleeping on a map entry in transition (vm_map_unlock_and_wait).
+inline locking::LockClass map_sleep_lock_class{"vm map sleep", locking::LockKind::kMutex};
 
 // Declares the order above to the lock-order checker (idempotent).
 void declare_vm_lock_order();

@@ -4,6 +4,7 @@
 #include <iterator>
 #include <vector>
 
+#include "core/fault.h"
 #include "core/vm.h"
 
 namespace faultline::vm {
@@ -214,6 +215,38 @@ Kern map_mmap(Map& map, std::uint64_t* addr, std::uint64_t len, Object* object, 
 
 namespace {
 
+// vm_map_unlock_and_wait: sleeps until an entry in transition settles.  The
+// sleep mutex is taken before the map is unlocked, and the waker takes it
+// before waking, so the wakeup cannot be missed.
+void map_unlock_and_wait(Map& map) FL_NO_THREAD_SAFETY_ANALYSIS {
+  map.sleep_mtx.lock();
+  map_unlock(map);
+  locking::msleep_drop(&map.sleep_mtx, map.sleep_mtx, "vmmaps");
+}
+
+void map_wakeup(Map& map) {
+  { locking::MutexLock l(map.sleep_mtx); }
+  locking::wakeup(&map.sleep_mtx);
+}
+
+bool in_transition(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock) {
+  if (MapEntry* e = map.lookup_entry(start); e != nullptr && (e->eflags & kEntryInTransition) != 0)
+    return true;
+  for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it)
+    if ((it->second.eflags & kEntryInTransition) != 0) return true;
+  return false;
+}
+
+// Locks the map exclusively with no entry of [start, end) in transition.
+void map_lock_settled(Map& map, std::uint64_t start, std::uint64_t end) FL_ACQUIRE(map.lock)
+    FL_NO_THREAD_SAFETY_ANALYSIS {
+  map_lock(map);
+  while (in_transition(map, start, end)) {
+    map_unlock_and_wait(map);
+    map_lock(map);
+  }
+}
+
 // Removes [start, end) with the map exclusively locked (vm_map_delete).
 void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock) {
   map_clip(map, start);
@@ -221,7 +254,7 @@ void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(
   std::vector<Object*> dead;
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end;) {
     MapEntry& e = it->second;
-    assert(e.wired_count == 0 && "unmapping a wired entry (unwire first)");
+    if (e.wired_count != 0) vm_fault_unwire(map, e.start, e.end);  // munmap of mlocked memory
     pmap_remove(map.pmap, e.start, e.end);
     if (e.object != nullptr) dead.push_back(e.object);
     it = map.entries.erase(it);
@@ -236,20 +269,20 @@ void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(
 Kern map_munmap(Map& map, std::uint64_t start, std::uint64_t end) {
   const std::uint32_t ps = map.vm.page_size();
   if (start % ps != 0 || end % ps != 0 || end <= start) return Kern::kInvalidAddress;
-  map_lock(map);
+  map_lock_settled(map, start, end);
   delete_range(map, start, end);
   map_unlock(map);
   return Kern::kSuccess;
 }
 
 void map_remove_all(Map& map) {
-  map_lock(map);
+  map_lock_settled(map, map.min_va, map.max_va);
   delete_range(map, map.min_va, map.max_va);
   map_unlock(map);
 }
 
 Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t prot) {
-  map_lock(map);
+  map_lock_settled(map, start, end);
   // First pass: every entry must allow the new protection.
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     if ((prot & it->second.max_protection.load(std::memory_order_relaxed)) != prot) {
@@ -288,6 +321,119 @@ Kern map_madvise(Map& map, std::uint64_t start, std::uint64_t end, Behavior b) {
     it->second.behavior = b;
   map_unlock(map);
   return Kern::kSuccess;
+}
+
+Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO_THREAD_SAFETY_ANALYSIS {
+  map_lock_settled(map, start, end);
+  // The range must be mapped without holes.
+  std::uint64_t at = start;
+  for (MapEntry* e = map.lookup_entry(start); at < end; e = map.lookup_entry(at)) {
+    if (e == nullptr) {
+      map_unlock(map);
+      return Kern::kInvalidAddress;
+    }
+    at = e->end;
+  }
+  map_clip(map, start);
+  map_clip(map, end);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> fresh;  // newly wired ranges
+  for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
+    MapEntry& e = it->second;
+    if (user) {
+      if ((e.eflags & kEntryUserWired) != 0) continue;  // mlock twice is once
+      e.eflags |= kEntryUserWired;
+    }
+    if (e.wired_count++ == 0) {
+      e.eflags |= kEntryInTransition;
+      fresh.emplace_back(e.start, e.end);
+    }
+  }
+  map_unlock(map);
+  Kern rv = Kern::kSuccess;
+  std::size_t done = 0;
+  for (; done < fresh.size() && rv == Kern::kSuccess; ++done)
+    rv = vm_fault_wire(map, fresh[done].first, fresh[done].second, user);
+  map_lock(map);
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    MapEntry* e = map.lookup_entry(fresh[i].first);
+    e->eflags &= static_cast<std::uint16_t>(~kEntryInTransition);
+    if (rv != Kern::kSuccess) {
+      // Roll back: entries wired before the failure are unwired again (the
+      // failing one was unwired by vm_fault_wire itself).
+      if (i + 1 < done) vm_fault_unwire(map, e->start, e->end);
+      e->wired_count = 0;
+      if (user) e->eflags &= static_cast<std::uint16_t>(~kEntryUserWired);
+    }
+  }
+  map_unlock(map);
+  map_wakeup(map);
+  return rv;
+}
+
+Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO_THREAD_SAFETY_ANALYSIS {
+  map_lock_settled(map, start, end);
+  map_clip(map, start);
+  map_clip(map, end);
+  for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
+    MapEntry& e = it->second;
+    if (user) {
+      if ((e.eflags & kEntryUserWired) == 0) continue;
+      e.eflags &= static_cast<std::uint16_t>(~kEntryUserWired);
+    }
+    if (e.wired_count == 0) continue;
+    if (--e.wired_count == 0) vm_fault_unwire(map, e.start, e.end);
+  }
+  map_unlock(map);
+  return Kern::kSuccess;
+}
+
+std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
+  auto child = std::make_unique<Map>(parent.vm, parent.min_va, parent.max_va);
+  const std::uint32_t ps = parent.vm.page_size();
+  map_lock_settled(parent, parent.min_va, parent.max_va);
+  // The child is not visible to anyone yet: its entries need no lock.
+  for (auto& [start, e] : parent.entries) {
+    if (e.inheritance == Inherit::kNone) continue;
+    if (e.inheritance == Inherit::kShare) {
+      // Both see one object: give it one now, and resolve a pending copy
+      // first so that the sharing is of the right object.
+      if (e.object == nullptr) {
+        e.object = object_allocate(parent.vm, ObjectType::kDefault, e.pages(ps));
+        e.offset = 0;
+      }
+      if ((e.eflags & kEntryNeedsCopy) != 0) {
+        object_shadow(&e.object, &e.offset, e.pages(ps));
+        e.eflags &= static_cast<std::uint16_t>(~kEntryNeedsCopy);
+      }
+      object_reference(*e.object);
+      MapEntry ne(e);
+      ne.wired_count = 0;
+      ne.eflags &= static_cast<std::uint16_t>(~kEntryUserWired);
+      child->entries.emplace(start, ne);
+      continue;
+    }
+    MapEntry ne(e);
+    ne.wired_count = 0;
+    ne.eflags &= static_cast<std::uint16_t>(~kEntryUserWired);
+    if (e.wired_count != 0) {
+      // vm_fault_copy_entry: the child gets its own copy now.
+      ne.object = nullptr;
+      MapEntry& placed = child->entries.emplace(start, ne).first->second;
+      vm_fault_copy_entry(*child, placed, e);
+      continue;
+    }
+    // vm_map_copy_entry: both sides copy on write from now on.
+    if ((e.eflags & kEntryCow) == 0)
+      pmap_protect(parent.pmap, e.start, e.end, static_cast<std::uint8_t>(e.protection & ~kProtWrite));
+    if (e.object != nullptr) {
+      object_reference(*e.object);
+      e.eflags |= kEntryCow | kEntryNeedsCopy;
+      ne.eflags |= kEntryCow | kEntryNeedsCopy;
+    }
+    child->entries.emplace(start, ne);
+  }
+  map_unlock(parent);
+  return child;
 }
 
 }  // namespace faultline::vm

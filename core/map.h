@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 
 #include "core/locks.h"
 #include "core/object.h"
@@ -39,6 +40,7 @@ inline constexpr std::uint16_t kEntryNeedsCopy = 2;
 inline constexpr std::uint16_t kEntryNofault = 4;
 inline constexpr std::uint16_t kEntryNosync = 8;
 inline constexpr std::uint16_t kEntryUserWired = 16;
+inline constexpr std::uint16_t kEntryInTransition = 32;  // being wired with the map unlocked
 
 enum class Behavior : std::uint8_t { kNormal, kSequential, kRandom };
 enum class Inherit : std::uint8_t { kCopy, kShare, kNone };
@@ -76,6 +78,7 @@ class Map {
   std::uint32_t timestamp FL_GUARDED_BY(lock) = 0;
   std::map<std::uint64_t, MapEntry> entries FL_GUARDED_BY(lock);  // by start
   Pmap pmap;
+  locking::Mutex sleep_mtx{map_sleep_lock_class, "vm map sleep"};
   const std::uint64_t min_va;
   const std::uint64_t max_va;
 
@@ -129,6 +132,19 @@ void map_remove_all(Map& map);
 Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t prot);
 // madvise behaviours (vm_map_madvise for NORMAL / SEQUENTIAL / RANDOM).
 Kern map_madvise(Map& map, std::uint64_t start, std::uint64_t end, Behavior b);
+
+// mlock / munlock (vm_map_wire / vm_map_unwire): entries newly wired are
+// marked in transition, the map is unlocked, their pages are faulted in and
+// wired (vm_fault_wire), and the mark is cleared.  Operations that meet an
+// entry in transition wait ("vmmaps").
+Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user);
+Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user);
+
+// fork (vmspace_fork): a new map whose entries follow each entry's
+// inheritance: shared entries share the object; copied entries become
+// COW | NEEDS_COPY on both sides (the parent's translations lose write); a
+// wired copied entry is copied page by page now (vm_fault_copy_entry).
+std::unique_ptr<Map> vmspace_fork(Map& parent);
 
 // Splits entries so that `va` is an entry boundary (vm_map_clip_start/end).
 void map_clip(Map& map, std::uint64_t va) FL_REQUIRES(map.lock);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 
+#include "core/pmap.h"
 #include "core/vm.h"
 
 namespace faultline::vm {
@@ -69,6 +70,37 @@ void object_set_writeable_dirty(Object& o) {
   o.flags |= kObjMightBeDirty;
 }
 
+void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
+  o.mtx.assert_owned();
+  Vm& vm = o.vm;
+  for (;;) {  // again: after any sleep the set may have changed
+    bool slept = false;
+    auto it = o.pages.lower_bound(start);
+    while (it != o.pages.end() && (end == 0 || it->first < end)) {
+      Page* p = it->second;
+      ++it;
+      if (p->wire_count != 0) {
+        MutexLock pq(vm.page_queues);
+        pmap_remove_all(p);
+        if (!clean_only) p->valid = 0;
+        continue;
+      }
+      if (page_sleep_if_busy(p, true, "vmopar")) {
+        slept = true;
+        break;
+      }
+      MutexLock pq(vm.page_queues);
+      if (clean_only && p->valid != 0) {
+        if (pmap_is_modified(p)) p->dirty.store(kPageBitsAll, std::memory_order_relaxed);
+        if (p->is_dirty()) continue;
+      }
+      pmap_remove_all(p);
+      page_free(p);
+    }
+    if (!slept) return;
+  }
+}
+
 namespace {
 
 // vm_object_terminate: the last reference is gone.  Marks the object dead,
@@ -102,6 +134,89 @@ void object_terminate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
 
 }  // namespace
 
+namespace {
+
+bool anonymous(const Object& o) FL_NO_THREAD_SAFETY_ANALYSIS {
+  return o.handle == nullptr && (o.type == ObjectType::kDefault || o.type == ObjectType::kSwap);
+}
+
+// vm_object_collapse, the collapse case: `backing` has one reference, from
+// its only shadow `robj`; its pages and swap blocks move up into robj (those
+// robj already has, or that fall outside it, are freed), robj takes over
+// backing's own backing object, and backing is destroyed.  Requires: both
+// locked, no paging in progress on either, no busy or wired page in
+// backing.  Returns with robj locked and backing gone.
+void collapse(Object* robj, Object* backing) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = robj->vm;
+  const Pindex off = robj->backing_offset;
+  {
+    MutexLock pq(vm.page_queues);
+    while (!backing->pages.empty()) {
+      Page* p = backing->pages.begin()->second;
+      const bool inside = p->pindex >= off && p->pindex - off < robj->size;
+      const Pindex np = inside ? p->pindex - off : 0;
+      if (inside && robj->pages.count(np) == 0 && robj->swap.count(np) == 0) {
+        page_rename(p, *robj, np);
+      } else {
+        pmap_remove_all(p);
+        page_free(p);
+      }
+    }
+  }
+  for (auto& [s, data] : backing->swap) {
+    if (s < off || s - off >= robj->size) continue;
+    const Pindex ns = s - off;
+    if (robj->pages.count(ns) != 0 || robj->swap.count(ns) != 0) continue;
+    robj->swap.emplace(ns, std::move(data));
+    if (robj->type == ObjectType::kDefault) robj->type = ObjectType::kSwap;
+  }
+  Object* grand = backing->backing_object;
+  if (grand != nullptr) {
+    grand->mtx.lock_nested(1);
+    std::replace(grand->shadows.begin(), grand->shadows.end(), backing, robj);
+    grand->mtx.unlock();
+  }
+  robj->backing_object = grand;
+  robj->backing_offset = off + backing->backing_offset;
+  backing->backing_object = nullptr;
+  backing->ref_count = 0;
+  backing->shadow_count = 0;
+  backing->shadows.clear();
+  backing->swap.clear();
+  backing->flags |= kObjDead;
+  backing->type = ObjectType::kDead;
+  backing->mtx.unlock();
+  delete backing;
+  vm.counters().bump(vm.counters().object_collapses);
+}
+
+// After o dropped to one reference: if that reference is its only shadow's,
+// try to collapse o into the shadow.  Requires: o locked; returns with o
+// unlocked (or destroyed).
+void maybe_collapse(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
+  if (o->ref_count != 1 || o->shadow_count != 1 || !anonymous(*o) || o->pip != 0) {
+    o->mtx.unlock();
+    return;
+  }
+  Object* robj = o->shadows.front();
+  // The shadow is above o in the chain: only a try-lock is in order here.
+  if (!robj->mtx.try_lock()) {
+    o->mtx.unlock();
+    return;
+  }
+  bool ok = anonymous(*robj) && robj->pip == 0 && robj->backing_object == o;
+  for (auto it = o->pages.begin(); ok && it != o->pages.end(); ++it)
+    ok = !it->second->any_busy() && it->second->wire_count == 0 && it->second->hold_count == 0;
+  if (ok) {
+    collapse(robj, o);  // unlocks and destroys o
+  } else {
+    o->mtx.unlock();
+  }
+  robj->mtx.unlock();
+}
+
+}  // namespace
+
 void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
   // Iterative: dropping the last reference on an object drops the reference
   // it held on its backing object, and so on down the chain.
@@ -109,7 +224,7 @@ void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
     o->mtx.lock();
     assert(o->ref_count > 0 && "deallocating an object with no references");
     if (--o->ref_count > 0) {
-      o->mtx.unlock();
+      maybe_collapse(o);
       return;
     }
     Object* backing = o->backing_object;

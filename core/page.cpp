@@ -51,9 +51,13 @@ void wake_free_waiters(Vm& vm) FL_REQUIRES(vm.free_mtx) {
   if (vm.free_waiters != 0) locking::wakeup(&vm.free_count);
 }
 
+// The daemon checks pages_needed under free_mtx before it sleeps; setting it
+// first and waking under free_mtx cannot be missed.  Requires: free_mtx not
+// held (object locks may be).
 void wake_pagedaemon(Vm& vm) {
-  if (!vm.pages_needed.exchange(true, std::memory_order_relaxed)) {
+  if (!vm.pages_needed.exchange(true)) {
     vm.counters().bump(vm.counters().v_pdwakeups);
+    MutexLock f(vm.free_mtx);
     locking::wakeup(&vm.pages_needed);
   }
 }

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "core/pmap.h"
 #include "core/vm.h"
 
 namespace faultline::vm {
@@ -51,6 +52,42 @@ void vnode_release_object(Vnode& vp) {
     }
     object_deallocate(o);
   }
+}
+
+void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANALYSIS {
+  vp.lock.assert_xlocked();
+  const std::uint32_t ps = vp.vm.page_size();
+  const std::uint64_t old = vp.size;
+  if (Object* o = vp.object; o != nullptr && nsize < old) {
+    MutexLock l(o->mtx);
+    const Pindex nobjsize = (nsize + ps - 1) / ps;
+    if (nobjsize < o->size) object_page_remove(*o, nobjsize, o->size, false);
+    // The rest of the last page past the new end must read as zeros.
+    if (nsize % ps != 0) {
+      if (Page* m = page_lookup(*o, nsize / ps); m != nullptr && m->valid != 0) {
+        // Busy pages were waited for above only past the end; this one may
+        // be busy (a fault reading it): wait, then zero.
+        while (page_sleep_if_busy(m, true, "vnpsz")) {
+          m = page_lookup(*o, nsize / ps);
+          if (m == nullptr) break;
+        }
+        if (m != nullptr) {
+          MutexLock pq(vp.vm.page_queues);
+          // Unmapped first, so no user access races the zeroing; the next
+          // access faults, which waits for the vnode lock we hold.
+          pmap_remove_all(m);
+          std::memset(m->data + nsize % ps, 0, ps - nsize % ps);
+        }
+      }
+    }
+    o->size = nobjsize;
+  } else if (Object* o2 = vp.object; o2 != nullptr) {
+    MutexLock l(o2->mtx);
+    o2->size = (nsize + ps - 1) / ps;
+  }
+  vp.contents.resize(nsize);  // growing back fills with zeros
+  if (nsize < old) vp.contents.shrink_to_fit();
+  vp.size = nsize;
 }
 
 namespace {

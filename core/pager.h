@@ -49,6 +49,12 @@ Object* vnode_pager_alloc(Vnode& vp);
 // Drops the vnode's own reference on its object (vrele of the last user).
 void vnode_release_object(Vnode& vp);
 
+// vnode_pager_setsize (truncate or extend the file): past a new, smaller
+// end the object's pages are removed (waiting on busy ones), the tail of the
+// last partial page is zeroed, the object shrinks; growing reads zeros.
+// Requires: vp.lock held exclusively.
+void vnode_pager_setsize(Vnode& vp, std::uint64_t new_size) FL_REQUIRES(vp.lock);
+
 // vm_pager_has_page.  Requires: o locked.
 bool pager_has_page(Object& o, Pindex pindex, int* before, int* after) FL_REQUIRES(o.mtx);
 // vm_pager_get_pages: fills pages m[0..count) (all VPO_BUSY, consecutive
