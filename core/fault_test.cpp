@@ -10,111 +10,15 @@
 #include <thread>
 
 #include "core/invariants.h"
+#include "core/fault_fixture.h"
 #include "core/pager.h"
-#include "core/test_util.h"
 
 namespace faultline::vm {
 namespace {
 
 using locking::MutexLock;
-using testing::CoreTest;
-
-constexpr std::uint64_t kBase = 0x100000;
-
-class FaultTest : public CoreTest {
- protected:
-  void SetUp() override {
-    CoreTest::SetUp();
-    map_ = std::make_unique<Map>(vm(), kBase, kBase + (1ull << 30));
-  }
-  void TearDown() override {
-    locking::set_point_hook(nullptr, nullptr);
-    // Every test ends quiescent: the invariants must hold.
-    for (const std::string& f : check_invariants(vm(), {map_.get()})) ADD_FAILURE() << "invariant: " << f;
-    map_remove_all(*map_);
-    for (const std::string& f : check_invariants(vm(), {map_.get()}))
-      ADD_FAILURE() << "invariant after unmapping everything: " << f;
-    map_.reset();
-    CoreTest::TearDown();
-  }
-  Map& map() { return *map_; }
-  std::uint64_t ps() { return vm().page_size(); }
-
-  std::uint64_t mmap_anon(std::uint64_t pages, std::uint8_t prot = kProtRead | kProtWrite) {
-    std::uint64_t va = 0;
-    EXPECT_EQ(map_mmap(map(), &va, pages * ps(), nullptr, 0, prot, kProtAll, 0, Inherit::kCopy),
-              Kern::kSuccess);
-    return va;
-  }
-  std::uint64_t mmap_object(Object* o, std::uint64_t pages, std::uint8_t prot, std::uint16_t eflags = 0) {
-    std::uint64_t va = 0;
-    EXPECT_EQ(map_mmap(map(), &va, pages * ps(), o, 0, prot, kProtAll, eflags, Inherit::kCopy),
-              Kern::kSuccess);
-    return va;
-  }
-
-  // A user load / store through the MMU, faulting as needed.
-  Kern load(std::uint64_t va, std::uint64_t* v) {
-    for (int i = 0; i < 100; ++i) {
-      if (pmap_access(map().pmap, va, false, v)) return Kern::kSuccess;
-      if (Kern r = vm_fault(map(), va, kProtRead, kFaultNormal); r != Kern::kSuccess) return r;
-    }
-    return Kern::kFailure;
-  }
-  Kern store(std::uint64_t va, std::uint64_t v) {
-    for (int i = 0; i < 100; ++i) {
-      if (pmap_access(map().pmap, va, true, &v)) return Kern::kSuccess;
-      if (Kern r = vm_fault(map(), va, kProtRead | kProtWrite, kFaultNormal); r != Kern::kSuccess) return r;
-    }
-    return Kern::kFailure;
-  }
-  std::uint64_t retries(Retry r) { return vm().counters().retries_of(r); }
-  Counters& cnt() { return vm().counters(); }
-
-  // Runs `f` once, at the first pager I/O (object and map unlocked).
-  void at_first_io(std::function<void()> f) {
-    io_action_ = std::move(f);
-    locking::set_point_hook(
-        [](const locking::PointInfo& info, void* ctx) {
-          auto* self = static_cast<FaultTest*>(ctx);
-          if (info.point != locking::Point::kIo || !self->io_action_) return;
-          auto f = std::move(self->io_action_);
-          self->io_action_ = nullptr;
-          f();
-        },
-        this);
-  }
-
-  // A swap object of `pages` pages whose contents are word i = tag + pindex,
-  // laundered to swap and no longer resident.
-  Object* swap_object(Pindex pages, std::uint64_t tag) {
-    Object* o = object_allocate(vm(), ObjectType::kDefault, pages);
-    MutexLock l(o->mtx);
-    std::vector<Page*> ms;
-    for (Pindex i = 0; i < pages; ++i) {
-      Page* m = page_alloc(*o, i, kAllocNormal);
-      std::uint64_t v = tag + i;
-      std::memcpy(m->data, &v, sizeof v);
-      m->valid = kPageBitsAll;
-      page_dirty(m);
-      page_wakeup(m);
-      page_io_start(m);
-      ms.push_back(m);
-    }
-    std::vector<PagerResult> rt(ms.size());
-    pager_put_pages(*o, ms.data(), static_cast<int>(ms.size()), rt.data());
-    MutexLock pq(vm().page_queues);
-    for (Page* m : ms) {
-      page_io_finish(m);
-      page_free(m);
-    }
-    EXPECT_EQ(o->type, ObjectType::kSwap);
-    return o;
-  }
-
-  std::function<void()> io_action_;
-  std::unique_ptr<Map> map_;
-};
+using testing::FaultTest;
+using testing::kBase;
 
 // ---- L233-272: lookup ----
 

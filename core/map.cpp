@@ -422,8 +422,11 @@ std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
       vm_fault_copy_entry(*child, placed, e);
       continue;
     }
-    // vm_map_copy_entry: both sides copy on write from now on.
-    if ((e.eflags & kEntryCow) == 0)
+    // vm_map_copy_entry: both sides copy on write from now on.  Unless a copy
+    // is still pending (its translations are read-only already), take write
+    // away from the parent's translations: an entry that is COW but already
+    // copied has writable ones.
+    if ((e.eflags & kEntryNeedsCopy) == 0)
       pmap_protect(parent.pmap, e.start, e.end, static_cast<std::uint8_t>(e.protection & ~kProtWrite));
     if (e.object != nullptr) {
       object_reference(*e.object);

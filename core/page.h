@@ -37,6 +37,7 @@ inline constexpr std::uint8_t kVpoNosync = 4;   // dirty data need not be synced
 inline constexpr std::uint8_t kPgZero = 1;        // known to be all zeros
 inline constexpr std::uint8_t kPgReferenced = 2;  // referenced since last scan
 inline constexpr std::uint8_t kPgWriteable = 4;   // may be mapped writable
+inline constexpr std::uint8_t kPgMarker = 8;      // a scan's place holder, not a page
 // valid / dirty: one bit per eighth of a page (DEV_BSIZE blocks for 4 KiB).
 inline constexpr std::uint8_t kPageBitsAll = 0xff;
 

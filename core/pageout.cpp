@@ -49,7 +49,7 @@ PageoutStats pageout_scan(Vm& vm) FL_NO_THREAD_SAFETY_ANALYSIS {
     Page* next = m->q_next;
     ++st.scanned;
     cnt.bump(cnt.v_pdpages);
-    if (m->hold_count != 0 || m->wire_count != 0) {
+    if ((m->flags & kPgMarker) != 0 || m->hold_count != 0 || m->wire_count != 0) {
       ++st.skipped;
       m = next;
       continue;
@@ -91,14 +91,26 @@ PageoutStats pageout_scan(Vm& vm) FL_NO_THREAD_SAFETY_ANALYSIS {
           ++st.cached;
         }
       } else if (shortage()) {
-        // The object may change while the pager runs; `next` might leave
-        // the queue, so restart from the head afterwards.
+        // The page queues are dropped during the I/O and `next` may leave
+        // the queue meanwhile: a marker after m keeps our place (7.x does
+        // the same).
+        Page marker;
+        marker.vm = &vm;
+        marker.flags = kPgMarker;
+        marker.queue = PageQueue::kInactive;
+        marker.q_prev = m;
+        marker.q_next = m->q_next;
+        (m->q_next != nullptr ? m->q_next->q_prev : vm.inactive.tail) = &marker;
+        m->q_next = &marker;
+        ++vm.inactive.count;
         if (launder(vm, m))
           ++st.laundered;
         else
           ++st.launder_failed;
         o->mtx.unlock();
-        m = vm.inactive.head;
+        next = marker.q_next;
+        vm.inactive.unlink(&marker);
+        m = next;
         continue;
       }
     }

@@ -1,0 +1,141 @@
+// The fixture of the fault and operations tests: a Vm, one map, user loads
+// and stores through the MMU, swap-backed objects, a hook at the first
+// pager I/O, and the invariant checker at every teardown.
+#pragma once
+
+#include <cstring>
+#include <functional>
+#include <memory>
+
+#include "core/fault.h"
+#include "core/invariants.h"
+#include "core/pager.h"
+#include "core/test_util.h"
+
+namespace faultline::vm::testing {
+
+using locking::MutexLock;
+
+constexpr std::uint64_t kBase = 0x100000;
+
+class FaultTest : public CoreTest {
+ public:
+ protected:
+  void SetUp() override {
+    CoreTest::SetUp();
+    map_ = std::make_unique<Map>(vm(), kBase, kBase + (1ull << 30));
+  }
+  void TearDown() override {
+    locking::set_point_hook(nullptr, nullptr);
+    // Every test ends quiescent: the invariants must hold.
+    std::vector<Map*> maps{map_.get()};
+    maps.insert(maps.end(), extra_maps_.begin(), extra_maps_.end());
+    for (const std::string& f : check_invariants(vm(), maps, vnodes_)) ADD_FAILURE() << "invariant: " << f;
+    for (Map* m : extra_maps_) map_remove_all(*m);
+    for (Vnode* vp : vnodes_) vnode_release_object(*vp);
+    map_remove_all(*map_);
+    for (const std::string& f : check_invariants(vm(), {map_.get()}))
+      ADD_FAILURE() << "invariant after unmapping everything: " << f;
+    owned_maps_.clear();
+    owned_vnodes_.clear();
+    map_.reset();
+    CoreTest::TearDown();
+  }
+  Map& map() { return *map_; }
+  std::uint64_t ps() { return vm().page_size(); }
+
+  std::uint64_t mmap_anon(std::uint64_t pages, std::uint8_t prot = kProtRead | kProtWrite) {
+    std::uint64_t va = 0;
+    EXPECT_EQ(map_mmap(map(), &va, pages * ps(), nullptr, 0, prot, kProtAll, 0, Inherit::kCopy),
+              Kern::kSuccess);
+    return va;
+  }
+  std::uint64_t mmap_object(Object* o, std::uint64_t pages, std::uint8_t prot, std::uint16_t eflags = 0) {
+    std::uint64_t va = 0;
+    EXPECT_EQ(map_mmap(map(), &va, pages * ps(), o, 0, prot, kProtAll, eflags, Inherit::kCopy),
+              Kern::kSuccess);
+    return va;
+  }
+
+  // A user load / store through the MMU, faulting as needed.
+  static Kern load_in(Map& m, std::uint64_t va, std::uint64_t* v) {
+    for (int i = 0; i < 100; ++i) {
+      if (pmap_access(m.pmap, va, false, v)) return Kern::kSuccess;
+      if (Kern r = vm_fault(m, va, kProtRead, kFaultNormal); r != Kern::kSuccess) return r;
+    }
+    return Kern::kFailure;
+  }
+  static Kern store_in(Map& m, std::uint64_t va, std::uint64_t v) {
+    for (int i = 0; i < 100; ++i) {
+      if (pmap_access(m.pmap, va, true, &v)) return Kern::kSuccess;
+      if (Kern r = vm_fault(m, va, kProtRead | kProtWrite, kFaultNormal); r != Kern::kSuccess) return r;
+    }
+    return Kern::kFailure;
+  }
+  Kern load(std::uint64_t va, std::uint64_t* v) { return load_in(map(), va, v); }
+  Kern store(std::uint64_t va, std::uint64_t v) { return store_in(map(), va, v); }
+  std::uint64_t retries(Retry r) { return vm().counters().retries_of(r); }
+  Counters& cnt() { return vm().counters(); }
+
+  // Runs `f` once, at the first pager I/O (object and map unlocked).
+  void at_first_io(std::function<void()> f) {
+    io_action_ = std::move(f);
+    locking::set_point_hook(
+        [](const locking::PointInfo& info, void* ctx) {
+          auto* self = static_cast<FaultTest*>(ctx);
+          if (info.point != locking::Point::kIo || !self->io_action_) return;
+          auto f = std::move(self->io_action_);
+          self->io_action_ = nullptr;
+          f();
+        },
+        this);
+  }
+
+  // A swap object of `pages` pages whose contents are word i = tag + pindex,
+  // laundered to swap and no longer resident.
+  Object* swap_object(Pindex pages, std::uint64_t tag) {
+    Object* o = object_allocate(vm(), ObjectType::kDefault, pages);
+    MutexLock l(o->mtx);
+    std::vector<Page*> ms;
+    for (Pindex i = 0; i < pages; ++i) {
+      Page* m = page_alloc(*o, i, kAllocNormal);
+      std::uint64_t v = tag + i;
+      std::memcpy(m->data, &v, sizeof v);
+      m->valid = kPageBitsAll;
+      page_dirty(m);
+      page_wakeup(m);
+      page_io_start(m);
+      ms.push_back(m);
+    }
+    std::vector<PagerResult> rt(ms.size());
+    pager_put_pages(*o, ms.data(), static_cast<int>(ms.size()), rt.data());
+    MutexLock pq(vm().page_queues);
+    for (Page* m : ms) {
+      page_io_finish(m);
+      page_free(m);
+    }
+    EXPECT_EQ(o->type, ObjectType::kSwap);
+    return o;
+  }
+
+  // Maps and vnodes the invariant check and teardown must also cover.
+  Map& adopt(std::unique_ptr<Map> m) {
+    extra_maps_.push_back(m.get());
+    owned_maps_.push_back(std::move(m));
+    return *extra_maps_.back();
+  }
+  Vnode& new_vnode(std::uint64_t size) {
+    owned_vnodes_.push_back(std::make_unique<Vnode>(vm(), size));
+    vnodes_.push_back(owned_vnodes_.back().get());
+    return *vnodes_.back();
+  }
+  std::vector<Map*> extra_maps_;
+  std::vector<Vnode*> vnodes_;
+  std::vector<std::unique_ptr<Map>> owned_maps_;
+  std::vector<std::unique_ptr<Vnode>> owned_vnodes_;
+
+  std::function<void()> io_action_;
+  std::unique_ptr<Map> map_;
+};
+
+}  // namespace faultline::vm::testing

@@ -1,0 +1,244 @@
+// The operations that race with the fault, each on its own semantics:
+// pageout, truncation, fork, exit, mprotect, mlock.
+#include <atomic>
+#include <thread>
+
+#include "core/fault_fixture.h"
+#include "core/pageout.h"
+
+namespace faultline::vm {
+namespace {
+
+using locking::MutexLock;
+using testing::FaultTest;
+
+using OpsTest = FaultTest;
+
+TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
+  std::uint64_t va = mmap_anon(4);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(store(va + i * ps(), 0xabc0u + static_cast<unsigned>(i)), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  {
+    // Age the pages: inactive and unreferenced, as the active scan would.
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    for (auto& [pindex, m] : o->pages) {
+      pmap_ts_referenced(m);
+      m->flags &= static_cast<std::uint8_t>(~kPgReferenced);
+      page_deactivate(m);
+    }
+  }
+  // Memory is short (free + cache below target): the daemon launders.
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (free_pages() > vm().config().free_min) ASSERT_NE(page_alloc(*hog, i++, kAllocNormal), nullptr);
+  }
+  PageoutStats st = pageout_scan(vm());
+  EXPECT_EQ(st.laundered, 4u);
+  EXPECT_EQ(cnt().v_pgpgout.load(), 4u);
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(o->type, ObjectType::kSwap);  // default became swap-backed
+    EXPECT_EQ(o->swap.size(), 4u);
+  }
+  // The next pass caches the now clean pages (unmapping them).
+  st = pageout_scan(vm());
+  EXPECT_EQ(st.cached, 4u);
+  EXPECT_EQ(pmap_extract(map().pmap, va), nullptr);
+  // Reuse the cached pages for something else, so the data is only in swap.
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 2000;
+    while (vm().cache_count.load() > 0) ASSERT_NE(page_alloc(*hog, i++, kAllocSystem), nullptr);
+  }
+  {
+    MutexLock l(o->mtx);
+    EXPECT_TRUE(o->pages.empty());
+  }
+  {
+    MutexLock l(hog->mtx);
+    MutexLock pq(vm().page_queues);
+    while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
+  }
+  object_deallocate(hog);
+  for (int i = 0; i < 4; ++i) {
+    std::uint64_t v = 0;
+    ASSERT_EQ(load(va + i * ps(), &v), Kern::kSuccess);
+    EXPECT_EQ(v, 0xabc0u + static_cast<unsigned>(i));
+  }
+  EXPECT_GE(cnt().v_majflt.load(), 1u);
+}
+
+TEST_F(OpsTest, TruncationMakesFaultsPastEofFailAndRegrowthReadsZeros) {
+  Vnode& vp = new_vnode(4 * ps());
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = std::byte{0x11};
+  }
+  Object* o = vnode_pager_alloc(vp);
+  std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x1111111111111111u);
+  ASSERT_EQ(load(va + 1 * ps(), &v), Kern::kSuccess);
+  // Truncate to one and a half pages: pages 2 and 3 go, page 1 is cut.
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps() + ps() / 2);
+  }
+  EXPECT_EQ(vm_fault(map(), va + 3 * ps(), kProtRead, kFaultNormal), Kern::kProtectionFailure);  // SIGBUS
+  EXPECT_EQ(vm_fault(map(), va + 2 * ps(), kProtRead, kFaultNormal), Kern::kProtectionFailure);
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x1111111111111111u);  // before the cut
+  ASSERT_EQ(load(va + ps() + ps() / 2, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);  // the tail past the new end reads zero
+  // Grow back: the regrown range reads zeros, not the old bytes.
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, 4 * ps());
+  }
+  ASSERT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+  ASSERT_EQ(load(va + 2 * ps() + 8, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+}
+
+TEST_F(OpsTest, TruncationWaitsForABusyPage) {
+  Vnode& vp = new_vnode(4 * ps());
+  Object* o = vnode_pager_alloc(vp);
+  std::uint64_t va = mmap_object(o, 4, kProtRead);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va + 3 * ps());
+  {
+    MutexLock l(o->mtx);
+    page_busy(m);
+  }
+  std::atomic<bool> done{false};
+  std::thread truncator([&] {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, 2 * ps());
+    done = true;
+  });
+  while (locking::sleepers(m) == 0) std::this_thread::yield();
+  EXPECT_FALSE(done.load());  // "vmopar": waits for the busy page
+  {
+    MutexLock l(o->mtx);
+    page_wakeup(m);
+  }
+  truncator.join();
+  MutexLock l(o->mtx);
+  EXPECT_EQ(page_lookup(*o, 3), nullptr);
+  EXPECT_EQ(o->size, 2u);
+}
+
+TEST_F(OpsTest, ForkIsolatesParentAndChild) {
+  std::uint64_t va = mmap_anon(3);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(store(va + i * ps(), 100u + static_cast<unsigned>(i)), Kern::kSuccess);
+  Map& child = adopt(vmspace_fork(map()));
+  std::uint64_t v = 0;
+  // Both see the pre-fork bytes.
+  ASSERT_EQ(load_in(child, va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 100u);
+  // Later writes stay on their side, whichever writes first.
+  ASSERT_EQ(store(va, 200), Kern::kSuccess);
+  ASSERT_EQ(store_in(child, va + ps(), 301), Kern::kSuccess);
+  ASSERT_EQ(load_in(child, va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 100u);
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 101u);
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 200u);
+  ASSERT_EQ(load_in(child, va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 301u);
+  EXPECT_GE(cnt().v_cow_faults.load(), 2u);
+  // A grandchild of the child sees the child's memory as of its fork.
+  Map& grandchild = adopt(vmspace_fork(child));
+  ASSERT_EQ(store_in(child, va + ps(), 302), Kern::kSuccess);
+  ASSERT_EQ(load_in(grandchild, va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 301u);
+  ASSERT_EQ(load_in(grandchild, va + 2 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 102u);
+}
+
+TEST_F(OpsTest, ForkSharesInheritShareEntries) {
+  std::uint64_t va = 0;
+  ASSERT_EQ(map_mmap(map(), &va, ps(), nullptr, 0, kProtRead | kProtWrite, kProtAll, 0, Inherit::kShare),
+            Kern::kSuccess);
+  ASSERT_EQ(store(va, 1), Kern::kSuccess);
+  Map& child = adopt(vmspace_fork(map()));
+  ASSERT_EQ(store_in(child, va, 2), Kern::kSuccess);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 2u);  // shared memory: the parent sees the child's write
+  EXPECT_EQ(cnt().v_cow_faults.load(), 0u);
+}
+
+TEST_F(OpsTest, ForkCopiesAWiredEntryAtOnce) {
+  std::uint64_t va = mmap_anon(2);
+  ASSERT_EQ(store(va, 5), Kern::kSuccess);
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  Map& child = adopt(vmspace_fork(map()));
+  // The child's pages exist and are mapped already: vm_fault_copy_entry.
+  EXPECT_NE(pmap_extract(child.pmap, va), nullptr);
+  EXPECT_NE(pmap_extract(child.pmap, va + ps()), pmap_extract(map().pmap, va + ps()));
+  std::uint64_t v = 0;
+  EXPECT_TRUE(pmap_access(child.pmap, va, false, &v));
+  EXPECT_EQ(v, 5u);
+  ASSERT_EQ(store(va, 6), Kern::kSuccess);
+  ASSERT_EQ(load_in(child, va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 5u);
+  ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+}
+
+TEST_F(OpsTest, ExitOfTheLastReferenceFreesEverything) {
+  const std::uint32_t before = free_pages();
+  std::uint64_t va = mmap_anon(8);
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(store(va + i * ps(), 1), Kern::kSuccess);
+  Map& child = adopt(vmspace_fork(map()));
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(store_in(child, va + i * ps(), 2), Kern::kSuccess);
+  EXPECT_LT(free_pages(), before - 8);
+  map_remove_all(child);  // the child exits
+  map_remove_all(map());  // and the parent
+  EXPECT_EQ(free_pages(), before);
+  EXPECT_EQ(vm().live_objects.load(), 0);
+}
+
+TEST_F(OpsTest, MprotectReadOnlyMakesWritesFail) {
+  std::uint64_t va = mmap_anon(2);
+  ASSERT_EQ(store(va, 9), Kern::kSuccess);
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead), Kern::kSuccess);
+  std::uint64_t v = 10;
+  EXPECT_FALSE(pmap_access(map().pmap, va, true, &v));  // the translation lost write
+  EXPECT_EQ(vm_fault(map(), va, kProtWrite, kFaultNormal), Kern::kProtectionFailure);
+  EXPECT_EQ(store(va + ps(), 1), Kern::kProtectionFailure);
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 9u);
+  // Beyond max_protection is refused outright.
+  std::uint64_t ro = 0;
+  ASSERT_EQ(map_mmap(map(), &ro, ps(), nullptr, 0, kProtRead, kProtRead, 0, Inherit::kCopy), Kern::kSuccess);
+  EXPECT_EQ(map_protect(map(), ro, ro + ps(), kProtRead | kProtWrite), Kern::kProtectionFailure);
+}
+
+TEST_F(OpsTest, MlockWiresAndMunlockReleases) {
+  std::uint64_t va = mmap_anon(4);
+  ASSERT_EQ(map_wire(map(), va, va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(vm().wired_count.load(), 4u);
+  // Wired pages are never candidates for pageout.
+  PageoutStats st = pageout_scan(vm());
+  EXPECT_EQ(st.laundered + st.cached, 0u);
+  ASSERT_EQ(map_wire(map(), va, va + 4 * ps(), true), Kern::kSuccess);  // mlock twice is once
+  EXPECT_EQ(vm().wired_count.load(), 4u);
+  ASSERT_EQ(map_unwire(map(), va, va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(vm().wired_count.load(), 0u);
+  // munmap of mlocked memory unwires first.
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  ASSERT_EQ(map_munmap(map(), va, va + 4 * ps()), Kern::kSuccess);
+  EXPECT_EQ(vm().wired_count.load(), 0u);
+  EXPECT_EQ(map_wire(map(), va, va + ps(), true), Kern::kInvalidAddress);
+}
+
+}  // namespace
+}  // namespace faultline::vm
