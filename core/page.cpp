@@ -148,12 +148,14 @@ void page_free(Page* m) {
 }
 
 void vm_wait(Vm& vm, const char* wmesg) {
-  vm.counters().bump(vm.counters().v_vmwait);
   wake_pagedaemon(vm);
   MutexLock f(vm.free_mtx);
   // Sleep while the shortage that sent us here lasts; page_free and
   // page_cache wake us under free_mtx, so the check cannot miss them.
+  // (Where the kernel sleeps once regardless, this returns at once if the
+  // shortage is already over: the caller retries, so nothing hangs.)
   while (vm.count_severe()) {
+    vm.counters().bump(vm.counters().v_vmwait);
     ++vm.free_waiters;
     locking::msleep(&vm.free_count, vm.free_mtx, wmesg);
     --vm.free_waiters;
