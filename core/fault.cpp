@@ -201,7 +201,12 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
       lobject->mtx.unlock();
       break;
     }
-    if (m->fully_valid() && m->busy == 0 && (m->oflags & kVpoBusy) == 0) {
+    // Busy first: the seed (L986) reads valid without checking VPO_BUSY,
+    // but a COW fault fills a VPO_BUSY page and sets its valid bits holding
+    // only the backing object's lock (L757-758).  A page seen unbusy under
+    // its own object's lock is filled; later FreeBSD skips busy pages here
+    // too.
+    if ((m->oflags & kVpoBusy) == 0 && m->busy == 0 && m->fully_valid()) {
       MutexLock pq(pmap.vm.page_queues);
       // A page in the cache queue stays there: it must not be mapped.
       if (m->queue != PageQueue::kCache) pmap_enter_quick(pmap, addr, m, entry.protection);

@@ -300,11 +300,13 @@ TEST_F(FaultTest, PagerMissBelowTheTopZeroFillsInTheTop) {
     MutexLock l(base->mtx);
     base->size = 8;
   }
+  // A second mapping of base keeps it shared, so it is shadowed and (having
+  // two references) not collapsed into the shadow.
+  mmap_object(base, 8, kProtRead);  // takes the creator's reference
   object_reference(*base);
   Object* top = base;
   Pindex off = 0;
-  object_shadow(&top, &off, 8);
-  object_deallocate(base);  // the shadow holds it now
+  object_shadow(&top, &off, 8);  // the shadow takes over that reference
   std::uint64_t va = mmap_object(top, 8, kProtRead | kProtWrite);
   std::uint64_t v = 9;
   ASSERT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess);

@@ -64,14 +64,14 @@ void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANA
     if (nobjsize < o->size) object_page_remove(*o, nobjsize, o->size, false);
     // The rest of the last page past the new end must read as zeros.
     if (nsize % ps != 0) {
-      if (Page* m = page_lookup(*o, nsize / ps); m != nullptr && m->valid != 0) {
+      if (Page* m = page_lookup(*o, nsize / ps); m != nullptr) {
         // Busy pages were waited for above only past the end; this one may
-        // be busy (a fault reading it): wait, then zero.
+        // be busy (a fault reading it): wait first, then look at it.
         while (page_sleep_if_busy(m, true, "vnpsz")) {
           m = page_lookup(*o, nsize / ps);
           if (m == nullptr) break;
         }
-        if (m != nullptr) {
+        if (m != nullptr && m->valid != 0) {
           MutexLock pq(vp.vm.page_queues);
           // Unmapped first, so no user access races the zeroing; the next
           // access faults, which waits for the vnode lock we hold.
