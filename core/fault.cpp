@@ -449,6 +449,8 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           page_zero(fs.m);
         else
           cnt.bump(cnt.v_ozfod);
+        // Consumed: from now on the page holds data, not known zeros.
+        fs.m->flags &= static_cast<std::uint8_t>(~kPgZero);
         cnt.bump(cnt.v_zfod);
         fs.m->valid = kPageBitsAll;
         break;  // found

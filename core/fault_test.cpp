@@ -293,6 +293,37 @@ TEST_F(FaultTest, ZeroFillUsesPrezeroedPages) {
   EXPECT_EQ(cnt().v_minflt.load(), 1u);
 }
 
+TEST_F(FaultTest, AReusedCachedPageIsNeverTakenForZeros) {
+  // Found by the smoke test's data oracle: a page allocated prezeroed kept
+  // PG_ZERO after being written, and once cached and reused, the zero-fill
+  // skipped zeroing it.
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 0xdead), Kern::kSuccess);  // zero fill from a PG_ZERO page
+  Page* m = pmap_extract(map().pmap, va);
+  EXPECT_EQ(m->flags & kPgZero, 0);               // consumed by the fill
+  Object* o = m->object;
+  {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    pmap_remove_all(m);
+    m->dirty.store(0);  // as if laundered
+    m->flags |= kPgZero;  // even a stale flag must not be trusted from the cache
+    page_cache(m);
+  }
+  Object* other = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(other->mtx);
+    Pindex i = 0;
+    while (free_pages() > 0) ASSERT_NE(page_alloc(*other, i++, kAllocSystem), nullptr);
+    Page* again = page_alloc(*other, i, kAllocZero | kAllocSystem);
+    ASSERT_EQ(again, m);                      // reused from the cache
+    EXPECT_EQ(again->flags & kPgZero, 0);     // and not claimed to be zero
+    MutexLock pq(vm().page_queues);
+    while (!other->pages.empty()) page_free(other->pages.begin()->second);
+  }
+  object_deallocate(other);
+}
+
 TEST_F(FaultTest, PagerMissBelowTheTopZeroFillsInTheTop) {
   // A shadow (default) over a swap object that lacks page 3.
   Object* base = swap_object(3, 5000);

@@ -104,14 +104,19 @@ Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
       m->queue = PageQueue::kNone;
     }
   }
-  if (m == nullptr && (flags & kAllocIfNotCached) == 0) m = reuse_cached(vm, object, reserve);
+  bool from_cache = false;
+  if (m == nullptr && (flags & kAllocIfNotCached) == 0) {
+    m = reuse_cached(vm, object, reserve);
+    from_cache = m != nullptr;
+  }
   if (m == nullptr) {
     wake_pagedaemon(vm);
     return nullptr;
   }
   if (vm.count_min()) wake_pagedaemon(vm);
   // The page is on no queue and in no object: nobody else can reach it.
-  const bool zeroed = (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0;
+  // Only a free page can be known to be zero: a cached page holds data.
+  const bool zeroed = !from_cache && (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0;
   m->flags = zeroed ? kPgZero : 0;
   m->act_count = 0;
   m->valid = 0;
@@ -196,6 +201,9 @@ void page_rename(Page* m, Object& new_object, Pindex new_pindex) {
   m->vm->page_queues.assert_owned();
   page_remove(m);
   page_insert(m, new_object, new_pindex);
+  // A cached page must be clean: it leaves the cache before being dirtied
+  // (as 7.x vm_page_rename does).
+  if (m->queue == PageQueue::kCache) page_deactivate(m);
   page_dirty(m);
 }
 

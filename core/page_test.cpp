@@ -191,7 +191,7 @@ TEST_F(CoreTest, VmWaitSleepsUntilPagesAreFreed) {
   free_all(*o);  // each free wakes the sleeper, which re-checks the shortage
   waiter.join();
   EXPECT_TRUE(done.load());
-  EXPECT_EQ(vm().counters().v_vmwait.load(), 1u);
+  EXPECT_GE(vm().counters().v_vmwait.load(), 1u);  // once per sleep: woken by each free, it may sleep again
   object_deallocate(o);
 }
 

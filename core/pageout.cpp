@@ -90,7 +90,15 @@ PageoutStats pageout_scan(Vm& vm) FL_NO_THREAD_SAFETY_ANALYSIS {
           page_cache(m);
           ++st.cached;
         }
-      } else if (shortage()) {
+      } else if (Vnode* vp = o->type == ObjectType::kVnode ? static_cast<Vnode*>(o->handle) : nullptr;
+                 vp != nullptr && !vp->lock.try_xlock()) {
+        // A file page: the vnode must be locked before the page is busied
+        // (truncation holds the vnode and waits for busy pages).  In use
+        // elsewhere: skip it this time, as 7.x's vget with LK_NOWAIT does.
+        ++st.skipped;
+      } else if (!shortage()) {
+        if (vp != nullptr) vp->lock.xunlock();
+      } else {
         // The page queues are dropped during the I/O and `next` may leave
         // the queue meanwhile: a marker after m keeps our place (7.x does
         // the same).
@@ -108,6 +116,7 @@ PageoutStats pageout_scan(Vm& vm) FL_NO_THREAD_SAFETY_ANALYSIS {
         else
           ++st.launder_failed;
         o->mtx.unlock();
+        if (vp != nullptr) vp->lock.xunlock();
         next = marker.q_next;
         vm.inactive.unlink(&marker);
         m = next;

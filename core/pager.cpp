@@ -241,7 +241,7 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
   std::vector<bool> ok(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) ok[static_cast<std::size_t>(i)] = do_io(vm, m[i]);
   if (vp != nullptr) {
-    locking::SxExclusiveLock vl(vp->lock);
+    vp->lock.assert_xlocked();
     for (int i = 0; i < count; ++i) {
       if (!ok[static_cast<std::size_t>(i)]) continue;
       const std::uint64_t off = m[i]->pindex * ps;

@@ -65,7 +65,10 @@ bool pager_has_page(Object& o, Pindex pindex, int* before, int* after) FL_REQUIR
 PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_REQUIRES(o.mtx);
 // vm_pager_put_pages: writes pages m[0..count) (soft busy, write-protected by
 // the caller) back; per-page results in `rtvals`.  A default object becomes
-// a swap object.  Requires: o locked (dropped during the I/O).
+// a swap object.  Requires: o locked (dropped during the I/O); for a vnode
+// object, the vnode locked exclusively by the caller, taken before the pages
+// were busied (vnode -> busy is the order: truncation holds the vnode and
+// waits for busy pages).
 void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_REQUIRES(o.mtx);
 // vm_pager_page_unswapped: the page was dirtied; its swap copy is stale.
 void pager_page_unswapped(Page* m);
