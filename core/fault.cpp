@@ -177,12 +177,24 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
   static constexpr int kOrder[] = {-1, 1, -2, 2, -3, 3, -4, 4};
   std::uint64_t starta = addra >= kPrefaultBack * ps ? addra - kPrefaultBack * ps : 0;
   if (starta < entry.start) starta = entry.start;
-  for (int d : kOrder) {
-    if (d < 0 && addra < static_cast<std::uint64_t>(-d) * ps) continue;
-    const std::uint64_t addr = addra + static_cast<std::int64_t>(d) * static_cast<std::int64_t>(ps);
-    if (addr > addra + kPrefaultForward * ps) continue;
-    if (addr < starta || addr >= entry.end) continue;
-    if (!pmap_is_prefaultable(pmap, addr)) continue;
+  // Which neighbours have no translation: one look under the pmap lock
+  // instead of the seed's pmap_is_prefaultable per address (the answer is
+  // rechecked by pmap_enter_quick, which maps only where nothing is).
+  bool candidate[8] = {};
+  {
+    MutexLock pl(pmap.mtx);
+    for (int k = 0; k < 8; ++k) {
+      const int d = kOrder[k];
+      if (d < 0 && addra < static_cast<std::uint64_t>(-d) * ps) continue;
+      const std::uint64_t addr = addra + static_cast<std::int64_t>(d) * static_cast<std::int64_t>(ps);
+      if (addr > addra + kPrefaultForward * ps || addr < starta || addr >= entry.end) continue;
+      candidate[k] = pmap.entries.count(addr) == 0;
+    }
+  }
+  for (int k = 0; k < 8; ++k) {
+    if (!candidate[k]) continue;
+    const std::uint64_t addr =
+        addra + static_cast<std::int64_t>(kOrder[k]) * static_cast<std::int64_t>(ps);
     Pindex pindex = (addr - entry.start) / ps + entry.offset;
     Object* lobject = entry.object;
     std::uint32_t depth = 0;
