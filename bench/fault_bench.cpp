@@ -17,6 +17,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_main.h"
+
 #include "core/fault.h"
 #include "core/pager.h"
 #include "core/vm.h"
@@ -179,23 +181,4 @@ BENCHMARK(BM_SwapInFault)->Arg(1)->Arg(0);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::thread parked([&] {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return done; });
-  });
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  {
-    std::lock_guard<std::mutex> l(mu);
-    done = true;
-  }
-  cv.notify_one();
-  parked.join();
-  return 0;
-}
+int main(int argc, char** argv) { return faultline::bench::run_with_second_thread(argc, argv); }

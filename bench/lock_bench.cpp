@@ -11,6 +11,8 @@
 #include <thread>
 
 #include <benchmark/benchmark.h>
+
+#include "bench/bench_main.h"
 #include <boost/fiber/all.hpp>
 #include <oneapi/tbb/queuing_mutex.h>
 #include <oneapi/tbb/spin_mutex.h>
@@ -180,24 +182,4 @@ BENCHMARK(BM_SleepWakeupFibers)->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // The second thread: parked for the whole run.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::thread parked([&] {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return done; });
-  });
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  {
-    std::lock_guard<std::mutex> l(mu);
-    done = true;
-  }
-  cv.notify_one();
-  parked.join();
-  return 0;
-}
+int main(int argc, char** argv) { return faultline::bench::run_with_second_thread(argc, argv); }

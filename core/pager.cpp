@@ -119,6 +119,29 @@ void finish_others(Object& o, Page** m, int count, int reqpage, bool ok) FL_REQU
   }
 }
 
+// The transfer of a get_pages call: with pip held and the object unlocked,
+// the device works (or fails), `fill(i)` copies page i in; then the pages
+// are valid and the others settled.  Requires: o locked; returns so.
+template <class Fill>
+PagerResult transfer_in(Object& o, Page** m, int count, int reqpage, Fill fill) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = o.vm;
+  object_pip_add(o, 1);
+  o.mtx.unlock();
+  const bool ok = do_io(vm, &o);
+  if (ok)
+    for (int i = 0; i < count; ++i) fill(i);
+  o.mtx.lock();
+  object_pip_wakeup(o);
+  if (!ok) {
+    finish_others(o, m, count, reqpage, false);
+    return PagerResult::kError;
+  }
+  for (int i = 0; i < count; ++i) m[i]->valid = kPageBitsAll;
+  vm.counters().bump(vm.counters().v_pgpgin, static_cast<std::uint64_t>(count));
+  finish_others(o, m, count, reqpage, true);
+  return PagerResult::kOk;
+}
+
 }  // namespace
 
 bool pager_has_page(Object& o, Pindex pindex, int* before, int* after) {
@@ -168,21 +191,9 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       }
       blocks[static_cast<std::size_t>(i)] = it->second;
     }
-    object_pip_add(o, 1);
-    o.mtx.unlock();
-    const bool ok = do_io(vm, &o);
-    if (ok)
-      for (int i = 0; i < count; ++i) std::memcpy(m[i]->data, blocks[static_cast<std::size_t>(i)].data(), ps);
-    o.mtx.lock();
-    object_pip_wakeup(o);
-    if (!ok) {
-      finish_others(o, m, count, reqpage, false);
-      return PagerResult::kError;
-    }
-    for (int i = 0; i < count; ++i) m[i]->valid = kPageBitsAll;
-    vm.counters().bump(vm.counters().v_pgpgin, static_cast<std::uint64_t>(count));
-    finish_others(o, m, count, reqpage, true);
-    return PagerResult::kOk;
+    return transfer_in(o, m, count, reqpage, [&](int i) {
+      std::memcpy(m[i]->data, blocks[static_cast<std::size_t>(i)].data(), ps);
+    });
   }
   if (o.type == ObjectType::kVnode) {
     Vnode* vp = vnode_of(o);
@@ -190,34 +201,17 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       finish_others(o, m, count, reqpage, false);
       return PagerResult::kBad;
     }
-    object_pip_add(o, 1);
-    o.mtx.unlock();
-    bool ok;
-    {
-      // The caller holds the vnode lock (the fault takes it shared through
-      // vnode_pager_lock), so the file cannot be truncated under the read.
-      vp->lock.assert_locked();
-      ok = do_io(vm, &o);
-      if (ok) {
-        for (int i = 0; i < count; ++i) {
-          const std::uint64_t off = m[i]->pindex * ps;
-          const std::uint64_t file_size = vp->size;
-          const std::uint64_t n = off >= file_size ? 0 : std::min<std::uint64_t>(ps, file_size - off);
-          if (n != 0) std::memcpy(m[i]->data, vp->contents.data() + off, n);
-          if (n < ps) std::memset(m[i]->data + n, 0, ps - n);  // zeros past EOF
-        }
-      }
-    }
-    o.mtx.lock();
-    object_pip_wakeup(o);
-    if (!ok) {
-      finish_others(o, m, count, reqpage, false);
-      return PagerResult::kError;
-    }
-    for (int i = 0; i < count; ++i) m[i]->valid = kPageBitsAll;
-    vm.counters().bump(vm.counters().v_pgpgin, static_cast<std::uint64_t>(count));
-    finish_others(o, m, count, reqpage, true);
-    return PagerResult::kOk;
+    // The caller holds the vnode lock (the fault takes it shared through
+    // vnode_pager_lock), so the file cannot be truncated under the read.
+    vp->lock.assert_locked();
+    return transfer_in(o, m, count, reqpage, [&](int i) {
+      vp->lock.assert_locked();  // (for the analysis: the lambda is checked on its own)
+      const std::uint64_t off = m[i]->pindex * ps;
+      const std::uint64_t file_size = vp->size;
+      const std::uint64_t n = off >= file_size ? 0 : std::min<std::uint64_t>(ps, file_size - off);
+      if (n != 0) std::memcpy(m[i]->data, vp->contents.data() + off, n);
+      if (n < ps) std::memset(m[i]->data + n, 0, ps - n);  // zeros past EOF
+    });
   }
   finish_others(o, m, count, reqpage, false);
   return PagerResult::kFail;
