@@ -42,6 +42,7 @@ Map::~Map() {
 }
 
 MapEntry* Map::lookup_entry(std::uint64_t va) {
+  lock.assert_locked();
   auto it = entries.upper_bound(va);
   if (it == entries.begin()) return nullptr;
   --it;
@@ -150,6 +151,7 @@ Kern map_lookup(Map& map, std::uint64_t va, std::uint8_t fault_type, Lookup* out
 }
 
 Kern map_lookup_locked(Map& map, std::uint64_t va, std::uint8_t fault_type, Lookup* out) {
+  map.lock.assert_locked();
   bool retry = false;
   return lookup_common(map, va, fault_type, out, false, &retry);
 }
@@ -230,6 +232,7 @@ void map_wakeup(Map& map) {
 }
 
 bool in_transition(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock) {
+  map.lock.assert_xlocked();
   if (MapEntry* e = map.lookup_entry(start); e != nullptr && (e->eflags & kEntryInTransition) != 0)
     return true;
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it)
@@ -249,6 +252,7 @@ void map_lock_settled(Map& map, std::uint64_t start, std::uint64_t end) FL_ACQUI
 
 // Removes [start, end) with the map exclusively locked (vm_map_delete).
 void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock) {
+  map.lock.assert_xlocked();
   map_clip(map, start);
   map_clip(map, end);
   std::vector<Object*> dead;

@@ -147,6 +147,8 @@ bool anonymous(const Object& o) FL_NO_THREAD_SAFETY_ANALYSIS {
 // locked, no paging in progress on either, no busy or wired page in
 // backing.  Returns with robj locked and backing gone.
 void collapse(Object* robj, Object* backing) FL_NO_THREAD_SAFETY_ANALYSIS {
+  robj->mtx.assert_owned();
+  backing->mtx.assert_owned();
   Vm& vm = robj->vm;
   const Pindex off = robj->backing_offset;
   {
@@ -194,6 +196,7 @@ void collapse(Object* robj, Object* backing) FL_NO_THREAD_SAFETY_ANALYSIS {
 // try to collapse o into the shadow.  Requires: o locked; returns with o
 // unlocked (or destroyed).
 void maybe_collapse(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
+  o->mtx.assert_owned();
   if (o->ref_count != 1 || o->shadow_count != 1 || !anonymous(*o) || o->pip != 0) {
     o->mtx.unlock();
     return;

@@ -48,6 +48,7 @@ void PageList::unlink(Page* p) noexcept {
 namespace {
 
 void wake_free_waiters(Vm& vm) FL_REQUIRES(vm.free_mtx) {
+  vm.free_mtx.assert_owned();
   if (vm.free_waiters != 0) locking::wakeup(&vm.free_count);
 }
 

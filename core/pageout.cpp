@@ -17,6 +17,8 @@ namespace {
 // page's object and the page queues held; returns with both held.
 bool launder(Vm& vm, Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   Object& o = *m->object;
+  o.mtx.assert_owned();
+  vm.page_queues.assert_owned();
   page_io_start(m);
   pmap_remove_write(m);  // no writes while the pager copies the bytes
   vm.page_queues.unlock();

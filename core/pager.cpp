@@ -99,10 +99,14 @@ bool do_io(Vm& vm, const void* what) {
   return rate == 0 || vm.draw_ppm() >= rate;
 }
 
-Vnode* vnode_of(Object& o) FL_REQUIRES(o.mtx) { return static_cast<Vnode*>(o.handle); }
+Vnode* vnode_of(Object& o) FL_REQUIRES(o.mtx) {
+  o.mtx.assert_owned();
+  return static_cast<Vnode*>(o.handle);
+}
 
 // Settles the non-requested pages of a get_pages call.
 void finish_others(Object& o, Page** m, int count, int reqpage, bool ok) FL_REQUIRES(o.mtx) {
+  o.mtx.assert_owned();
   MutexLock pq(o.vm.page_queues);
   for (int i = 0; i < count; ++i) {
     if (i == reqpage) continue;

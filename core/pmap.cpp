@@ -42,6 +42,8 @@ void collect_bits(Page* m, const PmapEntry& e) {
 // Removes the mapping at `it`.  Requires: page queues and pmap mutex.
 void remove_entry(Pmap& pmap, std::map<std::uint64_t, PmapEntry>::iterator it)
     FL_REQUIRES(pmap.mtx) {
+  pmap.mtx.assert_owned();
+  pmap.vm.page_queues.assert_owned();
   Page* m = it->second.page;
   collect_bits(m, it->second);
   pv_remove(m, &pmap, it->first);
