@@ -14,12 +14,82 @@ SxLock::SxLock(LockClass& cls, const char* name)
 
 SxLock::~SxLock() {
   Actor* o = xowner_.load(std::memory_order_relaxed);
-  if (o != nullptr || sharers_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+  if (o != nullptr || sharers() != 0) [[unlikely]]
     detail::report_destroy_held(*this, o);
 }
 
-bool SxLock::can_share() const noexcept {
-  return xowner_.load(std::memory_order_relaxed) == nullptr && xwaiters_.load(std::memory_order_relaxed) == 0;
+bool SxLock::fast_slock() noexcept {
+  std::uint32_t v = state_.load(std::memory_order_relaxed);
+  while ((v & (kExclusive | kWaiters)) == 0)
+    if (state_.compare_exchange_weak(v, v + 1, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+  return false;
+}
+
+bool SxLock::fast_sunlock() noexcept {
+  std::uint32_t v = state_.load(std::memory_order_relaxed);
+  while ((v & kWaiters) == 0)
+    if (state_.compare_exchange_weak(v, v - 1, std::memory_order_release, std::memory_order_relaxed)) return true;
+  return false;
+}
+
+void SxLock::settle_waiters_bit() {
+  if (xwaiters_.load(std::memory_order_relaxed) == 0 && swaiters_.load(std::memory_order_relaxed) == 0)
+    state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+}
+
+void SxLock::slow_slock() {
+  m_.lock();
+  for (;;) {
+    // Writers first: no new sharer while one waits.
+    std::uint32_t v = state_.load(std::memory_order_relaxed);
+    if ((v & kExclusive) == 0 && xwaiters_.load(std::memory_order_relaxed) == 0) {
+      if (state_.compare_exchange_weak(v, v + 1, std::memory_order_acquire, std::memory_order_relaxed)) break;
+      continue;
+    }
+    swaiters_.fetch_add(1, std::memory_order_relaxed);
+    state_.fetch_or(kWaiters);
+    v = state_.load();
+    if ((v & kExclusive) != 0 || xwaiters_.load(std::memory_order_relaxed) != 0) readers_.wait(m_);
+    swaiters_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  settle_waiters_bit();
+  m_.unlock();
+}
+
+void SxLock::slow_sunlock() {
+  m_.lock();
+  const std::uint32_t v = state_.fetch_sub(1, std::memory_order_release) - 1;
+  if ((v & kCountMask) == 0 && xwaiters_.load(std::memory_order_relaxed) != 0) writers_.notify_one();
+  m_.unlock();
+}
+
+void SxLock::slow_xlock() {
+  m_.lock();
+  for (;;) {
+    std::uint32_t v = state_.load(std::memory_order_relaxed);
+    if ((v & (kExclusive | kCountMask)) == 0) {
+      if (state_.compare_exchange_weak(v, v | kExclusive, std::memory_order_acquire, std::memory_order_relaxed))
+        break;
+      continue;
+    }
+    xwaiters_.fetch_add(1, std::memory_order_relaxed);
+    state_.fetch_or(kWaiters);
+    v = state_.load();
+    if ((v & (kExclusive | kCountMask)) != 0) writers_.wait(m_);
+    xwaiters_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  settle_waiters_bit();
+  m_.unlock();
+}
+
+void SxLock::slow_xunlock() {
+  m_.lock();
+  state_.fetch_and(~kExclusive, std::memory_order_release);
+  if (xwaiters_.load(std::memory_order_relaxed) != 0)
+    writers_.notify_one();
+  else if (swaiters_.load(std::memory_order_relaxed) != 0)
+    readers_.notify_all();
+  m_.unlock();
 }
 
 bool SxLock::held_shared_by_me() const noexcept {
@@ -28,7 +98,7 @@ bool SxLock::held_shared_by_me() const noexcept {
     int i = me.find(this);
     return i >= 0 && me.held(i).mode.load(std::memory_order_relaxed) == LockMode::kShared;
   }
-  return sharers_.load(std::memory_order_relaxed) != 0;
+  return sharers() != 0;
 }
 
 void SxLock::xlock(const Site& site) {
@@ -42,20 +112,13 @@ void SxLock::xlock(const Site& site) {
   if (track && !detail::check_acquire(me, *this, LockMode::kExclusive, 0, site)) return;
   bool contended = false;
   std::uint64_t t0 = 0;
-  m_.lock();
-  if (xowner_.load(std::memory_order_relaxed) != nullptr ||
-      sharers_.load(std::memory_order_relaxed) != 0) {
+  std::uint32_t zero = 0;
+  if (!state_.compare_exchange_strong(zero, kExclusive, std::memory_order_acquire, std::memory_order_relaxed)) {
     contended = true;
     if (track && detail::profiling_on()) t0 = detail::now_ns();
-    xwaiters_.fetch_add(1, std::memory_order_relaxed);
-    do {
-      writers_.wait(m_);
-    } while (xowner_.load(std::memory_order_relaxed) != nullptr ||
-             sharers_.load(std::memory_order_relaxed) != 0);
-    xwaiters_.fetch_sub(1, std::memory_order_relaxed);
+    slow_xlock();
   }
   xowner_.store(&me, std::memory_order_relaxed);
-  m_.unlock();
   if (track)
     detail::note_acquired(me, *this, LockMode::kExclusive, 0, false, contended,
                           t0 != 0 ? detail::now_ns() - t0 : 0, site);
@@ -73,18 +136,11 @@ void SxLock::slock(const Site& site) {
   if (track && !detail::check_acquire(me, *this, LockMode::kShared, 0, site)) return;
   bool contended = false;
   std::uint64_t t0 = 0;
-  m_.lock();
-  if (!can_share()) {
+  if (!fast_slock()) {
     contended = true;
     if (track && detail::profiling_on()) t0 = detail::now_ns();
-    swaiters_.fetch_add(1, std::memory_order_relaxed);
-    do {
-      readers_.wait(m_);
-    } while (!can_share());
-    swaiters_.fetch_sub(1, std::memory_order_relaxed);
+    slow_slock();
   }
-  sharers_.store(sharers_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  m_.unlock();
   if (track)
     detail::note_acquired(me, *this, LockMode::kShared, 0, false, contended,
                           t0 != 0 ? detail::now_ns() - t0 : 0, site);
@@ -97,11 +153,11 @@ bool SxLock::try_xlock(const Site& site) {
     detail::report_recursion(*this, site);
     return false;
   }
-  m_.lock();
-  bool got = xowner_.load(std::memory_order_relaxed) == nullptr &&
-             sharers_.load(std::memory_order_relaxed) == 0;
+  std::uint32_t v = state_.load(std::memory_order_relaxed);
+  bool got = false;
+  while ((v & (kExclusive | kCountMask)) == 0 && !got)
+    got = state_.compare_exchange_weak(v, v | kExclusive, std::memory_order_acquire, std::memory_order_relaxed);
   if (got) xowner_.store(&me, std::memory_order_relaxed);
-  m_.unlock();
   if (got && detail::tracking())
     detail::note_acquired(me, *this, LockMode::kExclusive, 0, true, false, 0, site);
   return got;
@@ -115,10 +171,8 @@ bool SxLock::try_slock(const Site& site) {
     detail::report_recursion(*this, site);
     return false;
   }
-  m_.lock();
-  bool got = can_share();
-  if (got) sharers_.store(sharers_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  m_.unlock();
+  // Refused while a writer holds it or waits for it (writer preference).
+  bool got = fast_slock();
   if (got && detail::tracking())
     detail::note_acquired(me, *this, LockMode::kShared, 0, true, false, 0, site);
   return got;
@@ -132,13 +186,9 @@ void SxLock::xunlock(const Site& site) {
     return;
   }
   if (detail::tracking()) detail::note_released(me, *this);
-  m_.lock();
   xowner_.store(nullptr, std::memory_order_relaxed);
-  if (xwaiters_.load(std::memory_order_relaxed) != 0)
-    writers_.notify_one();
-  else if (swaiters_.load(std::memory_order_relaxed) != 0)
-    readers_.notify_all();
-  m_.unlock();
+  std::uint32_t x = kExclusive;
+  if (!state_.compare_exchange_strong(x, 0, std::memory_order_release, std::memory_order_relaxed)) slow_xunlock();
   schedule_point(Point::kUnlock, this);
 }
 
@@ -150,11 +200,7 @@ void SxLock::sunlock(const Site& site) {
     return;
   }
   if (detail::tracking()) detail::note_released(me, *this);
-  m_.lock();
-  std::uint32_t left = sharers_.load(std::memory_order_relaxed) - 1;
-  sharers_.store(left, std::memory_order_relaxed);
-  if (left == 0 && xwaiters_.load(std::memory_order_relaxed) != 0) writers_.notify_one();
-  m_.unlock();
+  if (!fast_sunlock()) slow_sunlock();
   schedule_point(Point::kUnlock, this);
 }
 
@@ -172,13 +218,13 @@ bool SxLock::try_upgrade(const Site& site) {
     detail::report_not_owned(*this, xowner_.load(std::memory_order_relaxed), "upgrading", site);
     return false;
   }
-  m_.lock();
-  bool got = sharers_.load(std::memory_order_relaxed) == 1;
-  if (got) {
-    sharers_.store(0, std::memory_order_relaxed);
-    xowner_.store(&me, std::memory_order_relaxed);
-  }
-  m_.unlock();
+  // Only the sole sharer may upgrade; waiters keep their bit.
+  std::uint32_t v = state_.load(std::memory_order_relaxed);
+  bool got = false;
+  while ((v & (kExclusive | kCountMask)) == 1 && !got)
+    got = state_.compare_exchange_weak(v, (v & kWaiters) | kExclusive, std::memory_order_acquire,
+                                       std::memory_order_relaxed);
+  if (got) xowner_.store(&me, std::memory_order_relaxed);
   if (got && detail::tracking()) detail::note_mode(me, *this, LockMode::kExclusive);
   return got;
 }
@@ -189,12 +235,15 @@ void SxLock::downgrade(const Site& site) {
     detail::report_not_owned(*this, xowner_.load(std::memory_order_relaxed), "downgrading", site);
     return;
   }
-  m_.lock();
   xowner_.store(nullptr, std::memory_order_relaxed);
-  sharers_.store(1, std::memory_order_relaxed);
-  // Writers keep priority over the new sharers, but this holder now shares.
-  if (swaiters_.load(std::memory_order_relaxed) != 0 && xwaiters_.load(std::memory_order_relaxed) == 0) readers_.notify_all();
-  m_.unlock();
+  // Exclusive -> one sharer; shared waiters may join unless a writer waits.
+  const std::uint32_t v = state_.fetch_xor(kExclusive | 1u, std::memory_order_release);
+  if ((v & kWaiters) != 0) {
+    m_.lock();
+    if (swaiters_.load(std::memory_order_relaxed) != 0 && xwaiters_.load(std::memory_order_relaxed) == 0)
+      readers_.notify_all();
+    m_.unlock();
+  }
   if (detail::tracking()) detail::note_mode(me, *this, LockMode::kShared);
 }
 

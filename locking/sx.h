@@ -57,7 +57,7 @@ class FL_CAPABILITY("sx") SxLock : public LockBase {
     return xowner_.load(std::memory_order_relaxed) == &current_actor();
   }
   // Number of shared holders (a snapshot).
-  std::uint32_t sharers() const noexcept { return sharers_.load(std::memory_order_relaxed); }
+  std::uint32_t sharers() const noexcept { return state_.load(std::memory_order_relaxed) & kCountMask; }
   // Actors waiting for each mode (snapshots).
   std::uint32_t exclusive_waiters() const noexcept { return xwaiters_.load(std::memory_order_relaxed); }
   std::uint32_t shared_waiters() const noexcept { return swaiters_.load(std::memory_order_relaxed); }
@@ -72,13 +72,28 @@ class FL_CAPABILITY("sx") SxLock : public LockBase {
 
  private:
   bool held_shared_by_me() const noexcept;
-  bool can_share() const noexcept;  // under m_
 
+  // The lock word: sharer count, an exclusive bit, and a "waiters" bit that
+  // sends releases to the slow path (m_, to wake them).  Uncontended holds
+  // and releases are one compare-and-swap each; waiting happens under m_
+  // after setting kWaiters, so a release either precedes the waiter's check
+  // or sees kWaiters and wakes it.
+  static constexpr std::uint32_t kCountMask = (1u << 30) - 1;
+  static constexpr std::uint32_t kExclusive = 1u << 30;
+  static constexpr std::uint32_t kWaiters = 1u << 31;
+  bool fast_slock() noexcept;
+  bool fast_sunlock() noexcept;
+  void slow_slock();
+  void slow_sunlock();
+  void slow_xlock();
+  void slow_xunlock();
+  void settle_waiters_bit();  // under m_
+
+  std::atomic<std::uint32_t> state_{0};
   detail::WaitLock m_;
   detail::WaitCond readers_;
   detail::WaitCond writers_;
-  std::atomic<std::uint32_t> sharers_{0};  // written under m_, read anywhere
-  std::atomic<Actor*> xowner_{nullptr};    // written under m_, read anywhere
+  std::atomic<Actor*> xowner_{nullptr};    // set by the exclusive holder
   std::atomic<std::uint32_t> xwaiters_{0};  // written under m_, read anywhere
   std::atomic<std::uint32_t> swaiters_{0};  // written under m_, read anywhere
 };

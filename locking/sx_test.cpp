@@ -142,3 +142,58 @@ TEST_F(LockingTest, SxWritersArePreferred) {
 
 }  // namespace
 }  // namespace faultline::locking
+
+namespace faultline::locking {
+namespace {
+
+// Mixed shared / exclusive / try / upgrade / downgrade traffic: a writer is
+// never inside with anyone else, and sharers only with sharers.
+void sx_mixed_traffic() FL_NO_THREAD_SAFETY_ANALYSIS {
+  static LockClass mixed_class{"test sx mixed", LockKind::kSx};
+  SxLock sx(mixed_class);
+  std::atomic<int> readers{0}, writers{0}, violations{0};
+  auto in_exclusive = [&] {
+    if (writers.fetch_add(1) != 0 || readers.load() != 0) ++violations;
+    writers.fetch_sub(1);
+  };
+  auto in_shared = [&] {
+    readers.fetch_add(1);
+    if (writers.load() != 0) ++violations;
+    readers.fetch_sub(1);
+  };
+  testing::run_threads(8, [&](int t) {
+    unsigned x = 12345u + static_cast<unsigned>(t);
+    for (int i = 0; i < 20000; ++i) {
+      x = x * 1103515245u + 12345u;
+      switch ((x >> 16) % 6) {
+        case 0: sx.slock(); in_shared(); sx.sunlock(); break;
+        case 1: sx.xlock(); in_exclusive(); sx.xunlock(); break;
+        case 2: if (sx.try_slock()) { in_shared(); sx.sunlock(); } break;
+        case 3: if (sx.try_xlock()) { in_exclusive(); sx.xunlock(); } break;
+        case 4:
+          sx.slock();
+          if (sx.try_upgrade()) {
+            in_exclusive();
+            sx.downgrade();
+          }
+          in_shared();
+          sx.sunlock();
+          break;
+        default: sx.xlock(); in_exclusive(); sx.downgrade(); in_shared(); sx.unlock(); break;
+      }
+    }
+  });
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_EQ(sx.sharers(), 0u);
+  EXPECT_EQ(sx.exclusive_waiters(), 0u);
+  EXPECT_EQ(sx.shared_waiters(), 0u);
+}
+
+TEST_F(LockingTest, SxMixedTrafficKeepsExclusion) {
+  ScopedReportCapture cap(Mode::kReport);
+  sx_mixed_traffic();
+  EXPECT_EQ(cap.size(), 0u);
+}
+
+}  // namespace
+}  // namespace faultline::locking
