@@ -52,6 +52,20 @@ void release_page(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
   fs.m = nullptr;
 }
 
+// Leaves the backing object the search stopped in (its pip dropped, its lock
+// released) and continues with the first object's page: seed L651-659 and
+// L770-779.  `lock_first`: take the first object's lock (not already held).
+void back_to_first_object(FaultState& fs, bool lock_first) FL_NO_THREAD_SAFETY_ANALYSIS {
+  fs.object->mtx.assert_owned();
+  object_pip_wakeup(*fs.object);
+  fs.object->mtx.unlock();
+  fs.object = fs.first_object;
+  fs.pindex = fs.first_pindex;
+  fs.m = fs.first_m;
+  fs.depth = 0;
+  if (lock_first) fs.object->mtx.lock();
+}
+
 // seed L145.
 void unlock_map(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
   if (fs.lookup_still_valid) {
@@ -446,15 +460,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       fs.pindex += fs.object->backing_offset;
       Object* next = fs.object->backing_object;
       if (next == nullptr) {
-        if (fs.object != fs.first_object) {
-          object_pip_wakeup(*fs.object);
-          fs.object->mtx.unlock();
-          fs.object = fs.first_object;
-          fs.pindex = fs.first_pindex;
-          fs.m = fs.first_m;
-          fs.depth = 0;
-          fs.object->mtx.lock();
-        }
+        if (fs.object != fs.first_object) back_to_first_object(fs, true);
         fs.first_m = nullptr;
         // The page is busy, on no queue and unmapped: its flags are ours.
         if ((fs.m->flags & kPgZero) == 0)
@@ -504,13 +510,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           fs.first_m->valid = kPageBitsAll;
         }
         if (fs.m != nullptr) release_page(fs);
-        object_pip_wakeup(*fs.object);
-        fs.object->mtx.unlock();
-        fs.object = fs.first_object;
-        fs.pindex = fs.first_pindex;
-        fs.m = fs.first_m;
-        fs.depth = 0;
-        if (!first_locked) fs.object->mtx.lock();
+        back_to_first_object(fs, !first_locked);
         cnt.bump(cnt.v_cow_faults);
       } else {
         // Reading: map the backing page read-only.

@@ -55,6 +55,18 @@ void wake_free_waiters(Vm& vm) FL_REQUIRES(vm.free_mtx) {
 // The daemon checks pages_needed under free_mtx before it sleeps; setting it
 // first and waking under free_mtx cannot be missed.  Requires: free_mtx not
 // held (object locks may be).
+// A page no one owns goes to the head of the free list (its contents are
+// not known to be zero) and VM_WAIT sleepers are woken.  Requires: the page
+// on no queue and in no object; free_mtx not held.
+void enqueue_free(Vm& vm, Page* m) {
+  m->flags = 0;
+  MutexLock f(vm.free_mtx);
+  m->queue = PageQueue::kFree;
+  vm.free_list.push_head(m);
+  vm.free_count.fetch_add(1, std::memory_order_relaxed);
+  wake_free_waiters(vm);
+}
+
 void wake_pagedaemon(Vm& vm) {
   if (!vm.pages_needed.exchange(true)) {
     vm.counters().bump(vm.counters().v_pdwakeups);
@@ -145,12 +157,7 @@ void page_free(Page* m) {
   m->act_count = 0;
   vm.counters().bump(vm.counters().v_tfree);
   if (m->hold_count != 0) return;  // freed for real by the last page_unhold
-  m->flags = 0;
-  MutexLock f(vm.free_mtx);
-  m->queue = PageQueue::kFree;
-  vm.free_list.push_head(m);
-  vm.free_count.fetch_add(1, std::memory_order_relaxed);
-  wake_free_waiters(vm);
+  enqueue_free(vm, m);
 }
 
 void vm_wait(Vm& vm, const char* wmesg) {
@@ -344,12 +351,7 @@ void page_unhold(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   assert(m->hold_count != 0);
   if (--m->hold_count != 0 || m->object != nullptr || m->queue != PageQueue::kNone) return;
   // Freed while held: free it for real now.
-  m->flags = 0;
-  MutexLock f(vm.free_mtx);
-  m->queue = PageQueue::kFree;
-  vm.free_list.push_head(m);
-  vm.free_count.fetch_add(1, std::memory_order_relaxed);
-  wake_free_waiters(vm);
+  enqueue_free(vm, m);
 }
 
 void page_dirty(Page* m) {
