@@ -30,15 +30,19 @@ class FaultTest : public CoreTest {
     // Every test ends quiescent: the invariants must hold.
     std::vector<Map*> maps{map_.get()};
     maps.insert(maps.end(), extra_maps_.begin(), extra_maps_.end());
-    for (const std::string& f : check_invariants(vm(), maps, vnodes_)) ADD_FAILURE() << "invariant: " << f;
+    std::vector<Device*> devices;
+    for (auto& dev : devices_) devices.push_back(dev.get());
+    for (const std::string& f : check_invariants(vm(), maps, vnodes_, devices)) ADD_FAILURE() << "invariant: " << f;
     for (Map* m : extra_maps_) map_remove_all(*m);
     for (Vnode* vp : vnodes_) vnode_release_object(*vp);
+    for (auto& dev : devices_) device_release_object(*dev);
     map_remove_all(*map_);
     for (const std::string& f : check_invariants(vm(), {map_.get()}))
       ADD_FAILURE() << "invariant after unmapping everything: " << f;
     owned_maps_.clear();
     owned_vnodes_.clear();
     map_.reset();
+    devices_.clear();
     CoreTest::TearDown();
   }
   Map& map() { return *map_; }
@@ -129,10 +133,15 @@ class FaultTest : public CoreTest {
     vnodes_.push_back(owned_vnodes_.back().get());
     return *vnodes_.back();
   }
+  Device& new_device(Pindex npages) {
+    devices_.push_back(std::make_unique<Device>(vm(), npages));
+    return *devices_.back();
+  }
   std::vector<Map*> extra_maps_;
   std::vector<Vnode*> vnodes_;
   std::vector<std::unique_ptr<Map>> owned_maps_;
   std::vector<std::unique_ptr<Vnode>> owned_vnodes_;
+  std::vector<std::unique_ptr<Device>> devices_;
 
   std::function<void()> io_action_;
   std::unique_ptr<Map> map_;

@@ -189,6 +189,16 @@ TEST_F(FaultTest, SevereShortageWaitsForMemoryThenRetries) {
   while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
   EXPECT_FALSE(done.load());
   {
+    // Out of the severe range but still under free_min: no wakeup yet
+    // (vm_page_free_wakeup's hysteresis).  wakeup() takes the sleeper off
+    // the channel at once, so the count shows a wrong wakeup.
+    MutexLock l(hog->mtx);
+    MutexLock pq(vm().page_queues);
+    while (vm().count_severe()) page_free(hog->pages.begin()->second);
+    ASSERT_TRUE(vm().count_min());
+  }
+  EXPECT_EQ(locking::sleepers(&vm().free_count), 1u);
+  {
     MutexLock l(hog->mtx);
     MutexLock pq(vm().page_queues);
     while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
@@ -261,6 +271,53 @@ TEST_F(FaultTest, SequentialBehaviourCachesPagesBehind) {
     EXPECT_EQ(v, 3000u + i);
   }
   EXPECT_GT(cnt().v_tcached.load(), 0u);
+}
+
+// ---- L579-583: the pager succeeded, but the page is gone ----
+
+TEST_F(FaultTest, PagerThatMovesThePageMakesTheFaultLookAgain) {
+  Device& dev = new_device(2);
+  {
+    MutexLock dl(dev.lock);
+    for (Pindex i = 0; i < 2; ++i) {
+      std::uint64_t v = 7000 + i;
+      std::memcpy(dev.memory.data() + i * ps(), &v, sizeof v);
+    }
+  }
+  // The driver is moving its memory during the first two pager calls.
+  std::atomic<int> calls{0};
+  dev.d_mmap = [&](Pindex p) {
+    return calls.fetch_add(1) < 2 ? DevMmap::kMoving : p < 2 ? DevMmap::kMapped : DevMmap::kInvalid;
+  };
+  Object* o = dev_pager_alloc(dev);
+  std::uint64_t va = 0;
+  ASSERT_EQ(map_mmap(map(), &va, 2 * ps(), o, 0, kProtRead | kProtWrite, kProtAll, 0, Inherit::kShare),
+            Kern::kSuccess);
+  const std::uint64_t free_before = vm().free_count.load();
+  EXPECT_EQ(vm_fault(map(), va + ps(), kProtRead, kFaultNormal), Kern::kSuccess);
+  EXPECT_EQ(retries(Retry::kPagerPageGone), 2u);
+  EXPECT_EQ(calls.load(), 3);
+  EXPECT_EQ(cnt().v_pageins.load(), 3u);
+  EXPECT_EQ(cnt().v_majflt.load(), 1u);
+  EXPECT_EQ(vm().free_count.load(), free_before - 1);  // the two disposed pages went back
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(o->pages.size(), 1u);
+  }
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7001u);
+}
+
+TEST_F(FaultTest, DeviceWithoutMemoryAtTheOffsetFailsTheFault) {
+  Device& dev = new_device(2);
+  dev.d_mmap = [](Pindex p) { return p == 0 ? DevMmap::kInvalid : DevMmap::kMapped; };
+  Object* o = dev_pager_alloc(dev);
+  std::uint64_t va = 0;
+  ASSERT_EQ(map_mmap(map(), &va, 2 * ps(), o, 0, kProtRead, kProtAll, 0, Inherit::kShare), Kern::kSuccess);
+  EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kProtectionFailure);
+  EXPECT_EQ(cnt().v_fault_errors.load(), 1u);
+  EXPECT_EQ(vm_fault(map(), va + ps(), kProtRead, kFaultNormal), Kern::kSuccess);
 }
 
 // ---- L601-620: pager error ----

@@ -19,13 +19,14 @@ std::string page_name(const Page* m) { return "page " + std::to_string(m->index)
 // Quiescent by contract: every structure is read under its lock anyway, one
 // lock at a time, so the checker is clean under TSan and the lock checker.
 std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
-                                          const std::vector<Vnode*>& vnodes)
+                                          const std::vector<Vnode*>& vnodes,
+                                          const std::vector<Device*>& devices)
     FL_NO_THREAD_SAFETY_ANALYSIS {
   std::vector<std::string> out;
   auto bad = [&](std::string s) { out.push_back(std::move(s)); };
   const std::uint32_t ps = vm.page_size();
 
-  // ---- objects reachable from the maps and vnodes, and their references ----
+  // ---- objects reachable from the maps, vnodes and devices, and their references ----
   std::map<Object*, int> refs;  // references found
   std::set<Object*> objects;
   std::vector<Object*> work;
@@ -44,6 +45,12 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
     if (vp->object == nullptr) continue;
     ++refs[vp->object];
     reach(vp->object);
+  }
+  for (Device* dev : devices) {
+    locking::MutexLock l(dev->lock);
+    if (dev->object == nullptr) continue;
+    ++refs[dev->object];
+    reach(dev->object);
   }
   std::map<Object*, int> shadows_found;
   while (!work.empty()) {

@@ -12,7 +12,7 @@
 //    than the entry allows, writable only if the page is in the entry's top
 //    object (and the entry no longer needs a copy); pv lists match the pmaps;
 //  - reference and shadow counts match the references that exist (map
-//    entries, shadows, vnodes);
+//    entries, shadows, vnodes, devices);
 //  - free + allocated = all pages.
 // Each finding is one line naming what is wrong and where.
 #pragma once
@@ -25,8 +25,10 @@ namespace faultline::vm {
 class Vm;
 class Map;
 class Vnode;
+class Device;
 
 std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
-                                          const std::vector<Vnode*>& vnodes = {});
+                                          const std::vector<Vnode*>& vnodes = {},
+                                          const std::vector<Device*>& devices = {});
 
 }  // namespace faultline::vm

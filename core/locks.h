@@ -1,6 +1,6 @@
 // The VM's lock classes and their declared order (protocol.md):
 //
-//   vm map -> vnode -> vm object (chain: top first, key = depth)
+//   vm map -> vnode -> device -> vm object (chain: top first, key = depth)
 //          -> page queues -> free queue -> pmap
 //
 // Anything that needs the reverse (the pageout daemon holds the page queues
@@ -15,6 +15,7 @@ namespace faultline::vm {
 
 inline locking::LockClass map_lock_class{"vm map", locking::LockKind::kSx};
 inline locking::LockClass vnode_lock_class{"vnode", locking::LockKind::kSx};
+inline locking::LockClass device_lock_class{"device", locking::LockKind::kMutex};
 inline locking::LockClass object_lock_class{"vm object", locking::LockKind::kMutex,
                                             locking::SameClass::kOrdered};
 inline locking::LockClass page_queues_lock_class{"page queues", locking::LockKind::kMutex};

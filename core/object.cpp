@@ -15,6 +15,7 @@ const char* object_type_name(ObjectType t) noexcept {
     case ObjectType::kDefault: return "default";
     case ObjectType::kSwap: return "swap";
     case ObjectType::kVnode: return "vnode";
+    case ObjectType::kDevice: return "device";
     case ObjectType::kDead: return "dead";
   }
   return "?";

@@ -20,7 +20,7 @@ namespace faultline::vm {
 
 class Vm;
 
-enum class ObjectType : std::uint8_t { kDefault, kSwap, kVnode, kDead };
+enum class ObjectType : std::uint8_t { kDefault, kSwap, kVnode, kDevice, kDead };
 const char* object_type_name(ObjectType t) noexcept;
 
 inline constexpr std::uint16_t kObjDead = 1;           // OBJ_DEAD: being terminated
@@ -47,7 +47,7 @@ class Object {
   Pindex backing_offset FL_GUARDED_BY(mtx) = 0;  // in pages
   int pip FL_GUARDED_BY(mtx) = 0;                // paging in progress
   std::uint16_t flags FL_GUARDED_BY(mtx) = 0;
-  void* handle FL_GUARDED_BY(mtx) = nullptr;     // the vnode, for vnode objects
+  void* handle FL_GUARDED_BY(mtx) = nullptr;     // the vnode or the device
   std::vector<Object*> shadows FL_GUARDED_BY(mtx);  // objects backed by this one
   // Swap pager: laundered contents by pindex ("on disk").
   std::map<Pindex, std::vector<std::byte>> swap FL_GUARDED_BY(mtx);

@@ -71,6 +71,47 @@ TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
   EXPECT_GE(cnt().v_majflt.load(), 1u);
 }
 
+TEST_F(OpsTest, PageoutWritesADirtyDevicePageBackToTheDevice) {
+  Device& dev = new_device(2);
+  Object* o = dev_pager_alloc(dev);
+  std::uint64_t va = 0;
+  ASSERT_EQ(map_mmap(map(), &va, 2 * ps(), o, 0, kProtRead | kProtWrite, kProtAll, 0, Inherit::kShare),
+            Kern::kSuccess);
+  ASSERT_EQ(store(va + ps(), 0xde71ce), Kern::kSuccess);
+  {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    Page* m = o->pages.at(1);
+    pmap_ts_referenced(m);
+    m->flags &= static_cast<std::uint8_t>(~kPgReferenced);
+    page_deactivate(m);
+  }
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (free_pages() > vm().config().free_min) ASSERT_NE(page_alloc(*hog, i++, kAllocNormal), nullptr);
+  }
+  EXPECT_EQ(pageout_scan(vm()).laundered, 1u);
+  {
+    MutexLock dl(dev.lock);
+    std::uint64_t v = 0;
+    std::memcpy(&v, dev.memory.data() + ps(), sizeof v);
+    EXPECT_EQ(v, 0xde71ceu);
+  }
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(o->type, ObjectType::kDevice);  // not turned into swap
+    EXPECT_TRUE(o->swap.empty());
+  }
+  {
+    MutexLock l(hog->mtx);
+    MutexLock pq(vm().page_queues);
+    while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
+  }
+  object_deallocate(hog);
+}
+
 TEST_F(OpsTest, TruncationMakesFaultsPastEofFailAndRegrowthReadsZeros) {
   Vnode& vp = new_vnode(4 * ps());
   {

@@ -47,9 +47,12 @@ void PageList::unlink(Page* p) noexcept {
 
 namespace {
 
+// As vm_page_free_wakeup: VM_WAIT sleepers are woken once free + cache is
+// back at free_min, not by every freed page, so they do not wake only to
+// find memory still short (the hysteresis between severe and min).
 void wake_free_waiters(Vm& vm) FL_REQUIRES(vm.free_mtx) {
   vm.free_mtx.assert_owned();
-  if (vm.free_waiters != 0) locking::wakeup(&vm.free_count);
+  if (vm.free_waiters != 0 && !vm.count_min()) locking::wakeup(&vm.free_count);
 }
 
 // The daemon checks pages_needed under free_mtx before it sleeps; setting it
@@ -77,16 +80,25 @@ void wake_pagedaemon(Vm& vm) {
 
 // Takes a page off the cache queue for reuse, removing it from its object.
 // The cached page's object is try-locked (we hold `object`, and another
-// object's lock after the page queues would invert the order); a page whose
-// object is busy elsewhere is skipped.
+// object's lock after the page queues would invert the order).  As 7.x's
+// vm_page_select_cache, a cached page that cannot be taken now (its object
+// locked elsewhere, or the page busy, held or wired) is deactivated: it
+// leaves the cache, so the free + cache count stops promising memory that
+// allocations cannot get, and VM_WAIT then sleeps instead of spinning.
 Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) FL_NO_THREAD_SAFETY_ANALYSIS {
   MutexLock pq(vm.page_queues);
-  if (vm.free_count.load() + vm.cache_count.load() <= reserve) return nullptr;
-  for (Page* c = vm.cache.head; c != nullptr; c = c->q_next) {
+  Page* next = nullptr;
+  for (Page* c = vm.cache.head; c != nullptr; c = next) {
+    next = c->q_next;
+    if (vm.free_count.load() + vm.cache_count.load() <= reserve) return nullptr;
     Object* co = c->object;
     const bool other = co != &object;
-    if (other && !co->mtx.try_lock()) continue;
+    if (other && !co->mtx.try_lock()) {
+      page_deactivate(c);
+      continue;
+    }
     if (c->any_busy() || c->hold_count != 0 || c->wire_count != 0) {
+      page_deactivate(c);
       if (other) co->mtx.unlock();
       continue;
     }
@@ -163,16 +175,16 @@ void page_free(Page* m) {
 void vm_wait(Vm& vm, const char* wmesg) {
   wake_pagedaemon(vm);
   MutexLock f(vm.free_mtx);
-  // Sleep while the shortage that sent us here lasts; page_free and
-  // page_cache wake us under free_mtx, so the check cannot miss them.
-  // (Where the kernel sleeps once regardless, this returns at once if the
-  // shortage is already over: the caller retries, so nothing hangs.)
-  while (vm.count_severe()) {
-    vm.counters().bump(vm.counters().v_vmwait);
-    ++vm.free_waiters;
-    locking::msleep(&vm.free_count, vm.free_mtx, wmesg);
-    --vm.free_waiters;
-  }
+  // As vm_wait / vm_waitpfault: one sleep, until free + cache is back at
+  // free_min (wake_free_waiters wakes under free_mtx, so the check cannot
+  // miss it).  An allocation can also fail with memory above free_min (the
+  // cached pages' objects were all busy): then there is nothing to wait
+  // for and the caller retries at once.
+  if (!vm.count_min()) return;
+  vm.counters().bump(vm.counters().v_vmwait);
+  ++vm.free_waiters;
+  locking::msleep(&vm.free_count, vm.free_mtx, wmesg);
+  --vm.free_waiters;
 }
 
 Page* page_lookup(Object& object, Pindex pindex) {

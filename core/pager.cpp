@@ -90,6 +90,41 @@ void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANA
   vp.size = nsize;
 }
 
+Device::Device(Vm& v, Pindex n) : vm(v), npages(n), memory(n * v.page_size()) {}
+
+Device::~Device() {
+  MutexLock l(lock);
+  assert(object == nullptr && "destroying a device whose object is alive");
+}
+
+Object* dev_pager_alloc(Device& dev) {
+  MutexLock dl(dev.lock);
+  if (dev.object == nullptr) {
+    Object* o = object_allocate(dev.vm, ObjectType::kDevice, dev.npages);
+    MutexLock l(o->mtx);
+    o->handle = &dev;
+    dev.object = o;
+  }
+  object_reference(*dev.object);
+  return dev.object;
+}
+
+void device_release_object(Device& dev) {
+  Object* o = nullptr;
+  {
+    MutexLock dl(dev.lock);
+    o = dev.object;
+    dev.object = nullptr;
+  }
+  if (o != nullptr) {
+    {
+      MutexLock l(o->mtx);
+      o->handle = nullptr;
+    }
+    object_deallocate(o);
+  }
+}
+
 namespace {
 
 // The simulated device: time passes, and the operation may fail.
@@ -102,6 +137,11 @@ bool do_io(Vm& vm, const void* what) {
 Vnode* vnode_of(Object& o) FL_REQUIRES(o.mtx) {
   o.mtx.assert_owned();
   return static_cast<Vnode*>(o.handle);
+}
+
+Device* device_of(Object& o) FL_REQUIRES(o.mtx) {
+  o.mtx.assert_owned();
+  return o.type == ObjectType::kDevice ? static_cast<Device*>(o.handle) : nullptr;
 }
 
 // Settles the non-requested pages of a get_pages call.
@@ -173,6 +213,9 @@ bool pager_has_page(Object& o, Pindex pindex, int* before, int* after) {
       }
       return true;
     }
+    case ObjectType::kDevice:
+      // As dev_pager_haspage: every offset, no neighbours (one page per call).
+      return o.handle != nullptr;
   }
   return false;
 }
@@ -217,6 +260,37 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       if (n < ps) std::memset(m[i]->data + n, 0, ps - n);  // zeros past EOF
     });
   }
+  if (o.type == ObjectType::kDevice) {
+    Device* dev = device_of(o);
+    const Pindex pindex = m[reqpage]->pindex;
+    DevMmap where = DevMmap::kInvalid;
+    if (dev != nullptr)
+      where = dev->d_mmap ? dev->d_mmap(pindex) : pindex < dev->npages ? DevMmap::kMapped : DevMmap::kInvalid;
+    if (where == DevMmap::kInvalid) {
+      finish_others(o, m, count, reqpage, false);
+      return PagerResult::kBad;
+    }
+    if (where == DevMmap::kMoving) {
+      // The pager owns the disposition of a page it does not fill (seed
+      // L575-577): it frees it and reports success; the fault finds nothing
+      // at the offset and starts over.  (7.x's pager substitutes a
+      // fictitious page for the one it was given; here the memory is
+      // copied into the given page instead, so this is where the
+      // substitution shows.)
+      finish_others(o, m, count, reqpage, false);
+      MutexLock pq(vm.page_queues);
+      page_free(m[reqpage]);
+      return PagerResult::kOk;
+    }
+    return transfer_in(o, m, count, reqpage, [&](int i) {
+      MutexLock dl(dev->lock);
+      const std::uint64_t off = m[i]->pindex * ps;
+      if (m[i]->pindex < dev->npages)
+        std::memcpy(m[i]->data, dev->memory.data() + off, ps);
+      else
+        std::memset(m[i]->data, 0, ps);  // a driver that maps past its memory reads zeros
+    });
+  }
   finish_others(o, m, count, reqpage, false);
   return PagerResult::kFail;
 }
@@ -229,6 +303,7 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
   if (o.type == ObjectType::kDefault) o.type = ObjectType::kSwap;  // default_pager -> swap
   std::vector<std::vector<std::byte>> blocks(static_cast<std::size_t>(count));
   Vnode* vp = o.type == ObjectType::kVnode ? vnode_of(o) : nullptr;
+  Device* dev = device_of(o);
   object_pip_add(o, 1);
   o.mtx.unlock();
   // The pages are soft busy and write-protected: their bytes are stable.
@@ -248,12 +323,20 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
       std::memcpy(vp->contents.data() + off, blocks[static_cast<std::size_t>(i)].data(), n);
     }
   }
+  if (dev != nullptr) {
+    MutexLock dl(dev->lock);
+    for (int i = 0; i < count; ++i) {
+      const std::uint64_t off = m[i]->pindex * ps;
+      if (ok[static_cast<std::size_t>(i)] && m[i]->pindex < dev->npages)
+        std::memcpy(dev->memory.data() + off, blocks[static_cast<std::size_t>(i)].data(), ps);
+    }
+  }
   o.mtx.lock();
   object_pip_wakeup(o);
   for (int i = 0; i < count; ++i) {
     const bool good = ok[static_cast<std::size_t>(i)];
     rtvals[i] = good ? PagerResult::kOk : PagerResult::kError;
-    if (good && vp == nullptr) o.swap[m[i]->pindex] = std::move(blocks[static_cast<std::size_t>(i)]);
+    if (good && vp == nullptr && dev == nullptr) o.swap[m[i]->pindex] = std::move(blocks[static_cast<std::size_t>(i)]);
   }
   vm.counters().bump(vm.counters().v_pgpgout, static_cast<std::uint64_t>(count));
 }

@@ -6,6 +6,10 @@
 //            contiguous neighbours it also has (before / after).
 //   vnode    a file with a size and contents; reads zeros past EOF within the
 //            last page; writes back dirty pages.
+//   device   a character device's memory (7.x dev_pager.c), one page per
+//            call; its driver's d_mmap may say an offset's memory is being
+//            moved, and then the pager disposes of the page it was given and
+//            reports success with nothing at the offset (seed L575-583).
 //
 // All I/O happens with the object unlocked and the pages busy (VPO_BUSY for
 // page-ins, the soft busy count for page-outs), passes a schedule point of
@@ -15,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/locks.h"
@@ -42,6 +47,37 @@ class Vnode {
   std::vector<std::byte> contents FL_GUARDED_BY(lock);  // size bytes
   Object* object = nullptr;  // its VM object (vnode_pager_alloc), one reference held by the vnode
 };
+
+// What a device driver's d_mmap says about one page offset of its memory.
+enum class DevMmap : std::uint8_t {
+  kMapped,   // memory is there
+  kMoving,   // the driver is moving it: the pager disposes of the page, the fault looks again
+  kInvalid,  // no memory at this offset: VM_PAGER_BAD
+};
+
+// A character device with `npages` pages of memory that processes can mmap.
+class Device {
+ public:
+  Device(Vm& vm, Pindex npages);
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  Vm& vm;
+  const Pindex npages;
+  locking::Mutex lock{device_lock_class, "device"};
+  std::vector<std::byte> memory FL_GUARDED_BY(lock);  // npages pages
+  // The driver's d_mmap, called by the pager with the device's object
+  // locked.  Unset: kMapped inside the memory, kInvalid past it.
+  std::function<DevMmap(Pindex)> d_mmap;
+  Object* object FL_GUARDED_BY(lock) = nullptr;  // its VM object, one reference held by the device
+};
+
+// dev_pager_alloc: the device's object, made on first use; returns it with a
+// new reference for the caller.  Requires: nothing held.
+Object* dev_pager_alloc(Device& dev);
+// Drops the device's own reference on its object (the device goes away).
+void device_release_object(Device& dev);
 
 // vnode_pager_alloc: the vnode's object, made on first use; returns it with a
 // new reference for the caller.  Requires: nothing held.
