@@ -1,6 +1,7 @@
 // Single-thread costs of the fault, release build (issue 3, point 6):
 //   soft fault      page resident in the object, not mapped: lookup, busy,
-//                   pmap_enter, activate
+//                   pmap_enter, activate; alone, and with 8 neighbours
+//                   prefaulted
 //   zero-fill fault first touch of anonymous memory (prezeroed page or not)
 //   COW copy fault  write to a page shared with a fork: shadow page, copy
 //   swap-in fault   page only in swap: allocate, pager I/O (no latency), map
@@ -69,23 +70,70 @@ void fault_or_die(fv::Map& m, std::uint64_t va, std::uint8_t type) {
   if (fv::vm_fault(m, va, type, fv::kFaultNormal) != fv::Kern::kSuccess) std::abort();
 }
 
-// Page resident, translation removed: each fault is a soft (minor) fault.
+// Soft (minor) faults: the page is resident in the object and not mapped.
+// The fault also prefaults (seed L893): up to 8 neighbours, each mapped if it
+// is resident and not mapped yet.  Two cases, both with every fault on an
+// unmapped page:
+//   arg 0  neighbours already mapped: prefault only looks (one pmap lock);
+//          the cost of the fault itself.  Pages are unmapped 1 in 9, so no
+//          two unmapped pages are within 4 of each other.
+//   arg 1  neighbours unmapped too: prefault maps all 8 (object, page
+//          queues and pmap locks for each); every 9th page faults, and the
+//          8 around it come in with it.
 void BM_SoftFault(benchmark::State& state) {
+  constexpr std::uint64_t kStride = 9;  // > 2 * the prefault reach of 4
+  const bool with_prefault = state.range(0) != 0;
   Setup s;
+  const std::uint64_t ps = s.ps();
   std::uint64_t va = s.mmap(nullptr, kPages);
-  for (std::uint64_t i = 0; i < kPages; ++i) fault_or_die(*s.map, va + i * s.ps(), fv::kProtRead | fv::kProtWrite);
-  std::uint64_t i = 0;
+  for (std::uint64_t i = 0; i < kPages; ++i) fault_or_die(*s.map, va + i * ps, fv::kProtRead | fv::kProtWrite);
+  std::uint64_t phase = 0;  // which residue mod kStride this round faults (arg 0)
+  std::uint64_t next = kPages;  // next page to fault; kPages: start a round
+  auto start_round = [&] {
+    if (with_prefault) {
+      fv::pmap_remove(s.map->pmap, va, va + kPages * ps);
+      next = kStride / 2;
+    } else {
+      phase = (phase + 1) % kStride;
+      for (std::uint64_t p = phase; p < kPages; p += kStride) fv::pmap_remove(s.map->pmap, va + p * ps, va + (p + 1) * ps);
+      next = phase;
+    }
+  };
+  // One untimed round checks the setup: every fault lands on an unmapped
+  // page, and with prefault each one maps its 8 neighbours.
+  start_round();
+  for (; next < kPages; next += kStride) {
+    const std::size_t before = s.map->pmap.resident();
+    if (fv::pmap_extract(s.map->pmap, va + next * ps) != nullptr) std::abort();
+    fault_or_die(*s.map, va + next * ps, fv::kProtRead);
+    const std::size_t mapped = s.map->pmap.resident() - before;
+    if (mapped != (with_prefault && next >= 4 && next + 4 < kPages ? 9u : with_prefault ? mapped : 1u)) std::abort();
+  }
   for (auto _ : state) {
-    if (i == kPages) {
+    if (next >= kPages) {
       state.PauseTiming();
-      fv::pmap_remove(s.map->pmap, va, va + kPages * s.ps());
-      i = 0;
+      start_round();
       state.ResumeTiming();
     }
-    fault_or_die(*s.map, va + i++ * s.ps(), fv::kProtRead);
+    fault_or_die(*s.map, va + next * ps, fv::kProtRead);
+    next += kStride;
+  }
+  state.SetLabel(with_prefault ? "fault + 8 neighbours prefaulted" : "fault alone (neighbours mapped)");
+}
+BENCHMARK(BM_SoftFault)->Arg(0)->Arg(1);
+
+// Reference for the run: one uncontended lock and unlock of a model mutex
+// (the backend in use, checker off).  Machines here drift by up to 1.3x
+// between runs; the ratio of a fault to this is what stays put.
+void BM_ReferenceMutexRoundTrip(benchmark::State& state) {
+  select_backend();
+  faultline::locking::Mutex m(fv::object_lock_class, "reference");
+  for (auto _ : state) {
+    m.lock();
+    m.unlock();
   }
 }
-BENCHMARK(BM_SoftFault);
+BENCHMARK(BM_ReferenceMutexRoundTrip);
 
 // First touch of anonymous memory.  Arg 1: pages come prezeroed (v_ozfod);
 // arg 0: pages were used before, so the fault zeroes them (v_zfod only).

@@ -1,8 +1,74 @@
 #include "core/counters.h"
 
 #include <cstdio>
+#include <utility>
 
 namespace faultline::vm {
+
+namespace {
+
+std::atomic<std::uint64_t> g_next_counters_id{1};
+
+template <std::size_t... I>
+std::array<Counter, sizeof...(I)> make_retries(const Counters* owner, std::index_sequence<I...>,
+                                               Counter (*make)(const Counters*, std::uint16_t)) {
+  return {make(owner, static_cast<std::uint16_t>(Counters::kNamed + I))...};
+}
+
+// The blocks this thread counts in, by Counters id: the last used first.
+// Bounded: a thread that touched many VMs forgets the oldest, and if it
+// comes back to one it gets a fresh block (sums stay right).
+struct ThreadBlocks {
+  static constexpr std::size_t kMax = 8;
+  std::pair<std::uint64_t, void*> entries[kMax] = {};
+  std::size_t n = 0;
+};
+thread_local ThreadBlocks tl_blocks;
+
+}  // namespace
+
+std::uint64_t Counter::load() const noexcept { return owner_->sum(index_); }
+
+Counters::Counters()
+    : retries(make_retries(this, std::make_index_sequence<kRetries>{},
+                           [](const Counters* o, std::uint16_t i) { return Counter(o, i); })),
+      id_(g_next_counters_id.fetch_add(1)) {}
+
+Counters::~Counters() = default;
+
+Counters::Block& Counters::mine() noexcept {
+  ThreadBlocks& t = tl_blocks;
+  if (t.n != 0 && t.entries[0].first == id_) [[likely]]
+    return *static_cast<Block*>(t.entries[0].second);
+  for (std::size_t i = 1; i < t.n; ++i) {
+    if (t.entries[i].first == id_) {
+      std::swap(t.entries[0], t.entries[i]);
+      return *static_cast<Block*>(t.entries[0].second);
+    }
+  }
+  return add_block();
+}
+
+Counters::Block& Counters::add_block() {
+  Block* b = nullptr;
+  {
+    std::lock_guard<std::mutex> l(mtx_);
+    blocks_.push_back(std::make_unique<Block>());
+    b = blocks_.back().get();
+  }
+  ThreadBlocks& t = tl_blocks;
+  if (t.n < ThreadBlocks::kMax) ++t.n;
+  for (std::size_t i = t.n - 1; i > 0; --i) t.entries[i] = t.entries[i - 1];
+  t.entries[0] = {id_, b};
+  return *b;
+}
+
+std::uint64_t Counters::sum(std::uint16_t index) const noexcept {
+  std::lock_guard<std::mutex> l(mtx_);
+  std::uint64_t total = 0;
+  for (const auto& b : blocks_) total += b->v[index].load(std::memory_order_relaxed);
+  return total;
+}
 
 const char* retry_name(Retry r) noexcept {
   switch (r) {
@@ -20,7 +86,7 @@ const char* retry_name(Retry r) noexcept {
 
 std::string Counters::format_vmstat() const {
   struct Row {
-    const std::atomic<std::uint64_t>* c;
+    const Counter* c;
     const char* name;
     const char* what;
   };
@@ -50,7 +116,7 @@ std::string Counters::format_vmstat() const {
   char buf[160];
   for (const Row& r : rows) {
     std::snprintf(buf, sizeof buf, "%12llu %-16s %s\n",
-                  static_cast<unsigned long long>(r.c->load(std::memory_order_relaxed)), r.name, r.what);
+                  static_cast<unsigned long long>(r.c->load()), r.name, r.what);
     out += buf;
   }
   return out;
@@ -60,7 +126,7 @@ std::string Counters::format_retries() const {
   std::string out;
   char buf[120];
   for (std::size_t i = 0; i < static_cast<std::size_t>(Retry::kCount); ++i) {
-    const auto n = retries[i].load(std::memory_order_relaxed);
+    const auto n = retries[i].load();
     std::snprintf(buf, sizeof buf, "%12llu %-20s%s\n", static_cast<unsigned long long>(n),
                   retry_name(static_cast<Retry>(i)), n == 0 ? "  (never taken)" : "");
     out += buf;

@@ -1,12 +1,15 @@
 // Event counters with FreeBSD's names (vmmeter's cnt.v_*), plus one counter
 // per retry reason of vm_fault, so a run prints a `vmstat -s`-like table and a
-// retry-coverage table.  Relaxed atomics: counts, not synchronisation.
+// retry-coverage table.  Counts, not synchronisation.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace faultline::vm {
 
@@ -23,41 +26,80 @@ enum class Retry : std::uint8_t {
 };
 const char* retry_name(Retry r) noexcept;
 
-struct Counters {
-  std::atomic<std::uint64_t> v_vm_faults{0};   // faults entered
-  std::atomic<std::uint64_t> v_intrans{0};     // faults that waited on a busy page
-  std::atomic<std::uint64_t> v_zfod{0};        // zero-fill faults
-  std::atomic<std::uint64_t> v_ozfod{0};       // ... satisfied by a prezeroed page
-  std::atomic<std::uint64_t> v_cow_faults{0};  // copy-on-write faults
-  std::atomic<std::uint64_t> v_cow_optim{0};   // ... resolved by renaming the page
-  std::atomic<std::uint64_t> v_majflt{0};      // faults that did pager I/O
-  std::atomic<std::uint64_t> v_minflt{0};      // faults that did not
-  std::atomic<std::uint64_t> v_pageins{0};     // pager getpages calls
-  std::atomic<std::uint64_t> v_pgpgin{0};      // pages read in
-  std::atomic<std::uint64_t> v_pageouts{0};    // pager putpages calls
-  std::atomic<std::uint64_t> v_pgpgout{0};     // pages written out
-  std::atomic<std::uint64_t> v_reactivated{0}; // pages reactivated by the daemon
-  std::atomic<std::uint64_t> v_pdwakeups{0};   // pageout daemon wakeups
-  std::atomic<std::uint64_t> v_pdpages{0};     // pages analysed by the daemon
-  std::atomic<std::uint64_t> v_tcached{0};     // pages moved to the cache queue
-  std::atomic<std::uint64_t> v_tfree{0};       // pages freed
-  std::atomic<std::uint64_t> v_vmwait{0};      // VM_WAIT sleeps
-  std::atomic<std::uint64_t> v_fault_errors{0};// faults that returned an error
-  std::atomic<std::uint64_t> object_collapses{0};  // backing objects merged into their shadow
-  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Retry::kCount)> retries{};
+class Counters;
 
-  void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-    c.fetch_add(n, std::memory_order_relaxed);
+// One named count.  Its value is the sum of per-thread slots (see Counters).
+class Counter {
+ public:
+  std::uint64_t load() const noexcept;
+
+ private:
+  friend class Counters;
+  constexpr Counter(const Counters* owner, std::uint16_t index) noexcept : owner_(owner), index_(index) {}
+  const Counters* owner_;
+  std::uint16_t index_;
+};
+
+// The counters of one VM.  As 7.x's PCPU_LAZY_INC counts per CPU, each OS
+// thread counts in its own block (one writer: a plain load and store, no
+// atomic read-modify-write, no cache line shared between faulting threads);
+// a read sums the blocks.  Reads are not a snapshot across counters.
+class Counters {
+ public:
+  Counters();
+  ~Counters();
+  Counters(const Counters&) = delete;
+  Counters& operator=(const Counters&) = delete;
+
+  Counter v_vm_faults{this, 0};     // faults entered
+  Counter v_intrans{this, 1};       // faults that waited on a busy page
+  Counter v_zfod{this, 2};          // zero-fill faults
+  Counter v_ozfod{this, 3};         // ... satisfied by a prezeroed page
+  Counter v_cow_faults{this, 4};    // copy-on-write faults
+  Counter v_cow_optim{this, 5};     // ... resolved by renaming the page
+  Counter v_majflt{this, 6};        // faults that did pager I/O
+  Counter v_minflt{this, 7};        // faults that did not
+  Counter v_pageins{this, 8};       // pager getpages calls
+  Counter v_pgpgin{this, 9};        // pages read in
+  Counter v_pageouts{this, 10};     // pager putpages calls
+  Counter v_pgpgout{this, 11};      // pages written out
+  Counter v_reactivated{this, 12};  // pages reactivated by the daemon
+  Counter v_pdwakeups{this, 13};    // pageout daemon wakeups
+  Counter v_pdpages{this, 14};      // pages analysed by the daemon
+  Counter v_tcached{this, 15};      // pages moved to the cache queue
+  Counter v_tfree{this, 16};        // pages freed
+  Counter v_vmwait{this, 17};       // VM_WAIT sleeps
+  Counter v_fault_errors{this, 18}; // faults that returned an error
+  Counter object_collapses{this, 19};  // backing objects merged into their shadow
+  static constexpr std::uint16_t kNamed = 20;
+  static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
+  const std::array<Counter, kRetries> retries;
+
+  void bump(const Counter& c, std::uint64_t n = 1) noexcept {
+    std::atomic<std::uint64_t>& slot = mine().v[c.index_];
+    slot.store(slot.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   void retry(Retry r) noexcept { bump(retries[static_cast<std::size_t>(r)]); }
-  std::uint64_t retries_of(Retry r) const noexcept {
-    return retries[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
-  }
+  std::uint64_t retries_of(Retry r) const noexcept { return retries[static_cast<std::size_t>(r)].load(); }
 
   // "  1234 v_vm_faults  faults entered" lines, like vmstat -s.
   std::string format_vmstat() const;
   // One line per retry reason with its count; a zero is a coverage gap.
   std::string format_retries() const;
+
+ private:
+  friend class Counter;
+  static constexpr std::size_t kAll = kNamed + kRetries;
+  struct Block {
+    std::array<std::atomic<std::uint64_t>, kAll> v{};
+  };
+  Block& mine() noexcept;
+  Block& add_block();
+  std::uint64_t sum(std::uint16_t index) const noexcept;
+
+  const std::uint64_t id_;  // unique among all Counters ever made (the thread caches key on it)
+  mutable std::mutex mtx_;
+  std::vector<std::unique_ptr<Block>> blocks_;  // one per thread that counted; kept to the end
 };
 
 }  // namespace faultline::vm

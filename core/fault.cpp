@@ -202,7 +202,7 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
       if (d < 0 && addra < static_cast<std::uint64_t>(-d) * ps) continue;
       const std::uint64_t addr = addra + static_cast<std::int64_t>(d) * static_cast<std::int64_t>(ps);
       if (addr > addra + kPrefaultForward * ps || addr < starta || addr >= entry.end) continue;
-      candidate[k] = pmap.entries.count(addr) == 0;
+      candidate[k] = pmap.find(addr) == nullptr;
     }
   }
   for (int k = 0; k < 8; ++k) {

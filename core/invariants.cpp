@@ -91,11 +91,7 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
   for (Map* map : maps) {
     locking::SxSharedLock l(map->lock);
     // Copy the translations out: objects come before the pmap in the order.
-    std::vector<std::pair<std::uint64_t, PmapEntry>> snapshot;
-    {
-      locking::MutexLock pm(map->pmap.mtx);
-      snapshot.assign(map->pmap.entries.begin(), map->pmap.entries.end());
-    }
+    const std::vector<std::pair<std::uint64_t, PmapEntry>> snapshot = map->pmap.snapshot();
     for (auto& [va, pe] : snapshot) {
       translations[{&map->pmap, va}] = pe.page;
       const MapEntry* e = map->lookup_entry(va);

@@ -12,8 +12,12 @@
 // removed under an access in progress.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <map>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "core/locks.h"
 #include "core/page.h"
@@ -34,11 +38,70 @@ enum : std::uint8_t {
 };
 
 struct PmapEntry {
-  Page* page;
-  std::uint8_t prot;
-  bool wired;
-  bool referenced;
-  bool modified;
+  Page* page = nullptr;  // nullptr: no translation
+  std::uint8_t prot = 0;
+  bool wired = false;
+  bool referenced = false;
+  bool modified = false;
+};
+
+// A pmap's translations as a page table holds them: leaf tables of 512
+// entries indexed by virtual page number, found through a directory, so a
+// lookup costs no search (a one-leaf cache serves neighbouring pages).
+// Empty leaves are freed.  Not thread-safe: the owning pmap's mutex guards it.
+class PageTable {
+ public:
+  static constexpr unsigned kLeafBits = 9;
+  static constexpr std::uint64_t kLeafSize = 1u << kLeafBits;
+
+  PmapEntry* find(std::uint64_t vpn) {
+    Leaf* leaf = leaf_of(vpn >> kLeafBits);
+    if (leaf == nullptr) return nullptr;
+    PmapEntry& e = leaf->e[vpn & (kLeafSize - 1)];
+    return e.page != nullptr ? &e : nullptr;
+  }
+  // Requires: no translation at vpn.
+  PmapEntry& insert(std::uint64_t vpn, const PmapEntry& entry);
+  // Requires: a translation at vpn.
+  void erase(std::uint64_t vpn);
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Calls f(vpn, entry) for each translation in [svpn, evpn), in address
+  // order.  f may erase the entry it is given (and nothing else).
+  template <class F>
+  void for_each(std::uint64_t svpn, std::uint64_t evpn, F f) {
+    for (std::uint64_t key : leaves_in(svpn, evpn)) {
+      const std::uint64_t lo = std::max(svpn, key << kLeafBits);
+      const std::uint64_t hi = std::min(evpn, (key + 1) << kLeafBits);
+      for (std::uint64_t vpn = lo; vpn < hi; ++vpn) {
+        Leaf* leaf = leaf_of(key);  // f may have freed it
+        if (leaf == nullptr) break;
+        PmapEntry& e = leaf->e[vpn & (kLeafSize - 1)];
+        if (e.page != nullptr) f(vpn, e);
+      }
+    }
+  }
+
+ private:
+  struct Leaf {
+    std::array<PmapEntry, kLeafSize> e{};
+    unsigned count = 0;
+  };
+  Leaf* leaf_of(std::uint64_t key) {
+    if (key == cached_key_) return cached_;
+    auto it = dir_.find(key);
+    if (it == dir_.end()) return nullptr;
+    cached_key_ = key;
+    cached_ = it->second.get();
+    return cached_;
+  }
+  // The keys of the existing leaves overlapping [svpn, evpn), sorted.
+  std::vector<std::uint64_t> leaves_in(std::uint64_t svpn, std::uint64_t evpn) const;
+
+  std::unordered_map<std::uint64_t, std::unique_ptr<Leaf>> dir_;
+  std::uint64_t cached_key_ = ~std::uint64_t{0};
+  Leaf* cached_ = nullptr;
+  std::size_t size_ = 0;
 };
 
 class Pmap {
@@ -49,10 +112,14 @@ class Pmap {
   Pmap& operator=(const Pmap&) = delete;
 
   Vm& vm;
+  const unsigned page_shift;
   locking::Mutex mtx{pmap_lock_class, "pmap"};
-  std::map<std::uint64_t, PmapEntry> entries FL_GUARDED_BY(mtx);
+  PageTable table FL_GUARDED_BY(mtx);
 
   std::size_t resident() const;  // number of mappings (takes the mutex)
+  // Every translation, in address order (takes the mutex).
+  std::vector<std::pair<std::uint64_t, PmapEntry>> snapshot();
+  PmapEntry* find(std::uint64_t va) FL_REQUIRES(mtx) { return table.find(va >> page_shift); }
 };
 
 // pmap_enter: maps m at va with `prot` (replacing what was there).
