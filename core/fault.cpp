@@ -673,6 +673,11 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     page_copy(src_m, dst_m);
     object->mtx.unlock();
     dst_m->valid = kPageBitsAll;
+    // Departure from the seed, as later FreeBSD does: the copy is dirty.  A
+    // clean page of a default object is one the pageout daemon may discard
+    // (nothing backs it), and once the child unwires it that would lose the
+    // copied bytes.  The harness's data oracle caught it (scenario wiring).
+    page_dirty(dst_m);
     dst_object->mtx.unlock();
     pmap_enter(dst_map.pmap, vaddr, dst_m, prot, false);
     dst_object->mtx.lock();

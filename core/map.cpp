@@ -1,5 +1,6 @@
 #include "core/map.h"
 
+#include <algorithm>
 #include <cassert>
 #include <iterator>
 #include <vector>
@@ -340,13 +341,18 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
   }
   map_clip(map, start);
   map_clip(map, end);
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> fresh;  // newly wired ranges
+  // Entries this call wires: `fresh` ones (wired_count was 0) are faulted in
+  // with the map unlocked, marked in transition meanwhile.  As 7.x's
+  // vm_map_wire, MAP_ENTRY_USER_WIRED is set only once the faults are done:
+  // a user-wired COW entry refuses write faults (vm_map_lookup), and the
+  // faults of this very wire, or a thread writing meanwhile, must not meet
+  // that refusal.
+  std::vector<std::uint64_t> touched;  // starts of the entries this call counts a wiring of
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> fresh;
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     MapEntry& e = it->second;
-    if (user) {
-      if ((e.eflags & kEntryUserWired) != 0) continue;  // mlock twice is once
-      e.eflags |= kEntryUserWired;
-    }
+    if (user && (e.eflags & kEntryUserWired) != 0) continue;  // mlock twice is once
+    touched.push_back(e.start);
     if (e.wired_count++ == 0) {
       e.eflags |= kEntryInTransition;
       fresh.emplace_back(e.start, e.end);
@@ -358,16 +364,23 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
   for (; done < fresh.size() && rv == Kern::kSuccess; ++done)
     rv = vm_fault_wire(map, fresh[done].first, fresh[done].second, user);
   map_lock(map);
-  for (std::size_t i = 0; i < fresh.size(); ++i) {
-    MapEntry* e = map.lookup_entry(fresh[i].first);
+  for (std::uint64_t at : touched) {
+    MapEntry* e = map.lookup_entry(at);
+    const bool was_fresh = (e->eflags & kEntryInTransition) != 0;
     e->eflags &= static_cast<std::uint16_t>(~kEntryInTransition);
-    if (rv != Kern::kSuccess) {
-      // Roll back: entries wired before the failure are unwired again (the
-      // failing one was unwired by vm_fault_wire itself).
-      if (i + 1 < done) vm_fault_unwire(map, e->start, e->end);
-      e->wired_count = 0;
-      if (user) e->eflags &= static_cast<std::uint16_t>(~kEntryUserWired);
+    if (rv == Kern::kSuccess) {
+      if (user) e->eflags |= kEntryUserWired;
+      continue;
     }
+    // Roll back.  Fresh entries wired before the failing one are unwired
+    // again (the failing one was unwired by vm_fault_wire itself, and those
+    // after it were never faulted).
+    if (was_fresh) {
+      const auto pos = static_cast<std::size_t>(
+          std::find(fresh.begin(), fresh.end(), std::make_pair(e->start, e->end)) - fresh.begin());
+      if (pos + 1 < done) vm_fault_unwire(map, e->start, e->end);
+    }
+    --e->wired_count;
   }
   map_unlock(map);
   map_wakeup(map);

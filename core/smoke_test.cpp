@@ -26,7 +26,9 @@ constexpr std::uint64_t kBase = 0x100000;
 Kern access(Map& m, std::uint64_t va, bool write, std::uint64_t* v) {
   for (int i = 0; i < 1000; ++i) {
     if (pmap_access(m.pmap, va, write, v)) return Kern::kSuccess;
-    if (Kern r = vm_fault(m, va, write ? kProtRead | kProtWrite : kProtRead, kFaultNormal); r != Kern::kSuccess)
+    // A user write fault is VM_FAULT_DIRTY, as 7.x's trap.c passes it.
+    if (Kern r = vm_fault(m, va, write ? kProtRead | kProtWrite : kProtRead, write ? kFaultDirty : kFaultNormal);
+        r != Kern::kSuccess)
       return r;
   }
   return Kern::kFailure;
