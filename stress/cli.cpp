@@ -1,0 +1,182 @@
+#include "stress/cli.h"
+
+#include <charconv>
+#include <cstdio>
+#include <functional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "stress/run.h"
+#include "stress/scenario.h"
+
+namespace faultline::stress {
+
+namespace {
+
+// Strict unsigned 64-bit parse: decimal or 0x-hex, nothing else.
+std::optional<std::uint64_t> parse_u64(const std::string& s) {
+  std::uint64_t v = 0;
+  int base = 10;
+  std::string_view t = s;
+  if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) {
+    base = 16;
+    t.remove_prefix(2);
+  }
+  if (t.empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v, base);
+  if (ec != std::errc() || end != t.data() + t.size()) return std::nullopt;
+  return v;
+}
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "faultline: %s\n", msg.c_str());
+  return 2;
+}
+
+struct Parsed {
+  Config cfg;
+  std::string seed_text, executor_text = "fibers", sched_text = "random", mix_text;
+  bool no_pagedaemon = false, no_truncator = false;
+  bool list = false;
+};
+
+// Every option, bound to `p`; `copy` moves a given option's value from the
+// parsed config onto the scenario's defaults.
+struct OptionCopy {
+  CLI::Option* opt;
+  std::function<void(Config& to, const Config& from)> copy;
+};
+
+std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
+  std::vector<OptionCopy> copies;
+  Config& c = p.cfg;
+  auto bind = [&](const char* name, auto Config::*field, const char* help) {
+    CLI::Option* o = app.add_option(name, c.*field, help);
+    copies.push_back({o, [field](Config& to, const Config& from) { to.*field = from.*field; }});
+  };
+  app.add_option("--scenario,-s", c.scenario, "scenario: " + scenario_names() + " (default mixed)");
+  app.add_option("--executor,-e", p.executor_text, "threads | fibers (deterministic) | fibers-mt (K OS threads)");
+  app.add_option("--sched", p.sched_text, "deterministic fibers: random | pct");
+  app.add_option("--seed", p.seed_text, "the run's seed (decimal or 0x-hex); everything random derives from it");
+  bind("--pct-depth", &Config::pct_depth, "PCT: bug depth d (d-1 priority change points)");
+  bind("--os-threads", &Config::os_threads, "fibers-mt: OS threads carrying the fibers");
+  bind("--processes,-p", &Config::processes, "initial processes");
+  bind("--workers,-w", &Config::workers, "threads per initial process");
+  bind("--child-workers", &Config::child_workers, "threads per forked child");
+  bind("--child-ops", &Config::child_ops, "operations per child thread");
+  bind("--max-processes", &Config::max_live_processes, "live processes at most (forks beyond are skipped)");
+  bind("--ops,-n", &Config::ops, "operations per thread of an initial process");
+  bind("--duration", &Config::duration_s, "threads, fibers-mt: stop starting operations after this many seconds");
+  bind("--pages", &Config::pages, "physical pages (memory pressure)");
+  bind("--anon-pages", &Config::anon_pages, "anonymous pages per process");
+  bind("--scratch-pages", &Config::scratch_pages, "scratch (mprotected) pages per process");
+  bind("--churn-pages", &Config::churn_pages, "churn (munmapped) pages per process");
+  bind("--file-pages", &Config::file_pages, "pages of the shared file");
+  bind("--io-latency-us", &Config::io_latency_us, "pager I/O time, microseconds");
+  bind("--io-error-ppm", &Config::io_error_ppm, "pager I/O errors, parts per million");
+  bind("--perturb-ppm", &Config::perturb_ppm, "threads: chance of a seeded yield/delay per schedule point");
+  bind("--max-steps", &Config::max_steps, "deterministic fibers: schedule-point budget (0: none)");
+  bind("--watchdog", &Config::watchdog_s, "fail if no operation completes for this many seconds");
+  bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");
+  app.add_option("--mix", p.mix_text, "operation weights, e.g. read=40,write=40,fork=2 (others keep the scenario's)");
+  app.add_flag("--no-pagedaemon", p.no_pagedaemon, "no pageout daemon");
+  app.add_flag("--no-truncator", p.no_truncator, "no truncator");
+  CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
+  copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
+  CLI::Option* q = app.add_flag("--quiet,-q", c.quiet, "only the verdict and failures");
+  copies.push_back({q, [](Config& to, const Config& from) { to.quiet = from.quiet; }});
+  return copies;
+}
+
+// The scenario's defaults, then every option given on the command line.
+std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy>& copies, Config& out) {
+  const Scenario* sc = find_scenario(p.cfg.scenario);
+  if (sc == nullptr)
+    return fmt::format("--scenario '{}' is not a scenario (known: {})", p.cfg.scenario, scenario_names());
+  Config c;
+  c.scenario = sc->name;
+  sc->apply(c);
+  bool max_given = false;
+  for (const OptionCopy& oc : copies) {
+    if (oc.opt->count() == 0) continue;
+    oc.copy(c, p.cfg);
+    max_given |= oc.opt->check_lname("max-processes");
+  }
+  // Unless set, the live-process limit leaves room for forks above however
+  // many initial processes were asked for.
+  if (!max_given && c.max_live_processes < c.processes + 6) c.max_live_processes = c.processes + 6;
+  auto ex = parse_executor(p.executor_text);
+  if (!ex) return fmt::format("--executor '{}' is not one of threads, fibers, fibers-mt", p.executor_text);
+  c.executor = *ex;
+  auto sched = parse_sched(p.sched_text);
+  if (!sched) return fmt::format("--sched '{}' is not one of random, pct", p.sched_text);
+  c.sched = *sched;
+  if (!p.seed_text.empty()) {
+    auto seed = parse_u64(p.seed_text);
+    if (!seed) return fmt::format("--seed '{}' is not an unsigned 64-bit integer (decimal or 0x-hex)", p.seed_text);
+    c.seed = *seed;
+  }
+  if (!p.mix_text.empty())
+    if (auto e = parse_mix(p.mix_text, c.mix)) return e;
+  if (p.no_pagedaemon) c.pagedaemon = false;
+  if (p.no_truncator) c.truncator = false;
+  if (auto e = c.validate()) return e;
+  out = c;
+  return std::nullopt;
+}
+
+int run_command(const Config& cfg) {
+  RunOptions opts;
+  opts.progress = !cfg.quiet;
+  opts.handle_sigint = true;
+  RunResult r = run_once(cfg, opts);
+  if (!cfg.quiet) std::printf("%s", r.summary.c_str());
+  int code = r.exit_code;
+  std::string verdict = r.verdict;
+  if (!cfg.expect_digest.empty()) {
+    const std::string got = fmt::format("{:016x}", r.digest);
+    auto want = parse_u64(cfg.expect_digest.rfind("0x", 0) == 0 ? cfg.expect_digest : "0x" + cfg.expect_digest);
+    if (!want || *want != r.digest) {
+      verdict = fmt::format("FAIL (schedule digest {} is not the expected {})", got, cfg.expect_digest);
+      if (code == 0) code = 1;
+    }
+  }
+  for (const Failure& f : r.failures) std::printf("FAIL [%s] %s\n", f.oracle.c_str(), f.what.c_str());
+  std::printf("%s: %s\n", code == 0 ? "pass" : "verdict", verdict.c_str());
+  if (code != 0) std::printf("replay: %s\n", cfg.replay_line().c_str());
+  std::fflush(stdout);
+  return code;
+}
+
+}  // namespace
+
+int cli_main(const std::vector<std::string>& args) {
+  CLI::App app{"faultline: stress FreeBSD 7's page-fault protocol with threads and fibers.\n"
+               "With no arguments, runs the default campaign (scenario mixed, deterministic fibers)."};
+  app.set_help_all_flag("--help-all");
+  Parsed p;
+  std::vector<OptionCopy> copies = add_run_options(app, p);
+  CLI::App* list = app.add_subcommand("list", "list the scenarios");
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::CallForHelp& e) {
+    std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::CallForAllHelp& e) {
+    std::printf("%s", app.help("", CLI::AppFormatMode::All).c_str());
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    return usage_error(e.what());
+  }
+  if (list->parsed()) {
+    for (const Scenario& s : scenarios()) std::printf("%-16s %s\n", s.name, s.what);
+    return 0;
+  }
+  Config cfg;
+  if (auto err = resolve(p, copies, cfg)) return usage_error(*err);
+  return run_command(cfg);
+}
+
+}  // namespace faultline::stress

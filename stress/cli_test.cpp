@@ -1,0 +1,80 @@
+// Bad input exits 2 with a message naming the bad value; nothing runs.
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "stress/cli.h"
+
+namespace faultline::stress {
+namespace {
+
+struct Outcome {
+  int code;
+  std::string err;
+};
+
+Outcome run_cli(std::vector<std::string> args) {
+  ::testing::internal::CaptureStderr();
+  const int code = cli_main(args);
+  return {code, ::testing::internal::GetCapturedStderr()};
+}
+
+void expect_usage_error(std::vector<std::string> args, const std::string& named) {
+  std::string joined;
+  for (const auto& a : args) joined += a + " ";
+  const Outcome o = run_cli(std::move(args));
+  EXPECT_EQ(o.code, 2) << joined;
+  EXPECT_NE(o.err.find(named), std::string::npos) << joined << "\nstderr: " << o.err;
+}
+
+TEST(Cli, UnknownOptionIsNamed) { expect_usage_error({"--bogus", "3"}, "--bogus"); }
+TEST(Cli, UnknownScenarioIsNamed) { expect_usage_error({"--scenario", "teleport"}, "teleport"); }
+TEST(Cli, MalformedSeedIsNamed) {
+  expect_usage_error({"--seed", "12x"}, "12x");
+  expect_usage_error({"--seed", "-1"}, "-1");
+  expect_usage_error({"--seed", "0x"}, "0x");
+  expect_usage_error({"--seed", "18446744073709551616"}, "18446744073709551616");  // 2^64
+}
+TEST(Cli, NonNumericCountIsNamed) { expect_usage_error({"--workers", "many"}, "many"); }
+TEST(Cli, OutOfRangeCountsAreNamed) {
+  expect_usage_error({"--workers", "0"}, "--workers 0");
+  expect_usage_error({"--workers", "513"}, "--workers 513");
+  expect_usage_error({"--processes", "0"}, "--processes 0");
+  expect_usage_error({"--pages", "5"}, "--pages 5");
+  expect_usage_error({"--ops", "0"}, "--ops 0");
+  expect_usage_error({"--io-error-ppm", "2000000"}, "--io-error-ppm 2000000");
+  expect_usage_error({"--os-threads", "0", "--executor", "fibers-mt"}, "--os-threads 0");
+  expect_usage_error({"--watchdog", "0"}, "--watchdog 0");
+  expect_usage_error({"--duration=-3", "--executor", "threads"}, "--duration -3");
+  expect_usage_error({"--processes", "100", "--workers", "300", "--executor", "threads"}, "30000 OS threads");
+}
+TEST(Cli, BadEnumsAreNamed) {
+  expect_usage_error({"--executor", "gpu"}, "gpu");
+  expect_usage_error({"--sched", "fifo"}, "fifo");
+}
+TEST(Cli, BadMixIsNamed) {
+  expect_usage_error({"--mix", "teleport=3"}, "teleport");
+  expect_usage_error({"--mix", "read=lots"}, "lots");
+  expect_usage_error({"--mix", "read"}, "'read' is not op=weight");
+  expect_usage_error({"--mix", "read=0,write=0,file-read=0,fork=0,mprotect=0,munmap=0,mlock=0,madvise=0"},
+                     "every operation has weight 0");
+}
+TEST(Cli, OptionsThatContradictTheExecutorAreNamed) {
+  expect_usage_error({"--executor", "fibers", "--duration", "5"}, "--duration");
+  expect_usage_error({"--executor", "threads", "--expect-digest", "1234"}, "--expect-digest");
+  expect_usage_error({"--executor", "threads", "--max-steps", "10"}, "--max-steps");
+}
+TEST(Cli, ListAndHelpExitZero) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(cli_main({"list"}), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("mixed"), std::string::npos);
+  EXPECT_NE(out.find("fork"), std::string::npos);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(cli_main({"--help"}), 0);
+  EXPECT_NE(::testing::internal::GetCapturedStdout().find("--scenario"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace faultline::stress

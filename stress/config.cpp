@@ -1,0 +1,164 @@
+#include "stress/config.h"
+
+#include <charconv>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "stress/scenario.h"
+
+namespace faultline::stress {
+
+const char* executor_name(ExecutorKind e) noexcept {
+  switch (e) {
+    case ExecutorKind::kThreads: return "threads";
+    case ExecutorKind::kFibers: return "fibers";
+    case ExecutorKind::kFibersMt: return "fibers-mt";
+  }
+  return "?";
+}
+
+std::optional<ExecutorKind> parse_executor(std::string_view s) noexcept {
+  for (auto e : {ExecutorKind::kThreads, ExecutorKind::kFibers, ExecutorKind::kFibersMt})
+    if (s == executor_name(e)) return e;
+  return std::nullopt;
+}
+
+const char* sched_name(SchedKind s) noexcept { return s == SchedKind::kRandom ? "random" : "pct"; }
+
+std::optional<SchedKind> parse_sched(std::string_view s) noexcept {
+  if (s == "random") return SchedKind::kRandom;
+  if (s == "pct") return SchedKind::kPct;
+  return std::nullopt;
+}
+
+const char* op_name(Op op) noexcept {
+  switch (op) {
+    case Op::kRead: return "read";
+    case Op::kWrite: return "write";
+    case Op::kFileRead: return "file-read";
+    case Op::kFork: return "fork";
+    case Op::kProtect: return "mprotect";
+    case Op::kChurn: return "munmap";
+    case Op::kWire: return "mlock";
+    case Op::kAdvise: return "madvise";
+    case Op::kCount: break;
+  }
+  return "?";
+}
+
+std::optional<Op> parse_op(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < kOps; ++i)
+    if (s == op_name(static_cast<Op>(i))) return static_cast<Op>(i);
+  return std::nullopt;
+}
+
+std::optional<std::string> parse_mix(std::string_view text, Mix& mix) {
+  Mix out = mix;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view part = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (part.empty()) {
+      if (comma == text.size()) break;
+      return fmt::format("--mix '{}': empty entry", text);
+    }
+    const std::size_t eq = part.find('=');
+    if (eq == std::string_view::npos)
+      return fmt::format("--mix '{}': '{}' is not op=weight", text, part);
+    const std::string_view name = part.substr(0, eq), weight = part.substr(eq + 1);
+    const auto op = parse_op(name);
+    if (!op) {
+      std::string names;
+      for (std::size_t i = 0; i < kOps; ++i) names += (i ? ", " : "") + std::string(op_name(static_cast<Op>(i)));
+      return fmt::format("--mix: unknown operation '{}' (known: {})", name, names);
+    }
+    std::uint32_t w = 0;
+    auto [end, ec] = std::from_chars(weight.data(), weight.data() + weight.size(), w);
+    if (ec != std::errc() || end != weight.data() + weight.size() || w > 1000000)
+      return fmt::format("--mix: weight '{}' of {} is not an integer in 0..1000000", weight, name);
+    out[static_cast<std::size_t>(*op)] = w;
+  }
+  mix = out;
+  return std::nullopt;
+}
+
+std::string format_mix(const Mix& mix) {
+  std::string out;
+  for (std::size_t i = 0; i < kOps; ++i) {
+    if (mix[i] == 0) continue;
+    if (!out.empty()) out += ',';
+    out += fmt::format("{}={}", op_name(static_cast<Op>(i)), mix[i]);
+  }
+  return out;
+}
+
+std::optional<std::string> Config::validate() const {
+  auto range = [](const char* flag, auto v, auto lo, auto hi) -> std::optional<std::string> {
+    if (v < lo || v > hi) return fmt::format("{} {} is out of range ({}..{})", flag, v, lo, hi);
+    return std::nullopt;
+  };
+  if (!find_scenario(scenario))
+    return fmt::format("unknown scenario '{}' (known: {})", scenario, scenario_names());
+  if (auto e = range("--processes", processes, 1, 100000)) return e;
+  // A page holds 512 eight-byte slots at 4 KiB: one per thread of a process.
+  if (auto e = range("--workers", workers, 1, 512)) return e;
+  // A child keeps its parent's slot layout: one slot per parent thread.
+  if (auto e = range("--child-workers", child_workers, 1, workers)) return e;
+  if (auto e = range("--child-ops", child_ops, 0, 100000000)) return e;
+  if (auto e = range("--max-processes", max_live_processes, processes, 1000000)) return e;
+  if (auto e = range("--ops", ops, std::uint64_t{1}, std::uint64_t{1} << 40)) return e;
+  if (auto e = range("--pages", pages, 32u, 1u << 22)) return e;
+  if (auto e = range("--anon-pages", anon_pages, 1u, 1u << 20)) return e;
+  if (auto e = range("--scratch-pages", scratch_pages, 1u, 1u << 16)) return e;
+  if (auto e = range("--churn-pages", churn_pages, 1u, 1u << 16)) return e;
+  if (auto e = range("--file-pages", file_pages, 1u, 1u << 20)) return e;
+  if (auto e = range("--os-threads", os_threads, 1, 1024)) return e;
+  if (auto e = range("--pct-depth", pct_depth, 1, 64)) return e;
+  if (auto e = range("--io-latency-us", io_latency_us, 0u, 1000000u)) return e;
+  if (auto e = range("--io-error-ppm", io_error_ppm, 0u, 1000000u)) return e;
+  if (auto e = range("--perturb-ppm", perturb_ppm, 0u, 1000000u)) return e;
+  if (!std::isfinite(duration_s) || duration_s < 0 || duration_s > 86400)
+    return fmt::format("--duration {} is out of range (0..86400 seconds)", duration_s);
+  if (!std::isfinite(watchdog_s) || watchdog_s <= 0 || watchdog_s > 86400)
+    return fmt::format("--watchdog {} is out of range (0..86400 seconds, not 0)", watchdog_s);
+  const std::uint64_t threads = static_cast<std::uint64_t>(processes) * static_cast<std::uint64_t>(workers);
+  if (executor == ExecutorKind::kThreads && threads > 20000)
+    return fmt::format("--processes x --workers = {} OS threads is more than 20000", threads);
+  if (threads > 1000000) return fmt::format("--processes x --workers = {} is more than 1000000 workers", threads);
+  if (executor == ExecutorKind::kFibers && duration_s > 0)
+    return "--duration cannot bound a deterministic fibers run (it would read the clock): use --ops";
+  if (executor != ExecutorKind::kFibers && !expect_digest.empty())
+    return fmt::format("--expect-digest needs --executor fibers (got {})", executor_name(executor));
+  if (executor != ExecutorKind::kFibers && max_steps != 0)
+    return fmt::format("--max-steps needs --executor fibers (got {})", executor_name(executor));
+  std::uint64_t total = 0;
+  for (auto w : mix) total += w;
+  if (total == 0) return "--mix: every operation has weight 0";
+  return std::nullopt;
+}
+
+std::string Config::replay_line() const {
+  std::string s = fmt::format(
+      "faultline --scenario {} --executor {} --seed {} --processes {} --workers {} --ops {} --pages {}"
+      " --anon-pages {} --file-pages {} --child-workers {} --child-ops {} --max-processes {}"
+      " --io-latency-us {} --io-error-ppm {} --mix {}",
+      scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, file_pages,
+      child_workers, child_ops, max_live_processes, io_latency_us, io_error_ppm, format_mix(mix));
+  if (executor == ExecutorKind::kFibers) {
+    s += fmt::format(" --sched {}", sched_name(sched));
+    if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);
+    if (max_steps != 0) s += fmt::format(" --max-steps {}", max_steps);
+  } else {
+    s += fmt::format(" --perturb-ppm {}", perturb_ppm);
+    if (executor == ExecutorKind::kFibersMt) s += fmt::format(" --os-threads {}", os_threads);
+    if (duration_s > 0) s += fmt::format(" --duration {}", duration_s);
+  }
+  if (!pagedaemon) s += " --no-pagedaemon";
+  if (!truncator) s += " --no-truncator";
+  return s;
+}
+
+}  // namespace faultline::stress

@@ -1,0 +1,82 @@
+// A run's configuration: what the command line sets, with its validation.
+// Every field has a default; scenarios set their own defaults first, then
+// the command line overrides.  validate() names the first bad value.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace faultline::stress {
+
+enum class ExecutorKind : std::uint8_t { kThreads, kFibers, kFibersMt };
+const char* executor_name(ExecutorKind e) noexcept;
+std::optional<ExecutorKind> parse_executor(std::string_view s) noexcept;
+
+enum class SchedKind : std::uint8_t { kRandom, kPct };
+const char* sched_name(SchedKind s) noexcept;
+std::optional<SchedKind> parse_sched(std::string_view s) noexcept;
+
+// What a simulated thread does, one operation at a time.
+enum class Op : std::uint8_t {
+  kRead,      // load a word of the process's anonymous memory (any slot)
+  kWrite,     // store to its own slot of a page of anonymous memory
+  kFileRead,  // load a word of the shared file mapping
+  kFork,      // fork the process: the child runs its own threads, then exits
+  kProtect,   // mprotect the scratch region read-only, then back
+  kChurn,     // munmap the churn region and map fresh memory there
+  kWire,      // mlock two pages, touch them, munlock
+  kAdvise,    // madvise the anonymous region (random / sequential / normal)
+  kCount
+};
+inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);
+const char* op_name(Op op) noexcept;
+std::optional<Op> parse_op(std::string_view s) noexcept;
+
+using Mix = std::array<std::uint32_t, kOps>;  // relative weights
+// "read=40,write=40,fork=1": unnamed ops keep their weight.  On error,
+// returns a message naming the bad part.
+std::optional<std::string> parse_mix(std::string_view text, Mix& mix);
+std::string format_mix(const Mix& mix);
+
+struct Config {
+  std::string scenario = "mixed";
+  ExecutorKind executor = ExecutorKind::kFibers;
+  SchedKind sched = SchedKind::kRandom;
+  int pct_depth = 3;
+  int os_threads = 2;               // fibers-mt: OS threads carrying the fibers
+  std::uint64_t seed = 1;
+  int processes = 2;                // initial processes
+  int workers = 4;                  // threads per initial process
+  int child_workers = 2;            // threads per forked child
+  int child_ops = 100;              // operations per child thread
+  int max_live_processes = 8;       // forks wait (are skipped) above this
+  std::uint64_t ops = 2000;         // operations per thread of an initial process
+  double duration_s = 0;            // > 0: stop starting operations after this (threads, fibers-mt)
+  std::uint32_t pages = 192;        // physical pages of the VM
+  std::uint32_t anon_pages = 64;    // per process
+  std::uint32_t scratch_pages = 8;  // per process, mprotected by kProtect
+  std::uint32_t churn_pages = 4;    // per process, unmapped and remapped by kChurn
+  std::uint32_t file_pages = 32;    // the shared file
+  bool pagedaemon = true;
+  bool truncator = true;
+  std::uint32_t io_latency_us = 20; // simulated pager I/O time
+  std::uint32_t io_error_ppm = 0;   // pager I/O failures
+  std::uint32_t perturb_ppm = 20000;  // threads: chance of a seeded yield/delay per schedule point
+  std::uint64_t max_steps = 0;      // fibers: schedule point budget (0: none)
+  double watchdog_s = 20;           // threads, fibers-mt: no progress for this long fails
+  std::string trace_path;           // Chrome trace JSON of the run (not yet)
+  std::string expect_digest;        // fibers: fail unless the schedule digest matches
+  bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
+  bool quiet = false;
+  Mix mix{};
+
+  // A message naming the first bad value, or nothing.
+  std::optional<std::string> validate() const;
+  // The command line that reproduces this run.
+  std::string replay_line() const;
+};
+
+}  // namespace faultline::stress

@@ -1,0 +1,594 @@
+// Tests of the deterministic fiber scheduler.
+//
+// Runs that end in kDeadlock leave a parked OS thread holding locks, so the
+// deadlock test runs in a child process (a death test, which gtest runs
+// before the other tests); runs that end at the step limit with workers that
+// hold nothing park harmlessly and stay in this process.
+#include "stress/det_sched.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <boost/fiber/context.hpp>
+#include <gtest/gtest.h>
+
+#include "locking/locking.h"
+#include "locking/test_util.h"
+
+namespace faultline::stress {
+namespace {
+
+namespace fl = faultline::locking;
+using fl::Point;
+using fl::schedule_point;
+
+fl::LockClass counter_class{"sched test counter", fl::LockKind::kMutex};
+fl::LockClass replay_class{"sched test replay", fl::LockKind::kMutex};
+fl::LockClass first_class{"sched test first", fl::LockKind::kMutex};
+fl::LockClass second_class{"sched test second", fl::LockKind::kMutex};
+
+constexpr Policy kPolicies[] = {Policy::kRandom, Policy::kPct};
+
+const char* policy_name(Policy p) { return p == Policy::kPct ? "pct" : "random"; }
+
+DetOptions options(Policy p, std::uint64_t seed) {
+  DetOptions o;
+  o.seed = seed;
+  o.policy = p;
+  o.stack_bytes = fl::testing::kTestFiberStack;
+  return o;
+}
+
+// Resident set size in KiB, from /proc/self/status (field "VmRSS:").
+long rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      long kib = 0;
+      in >> kib;
+      return kib;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return -1;
+}
+
+class DetSchedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fl::set_backend(fl::Backend::kFiber);
+    fl::witness::reset();
+  }
+  void TearDown() override { fl::set_backend(fl::Backend::kStd); }
+};
+
+class DetSchedPolicyTest : public DetSchedTest, public ::testing::WithParamInterface<Policy> {};
+
+INSTANTIATE_TEST_SUITE_P(Policies, DetSchedPolicyTest, ::testing::ValuesIn(kPolicies),
+                         [](const ::testing::TestParamInfo<Policy>& i) {
+                           return std::string(policy_name(i.param));
+                         });
+
+// ---- 3. deadlock (in a child process) ----
+
+// Two workers take two mutexes in opposite orders, with a schedule point in
+// between.  Prints the first deadlocking seed's report, destroys the
+// scheduler and exits with the run parked: neither may crash or hang.
+[[noreturn]] void find_deadlock_then_exit() {
+  fl::set_backend(fl::Backend::kFiber);
+  // Held locks are recorded (for the dump) only when the checker is on; it
+  // also reports the order reversal, which is beside the point here.
+  fl::set_mode(fl::Mode::kReport);
+  for (std::uint64_t seed = 1; seed <= 50; ++seed) {
+    // On the heap: if the run parks, its workers hold them until exit.
+    auto* a = new fl::Mutex(first_class, "a");
+    auto* b = new fl::Mutex(second_class, "b");
+    bool parked = false;
+    {
+      DetScheduler s(options(Policy::kRandom, seed));
+      s.spawn("ab", [a, b] {
+        fl::MutexLock la(*a);
+        schedule_point(Point::kUser, a);
+        fl::MutexLock lb(*b);
+      });
+      s.spawn("ba", [a, b] {
+        fl::MutexLock lb(*b);
+        schedule_point(Point::kUser, b);
+        fl::MutexLock la(*a);
+      });
+      const DetOutcome out = s.run();
+      if (out == DetOutcome::kDeadlock) {
+        std::string names;
+        for (const std::string& n : s.unfinished_workers()) names += " " + n;
+        std::fprintf(stderr, "seed %llu: %s; unfinished:%s\n%s",
+                     static_cast<unsigned long long>(seed), det_outcome_name(out), names.c_str(),
+                     fl::dump_all_locks(false).c_str());
+        parked = true;
+      } else if (out != DetOutcome::kDone) {
+        std::fprintf(stderr, "seed %llu: unexpected %s\n", static_cast<unsigned long long>(seed),
+                     det_outcome_name(out));
+        std::exit(3);
+      }
+    }
+    if (parked) std::exit(0);
+    delete a;
+    delete b;
+  }
+  std::fprintf(stderr, "no deadlock in 50 seeds\n");
+  std::exit(1);
+}
+
+TEST(DetSchedDeathTest, OppositeLockOrderDeadlocks) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // The report names both workers, and the lock dump shows both holding.
+  EXPECT_EXIT(
+      find_deadlock_then_exit(), ::testing::ExitedWithCode(0),
+      "deadlock; unfinished: ab ba\n"
+      "(.*actor [0-9]+ \"ab\".*actor [0-9]+ \"ba\"|.*actor [0-9]+ \"ba\".*actor [0-9]+ \"ab\")");
+}
+
+// A fiber that reaches the lowest page of its stack is reported when it
+// ends.  The worker touches that page directly rather than overflowing (which
+// would corrupt a neighbour first): Boost.Fiber places the fiber's context
+// record just below the top of its stack, and the pool's stacks are whole
+// pages, so the top is the context's address rounded up to a page.
+[[noreturn]] void touch_last_stack_page() {
+  fl::set_backend(fl::Backend::kFiber);
+  DetOptions o = options(Policy::kRandom, 1);
+  o.stack_bytes = 64 * 1024;
+  DetScheduler s(o);
+  s.spawn("deep", [&o] {
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto ctx = reinterpret_cast<std::uintptr_t>(boost::fibers::context::active());
+    const std::uintptr_t top = (ctx + page - 1) / page * page;
+    const std::uintptr_t bottom = top - o.stack_bytes;
+    volatile char local = 0;
+    const auto here = reinterpret_cast<std::uintptr_t>(&local);
+    if (here <= bottom + page || here >= top) {
+      std::fprintf(stderr, "cannot locate the fiber's stack\n");
+      std::exit(2);
+    }
+    *reinterpret_cast<volatile char*>(bottom + 64) = local;
+  });
+  s.run();
+  std::fprintf(stderr, "the run ended without a report\n");
+  std::exit(1);
+}
+
+TEST(DetSchedDeathTest, LastStackPageIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(touch_last_stack_page(), "used the last page of its 65536-byte stack");
+}
+
+// ---- 1. replay ----
+
+struct Trace {
+  DetOutcome outcome;
+  std::uint64_t digest, steps, switches, vtime;
+  std::vector<int> order;  // worker ids at each schedule point; 100 + id under the mutex
+};
+
+Trace traced_run(Policy p, std::uint64_t seed) {
+  DetOptions o = options(p, seed);
+  o.pct_depth = 3;
+  o.pct_expected_steps = 400;
+  fl::Mutex m(replay_class);
+  Trace t{};
+  DetScheduler s(o);
+  for (int w = 0; w < 8; ++w) {
+    s.spawn("w" + std::to_string(w), [&t, &m, w] {
+      for (int i = 0; i < 20; ++i) {
+        t.order.push_back(w);
+        schedule_point(Point::kUser, &t);
+        if (i % 5 == 0) {
+          fl::MutexLock l(m);
+          t.order.push_back(100 + w);
+          schedule_point(Point::kUser, &m);
+        }
+      }
+    });
+  }
+  t.outcome = s.run();
+  t.digest = s.digest();
+  t.steps = s.steps();
+  t.switches = s.switches();
+  t.vtime = s.virtual_now_ns();
+  return t;
+}
+
+TEST_P(DetSchedPolicyTest, SameSeedReplaysDifferentSeedDiffers) {
+  const Trace a = traced_run(GetParam(), 7);
+  const Trace b = traced_run(GetParam(), 7);
+  const Trace c = traced_run(GetParam(), 8);
+  ASSERT_EQ(a.outcome, DetOutcome::kDone);
+  ASSERT_EQ(b.outcome, DetOutcome::kDone);
+  ASSERT_EQ(c.outcome, DetOutcome::kDone);
+  // 8 workers x 20 x (1 user point + every 5th: lock, user, unlock).
+  EXPECT_EQ(a.steps, 8u * (20 + 4 * 3));
+  EXPECT_EQ(a.order.size(), 8u * (20 + 4));
+  EXPECT_EQ(a.digest, b.digest);
+  EXPECT_EQ(a.steps, b.steps);
+  EXPECT_EQ(a.switches, b.switches);
+  EXPECT_EQ(a.vtime, b.vtime);
+  EXPECT_EQ(a.order, b.order);
+  EXPECT_NE(a.digest, c.digest);
+  EXPECT_NE(a.order, c.order);
+  // Every worker ran; random interleaves them far more (PCT may run them one
+  // after another when its change points fall late).
+  EXPECT_GE(a.switches, 8u);
+  if (GetParam() == Policy::kRandom) {
+    EXPECT_GT(a.switches, 100u);
+  }
+}
+
+// Runs on different threads at once: each schedule is the same as alone.
+TEST_F(DetSchedTest, ConcurrentRunsAreIndependent) {
+  constexpr int kRuns = 4;
+  std::vector<Trace> alone, together(kRuns);
+  for (int i = 0; i < kRuns; ++i) alone.push_back(traced_run(kPolicies[i % 2], 30 + i));
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < kRuns; ++i)
+      ts.emplace_back([&together, i] {
+        together[static_cast<std::size_t>(i)] = traced_run(kPolicies[i % 2], 30 + i);
+      });
+    for (auto& t : ts) t.join();
+    for (int i = 0; i < kRuns; ++i) {
+      const auto u = static_cast<std::size_t>(i);
+      EXPECT_EQ(together[u].outcome, DetOutcome::kDone);
+      EXPECT_EQ(together[u].digest, alone[u].digest) << "run " << i << " round " << round;
+      EXPECT_EQ(together[u].order, alone[u].order) << "run " << i << " round " << round;
+    }
+  }
+}
+
+// ---- 2. a counter under a mutex ----
+
+TEST_P(DetSchedPolicyTest, MutexKeepsCounterExact) {
+  fl::ScopedReportCapture reports(fl::Mode::kReport);
+  fl::Mutex m(counter_class);
+  long counter = 0;
+  constexpr int kWorkers = 200, kIncrements = 100;
+  DetScheduler s(options(GetParam(), 3));
+  for (int w = 0; w < kWorkers; ++w) {
+    s.spawn("inc" + std::to_string(w), [&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        fl::MutexLock l(m);
+        const long v = counter;
+        schedule_point(Point::kUser, &counter);  // others run here, and block on m
+        counter = v + 1;
+      }
+    });
+  }
+  EXPECT_EQ(s.run(), DetOutcome::kDone);
+  EXPECT_EQ(counter, long{kWorkers} * kIncrements);
+  EXPECT_EQ(s.steps(), 3u * kWorkers * kIncrements);  // lock, user, unlock
+  EXPECT_EQ(reports.size(), 0u);
+  EXPECT_TRUE(s.unfinished_workers().empty());
+}
+
+// ---- 4. virtual time ----
+
+TEST_P(DetSchedPolicyTest, IoSleepsInVirtualTime) {
+  DetOptions o = options(GetParam(), 11);
+  o.step_ns = 1000;
+  DetScheduler s(o);
+  std::uint64_t before = 0, after = 0;
+  bool asleep = false;
+  int busy_while_asleep = 0;
+  s.spawn("sleeper", [&] {
+    before = s.virtual_now_ns();
+    asleep = true;
+    schedule_point(Point::kIo, &before, 1000);  // 1 ms
+    asleep = false;
+    after = s.virtual_now_ns();
+  });
+  s.spawn("busy", [&] {
+    for (int i = 0; i < 3000; ++i) {
+      busy_while_asleep += asleep;
+      schedule_point(Point::kUser, &busy_while_asleep);
+    }
+  });
+  ASSERT_EQ(s.run(), DetOutcome::kDone);
+  EXPECT_GE(after - before, 1'000'000u);
+  // 1 ms at 1 us per step: the busy worker ran ~1000 steps meanwhile.
+  EXPECT_GE(busy_while_asleep, 999);
+  // Somebody was always ready: time never jumped.
+  EXPECT_EQ(s.virtual_now_ns(), s.steps() * o.step_ns);
+}
+
+TEST_P(DetSchedPolicyTest, OnlySleepersFinishByJumpingTime) {
+  DetScheduler s(options(GetParam(), 5));
+  constexpr std::uint64_t kSecondNs = 1'000'000'000;
+  std::vector<std::uint64_t> shortest(3, ~std::uint64_t{0});
+  for (int w = 0; w < 3; ++w) {
+    s.spawn("sleeper" + std::to_string(w), [&s, &shortest, w] {
+      for (int i = 0; i < 5; ++i) {
+        const std::uint64_t t0 = s.virtual_now_ns();
+        schedule_point(Point::kIo, nullptr, 1'000'000);  // 1 s
+        shortest[w] = std::min(shortest[w], s.virtual_now_ns() - t0);
+      }
+    });
+  }
+  ASSERT_EQ(s.run(), DetOutcome::kDone);
+  EXPECT_EQ(s.steps(), 15u);
+  EXPECT_GE(s.virtual_now_ns(), 5 * kSecondNs);
+  EXPECT_LT(s.virtual_now_ns(), 5 * kSecondNs + 1'000'000);
+  for (std::uint64_t d : shortest) EXPECT_GE(d, kSecondNs);
+}
+
+// ---- 5. spawning from a worker ----
+
+TEST_P(DetSchedPolicyTest, WorkersSpawnWorkers) {
+  auto once = [](Policy p) {
+    DetScheduler s(options(p, 9));
+    std::vector<int> child_ids;    // as spawn() returned them
+    std::vector<int> seen(3, -2);  // as each child saw itself
+    int grandchild_id = -2, grandchild_seen = -3;
+    s.spawn("parent", [&] {
+      for (int c = 0; c < 3; ++c) {
+        child_ids.push_back(s.spawn("child" + std::to_string(c), [&, c] {
+          seen[static_cast<std::size_t>(c)] = DetScheduler::current_worker();
+          schedule_point(Point::kUser, nullptr);
+          if (c == 0) {
+            grandchild_id = s.spawn("grandchild", [&] {
+              grandchild_seen = DetScheduler::current_worker();
+              schedule_point(Point::kUser, nullptr);
+            });
+          }
+        }));
+        schedule_point(Point::kUser, nullptr);
+      }
+    });
+    s.spawn("sibling", [] {
+      for (int i = 0; i < 5; ++i) schedule_point(Point::kUser, nullptr);
+    });
+    EXPECT_EQ(s.run(), DetOutcome::kDone);
+    // Ids continue from 2 in spawn order, whoever spawns.
+    std::vector<int> all = child_ids;
+    all.push_back(grandchild_id);
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(all, (std::vector<int>{2, 3, 4, 5}));
+    EXPECT_TRUE(std::is_sorted(child_ids.begin(), child_ids.end()));
+    EXPECT_EQ(seen, child_ids);
+    EXPECT_EQ(grandchild_seen, grandchild_id);
+    EXPECT_EQ(s.steps(), 3u + 5u + 3u + 1u);
+    EXPECT_TRUE(s.unfinished_workers().empty());
+    return s.digest();
+  };
+  EXPECT_EQ(once(GetParam()), once(GetParam()));
+}
+
+// ---- 6. 100,000 fibers ----
+
+TEST_F(DetSchedTest, HundredThousandFibers) {
+  const int n = std::min(100'000, fl::testing::kMaxTestFibers);
+  const long rss_before = rss_kib();
+  std::uint64_t finished = 0;
+  {
+    DetScheduler s(options(Policy::kRandom, 1));
+    for (int i = 0; i < n; ++i) {
+      s.spawn("f" + std::to_string(i), [&finished] {
+        for (int j = 0; j < 3; ++j) schedule_point(Point::kUser, &finished);
+        ++finished;
+      });
+    }
+    ASSERT_EQ(s.run(), DetOutcome::kDone);
+    EXPECT_EQ(s.steps(), 3u * static_cast<std::uint64_t>(n));
+    // Measured while the pool still holds every stack it carved.
+    const long grown_kib = rss_kib() - rss_before;
+    std::printf("%d fibers: RSS grew by %ld MiB (%ld KiB per fiber)\n", n, grown_kib / 1024,
+                grown_kib / n);
+    RecordProperty("rss_growth_kib", std::to_string(grown_kib));
+#if !defined(FL_TEST_TSAN) && !defined(FL_TEST_ASAN)
+    // A live fiber commits the top of its stack (context record, a few
+    // frames, its actor): two pages measured here, nowhere near its 64 KiB.
+    // (Sanitizers' shadow memory counts in RSS too, so only plain builds.)
+    EXPECT_LT(grown_kib / n, 16);
+#endif
+  }
+  EXPECT_EQ(finished, static_cast<std::uint64_t>(n));
+}
+
+// Stacks of a finished run are kept mapped for the next: a second run of as
+// many fibers faults in almost none of its stacks' pages again.
+TEST_F(DetSchedTest, StacksOfFinishedRunsAreReused) {
+#if defined(FL_TEST_TSAN) || defined(FL_TEST_ASAN)
+  GTEST_SKIP() << "sanitizers fault in shadow pages of their own";
+#else
+  constexpr int kFibers = 5000;
+  auto run = [] {
+    DetScheduler s(options(Policy::kRandom, 1));
+    for (int i = 0; i < kFibers; ++i) s.spawn("f", [] { schedule_point(Point::kUser, nullptr); });
+    EXPECT_EQ(s.run(), DetOutcome::kDone);
+  };
+  auto faults = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return u.ru_minflt;
+  };
+  run();
+  const long before = faults();
+  run();
+  const long second = faults() - before;
+  std::printf("second run of %d fibers: %ld page faults\n", kFibers, second);
+  // Without reuse: two or more per fiber.
+  EXPECT_LT(second, kFibers / 2);
+#endif
+}
+
+// ---- 7. PCT finds a depth-2 bug that random scheduling misses ----
+
+// The bug needs two orderings: B's read after A's step 20 (A wrote 1) and
+// before A's step 40 (A writes 2).  Random scheduling lets B in within a few
+// steps; PCT with d = 2 finds it when A has the higher priority and the one
+// change point falls in A's steps 21..40: 1/2 x 20/45 of seeds.
+bool depth_two_bug(Policy p, std::uint64_t seed, std::uint64_t* digest) {
+  DetOptions o = options(p, seed);
+  o.pct_depth = 2;
+  o.pct_expected_steps = 45;
+  DetScheduler s(o);
+  int x = 0;
+  bool bug = false;
+  s.spawn("A", [&x] {
+    for (int i = 1; i <= 40; ++i) {
+      schedule_point(Point::kUser, &x);
+      if (i == 20) x = 1;
+    }
+    x = 2;
+  });
+  s.spawn("B", [&x, &bug] {
+    schedule_point(Point::kUser, &x);
+    bug = x == 1;  // the "assertion" that fails
+  });
+  EXPECT_EQ(s.run(), DetOutcome::kDone);
+  *digest = s.digest();
+  return bug;
+}
+
+TEST_F(DetSchedTest, PctFindsDepthTwoBugRandomMisses) {
+  int found[2] = {0, 0};
+  std::set<std::uint64_t> digests[2];
+  for (Policy p : kPolicies) {
+    for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+      std::uint64_t d = 0;
+      found[static_cast<int>(p)] += depth_two_bug(p, seed, &d);
+      digests[static_cast<int>(p)].insert(d);
+    }
+  }
+  std::printf("depth-2 bug found in %d of 100 seeds by random, %d by pct\n", found[0], found[1]);
+  EXPECT_GE(found[1], 1);
+  EXPECT_GT(found[1], found[0]);
+  EXPECT_NE(digests[0], digests[1]);
+}
+
+// The starvation guard: a high-priority spinner that waits for a
+// lower-priority worker must not spin forever.
+TEST_F(DetSchedTest, PctStarvationGuardLetsLowPriorityRun) {
+  bool guard_used = false;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    DetOptions o = options(Policy::kPct, seed);
+    o.pct_depth = 1;  // no change points: only the guard can unstick it
+    o.max_steps = 100'000;
+    DetScheduler s(o);
+    bool flag = false;
+    s.spawn("spinner", [&flag] {
+      while (!flag) schedule_point(Point::kTryLock, &flag);
+    });
+    s.spawn("setter", [&flag] {
+      schedule_point(Point::kUser, &flag);
+      flag = true;
+    });
+    ASSERT_EQ(s.run(), DetOutcome::kDone) << "seed " << seed;
+    guard_used |= s.steps() >= DetScheduler::kStarvationSteps;
+  }
+  EXPECT_TRUE(guard_used) << "no seed gave the spinner the higher priority";
+}
+
+// ---- 8. the step limit ----
+
+TEST_P(DetSchedPolicyTest, MaxStepsStopsTheRun) {
+  DetOptions o = options(GetParam(), 2);
+  o.max_steps = 500;
+  {
+    DetScheduler s(o);
+    for (const char* name : {"spin-a", "spin-b"}) {
+      s.spawn(name, [] {
+        for (;;) schedule_point(Point::kUser, nullptr);
+      });
+    }
+    ASSERT_EQ(s.run(), DetOutcome::kStepLimit);
+    EXPECT_EQ(s.steps(), 500u);
+    EXPECT_EQ(s.unfinished_workers(), (std::vector<std::string>{"spin-a", "spin-b"}));
+    const std::vector<SchedEvent> ev = s.last_events(3);
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(ev[2].step, 500u);
+    EXPECT_EQ(ev[0].step, 498u);
+  }  // its thread stays parked
+  // The process goes on: a later run works.
+  DetScheduler again(options(GetParam(), 2));
+  again.spawn("after", [] { schedule_point(Point::kUser, nullptr); });
+  EXPECT_EQ(again.run(), DetOutcome::kDone);
+  EXPECT_EQ(again.steps(), 1u);
+}
+
+// kRandom picks among the ready workers and the one that reached the point:
+// with two always-ready workers, about half the steps keep the same worker.
+TEST_F(DetSchedTest, RandomMayKeepTheYieldingWorker) {
+  DetScheduler s(options(Policy::kRandom, 6));
+  for (int w = 0; w < 2; ++w) {
+    s.spawn("w" + std::to_string(w), [] {
+      for (int i = 0; i < 2000; ++i) schedule_point(Point::kUser, nullptr);
+    });
+  }
+  ASSERT_EQ(s.run(), DetOutcome::kDone);
+  // A switch means the other worker was picked; always switching (or never)
+  // would make this near 1 (or 0).
+  const double switched = static_cast<double>(s.switches()) / static_cast<double>(s.steps());
+  EXPECT_GT(switched, 0.4);
+  EXPECT_LT(switched, 0.6);
+}
+
+// ---- the rest of the interface ----
+
+TEST_F(DetSchedTest, CurrentWorkerAndEvents) {
+  EXPECT_EQ(DetScheduler::current_worker(), -1);
+  DetOptions o = options(Policy::kRandom, 4);
+  o.step_ns = 10;
+  DetScheduler s(o);
+  std::vector<int> ran;  // the worker that passed each step, as it saw itself
+  for (int w = 0; w < 3; ++w) {
+    s.spawn("w" + std::to_string(w), [&ran, w] {
+      EXPECT_EQ(DetScheduler::current_worker(), w);
+      for (int i = 0; i < 4; ++i) {
+        ran.push_back(DetScheduler::current_worker());
+        schedule_point(i == 3 ? Point::kWakeup : Point::kUser, nullptr);
+      }
+    });
+  }
+  ASSERT_EQ(s.run(), DetOutcome::kDone);
+  EXPECT_EQ(DetScheduler::current_worker(), -1);
+  const std::vector<SchedEvent> ev = s.last_events(100);
+  ASSERT_EQ(ev.size(), 12u);
+  for (std::size_t i = 0; i < ev.size(); ++i) {
+    EXPECT_EQ(ev[i].step, i + 1);
+    EXPECT_EQ(ev[i].worker, ran[i]);
+    EXPECT_EQ(ev[i].vtime_ns, 10 * (i + 1));
+  }
+  EXPECT_EQ(std::count_if(ev.begin(), ev.end(),
+                          [](const SchedEvent& e) { return e.point == Point::kWakeup; }),
+            3);
+  EXPECT_EQ(s.last_events(5).front().step, 8u);
+  EXPECT_STREQ(det_outcome_name(DetOutcome::kStepLimit), "step-limit");
+}
+
+TEST_F(DetSchedTest, RejectsMisuse) {
+  DetOptions bad;
+  bad.pct_depth = 0;
+  EXPECT_THROW(DetScheduler{bad}, std::invalid_argument);
+  bad = DetOptions{};
+  bad.stack_bytes = 4096;
+  EXPECT_THROW(DetScheduler{bad}, std::invalid_argument);
+
+  DetScheduler s(DetOptions{});
+  fl::set_backend(fl::Backend::kStd);
+  EXPECT_THROW(s.run(), std::logic_error);  // a thread backend would block the run's thread
+  fl::set_backend(fl::Backend::kFiber);
+  EXPECT_EQ(s.run(), DetOutcome::kDone);  // no workers: done at once
+  EXPECT_THROW(s.run(), std::logic_error);
+  EXPECT_THROW(s.spawn("late", [] {}), std::logic_error);
+}
+
+}  // namespace
+}  // namespace faultline::stress

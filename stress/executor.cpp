@@ -1,0 +1,230 @@
+#include "stress/executor.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include <boost/fiber/all.hpp>
+#include <fmt/format.h>
+
+#include "locking/locking.h"
+#include "stress/det_sched.h"
+#include "stress/rng.h"
+
+namespace faultline::stress {
+
+namespace {
+
+// ---- threads ----
+
+// Seeded perturbation at schedule points (as rr's chaos mode does): with
+// probability perturb_ppm a thread yields, or now and then sleeps a few
+// microseconds, so that the windows between a check and its use are hit.
+struct Perturb {
+  std::uint64_t seed;
+  std::uint32_t ppm;
+  std::atomic<std::uint64_t> next_stream{0};
+};
+
+void perturb_hook(const locking::PointInfo& info, void* ctx) {
+  auto* p = static_cast<Perturb*>(ctx);
+  // Each thread draws from its own stream, numbered in the order threads
+  // first reach a schedule point (OS scheduling decides that order: a
+  // threads run is seeded, not replayable).
+  thread_local const Perturb* owner = nullptr;
+  thread_local Rng mine(0);
+  if (owner != p) {
+    mine = Rng::stream(p->seed, 1'000'000 + p->next_stream.fetch_add(1));
+    owner = p;
+  }
+  Rng* rng = &mine;
+  if (info.point == locking::Point::kIo && info.arg != 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(info.arg));
+    return;
+  }
+  if (!rng->chance(p->ppm)) return;
+  if (rng->below(8) != 0)
+    std::this_thread::yield();
+  else
+    std::this_thread::sleep_for(std::chrono::microseconds(1 + rng->below(50)));
+}
+
+class ThreadsExecutor final : public Executor {
+ public:
+  explicit ThreadsExecutor(const Config& cfg) : perturb_{cfg.seed, cfg.perturb_ppm, {}} {}
+
+  bool spawn(std::string name, std::function<void()> body, std::string* error) override {
+    std::lock_guard<std::mutex> l(mtx_);
+    try {
+      threads_.emplace_back([name = std::move(name), body = std::move(body)] {
+        locking::ActorScope me(name);
+        body();
+      });
+    } catch (const std::system_error& e) {
+      *error = fmt::format("the OS refused a new thread after {} were created: {}", threads_.size(), e.what());
+      return false;
+    }
+    return true;
+  }
+
+  RunEnd run() override {
+    locking::set_point_hook(&perturb_hook, &perturb_);
+    // Bodies may add threads while we join: join in creation order until
+    // none is left.
+    for (std::size_t i = 0;; ++i) {
+      std::thread t;
+      {
+        std::lock_guard<std::mutex> l(mtx_);
+        if (i >= threads_.size()) break;
+        t = std::move(threads_[i]);
+      }
+      t.join();
+    }
+    locking::set_point_hook(nullptr, nullptr);
+    return RunEnd::kDone;
+  }
+
+  void pause_us(std::uint32_t us) override { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
+
+ private:
+  Perturb perturb_;
+  std::mutex mtx_;
+  std::vector<std::thread> threads_;
+};
+
+// ---- fibers over K OS threads ----
+
+class FibersMtExecutor final : public Executor {
+ public:
+  explicit FibersMtExecutor(const Config& cfg) : k_(static_cast<std::uint32_t>(cfg.os_threads)) {}
+
+  bool spawn(std::string name, std::function<void()> body, std::string* error) override {
+    live_.fetch_add(1);
+    auto wrapped = [this, name = std::move(name), body = std::move(body)] {
+      {
+        locking::ActorScope me(name);
+        body();
+      }
+      if (live_.fetch_sub(1) == 1) {
+        std::unique_lock<boost::fibers::mutex> l(done_mtx_);
+        done_ = true;
+        done_cv_.notify_all();
+      }
+    };
+    if (!running_.load()) {
+      pending_.push_back(std::move(wrapped));
+      return true;
+    }
+    try {
+      boost::fibers::fiber(std::allocator_arg, boost::fibers::fixedsize_stack(256 * 1024), std::move(wrapped))
+          .detach();
+    } catch (const std::exception& e) {
+      live_.fetch_sub(1);
+      *error = fmt::format("could not create a fiber: {}", e.what());
+      return false;
+    }
+    return true;
+  }
+
+  RunEnd run() override {
+    // Boost.Fiber's scheduling algorithm is per thread and set once: the
+    // run gets threads of its own.
+    auto carrier = [this] {
+      boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(k_, true);
+      std::unique_lock<boost::fibers::mutex> l(done_mtx_);
+      done_cv_.wait(l, [this] { return done_; });
+    };
+    std::thread main([&] {
+      boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(k_, true);
+      running_.store(true);
+      if (pending_.empty()) done_ = true;
+      for (auto& b : pending_)
+        boost::fibers::fiber(std::allocator_arg, boost::fibers::fixedsize_stack(256 * 1024), std::move(b)).detach();
+      pending_.clear();
+      std::unique_lock<boost::fibers::mutex> l(done_mtx_);
+      done_cv_.wait(l, [this] { return done_; });
+    });
+    std::vector<std::thread> carriers;
+    for (std::uint32_t i = 1; i < k_; ++i) carriers.emplace_back(carrier);
+    main.join();
+    for (auto& t : carriers) t.join();
+    return RunEnd::kDone;
+  }
+
+  void pause_us(std::uint32_t us) override { boost::this_fiber::sleep_for(std::chrono::microseconds(us)); }
+
+ private:
+  const std::uint32_t k_;
+  std::atomic<bool> running_{false};
+  std::vector<std::function<void()>> pending_;
+  std::atomic<int> live_{0};
+  boost::fibers::mutex done_mtx_;
+  boost::fibers::condition_variable done_cv_;
+  bool done_ = false;
+};
+
+// ---- deterministic fibers ----
+
+class DetExecutor final : public Executor {
+ public:
+  explicit DetExecutor(const Config& cfg) : sched_(options(cfg)) {}
+
+  bool spawn(std::string name, std::function<void()> body, std::string* error) override {
+    try {
+      sched_.spawn(std::move(name), std::move(body));
+    } catch (const std::exception& e) {
+      *error = fmt::format("could not create a fiber: {}", e.what());
+      return false;
+    }
+    return true;
+  }
+
+  RunEnd run() override {
+    switch (sched_.run()) {
+      case DetOutcome::kDone: return RunEnd::kDone;
+      case DetOutcome::kDeadlock: return RunEnd::kDeadlock;
+      case DetOutcome::kStepLimit: return RunEnd::kStepLimit;
+    }
+    return RunEnd::kDone;
+  }
+
+  // Virtual time: the scheduler runs others until it has passed.
+  void pause_us(std::uint32_t us) override { locking::schedule_point(locking::Point::kIo, this, us); }
+
+  std::uint64_t steps() const override { return sched_.steps(); }
+  std::uint64_t digest() const override { return sched_.digest(); }
+  std::vector<std::string> unfinished() const override { return sched_.unfinished_workers(); }
+  std::vector<std::string> last_events(std::size_t n) const override {
+    std::vector<std::string> out;
+    for (const SchedEvent& e : sched_.last_events(n))
+      out.push_back(fmt::format("step {} worker {} {} (t={} us)", e.step, e.worker, locking::point_name(e.point),
+                                e.vtime_ns / 1000));
+    return out;
+  }
+
+ private:
+  static DetOptions options(const Config& cfg) {
+    DetOptions o;
+    o.seed = cfg.seed;
+    o.policy = cfg.sched == SchedKind::kPct ? Policy::kPct : Policy::kRandom;
+    o.pct_depth = cfg.pct_depth;
+    o.pct_expected_steps = 20 * cfg.ops * static_cast<std::uint64_t>(cfg.processes * cfg.workers) + 1000;
+    o.max_steps = cfg.max_steps;
+    return o;
+  }
+  DetScheduler sched_;
+};
+
+}  // namespace
+
+std::unique_ptr<Executor> make_executor(const Config& cfg) {
+  switch (cfg.executor) {
+    case ExecutorKind::kThreads: return std::make_unique<ThreadsExecutor>(cfg);
+    case ExecutorKind::kFibersMt: return std::make_unique<FibersMtExecutor>(cfg);
+    case ExecutorKind::kFibers: return std::make_unique<DetExecutor>(cfg);
+  }
+  return nullptr;
+}
+
+}  // namespace faultline::stress

@@ -1,0 +1,170 @@
+#include "stress/run.h"
+
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/locks.h"
+#include "locking/locking.h"
+
+namespace faultline::stress {
+
+namespace {
+
+std::atomic<World*> g_interruptible{nullptr};
+
+extern "C" void on_sigint(int) {
+  if (World* w = g_interruptible.load()) w->request_stop();
+}
+
+std::string format_failures(const std::vector<Failure>& fs) {
+  std::string out;
+  for (const Failure& f : fs) out += fmt::format("  [{}] {}\n", f.oracle, f.what);
+  return out;
+}
+
+std::string coverage_table(const vm::Counters& c) {
+  std::string out;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(vm::Retry::kCount); ++i) {
+    const auto r = static_cast<vm::Retry>(i);
+    const std::uint64_t n = c.retries_of(r);
+    out += fmt::format("  {:>12} {:<20}{}\n", n, vm::retry_name(r), n == 0 ? "  (never taken: a coverage gap)" : "");
+  }
+  return out;
+}
+
+}  // namespace
+
+RunResult run_once(const Config& cfg, const RunOptions& opts) {
+  RunResult res;
+  const bool fibers = cfg.executor != ExecutorKind::kThreads;
+  locking::set_backend(fibers ? locking::Backend::kFiber : locking::Backend::kStd);
+  locking::witness::reset();
+  vm::declare_vm_lock_order();
+  locking::reset_profile();
+  locking::set_profiling(true);
+
+  std::unique_ptr<Executor> ex = make_executor(cfg);
+  auto world = std::make_unique<World>(cfg, *ex);
+  World* w = world.get();
+  // Lock-order reversals, misuse and failed ownership assertions fail the run.
+  locking::set_mode(cfg.abort_on_report ? locking::Mode::kAbort : locking::Mode::kReport);
+  locking::ReportHandler previous = locking::set_report_handler([w](const locking::Report& r) {
+    w->fail(fmt::format("lock checker: {}", locking::report_kind_name(r.kind)), r.message);
+  });
+  if (opts.handle_sigint) {
+    g_interruptible.store(w);
+    std::signal(SIGINT, on_sigint);
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<bool> finished{false};
+  // Progress, and the liveness watchdog: no operation completed for
+  // watchdog_s fails the run with every actor's locks and wait channel.
+  std::thread monitor([&] {
+    std::uint64_t last_ops = w->ops_done.load();
+    auto last_change = std::chrono::steady_clock::now();
+    auto last_print = last_change;
+    while (!finished.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const auto now = std::chrono::steady_clock::now();
+      const std::uint64_t ops = w->ops_done.load();
+      if (ops != last_ops) {
+        last_ops = ops;
+        last_change = now;
+      }
+      if (opts.progress && now - last_print >= std::chrono::seconds(2)) {
+        last_print = now;
+        std::fprintf(stderr, "[%5.1fs] %llu ops, %llu faults, %llu forks, %s\n",
+                     std::chrono::duration<double>(now - t0).count(), static_cast<unsigned long long>(ops),
+                     static_cast<unsigned long long>(w->vm.counters().v_vm_faults.load()),
+                     static_cast<unsigned long long>(w->forks.load()), w->failed() ? "FAILING" : "ok");
+      }
+      if (finished.load()) break;
+      if (now - last_change > std::chrono::duration<double>(cfg.watchdog_s)) {
+        std::printf("FAIL [liveness watchdog] no operation completed for %.1f s (%llu done)\n", cfg.watchdog_s,
+                    static_cast<unsigned long long>(ops));
+        std::printf("%s", locking::dump_all_locks(true).c_str());
+        std::printf("%s", format_failures(w->failures()).c_str());
+        std::printf("replay: %s\n", cfg.replay_line().c_str());
+        std::fflush(stdout);
+        std::_Exit(1);
+      }
+    }
+  });
+
+  if (!w->start()) w->wake_actors();
+  const RunEnd end = ex->run();
+  finished.store(true);
+  monitor.join();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  if (end != RunEnd::kDone) {
+    const char* what = end == RunEnd::kDeadlock ? "every simulated thread is blocked (deadlock)"
+                                                : "the schedule-point budget ran out";
+    std::printf("FAIL [liveness] %s after %llu steps; unfinished:", what,
+                static_cast<unsigned long long>(ex->steps()));
+    for (const std::string& n : ex->unfinished()) std::printf(" %s", n.c_str());
+    std::printf("\n%s", locking::dump_all_locks(true).c_str());
+    std::printf("last schedule events:\n");
+    for (const std::string& e : ex->last_events(30)) std::printf("  %s\n", e.c_str());
+    std::printf("%s", format_failures(w->failures()).c_str());
+    std::printf("replay: %s\n", cfg.replay_line().c_str());
+    std::fflush(stdout);
+    std::_Exit(1);
+  }
+
+  w->finish();
+  g_interruptible.store(nullptr);
+  if (opts.handle_sigint) std::signal(SIGINT, SIG_DFL);
+  locking::set_report_handler(previous);
+  locking::set_mode(locking::Mode::kOff);
+  locking::set_profiling(false);
+
+  const vm::Counters& c = w->vm.counters();
+  res.failures = w->failures();
+  res.digest = ex->digest();
+  res.steps = ex->steps();
+  res.ops = w->ops_done.load();
+  for (std::size_t i = 0; i < static_cast<std::size_t>(vm::Retry::kCount); ++i)
+    res.retries.push_back(c.retries_of(static_cast<vm::Retry>(i)));
+  res.exit_code = res.failures.empty() ? 0 : w->setup_error() ? 2 : 1;
+
+  std::string s;
+  s += fmt::format("faultline: scenario {}, executor {}{}, seed {}\n", cfg.scenario, executor_name(cfg.executor),
+                   cfg.executor == ExecutorKind::kFibers ? fmt::format(" ({})", sched_name(cfg.sched)) : "",
+                   cfg.seed);
+  s += fmt::format("  {} processes x {} threads (+{} children from {} forks, {} skipped at the limit, peak {} live);"
+                   " {} pages, pageout daemon {}, truncator {}\n",
+                   cfg.processes, cfg.workers, w->forks.load() * static_cast<std::uint64_t>(cfg.child_workers),
+                   w->forks.load(), w->forks_skipped.load(), w->peak_live_processes.load(), cfg.pages,
+                   cfg.pagedaemon ? "on" : "off", cfg.truncator ? "on" : "off");
+  s += fmt::format("  {} operations in {:.2f} s: {:.0f} ops/s; {} faults: {:.0f} faults/s\n", res.ops, res.seconds,
+                   static_cast<double>(res.ops) / res.seconds, c.v_vm_faults.load(),
+                   static_cast<double>(c.v_vm_faults.load()) / res.seconds);
+  if (cfg.executor == ExecutorKind::kFibers)
+    s += fmt::format("  schedule: {} points ({:.2f} M/s), digest {:016x}\n", res.steps,
+                     static_cast<double>(res.steps) / res.seconds / 1e6, res.digest);
+  s += "operations:\n ";
+  for (std::size_t i = 0; i < kOps; ++i)
+    if (cfg.mix[i] != 0) s += fmt::format(" {} {}", op_name(static_cast<Op>(i)), w->op_counts[i].load());
+  s += "\noracle:\n";
+  s += fmt::format("  {} reads checked, {} writes committed, {} file reads checked, {} truncations;"
+                   " legitimate: {} SIGSEGV on mprotected scratch, {} SIGBUS during truncation, {} churn accesses"
+                   " unmapped\n",
+                   w->reads_checked.load(), w->writes_committed.load(), w->file_reads_checked.load(),
+                   w->truncations.load(), w->segv_on_scratch.load(), w->sigbus_in_truncation.load(),
+                   w->unmapped_churn.load());
+  s += "vmstat -s:\n" + c.format_vmstat();
+  s += "fault retry paths taken (seed's RetryFault):\n" + coverage_table(c);
+  s += "lock profile, top contenders:\n" + locking::format_profile(locking::profile_by_class(), 8);
+  res.summary = std::move(s);
+  res.verdict = res.exit_code == 0 ? "PASS"
+                                   : fmt::format("FAIL ({} finding{}, first by the {} oracle)", res.failures.size(),
+                                                 res.failures.size() == 1 ? "" : "s", res.failures.front().oracle);
+  return res;
+}
+
+}  // namespace faultline::stress

@@ -1,0 +1,36 @@
+// One run of the harness: builds the world, runs it on the chosen executor
+// under the oracles, and reports.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "stress/config.h"
+#include "stress/world.h"
+
+namespace faultline::stress {
+
+struct RunResult {
+  int exit_code = 0;  // 0 pass, 1 protocol failure, 2 could not run as configured
+  std::vector<Failure> failures;
+  std::string summary;   // counters, coverage, profile, throughput
+  std::string verdict;   // one line
+  std::uint64_t digest = 0;  // deterministic fibers: the schedule's
+  std::uint64_t steps = 0;
+  std::uint64_t ops = 0;
+  double seconds = 0;
+  std::vector<std::uint64_t> retries;  // per vm::Retry
+};
+
+struct RunOptions {
+  bool progress = false;  // a progress line on stderr every 2 s
+  bool handle_sigint = false;
+};
+
+// Runs `cfg` (already validated).  A run that cannot end cleanly (deadlock,
+// watchdog) prints its report to stdout and exits the process with 1: its
+// threads or fibers are stuck and cannot be unwound.
+RunResult run_once(const Config& cfg, const RunOptions& opts = {});
+
+}  // namespace faultline::stress

@@ -1,0 +1,86 @@
+// Whole runs, in process: every scenario passes on the correct protocol, and
+// deterministic runs replay exactly.
+#include <gtest/gtest.h>
+
+#include "stress/run.h"
+#include "stress/scenario.h"
+
+namespace faultline::stress {
+namespace {
+
+Config small(const std::string& scenario, ExecutorKind ex, std::uint64_t seed) {
+  Config c;
+  c.scenario = scenario;
+  find_scenario(scenario)->apply(c);
+  c.executor = ex;
+  c.seed = seed;
+  c.processes = 2;
+  c.workers = 3;
+  c.ops = 150;
+  c.child_ops = 30;
+  c.quiet = true;
+  c.io_latency_us = ex == ExecutorKind::kThreads ? 2 : 20;
+  if (c.pages > 256) c.pages = 256;
+  EXPECT_FALSE(c.validate()) << *c.validate();
+  return c;
+}
+
+std::string describe(const RunResult& r) {
+  std::string s = r.verdict + "\n";
+  for (const Failure& f : r.failures) s += "[" + f.oracle + "] " + f.what + "\n";
+  return s + r.summary;
+}
+
+class EveryScenario : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryScenario, PassesOnDeterministicFibers) {
+  RunResult r = run_once(small(GetParam(), ExecutorKind::kFibers, 7));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_GT(r.ops, 0u);
+  EXPECT_GT(r.steps, 0u);
+}
+
+TEST_P(EveryScenario, PassesOnThreads) {
+  RunResult r = run_once(small(GetParam(), ExecutorKind::kThreads, 7));
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+}
+
+// The determinism contract: same configuration and seed, same schedule and
+// outcome; another seed, another schedule.
+TEST_P(EveryScenario, SameSeedReplaysTheSameScheduleForTwentySeeds) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    Config c = small(GetParam(), ExecutorKind::kFibers, seed);
+    c.ops = 60;
+    c.child_ops = 15;
+    RunResult a = run_once(c);
+    RunResult b = run_once(c);
+    ASSERT_EQ(a.exit_code, 0) << "seed " << seed << ": " << describe(a);
+    EXPECT_EQ(a.digest, b.digest) << "seed " << seed;
+    EXPECT_EQ(a.steps, b.steps) << "seed " << seed;
+    EXPECT_EQ(a.ops, b.ops) << "seed " << seed;
+    EXPECT_EQ(a.retries, b.retries) << "seed " << seed;
+    EXPECT_EQ(a.exit_code, b.exit_code) << "seed " << seed;
+    Config other = c;
+    other.seed = seed + 1000;
+    EXPECT_NE(run_once(other).digest, a.digest) << "seed " << seed;
+  }
+}
+
+// The scenarios without fork.  With fork (scenarios fork, wiring, mixed),
+// the data oracle still reports findings on the model that are open (see
+// stress/README.md); a test that fails until they are fixed belongs with
+// the fix, not here.
+std::vector<std::string> scenario_list() {
+  return {"fault-storm", "pageout", "truncate", "mprotect-munmap"};
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, EveryScenario, ::testing::ValuesIn(scenario_list()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace faultline::stress

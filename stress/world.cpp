@@ -1,0 +1,572 @@
+#include "stress/world.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/invariants.h"
+#include "core/pageout.h"
+#include "locking/locking.h"
+
+namespace faultline::stress {
+
+using vm::Kern;
+
+namespace {
+
+constexpr std::uint64_t kBase = 0x10000000;
+constexpr std::uint64_t kMapSpan = std::uint64_t{1} << 36;
+
+vm::VmConfig vm_config(const Config& c) {
+  vm::VmConfig v;
+  v.npages = c.pages;
+  v.seed = c.seed;
+  v.io_latency_us = c.io_latency_us;
+  v.io_error_ppm = c.io_error_ppm;
+  return v;
+}
+
+std::string describe_value(std::uint64_t v) {
+  if (v == 0) return "0";
+  return fmt::format("{:#x} (pid {} seq {})", v, tag_of(v), seq_of(v));
+}
+
+// Stream numbers of the run's generators: threads by (pid, thread), actors apart.
+std::uint64_t thread_stream(std::uint32_t pid, int j) {
+  return (static_cast<std::uint64_t>(pid) << 20) | static_cast<std::uint64_t>(j);
+}
+constexpr std::uint64_t kTruncatorStream = ~std::uint64_t{0} - 1;
+
+}  // namespace
+
+const char* region_name(int r) noexcept {
+  switch (r) {
+    case kAnon: return "anon";
+    case kScratch: return "scratch";
+    case kChurn: return "churn";
+  }
+  return "?";
+}
+
+Process::Process(std::uint32_t id, Process* p, int n) : pid(id), parent(p), nworkers(n) {}
+
+std::size_t Process::slot_index(int region, std::uint64_t page, int slot) const {
+  const std::uint64_t first = region == kAnon ? 0 : npages[kAnon];
+  return static_cast<std::size_t>((first + page) * static_cast<std::uint64_t>(slots_per_page) +
+                                  static_cast<std::uint64_t>(slot));
+}
+
+World::World(const Config& c, Executor& ex)
+    : cfg(c),
+      vm(vm_config(c)),
+      ex_(ex),
+      file_size_(static_cast<std::uint64_t>(c.file_pages) * vm.page_size()),
+      zero_from_(file_size_) {
+  file_ = std::make_unique<vm::Vnode>(vm, file_size_);
+  {
+    locking::SxExclusiveLock vl(file_->lock);
+    for (std::uint64_t off = 0; off < file_size_; off += 8) {
+      const std::uint64_t w = file_word(off);
+      std::memcpy(file_->contents.data() + off, &w, sizeof w);
+    }
+  }
+  region_weights_[kAnon] = 8;
+  region_weights_[kScratch] = c.mix[static_cast<std::size_t>(Op::kProtect)] != 0 ? 1 : 0;
+  region_weights_[kChurn] = c.mix[static_cast<std::size_t>(Op::kChurn)] != 0 ? 1 : 0;
+  if (c.duration_s > 0)
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(c.duration_s));
+}
+
+World::~World() = default;
+
+std::uint64_t World::file_word(std::uint64_t off) const {
+  // Never 0, so a zero is always recognisable as truncated-and-regrown.
+  Rng r(off * 0x9e3779b97f4a7c15ull + cfg.seed);
+  return r.next() | 1;
+}
+
+void World::fail(std::string oracle, std::string what) {
+  {
+    std::lock_guard<std::mutex> l(failures_mtx_);
+    if (failures_.size() < 50) failures_.push_back({std::move(oracle), std::move(what)});
+  }
+  failed_.store(true, std::memory_order_relaxed);
+  request_stop();
+}
+
+std::vector<Failure> World::failures() const {
+  std::lock_guard<std::mutex> l(failures_mtx_);
+  return failures_;
+}
+
+void World::request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
+
+Process& World::new_process(Process* parent, int nworkers) {
+  auto p = std::make_unique<Process>(next_pid_.fetch_add(1), parent, nworkers);
+  p->map = std::make_unique<vm::Map>(vm, kBase, kBase + kMapSpan);
+  p->npages[kAnon] = cfg.anon_pages;
+  p->npages[kScratch] = cfg.scratch_pages;
+  p->npages[kChurn] = cfg.churn_pages;
+  p->slots_per_page = cfg.workers;  // children keep their parent's slot layout
+  p->nslots = static_cast<std::size_t>(cfg.anon_pages + cfg.scratch_pages) * static_cast<std::size_t>(cfg.workers);
+  p->committed = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
+  p->pending = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
+  for (std::size_t i = 0; i < p->nslots; ++i) {
+    p->committed[i].store(0, std::memory_order_relaxed);
+    p->pending[i].store(0, std::memory_order_relaxed);
+  }
+  Process& ref = *p;
+  {
+    std::lock_guard<std::mutex> l(procs_mtx_);
+    procs_.push_back(std::move(p));
+  }
+  const int live = live_processes_.fetch_add(1) + 1;
+  std::uint32_t peak = peak_live_processes.load();
+  while (static_cast<std::uint32_t>(live) > peak && !peak_live_processes.compare_exchange_weak(peak, live)) {
+  }
+  return ref;
+}
+
+bool World::start() {
+  const std::uint64_t ps = vm.page_size();
+  for (int i = 0; i < cfg.processes; ++i) {
+    Process& p = new_process(nullptr, cfg.workers);
+    for (int r = 0; r < kRegions; ++r) {
+      std::uint64_t addr = 0;
+      if (vm::map_mmap(*p.map, &addr, p.npages[r] * ps, nullptr, 0, vm::kProtRead | vm::kProtWrite, vm::kProtAll, 0,
+                       vm::Inherit::kCopy) != Kern::kSuccess) {
+        fail("setup", fmt::format("mmap of the {} region failed", region_name(r)));
+        return false;
+      }
+      p.va[r] = addr;
+    }
+    vm::Object* fobj = vm::vnode_pager_alloc(*file_);
+    std::uint64_t faddr = 0;
+    if (vm::map_mmap(*p.map, &faddr, file_size_, fobj, 0, vm::kProtRead, vm::kProtAll, 0, vm::Inherit::kShare) !=
+        Kern::kSuccess) {
+      fail("setup", "mmap of the file failed");
+      return false;
+    }
+    p.file_va = faddr;
+  }
+  // Every initial thread is counted before any starts, so the count cannot
+  // reach zero (and stop the actors) while the others are being started.
+  live_threads_.store(cfg.processes * cfg.workers);
+  std::vector<Process*> roots;
+  {
+    std::lock_guard<std::mutex> l(procs_mtx_);
+    for (auto& p : procs_) roots.push_back(p.get());
+  }
+  for (Process* p : roots) p->live_workers.store(cfg.workers);
+  std::string err;
+  if (cfg.pagedaemon && !ex_.spawn("pagedaemon", [this] { pagedaemon(); }, &err)) {
+    setup_error_ = true;
+    fail("setup", "could not start the pageout daemon: " + err);
+    return false;
+  }
+  if (cfg.truncator && !ex_.spawn("truncator", [this] { truncator(); }, &err)) {
+    setup_error_ = true;
+    fail("setup", "could not start the truncator: " + err);
+    return false;
+  }
+  for (std::size_t i = 0; i < roots.size(); ++i) {
+    if (start_threads(*roots[i], cfg.workers, cfg.ops)) continue;
+    // The threads of the processes not started yet are counted: settle them
+    // so that the actors stop once the started ones return.
+    for (std::size_t k = i + 1; k < roots.size(); ++k)
+      for (int j = 0; j < cfg.workers; ++j) thread_done(*roots[k]);
+    return false;
+  }
+  return true;
+}
+
+bool World::start_threads(Process& p, int nworkers, std::uint64_t ops) {
+  for (int j = 0; j < nworkers; ++j) {
+    std::string err;
+    if (!ex_.spawn(fmt::format("p{}.t{}", p.pid, j), [this, &p, j, ops] { worker(p, j, ops); }, &err)) {
+      setup_error_ = true;
+      fail("setup", fmt::format("could not start thread {} of process {} (thread #{} of the run): {}", j, p.pid,
+                                threads_started.load() + 1, err));
+      // The threads never started are still counted: settle them.
+      for (int k = j; k < nworkers; ++k) thread_done(p);
+      return false;
+    }
+    threads_started.fetch_add(1, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+Kern World::access(vm::Map& m, std::uint64_t va, bool write, std::uint64_t* v) {
+  for (int i = 0; i < 1000; ++i) {
+    if (vm::pmap_access(m.pmap, va, write, v)) return Kern::kSuccess;
+    // As trap_pfault in 7.x's trap.c: a user write fault is VM_FAULT_DIRTY,
+    // so the page is dirty before the store lands.  (Without it, a fresh
+    // COW copy is clean until the store: pageout may cache and reuse it
+    // while the backing copy is already collapsed away, losing the data.
+    // The data oracle caught exactly that when this was kFaultNormal.)
+    const Kern r = vm::vm_fault(m, va, write ? vm::kProtRead | vm::kProtWrite : vm::kProtRead,
+                                write ? vm::kFaultDirty : vm::kFaultNormal);
+    if (r != Kern::kSuccess) return r;
+  }
+  fail("liveness", fmt::format("address {:#x}: 1000 successful faults and the access still missed", va));
+  return Kern::kFailure;
+}
+
+bool World::inherited_ok(const Process& p, std::size_t idx, std::uint64_t v) const {
+  if (!p.inherited) return v == 0;
+  for (const SeqRange& r : p.inherited[idx])
+    if (tag_of(v) == r.tag && seq_of(v) >= r.lo && seq_of(v) <= r.hi) return true;
+  return false;
+}
+
+void World::check_read(const Process& p, int region, std::uint64_t page, int slot, bool owner, std::uint64_t c1,
+                       std::uint64_t v, std::uint64_t p2, std::uint64_t c2, const char* when) {
+  const std::size_t idx = p.slot_index(region, page, slot);
+  bool ok = false;
+  if (tag_of(v) == p.pid && v != 0) {
+    if (owner) {
+      ok = v == c1;
+    } else {
+      const std::uint64_t lo = tag_of(c1) == p.pid ? seq_of(c1) : 1;
+      const std::uint64_t hi = tag_of(c2) == p.pid ? seq_of(c2) : 0;
+      ok = seq_of(v) >= lo && (seq_of(v) <= hi || v == p2);
+    }
+  } else {
+    // Not written by this process: only before its first committed write.
+    ok = c1 == 0 && inherited_ok(p, idx, v);
+  }
+  reads_checked.fetch_add(1, std::memory_order_relaxed);
+  if (ok) return;
+  std::string why;
+  if (tag_of(v) != p.pid && v != 0 && c1 != 0)
+    why = "a value from another process after this process wrote the slot";
+  else if (tag_of(v) != p.pid && v != 0)
+    why = "a value this process could not have inherited (COW isolation)";
+  else if (v == 0)
+    why = "zeros where a write was committed (lost write or stale page)";
+  else if (seq_of(v) < seq_of(c1))
+    why = "an older value than one already committed (lost write or stale page)";
+  else
+    why = "a value never committed";
+  std::string lineage, may;
+  for (const Process* a = p.parent; a != nullptr; a = a->parent) lineage += fmt::format(" <- {}", a->pid);
+  if (p.inherited)
+    for (const SeqRange& r : p.inherited[idx]) may += fmt::format(" pid {} seq {}..{};", r.tag, r.lo, r.hi);
+  fail("data", fmt::format("{}: process {} {} page {} slot {} read {}; committed {} before and {} after the read,"
+                           " pending {}: {} [lineage {}{}; inherited:{}]",
+                           when, p.pid, region_name(region), page, slot, describe_value(v), describe_value(c1),
+                           describe_value(c2), describe_value(p2), why, p.pid, lineage, may.empty() ? " 0" : may));
+}
+
+bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
+                      Kern* result) {
+  const std::size_t idx = p.slot_index(region, page, slot);
+  const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(slot);
+  const std::uint64_t c1 = p.committed[idx].load();
+  std::uint64_t v = 0;
+  *result = access(*p.map, va, false, &v);
+  const std::uint64_t p2 = p.pending[idx].load();
+  const std::uint64_t c2 = p.committed[idx].load();
+  if (*result != Kern::kSuccess) return false;
+  check_read(p, region, page, slot, owner, c1, v, p2, c2, when);
+  return true;
+}
+
+int World::pick_region(Rng& rng) const {
+  const std::uint64_t total = region_weights_[kAnon] + region_weights_[kScratch] + region_weights_[kChurn];
+  std::uint64_t x = rng.below(total);
+  for (int r = 0; r < kRegions; ++r) {
+    if (x < region_weights_[r]) return r;
+    x -= region_weights_[r];
+  }
+  return kAnon;
+}
+
+void World::op_read(Process& p, Rng& rng, int j) {
+  const int region = pick_region(rng);
+  const std::uint64_t page = rng.below(p.npages[region]);
+  const int slot = static_cast<int>(rng.below(static_cast<std::uint64_t>(p.slots_per_page)));
+  const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(slot);
+  std::uint64_t v = 0;
+  if (region == kChurn) {
+    // The churn region comes and goes: unmapped is legitimate, and its
+    // values may only come from this process's lineage (or be zeros).
+    const Kern r = access(*p.map, va, false, &v);
+    if (r == Kern::kInvalidAddress) {
+      unmapped_churn.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (r != Kern::kSuccess) {
+      fail("data", fmt::format("process {} churn page {} read failed: {}", p.pid, page, vm::kern_name(r)));
+      return;
+    }
+    bool ok = v == 0;
+    for (const Process* a = &p; a != nullptr && !ok; a = a->parent) ok = tag_of(v) == a->pid;
+    if (!ok)
+      fail("data", fmt::format("process {} churn page {} slot {} read {}: not from its lineage", p.pid, page, slot,
+                               describe_value(v)));
+    return;
+  }
+  Kern r = Kern::kSuccess;
+  if (!read_slot(p, region, page, slot, slot == j, "read", &r))
+    fail("data", fmt::format("process {} {} page {} read failed: {}", p.pid, region_name(region), page,
+                             vm::kern_name(r)));
+}
+
+void World::op_write(Process& p, Rng& rng, int j, std::uint64_t& seq) {
+  const int region = pick_region(rng);
+  const std::uint64_t page = rng.below(p.npages[region]);
+  const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(j);
+  std::uint64_t v = make_value(p.pid, ++seq);
+  if (region != kChurn) p.pending[p.slot_index(region, page, j)].store(v);
+  const Kern r = access(*p.map, va, true, &v);
+  if (region == kChurn) {
+    if (r == Kern::kInvalidAddress) unmapped_churn.fetch_add(1, std::memory_order_relaxed);
+    else if (r != Kern::kSuccess)
+      fail("data", fmt::format("process {} churn page {} write failed: {}", p.pid, page, vm::kern_name(r)));
+    return;
+  }
+  if (r == Kern::kSuccess) {
+    p.committed[p.slot_index(region, page, j)].store(v);
+    writes_committed.fetch_add(1, std::memory_order_relaxed);
+  } else if (region == kScratch && r == Kern::kProtectionFailure) {
+    segv_on_scratch.fetch_add(1, std::memory_order_relaxed);  // mprotect'ed meanwhile: SIGSEGV
+  } else {
+    fail("data", fmt::format("process {} {} page {} write failed: {}", p.pid, region_name(region), page,
+                             vm::kern_name(r)));
+  }
+}
+
+void World::op_file_read(Process& p, Rng& rng) {
+  const std::uint64_t off = rng.below(file_size_ / 8) * 8;
+  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
+  const std::uint64_t zf = zero_from_.load(std::memory_order_acquire);
+  std::uint64_t v = 0;
+  const Kern r = access(*p.map, p.file_va + off, false, &v);
+  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+  const bool quiet = t1 == t2 && t1 % 2 == 0;  // no truncation overlapped the read
+  file_reads_checked.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t pattern = file_word(off);
+  if (r != Kern::kSuccess) {
+    if (r == Kern::kProtectionFailure && !quiet) {
+      sigbus_in_truncation.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    fail("file", fmt::format("process {} file offset {}: {} with no truncation in progress", p.pid, off,
+                             vm::kern_name(r)));
+    return;
+  }
+  const std::uint64_t expect = off >= zf ? 0 : pattern;
+  if (quiet ? v == expect : (v == pattern || v == 0)) return;
+  fail("file", fmt::format("process {} file offset {} read {:#x}, expected {:#x} ({}; lowest cut so far {})", p.pid,
+                           off, v, expect,
+                           expect == 0 ? "past a truncation: stale data survived it" : "inside the file",
+                           zf));
+}
+
+void World::op_fork(Process& p, Rng& rng) {
+  (void)rng;
+  if (live_processes_.load() >= cfg.max_live_processes) {
+    forks_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  // The child's snapshot is taken while the parent's other threads write:
+  // for each slot, what the parent had committed before the fork began and
+  // after it ended bounds what the child may see.
+  std::vector<std::uint64_t> before(p.nslots);
+  for (std::size_t i = 0; i < p.nslots; ++i) before[i] = p.committed[i].load();
+  std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
+  Process& c = new_process(&p, cfg.child_workers);
+  c.map = std::move(cmap);
+  for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
+  c.file_va = p.file_va;
+  c.inherited = std::make_unique<std::vector<SeqRange>[]>(c.nslots);
+  for (std::size_t i = 0; i < p.nslots; ++i) {
+    const std::uint64_t pend = p.pending[i].load();
+    const std::uint64_t after = p.committed[i].load();
+    std::vector<SeqRange>& set = c.inherited[i];
+    if (before[i] != 0) {
+      set.push_back(SeqRange{p.pid, seq_of(before[i]), seq_of(after)});
+    } else {
+      if (p.inherited)
+        set = p.inherited[i];
+      else
+        set.push_back(SeqRange{0, 0, 0});
+      if (after != 0) set.push_back(SeqRange{p.pid, 1, seq_of(after)});
+    }
+    if (pend != 0 && pend != after) set.push_back(SeqRange{p.pid, seq_of(pend), seq_of(pend)});  // in flight
+  }
+  forks.fetch_add(1, std::memory_order_relaxed);
+  c.live_workers.store(cfg.child_workers);
+  live_threads_.fetch_add(cfg.child_workers);
+  start_threads(c, cfg.child_workers, static_cast<std::uint64_t>(cfg.child_ops));
+}
+
+void World::op_protect(Process& p) {
+  const std::uint64_t start = p.va[kScratch], end = start + p.npages[kScratch] * vm.page_size();
+  if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
+    fail("ops", fmt::format("process {}: mprotect read-only failed", p.pid));
+  locking::schedule_point(locking::Point::kUser, &p);
+  locking::schedule_point(locking::Point::kUser, &p);
+  if (vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite) != Kern::kSuccess)
+    fail("ops", fmt::format("process {}: mprotect read-write failed", p.pid));
+}
+
+void World::op_churn(Process& p) {
+  const std::uint64_t len = p.npages[kChurn] * vm.page_size();
+  vm::map_munmap(*p.map, p.va[kChurn], p.va[kChurn] + len);
+  locking::schedule_point(locking::Point::kUser, &p);
+  std::uint64_t addr = p.va[kChurn];
+  const Kern r = vm::map_mmap(*p.map, &addr, len, nullptr, 0, vm::kProtRead | vm::kProtWrite, vm::kProtAll, 0,
+                              vm::Inherit::kCopy);
+  if (r != Kern::kSuccess && r != Kern::kNoSpace)  // kNoSpace: another thread mapped it again first
+    fail("ops", fmt::format("process {}: mmap of the churn region failed: {}", p.pid, vm::kern_name(r)));
+}
+
+void World::op_wire(Process& p, Rng& rng, int j) {
+  const std::uint64_t ps = vm.page_size();
+  const std::uint64_t page = rng.below(p.npages[kAnon] > 1 ? p.npages[kAnon] - 1 : 1);
+  const std::uint64_t start = p.va[kAnon] + page * ps, end = start + std::min<std::uint64_t>(2, p.npages[kAnon]) * ps;
+  const Kern r = vm::map_wire(*p.map, start, end, true);
+  if (r != Kern::kSuccess) {
+    if (r != Kern::kResourceShortage && r != Kern::kFailure)
+      fail("ops", fmt::format("process {}: mlock failed: {}", p.pid, vm::kern_name(r)));
+    return;
+  }
+  // Wired pages are resident and mapped: this read must not need a fault
+  // that fails, and must see this thread's last write.
+  Kern rr = Kern::kSuccess;
+  if (!read_slot(p, kAnon, page, j, true, "read of a wired page", &rr))
+    fail("data", fmt::format("process {}: read of a wired page failed: {}", p.pid, vm::kern_name(rr)));
+  if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess)
+    fail("ops", fmt::format("process {}: munlock failed", p.pid));
+}
+
+void World::op_advise(Process& p, Rng& rng) {
+  static constexpr vm::Behavior kBehaviours[] = {vm::Behavior::kNormal, vm::Behavior::kSequential,
+                                                 vm::Behavior::kRandom};
+  const std::uint64_t start = p.va[kAnon], end = start + p.npages[kAnon] * vm.page_size();
+  vm::map_madvise(*p.map, start, end, kBehaviours[rng.below(3)]);
+}
+
+void World::worker(Process& p, int j, std::uint64_t ops) {
+  Rng rng = Rng::stream(cfg.seed, thread_stream(p.pid, j));
+  std::uint64_t total = 0;
+  for (std::uint32_t w : cfg.mix) total += w;
+  std::uint64_t seq = 0;
+  for (std::uint64_t i = 0; i < ops && !stop_.load(std::memory_order_relaxed); ++i) {
+    if (cfg.duration_s > 0 && (i & 15) == 0 && std::chrono::steady_clock::now() >= deadline_) break;
+    std::uint64_t x = rng.below(total);
+    std::size_t k = 0;
+    while (x >= cfg.mix[k]) x -= cfg.mix[k++];
+    switch (static_cast<Op>(k)) {
+      case Op::kRead: op_read(p, rng, j); break;
+      case Op::kWrite: op_write(p, rng, j, seq); break;
+      case Op::kFileRead: op_file_read(p, rng); break;
+      case Op::kFork: op_fork(p, rng); break;
+      case Op::kProtect: op_protect(p); break;
+      case Op::kChurn: op_churn(p); break;
+      case Op::kWire: op_wire(p, rng, j); break;
+      case Op::kAdvise: op_advise(p, rng); break;
+      case Op::kCount: break;
+    }
+    op_counts[k].fetch_add(1, std::memory_order_relaxed);
+    ops_done.fetch_add(1, std::memory_order_relaxed);
+  }
+  thread_done(p);
+}
+
+void World::thread_done(Process& p) {
+  if (p.live_workers.fetch_sub(1) == 1 && p.parent != nullptr) {
+    // The last thread of a child: the process exits.
+    vm::map_remove_all(*p.map);
+    p.exited = true;
+    live_processes_.fetch_sub(1);
+    children_exited.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (live_threads_.fetch_sub(1) == 1) {
+    // The last simulated thread checks every slot while the pageout daemon
+    // still runs (the check faults pages back in), then stops the actors.
+    final_data_check();
+    wake_actors();
+  }
+}
+
+void World::wake_actors() {
+  stop_.store(true);
+  actors_stop_.store(true);
+  locking::MutexLock f(vm.free_mtx);
+  locking::wakeup(&vm.pages_needed);
+}
+
+void World::pagedaemon() {
+  // Deterministic runs must not wait on real time: the daemon then sleeps
+  // until woken (as 7.x's does when nothing is short).
+  const unsigned timeout_ms = cfg.executor == ExecutorKind::kFibers ? 0 : 10;
+  while (vm::pageout_daemon_step(vm, actors_stop_, timeout_ms)) {
+  }
+}
+
+void World::truncator() {
+  Rng rng = Rng::stream(cfg.seed, kTruncatorStream);
+  while (!actors_stop_.load(std::memory_order_relaxed)) {
+    const std::uint64_t cut = rng.below(file_size_ / 8) * 8;
+    trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: in progress
+    {
+      locking::SxExclusiveLock vl(file_->lock);
+      vm::vnode_pager_setsize(*file_, cut);
+      vm::vnode_pager_setsize(*file_, file_size_);
+    }
+    std::uint64_t zf = zero_from_.load();
+    while (cut < zf && !zero_from_.compare_exchange_weak(zf, cut)) {
+    }
+    trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // even: done
+    truncations.fetch_add(1, std::memory_order_relaxed);
+    ex_.pause_us(500);
+  }
+}
+
+void World::final_data_check() {
+  // Every slot of every initial process holds exactly its last committed
+  // value (or, never written, zeros).
+  if (setup_error_) return;
+  std::vector<Process*> roots;
+  {
+    std::lock_guard<std::mutex> l(procs_mtx_);
+    for (auto& p : procs_)
+      if (p->parent == nullptr) roots.push_back(p.get());
+  }
+  for (Process* p : roots) {
+    for (int region : {kAnon, kScratch}) {
+      for (std::uint64_t page = 0; page < p->npages[region] && !failed(); ++page) {
+        for (int slot = 0; slot < p->slots_per_page; ++slot) {
+          Kern r = Kern::kSuccess;
+          if (!read_slot(*p, region, page, slot, true, "final check", &r))
+            fail("data", fmt::format("final check: process {} {} page {} unreadable: {}", p->pid, region_name(region),
+                                     page, vm::kern_name(r)));
+        }
+      }
+    }
+  }
+}
+
+void World::finish() {
+  locking::ActorScope me("checker");
+  std::vector<vm::Map*> maps;
+  {
+    std::lock_guard<std::mutex> l(procs_mtx_);
+    for (auto& p : procs_)
+      if (!p->exited && p->map) maps.push_back(p->map.get());
+  }
+  for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()})) fail("invariants", f);
+  for (vm::Map* m : maps) vm::map_remove_all(*m);
+  vm::vnode_release_object(*file_);
+  for (const std::string& f : vm::check_invariants(vm, {})) fail("invariants", "after teardown: " + f);
+  std::lock_guard<std::mutex> l(procs_mtx_);
+  for (auto& p : procs_) p->map.reset();
+}
+
+}  // namespace faultline::stress

@@ -1,0 +1,187 @@
+// The simulated system a run hammers: one VM, a shared file, processes (a
+// map with anonymous, scratch and churn regions plus the file mapped shared),
+// their threads, the pageout daemon and a truncator; and the data oracle
+// that knows what every read may legitimately return.
+//
+// The data oracle.  Every simulated thread owns one 8-byte slot in each page
+// of its process's anonymous and scratch regions (slot j of every page
+// belongs to thread j) and writes only there; any thread reads any slot.
+// A written value is (pid << 40 | seq): the writer's process and a sequence
+// number that grows with each of its writes, so values in a slot grow, and a
+// value names the process that wrote it.  After a write completes, the
+// writer publishes it as the slot's `committed` value; before writing it
+// announces it as the slot's `pending` value.  A read of a slot loads
+// committed before the access (c1), then pending (p2) and committed (c2)
+// after it; the value read must be:
+//   - written in this process: at least c1, and at most c2 or exactly p2
+//     (the write in flight); for the slot's owner, exactly c1;
+//   - otherwise (nothing committed yet in this process): a value the slot
+//     could hold when the process was forked: the parent's values between
+//     its committed value when the fork began and the one after it ended
+//     (the child's snapshot is taken while the parent's threads run), or,
+//     if the parent had not written the slot either, the parent's own
+//     inherited set; 0 for an initial process (zero fill).
+// This catches lost writes (a laundered page coming back stale, a COW copy
+// made from the wrong page), COW leaks in both directions across fork,
+// non-zero fill, and torn pages.  The file's words hold a pattern; the
+// truncator cuts the file at an 8-byte boundary and regrows it, after which
+// words past the lowest cut read 0; a read not overlapping a truncation must
+// see exactly that, and SIGBUS is legitimate only during one.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/fault.h"
+#include "core/map.h"
+#include "core/pager.h"
+#include "core/vm.h"
+#include "stress/config.h"
+#include "stress/executor.h"
+#include "stress/rng.h"
+
+namespace faultline::stress {
+
+inline constexpr unsigned kSeqBits = 40;
+inline constexpr std::uint64_t make_value(std::uint32_t pid, std::uint64_t seq) {
+  return (static_cast<std::uint64_t>(pid) << kSeqBits) | seq;
+}
+inline constexpr std::uint32_t tag_of(std::uint64_t v) { return static_cast<std::uint32_t>(v >> kSeqBits); }
+inline constexpr std::uint64_t seq_of(std::uint64_t v) { return v & ((std::uint64_t{1} << kSeqBits) - 1); }
+
+// Values of one writer process a slot may hold: seqs lo..hi.
+struct SeqRange {
+  std::uint32_t tag;
+  std::uint64_t lo, hi;
+};
+
+enum Region : int { kAnon, kScratch, kChurn, kRegions };
+const char* region_name(int r) noexcept;
+
+class Process {
+ public:
+  Process(std::uint32_t pid, Process* parent, int nworkers);
+
+  const std::uint32_t pid;
+  Process* const parent;
+  const int nworkers;
+  std::unique_ptr<vm::Map> map;
+  std::uint64_t va[kRegions] = {};
+  std::uint32_t npages[kRegions] = {};
+  std::uint64_t file_va = 0;
+  std::atomic<int> live_workers{0};
+  bool exited = false;  // by its last thread
+
+  // Oracle state for the anonymous and scratch regions.
+  std::size_t slot_index(int region, std::uint64_t page, int slot) const;
+  std::size_t nslots = 0;
+  int slots_per_page = 0;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> committed;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> pending;
+  // Per slot, what it may hold before this process writes it; null: 0 only
+  // (an initial process).
+  std::unique_ptr<std::vector<SeqRange>[]> inherited;
+};
+
+struct Failure {
+  std::string oracle;  // which check saw it
+  std::string what;
+};
+
+class World {
+ public:
+  World(const Config& cfg, Executor& ex);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  // Creates the initial processes and starts every thread and actor.
+  // False if a thread could not be started (the message is in failures as
+  // oracle "setup").
+  bool start();
+  // After the executor returned (quiescent): the invariant checker, then
+  // teardown.  (The final data check of every slot ran at the end of the
+  // run, by the last thread, while the pageout daemon could still work.)
+  void finish();
+  // Stops everything as soon as possible (Ctrl-C, a failure): threads end
+  // after their current operation.  Async-signal-safe.
+  void request_stop() noexcept;
+  // Stops the actors now (the pageout daemon may be asleep without a
+  // timeout).  Requires: no locks held.
+  void wake_actors();
+
+  void fail(std::string oracle, std::string what);
+  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  std::vector<Failure> failures() const;
+  bool setup_error() const noexcept { return setup_error_; }
+
+  const Config& cfg;
+  vm::Vm vm;
+
+  // Progress and statistics.
+  std::atomic<std::uint64_t> ops_done{0};
+  std::array<std::atomic<std::uint64_t>, kOps> op_counts{};
+  std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0};
+  std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
+  std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
+  std::atomic<std::uint64_t> threads_started{0};
+  std::atomic<std::uint32_t> peak_live_processes{0};
+
+ private:
+  Process& new_process(Process* parent, int nworkers);
+  bool start_threads(Process& p, int nworkers, std::uint64_t ops);
+  void worker(Process& p, int j, std::uint64_t ops);
+  void pagedaemon();
+  void truncator();
+  void thread_done(Process& p);
+  void final_data_check();
+
+  // One user access through the MMU, faulting as needed.
+  vm::Kern access(vm::Map& m, std::uint64_t va, bool write, std::uint64_t* v);
+  void check_read(const Process& p, int region, std::uint64_t page, int slot, bool owner, std::uint64_t c1,
+                  std::uint64_t v, std::uint64_t p2, std::uint64_t c2, const char* when);
+  // A checked read of one slot (c1, access, p2, c2).  False if the access failed.
+  bool read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
+                 vm::Kern* result);
+  bool inherited_ok(const Process& p, std::size_t idx, std::uint64_t v) const;
+
+  void op_read(Process& p, Rng& rng, int j);
+  void op_write(Process& p, Rng& rng, int j, std::uint64_t& seq);
+  void op_file_read(Process& p, Rng& rng);
+  void op_fork(Process& p, Rng& rng);
+  void op_protect(Process& p);
+  void op_churn(Process& p);
+  void op_wire(Process& p, Rng& rng, int j);
+  void op_advise(Process& p, Rng& rng);
+  int pick_region(Rng& rng) const;
+  std::uint64_t file_word(std::uint64_t off) const;
+
+  Executor& ex_;
+  std::unique_ptr<vm::Vnode> file_;
+  const std::uint64_t file_size_;
+  std::atomic<std::uint64_t> trunc_seq_{0};   // odd while a truncation runs
+  std::atomic<std::uint64_t> zero_from_;      // bytes: words past the lowest cut read 0
+  std::chrono::steady_clock::time_point deadline_{};
+  std::uint64_t region_weights_[kRegions] = {};
+
+  std::mutex procs_mtx_;  // brief, never held across a schedule point
+  std::vector<std::unique_ptr<Process>> procs_;
+  std::atomic<std::uint32_t> next_pid_{1};
+  std::atomic<int> live_processes_{0};
+  std::atomic<int> live_threads_{0};
+  std::atomic<bool> stop_{false};         // threads: start no more operations
+  std::atomic<bool> actors_stop_{false};  // actors: every thread is done (the daemon must outlive them)
+  std::atomic<std::uint64_t> next_stream_{0};
+
+  mutable std::mutex failures_mtx_;
+  std::vector<Failure> failures_;
+  std::atomic<bool> failed_{false};
+  bool setup_error_ = false;
+};
+
+}  // namespace faultline::stress
