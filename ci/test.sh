@@ -18,8 +18,12 @@ summary=()
 for p in "${presets[@]}"; do
   echo "=== preset ${p} ==="
   start=$(date +%s)
-  cmake --workflow --preset "${p}" 2>&1 | tee "/tmp/faultline-ci-${p}.log" | grep -vE '^\s+Start |^\[[0-9]+/[0-9]+\] ' || true
+  # PIPESTATUS must be read right after the pipeline: a `|| true` would
+  # replace it with true's (that hid a failing preset once).
+  set +e
+  cmake --workflow --preset "${p}" 2>&1 | tee "/tmp/faultline-ci-${p}.log" | grep -vE '^\s+Start |^\[[0-9]+/[0-9]+\] '
   rc=${PIPESTATUS[0]}
+  set -e
   line=$(grep -E 'tests passed, [0-9]+ tests? failed out of' "/tmp/faultline-ci-${p}.log" | tail -n 1 || true)
   summary+=("${p}: ${line:-no test summary} ($(($(date +%s) - start)) s)")
   if ((rc != 0)); then

@@ -152,10 +152,11 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     if (cfg.mix[i] != 0) s += fmt::format(" {} {}", op_name(static_cast<Op>(i)), w->op_counts[i].load());
   s += "\noracle:\n";
   s += fmt::format("  {} reads checked, {} writes committed, {} file reads checked, {} truncations;"
-                   " legitimate: {} SIGSEGV on mprotected scratch, {} SIGBUS during truncation, {} churn accesses"
-                   " unmapped\n",
+                   " legitimate: {} SIGSEGV on mprotected scratch, {} SIGSEGV racing mlock of a COW entry,"
+                   " {} SIGBUS during truncation, {} churn accesses unmapped\n",
                    w->reads_checked.load(), w->writes_committed.load(), w->file_reads_checked.load(),
-                   w->truncations.load(), w->segv_on_scratch.load(), w->sigbus_in_truncation.load(),
+                   w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
+                   w->sigbus_in_truncation.load(),
                    w->unmapped_churn.load());
   s += "vmstat -s:\n" + c.format_vmstat();
   s += "fault retry paths taken (seed's RetryFault):\n" + coverage_table(c);

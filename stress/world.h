@@ -75,6 +75,10 @@ class Process {
   std::uint32_t npages[kRegions] = {};
   std::uint64_t file_va = 0;
   std::atomic<int> live_workers{0};
+  // mlock in progress in this process (see op_write: a write racing it may
+  // legitimately fail).
+  std::atomic<int> wires_active{0};
+  std::atomic<std::uint64_t> wire_gen{0};
   bool exited = false;  // by its last thread
 
   // Oracle state for the anonymous and scratch regions.
@@ -128,6 +132,7 @@ class World {
   std::array<std::atomic<std::uint64_t>, kOps> op_counts{};
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
+  std::atomic<std::uint64_t> segv_racing_mlock{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
   std::atomic<std::uint32_t> peak_live_processes{0};
