@@ -12,29 +12,51 @@ namespace {
 using locking::MutexLock;
 using testing::FaultTest;
 
-using OpsTest = FaultTest;
-
-TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
-  std::uint64_t va = mmap_anon(4);
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(store(va + i * ps(), 0xabc0u + static_cast<unsigned>(i)), Kern::kSuccess);
-  Object* o = pmap_extract(map().pmap, va)->object;
-  {
-    // Age the pages: inactive and unreferenced, as the active scan would.
+class OpsTest : public FaultTest {
+ protected:
+  // Ages o's pages (or only `only`): inactive and unreferenced, as the
+  // active scan would leave them.
+  void age(Object* o, Page* only = nullptr) {
     MutexLock l(o->mtx);
     MutexLock pq(vm().page_queues);
     for (auto& [pindex, m] : o->pages) {
+      if (only != nullptr && m != only) continue;
       pmap_ts_referenced(m);
       m->flags &= static_cast<std::uint8_t>(~kPgReferenced);
       page_deactivate(m);
     }
   }
-  // Memory is short (free + cache below target): the daemon launders.
-  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
-  {
+  // Makes memory short (free + cache at free_min) with an object holding
+  // pages, so that the daemon launders; release_hog gives them back.
+  Object* hog_memory() {
+    Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
     MutexLock l(hog->mtx);
     Pindex i = 0;
-    while (free_pages() > vm().config().free_min) ASSERT_NE(page_alloc(*hog, i++, kAllocNormal), nullptr);
+    while (free_pages() > vm().config().free_min) {
+      if (page_alloc(*hog, i++, kAllocNormal) == nullptr) {
+        ADD_FAILURE() << "allocation failed above free_min";
+        break;
+      }
+    }
+    return hog;
   }
+  void release_hog(Object* hog) {
+    {
+      MutexLock l(hog->mtx);
+      MutexLock pq(vm().page_queues);
+      while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
+    }
+    object_deallocate(hog);
+  }
+};
+
+TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
+  std::uint64_t va = mmap_anon(4);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(store(va + i * ps(), 0xabc0u + static_cast<unsigned>(i)), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  age(o);
+  // Memory is short (free + cache below target): the daemon launders.
+  Object* hog = hog_memory();
   PageoutStats st = pageout_scan(vm());
   EXPECT_EQ(st.laundered, 4u);
   EXPECT_EQ(cnt().v_pgpgout.load(), 4u);
@@ -57,12 +79,7 @@ TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
     MutexLock l(o->mtx);
     EXPECT_TRUE(o->pages.empty());
   }
-  {
-    MutexLock l(hog->mtx);
-    MutexLock pq(vm().page_queues);
-    while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
-  }
-  object_deallocate(hog);
+  release_hog(hog);
   for (int i = 0; i < 4; ++i) {
     std::uint64_t v = 0;
     ASSERT_EQ(load(va + i * ps(), &v), Kern::kSuccess);
@@ -78,20 +95,8 @@ TEST_F(OpsTest, PageoutWritesADirtyDevicePageBackToTheDevice) {
   ASSERT_EQ(map_mmap(map(), &va, 2 * ps(), o, 0, kProtRead | kProtWrite, kProtAll, 0, Inherit::kShare),
             Kern::kSuccess);
   ASSERT_EQ(store(va + ps(), 0xde71ce), Kern::kSuccess);
-  {
-    MutexLock l(o->mtx);
-    MutexLock pq(vm().page_queues);
-    Page* m = o->pages.at(1);
-    pmap_ts_referenced(m);
-    m->flags &= static_cast<std::uint8_t>(~kPgReferenced);
-    page_deactivate(m);
-  }
-  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
-  {
-    MutexLock l(hog->mtx);
-    Pindex i = 0;
-    while (free_pages() > vm().config().free_min) ASSERT_NE(page_alloc(*hog, i++, kAllocNormal), nullptr);
-  }
+  age(o, pmap_extract(map().pmap, va + ps()));
+  Object* hog = hog_memory();
   EXPECT_EQ(pageout_scan(vm()).laundered, 1u);
   {
     MutexLock dl(dev.lock);
@@ -104,12 +109,7 @@ TEST_F(OpsTest, PageoutWritesADirtyDevicePageBackToTheDevice) {
     EXPECT_EQ(o->type, ObjectType::kDevice);  // not turned into swap
     EXPECT_TRUE(o->swap.empty());
   }
-  {
-    MutexLock l(hog->mtx);
-    MutexLock pq(vm().page_queues);
-    while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
-  }
-  object_deallocate(hog);
+  release_hog(hog);
 }
 
 TEST_F(OpsTest, TruncationMakesFaultsPastEofFailAndRegrowthReadsZeros) {

@@ -25,33 +25,55 @@ Vnode::Vnode(Vm& v, std::uint64_t sz) : vm(v), size(sz), contents(sz) {}
 
 Vnode::~Vnode() { assert(object == nullptr && "destroying a vnode whose object is alive"); }
 
+namespace {
+
+// The object a vnode or a device keeps for its pages (vnode_pager_alloc,
+// dev_pager_alloc): made on first use under the owner's lock, with `owner`
+// as its handle and size() pages (read under that lock); returned with a new
+// reference for the caller.
+template <class Guard, class Lock, class Size>
+Object* handle_object_alloc(Lock& lock, Object*& slot, void* owner, Vm& vm, ObjectType type, Size size) {
+  Guard g(lock);
+  if (slot == nullptr) {
+    Object* o = object_allocate(vm, type, size());
+    MutexLock l(o->mtx);
+    o->handle = owner;
+    slot = o;
+  }
+  object_reference(*slot);
+  return slot;
+}
+
+// The owner goes away: its object loses its handle and the owner's reference.
+template <class Guard, class Lock>
+void handle_object_release(Lock& lock, Object*& slot) {
+  Object* o = nullptr;
+  {
+    Guard g(lock);
+    o = slot;
+    slot = nullptr;
+  }
+  if (o == nullptr) return;
+  {
+    MutexLock l(o->mtx);
+    o->handle = nullptr;
+  }
+  object_deallocate(o);
+}
+
+}  // namespace
+
 Object* vnode_pager_alloc(Vnode& vp) {
   const std::uint32_t ps = vp.vm.page_size();
-  locking::SxExclusiveLock vl(vp.lock);
-  if (vp.object == nullptr) {
-    Object* o = object_allocate(vp.vm, ObjectType::kVnode, (vp.size + ps - 1) / ps);
-    MutexLock l(o->mtx);
-    o->handle = &vp;
-    vp.object = o;
-  }
-  object_reference(*vp.object);
-  return vp.object;
+  return handle_object_alloc<locking::SxExclusiveLock>(vp.lock, vp.object, &vp, vp.vm, ObjectType::kVnode,
+                                                       [&] {
+                                                         vp.lock.assert_xlocked();  // (for the analysis)
+                                                         return (vp.size + ps - 1) / ps;
+                                                       });
 }
 
 void vnode_release_object(Vnode& vp) {
-  Object* o = nullptr;
-  {
-    locking::SxExclusiveLock vl(vp.lock);
-    o = vp.object;
-    vp.object = nullptr;
-  }
-  if (o != nullptr) {
-    {
-      MutexLock l(o->mtx);
-      o->handle = nullptr;
-    }
-    object_deallocate(o);
-  }
+  handle_object_release<locking::SxExclusiveLock>(vp.lock, vp.object);
 }
 
 void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANALYSIS {
@@ -97,32 +119,15 @@ Device::~Device() {
   assert(object == nullptr && "destroying a device whose object is alive");
 }
 
-Object* dev_pager_alloc(Device& dev) {
-  MutexLock dl(dev.lock);
-  if (dev.object == nullptr) {
-    Object* o = object_allocate(dev.vm, ObjectType::kDevice, dev.npages);
-    MutexLock l(o->mtx);
-    o->handle = &dev;
-    dev.object = o;
-  }
-  object_reference(*dev.object);
-  return dev.object;
+// (The helpers take dev.object by reference and lock dev.lock themselves,
+// which the analysis cannot follow through the template.)
+Object* dev_pager_alloc(Device& dev) FL_NO_THREAD_SAFETY_ANALYSIS {
+  return handle_object_alloc<MutexLock>(dev.lock, dev.object, &dev, dev.vm, ObjectType::kDevice,
+                                        [&] { return dev.npages; });
 }
 
-void device_release_object(Device& dev) {
-  Object* o = nullptr;
-  {
-    MutexLock dl(dev.lock);
-    o = dev.object;
-    dev.object = nullptr;
-  }
-  if (o != nullptr) {
-    {
-      MutexLock l(o->mtx);
-      o->handle = nullptr;
-    }
-    object_deallocate(o);
-  }
+void device_release_object(Device& dev) FL_NO_THREAD_SAFETY_ANALYSIS {
+  handle_object_release<MutexLock>(dev.lock, dev.object);
 }
 
 namespace {

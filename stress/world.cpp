@@ -272,7 +272,7 @@ bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool
   const std::uint64_t p2 = p.pending[idx].load();
   const std::uint64_t c2 = p.committed[idx].load();
   if (*result == Kern::kProtectionFailure && region == kAnon &&
-      (p.wires_active.load() > (when == std::string_view("read of a wired page") ? 1 : 0) ||
+      (p.wires_active.load() != 0 ||
        p.wire_gen.load() != g1)) {
     // A read fault on a wired entry asks for the entry's full protection
     // when it retries (the seed sets fault_type = prot for wired entries
