@@ -511,6 +511,19 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         if (fs.m != nullptr) release_page(fs);
         back_to_first_object(fs, !first_locked);
+        // Departure: the copy is dirty from birth.  The seed leaves it
+        // clean unless the fault is VM_FAULT_DIRTY and still writable at
+        // the end (L840-867), but a clean page of an anonymous object
+        // without swap is one pageout frees as if zero-filled (7.x
+        // vm_page_cache's "hypothesis"), while collapse has already
+        // discarded the backing page it copied (the top object "has" the
+        // page).  Two races leave it clean: a wire fault (not
+        // VM_FAULT_DIRTY), and a write fault whose re-lookup finds write
+        // permission gone (mprotect during the pager I/O, L837) and maps
+        // the copy read-only.  The harness's data oracle caught both
+        // (scenarios mixed and wiring).  vm_page_rename dirties a page it
+        // moves for the same reason; the rename branch gets it from there.
+        page_dirty(fs.m);
         cnt.bump(cnt.v_cow_faults);
       } else {
         // Reading: map the backing page read-only.

@@ -1,5 +1,6 @@
 #include "core/invariants.h"
 
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -7,6 +8,8 @@
 #include "core/map.h"
 #include "core/pager.h"
 #include "core/vm.h"
+
+#include <fmt/format.h>
 
 namespace faultline::vm {
 
@@ -192,6 +195,72 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
       bad("actor \"" + a.name() + "\" asleep at quiescence on \"" +
           (a.wait_message() != nullptr ? a.wait_message() : "?") + "\"");
   });
+  return out;
+}
+
+}  // namespace faultline::vm
+
+namespace faultline::vm {
+
+namespace {
+
+std::string word_at(const std::byte* base, std::uint64_t off) {
+  std::uint64_t w = 0;
+  std::memcpy(&w, base + off, sizeof w);
+  return fmt::format("{:#x}", w);
+}
+
+std::string describe_page(const Page* m, std::uint64_t off) FL_NO_THREAD_SAFETY_ANALYSIS {
+  return fmt::format("page #{} valid {:#x} dirty {:#x} busy {}/{} wired {} held {} queue {} mapped {} word {}",
+                     m->index, m->valid, m->dirty.load(std::memory_order_relaxed), (m->oflags & kVpoBusy) != 0,
+                     m->busy, m->wire_count, m->hold_count, page_queue_name(m->queue), m->pv.size(),
+                     word_at(m->data, off));
+}
+
+}  // namespace
+
+std::string describe_address(Map& map, std::uint64_t va, bool take_locks) FL_NO_THREAD_SAFETY_ANALYSIS {
+  const std::uint32_t ps = map.vm.page_size();
+  const std::uint64_t off = va % ps & ~std::uint64_t{7};
+  std::string out = fmt::format("address {:#x}:", va);
+  if (take_locks) map_lock_read(map);
+  {
+    if (take_locks) map.pmap.mtx.lock();
+    if (PmapEntry* pe = map.pmap.find(va); pe != nullptr) {
+      const Page* m = pe->page;
+      out += fmt::format(" pmap -> page #{} prot {} wired {} modified {} word {};", m->index, pe->prot, pe->wired,
+                         pe->modified, word_at(m->data, off));
+    } else {
+      out += " pmap: no translation;";
+    }
+    if (take_locks) map.pmap.mtx.unlock();
+  }
+  MapEntry* e = nullptr;
+  if (auto it = map.entries.upper_bound(va); it != map.entries.begin() && va < std::prev(it)->second.end)
+    e = &std::prev(it)->second;
+  if (e == nullptr) {
+    if (take_locks) map_unlock_read(map);
+    return out + " no map entry";
+  }
+  out += fmt::format(" entry {:#x}-{:#x} prot {} eflags {:#x} wired {}", e->start, e->end, e->protection, e->eflags,
+                     e->wired_count);
+  Object* o = e->object;
+  Pindex pindex = (va - e->start) / ps + e->offset;
+  std::uint32_t depth = 0;
+  if (o != nullptr && take_locks) o->mtx.lock_nested(depth);
+  while (o != nullptr) {
+    out += fmt::format("; object {} {} ref {} shadows {} pip {} size {} pindex {}:", o->id,
+                       object_type_name(o->type), o->ref_count, o->shadow_count, o->pip, o->size, pindex);
+    if (auto it = o->pages.find(pindex); it != o->pages.end()) out += " " + describe_page(it->second, off);
+    if (auto it = o->swap.find(pindex); it != o->swap.end()) out += " swap word " + word_at(it->second.data(), off);
+    Object* next = o->backing_object;
+    const Pindex next_pindex = pindex + o->backing_offset;
+    if (next != nullptr && take_locks) next->mtx.lock_nested(++depth);
+    if (take_locks) o->mtx.unlock();
+    o = next;
+    pindex = next_pindex;
+  }
+  if (take_locks) map_unlock_read(map);
   return out;
 }
 

@@ -32,3 +32,16 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
                                           const std::vector<Device*>& devices = {});
 
 }  // namespace faultline::vm
+
+namespace faultline::vm {
+
+// A failure report's view of one address: the map entry, its flags, the
+// pmap translation, and for each object of the shadow chain whether it has a
+// resident page or a swap copy at that offset, their state, and the 8-byte
+// word at `va` in each.  Takes the map lock shared and the chain's object
+// locks in order (the caller holds none), unless `take_locks` is false: then
+// it reads without them, which is safe only when nothing else runs (a
+// deterministic run, between schedule points) and never a schedule point.
+std::string describe_address(Map& map, std::uint64_t va, bool take_locks = true);
+
+}  // namespace faultline::vm

@@ -255,10 +255,12 @@ void World::check_read(const Process& p, int region, std::uint64_t page, int slo
   for (const Process* a = p.parent; a != nullptr; a = a->parent) lineage += fmt::format(" <- {}", a->pid);
   if (p.inherited)
     for (const SeqRange& r : p.inherited[idx]) may += fmt::format(" pid {} seq {}..{};", r.tag, r.lo, r.hi);
+  const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(slot);
   fail("data", fmt::format("{}: process {} {} page {} slot {} read {}; committed {} before and {} after the read,"
-                           " pending {}: {} [lineage {}{}; inherited:{}]",
+                           " pending {}: {} [lineage {}{}; inherited:{}]\n  now: {}",
                            when, p.pid, region_name(region), page, slot, describe_value(v), describe_value(c1),
-                           describe_value(c2), describe_value(p2), why, p.pid, lineage, may.empty() ? " 0" : may));
+                           describe_value(c2), describe_value(p2), why, p.pid, lineage, may.empty() ? " 0" : may,
+                           vm::describe_address(*p.map, va)));
 }
 
 bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
