@@ -1,6 +1,8 @@
 #include "stress/cli.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 
@@ -9,6 +11,7 @@
 
 #include "stress/run.h"
 #include "stress/scenario.h"
+#include "stress/sweep.h"
 
 namespace faultline::stress {
 
@@ -66,6 +69,7 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--child-workers", &Config::child_workers, "threads per forked child");
   bind("--child-ops", &Config::child_ops, "operations per child thread");
   bind("--max-processes", &Config::max_live_processes, "live processes at most (forks beyond are skipped)");
+  bind("--max-forks", &Config::max_forks, "forks in the whole run, children's included (beyond: skipped)");
   bind("--ops,-n", &Config::ops, "operations per thread of an initial process");
   bind("--duration", &Config::duration_s, "threads, fibers-mt: stop starting operations after this many seconds");
   bind("--pages", &Config::pages, "physical pages (memory pressure)");
@@ -158,6 +162,18 @@ int cli_main(const std::vector<std::string>& args) {
   Parsed p;
   std::vector<OptionCopy> copies = add_run_options(app, p);
   CLI::App* list = app.add_subcommand("list", "list the scenarios");
+  CLI::App* sweep = app.add_subcommand(
+      "sweep",
+      "run a range of seeds, each in its own process, on all cores; the run options (before or after\n"
+      "'sweep') apply to every seed.  Shards: --shard i/N, or GTEST_SHARD_INDEX and GTEST_TOTAL_SHARDS");
+  sweep->fallthrough();
+  std::string seeds_text = "1..100", shard_text;
+  int jobs = 0;
+  double timeout_s = 600;
+  sweep->add_option("--seeds", seeds_text, "seeds A..B (inclusive) or one seed (default 1..100)");
+  sweep->add_option("--jobs,-j", jobs, "runs at a time (default: the machine's cores)");
+  sweep->add_option("--shard", shard_text, "this job's share i/N of the seeds: every N-th, from the i-th");
+  sweep->add_option("--timeout", timeout_s, "seconds a seed may take before it is killed and failed (default 600)");
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
@@ -176,6 +192,28 @@ int cli_main(const std::vector<std::string>& args) {
   }
   Config cfg;
   if (auto err = resolve(p, copies, cfg)) return usage_error(*err);
+  if (sweep->parsed()) {
+    SweepOptions so;
+    if (auto e = parse_seed_range(seeds_text, so)) return usage_error(*e);
+    if (jobs < 0 || jobs > 4096) return usage_error(fmt::format("--jobs {} is out of range (0..4096)", jobs));
+    so.jobs = jobs;
+    if (!std::isfinite(timeout_s) || timeout_s <= 0 || timeout_s > 86400)
+      return usage_error(fmt::format("--timeout {} is out of range (0..86400 seconds, not 0)", timeout_s));
+    so.timeout_s = timeout_s;
+    if (!shard_text.empty()) {
+      if (auto e = parse_shard(shard_text, so)) return usage_error(*e);
+    } else {
+      const char* n = std::getenv("GTEST_TOTAL_SHARDS");
+      const char* i = std::getenv("GTEST_SHARD_INDEX");
+      if ((n != nullptr) != (i != nullptr))
+        return usage_error("GTEST_TOTAL_SHARDS and GTEST_SHARD_INDEX must be set together");
+      if (n != nullptr)
+        if (auto e = parse_shard(std::string(i) + "/" + n, so))
+          return usage_error(fmt::format("GTEST_SHARD_INDEX={} GTEST_TOTAL_SHARDS={}: {}", i, n, *e));
+    }
+    if (!cfg.expect_digest.empty()) return usage_error("--expect-digest names one run's schedule: not with sweep");
+    return sweep_command(cfg, so);
+  }
   return run_command(cfg);
 }
 

@@ -1,10 +1,13 @@
 // Bad input exits 2 with a message naming the bad value; nothing runs.
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "stress/cli.h"
+#include "stress/sweep.h"
 
 namespace faultline::stress {
 namespace {
@@ -64,6 +67,51 @@ TEST(Cli, OptionsThatContradictTheExecutorAreNamed) {
   expect_usage_error({"--executor", "fibers", "--duration", "5"}, "--duration");
   expect_usage_error({"--executor", "threads", "--expect-digest", "1234"}, "--expect-digest");
   expect_usage_error({"--executor", "threads", "--max-steps", "10"}, "--max-steps");
+}
+TEST(Cli, BadSweepArgumentsAreNamed) {
+  expect_usage_error({"sweep", "--seeds", "1..x"}, "1..x");
+  expect_usage_error({"sweep", "--seeds", "9..2"}, "9..2");
+  expect_usage_error({"sweep", "--seeds", "-4"}, "-4");
+  expect_usage_error({"sweep", "--shard", "3/3"}, "3/3");
+  expect_usage_error({"sweep", "--shard", "1"}, "'1'");
+  expect_usage_error({"sweep", "--jobs", "-1"}, "--jobs -1");
+  expect_usage_error({"sweep", "--timeout", "0"}, "--timeout 0");
+  expect_usage_error({"sweep", "--workers", "0"}, "--workers 0");  // a run option after 'sweep'
+  expect_usage_error({"sweep", "--max-forks", "-1"}, "--max-forks -1");
+}
+TEST(Cli, ShardEnvironmentMustBeWholeAndInRange) {
+  ::setenv("GTEST_TOTAL_SHARDS", "4", 1);
+  ::unsetenv("GTEST_SHARD_INDEX");
+  expect_usage_error({"sweep", "--seeds", "1..2"}, "GTEST_SHARD_INDEX");
+  ::setenv("GTEST_SHARD_INDEX", "7", 1);
+  expect_usage_error({"sweep", "--seeds", "1..2"}, "GTEST_SHARD_INDEX=7");
+  ::unsetenv("GTEST_TOTAL_SHARDS");
+  ::unsetenv("GTEST_SHARD_INDEX");
+}
+TEST(Cli, ShardsSplitTheSeedsWithoutOverlapOrGap) {
+  SweepOptions o;
+  ASSERT_FALSE(parse_seed_range("10..29", o));
+  std::vector<std::uint64_t> all;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_FALSE(parse_shard(std::to_string(i) + "/3", o));
+    for (std::uint64_t s : shard_seeds(o)) all.push_back(s);
+  }
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), 20u);
+  for (std::size_t k = 0; k < all.size(); ++k) EXPECT_EQ(all[k], 10 + k);
+}
+TEST(Cli, SweepChildReplaysTheConfiguration) {
+  Config c;
+  c.scenario = "fork";
+  c.ops = 77;
+  c.max_forks = 9;
+  std::vector<std::string> a = seed_args(c, 42);
+  std::string joined;
+  for (const auto& w : a) joined += w + " ";
+  EXPECT_NE(joined.find("--seed 42 "), std::string::npos) << joined;
+  EXPECT_NE(joined.find("--scenario fork "), std::string::npos) << joined;
+  EXPECT_NE(joined.find("--ops 77 "), std::string::npos) << joined;
+  EXPECT_NE(joined.find("--max-forks 9 "), std::string::npos) << joined;
 }
 TEST(Cli, ListAndHelpExitZero) {
   ::testing::internal::CaptureStdout();

@@ -109,6 +109,7 @@ std::optional<std::string> Config::validate() const {
   if (auto e = range("--child-workers", child_workers, 1, workers)) return e;
   if (auto e = range("--child-ops", child_ops, 0, 100000000)) return e;
   if (auto e = range("--max-processes", max_live_processes, processes, 1000000)) return e;
+  if (auto e = range("--max-forks", max_forks, 0, 100000000)) return e;
   if (auto e = range("--ops", ops, std::uint64_t{1}, std::uint64_t{1} << 40)) return e;
   if (auto e = range("--pages", pages, 32u, 1u << 22)) return e;
   if (auto e = range("--anon-pages", anon_pages, 1u, 1u << 20)) return e;
@@ -144,9 +145,9 @@ std::string Config::replay_line() const {
   std::string s = fmt::format(
       "faultline --scenario {} --executor {} --seed {} --processes {} --workers {} --ops {} --pages {}"
       " --anon-pages {} --file-pages {} --child-workers {} --child-ops {} --max-processes {}"
-      " --io-latency-us {} --io-error-ppm {} --mix {}",
+      " --max-forks {} --io-latency-us {} --io-error-ppm {} --mix {}",
       scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, file_pages,
-      child_workers, child_ops, max_live_processes, io_latency_us, io_error_ppm, format_mix(mix));
+      child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm, format_mix(mix));
   if (executor == ExecutorKind::kFibers) {
     s += fmt::format(" --sched {}", sched_name(sched));
     if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);

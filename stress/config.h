@@ -53,6 +53,7 @@ struct Config {
   int child_workers = 2;            // threads per forked child
   int child_ops = 100;              // operations per child thread
   int max_live_processes = 8;       // forks wait (are skipped) above this
+  int max_forks = 200;              // forks in the whole run (children fork too); beyond: skipped
   std::uint64_t ops = 2000;         // operations per thread of an initial process
   double duration_s = 0;            // > 0: stop starting operations after this (threads, fibers-mt)
   std::uint32_t pages = 192;        // physical pages of the VM

@@ -136,7 +136,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   s += fmt::format("faultline: scenario {}, executor {}{}, seed {}\n", cfg.scenario, executor_name(cfg.executor),
                    cfg.executor == ExecutorKind::kFibers ? fmt::format(" ({})", sched_name(cfg.sched)) : "",
                    cfg.seed);
-  s += fmt::format("  {} processes x {} threads (+{} children from {} forks, {} skipped at the limit, peak {} live);"
+  s += fmt::format("  {} processes x {} threads (+{} children from {} forks, {} skipped at the live limit or the fork budget, peak {} live);"
                    " {} pages, pageout daemon {}, truncator {}\n",
                    cfg.processes, cfg.workers, w->forks.load() * static_cast<std::uint64_t>(cfg.child_workers),
                    w->forks.load(), w->forks_skipped.load(), w->peak_live_processes.load(), cfg.pages,

@@ -38,6 +38,7 @@ const std::vector<Scenario>& scenarios() {
          set_mix(c, {{Op::kRead, 40}, {Op::kWrite, 40}, {Op::kFork, 4}});
          c.truncator = false;
          c.max_live_processes = 12;
+         c.max_forks = 600;
        }},
       {"mprotect-munmap", "mprotect and munmap/mmap of regions while other threads fault on them",
        [](Config& c) {

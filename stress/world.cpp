@@ -394,7 +394,8 @@ void World::op_file_read(Process& p, Rng& rng) {
 
 void World::op_fork(Process& p, Rng& rng) {
   (void)rng;
-  if (live_processes_.load() >= cfg.max_live_processes) {
+  // Children fork too, so without a budget a fork storm never dies out.
+  if (live_processes_.load() >= cfg.max_live_processes || forks_begun_.fetch_add(1) >= static_cast<std::uint64_t>(cfg.max_forks)) {
     forks_skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }

@@ -177,6 +177,7 @@ class World {
   std::mutex procs_mtx_;  // brief, never held across a schedule point
   std::vector<std::unique_ptr<Process>> procs_;
   std::atomic<std::uint32_t> next_pid_{1};
+  std::atomic<std::uint64_t> forks_begun_{0};  // against cfg.max_forks
   std::atomic<int> live_processes_{0};
   std::atomic<int> live_threads_{0};
   std::atomic<bool> stop_{false};         // threads: start no more operations

@@ -1,0 +1,44 @@
+// `faultline sweep`: one configuration over a range of seeds, each seed in its
+// own child process (a crash or a hang fails that seed, not the sweep), as
+// many at once as there are cores (oneTBB).  A shard (--shard i/N, or
+// GTEST_SHARD_INDEX / GTEST_TOTAL_SHARDS from the environment) takes every
+// N-th seed starting at the i-th, so a CI matrix or a cluster job can split a
+// campaign and the union of the shards is the whole range.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stress/config.h"
+
+namespace faultline::stress {
+
+struct SweepOptions {
+  std::uint64_t first_seed = 1;
+  std::uint64_t count = 100;
+  int jobs = 0;  // 0: the machine's cores
+  int shard_index = 0;
+  int shard_count = 1;
+  double timeout_s = 600;  // per seed
+  std::string self_exe = "/proc/self/exe";
+};
+
+// "A..B" (inclusive) or "A" into first/count; a message naming the bad value
+// otherwise.
+std::optional<std::string> parse_seed_range(const std::string& text, SweepOptions& o);
+// "i/N" with 0 <= i < N.
+std::optional<std::string> parse_shard(const std::string& text, SweepOptions& o);
+
+// The seeds of this shard, in order.
+std::vector<std::uint64_t> shard_seeds(const SweepOptions& o);
+
+// The child's arguments (without the program name) for one seed of `base`.
+std::vector<std::string> seed_args(const Config& base, std::uint64_t seed);
+
+// Runs the sweep, prints progress and a summary; returns 0 if every seed
+// passed, 1 otherwise.
+int sweep_command(const Config& base, const SweepOptions& o);
+
+}  // namespace faultline::stress
