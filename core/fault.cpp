@@ -313,15 +313,6 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       bool readrest = false;
       if (fs.m != nullptr) {
         std::unique_lock<locking::Mutex> pq(vm.page_queues);
-        // seed L343-350: page-based COW (a loaned page) in the top object.
-        if (fs.m->cow != 0 && (fault_type & kProtWrite) != 0 && fs.object == fs.first_object) {
-          page_cowfault(fs.m);
-          pq.unlock();
-          unlock_and_deallocate(fs);
-          cnt.retry(Retry::kCowLoan);
-          retry = true;
-          break;
-        }
         // seed L368-400: busy either way (VPO_BUSY or I/O): drop everything,
         // sleep on the page if it is still the page there, and start over.
         if (fs.m->any_busy()) {
@@ -337,6 +328,22 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           cnt.bump(cnt.v_intrans);
           object_deallocate(fs.first_object);
           cnt.retry(Retry::kBusyPage);
+          retry = true;
+          break;
+        }
+        // seed L343-350: page-based COW (a loaned page) in the top object.
+        // Departure: the seed takes this branch before the busy check, so
+        // it can replace a lent page that another fault holds busy while it
+        // maps it with the object unlocked (L887-891): vm_page_remove clears
+        // that fault's VPO_BUSY, and the fault maps the socket's page into
+        // its process and wakes a page it no longer owns.  The harness found
+        // it (scenario mixed: "page not busy" at the wakeup).  Checking busy
+        // first makes the copy wait for the page to be idle.
+        if (fs.m->cow != 0 && (fault_type & kProtWrite) != 0 && fs.object == fs.first_object) {
+          page_cowfault(fs.m);
+          pq.unlock();
+          unlock_and_deallocate(fs);
+          cnt.retry(Retry::kCowLoan);
           retry = true;
           break;
         }

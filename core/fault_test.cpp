@@ -6,6 +6,7 @@
 #include "core/fault.h"
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <thread>
 
@@ -107,6 +108,53 @@ TEST_F(FaultTest, WriteToALoanedPageCopiesItAndRetries) {
     page_loan_end(loaned);  // and then it is freed
     EXPECT_EQ(loaned->queue, PageQueue::kFree);
   }
+}
+
+// Departure from the seed, found by the harness (scenario mixed): the seed
+// takes the loan branch (L343-350) before the busy check (L368), so a write
+// fault replaces a lent page that another fault holds busy while it maps it
+// with the object unlocked (L887-891).  vm_page_remove clears that fault's
+// VPO_BUSY under it, and it goes on to map the page, now the socket's, into
+// its process and to "wake" a page it no longer owns.  The model checks busy
+// first: the writer sleeps, then copies.
+TEST_F(FaultTest, WriteToALoanedPageThatIsBusyWaitsForItFirst) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 51), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va);
+  Object* o = m->object;
+  {
+    MutexLock l(o->mtx);
+    page_busy(m);  // another fault is between its pmap_enter and its wakeup
+    MutexLock pq(vm().page_queues);
+    page_loan(m);  // and a send lends the page meanwhile
+  }
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    EXPECT_EQ(vm_fault(map(), va, kProtRead | kProtWrite, kFaultDirty), Kern::kSuccess);
+    done = true;
+  });
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (locking::sleepers(m) == 0 && !done.load() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::yield();
+  EXPECT_FALSE(done.load()) << "the write replaced a busy page instead of waiting for it";
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(m->object, o);
+    EXPECT_TRUE((m->oflags & kVpoBusy) != 0) << "someone cleared our busy";
+    if ((m->oflags & kVpoBusy) != 0) page_wakeup(m);
+  }
+  writer.join();
+  EXPECT_EQ(retries(Retry::kBusyPage), 1u);
+  EXPECT_EQ(retries(Retry::kCowLoan), 1u);
+  std::uint64_t lent = 0, now = 0;
+  std::memcpy(&lent, m->data, sizeof lent);
+  EXPECT_EQ(lent, 51u);
+  ASSERT_EQ(store(va, 52), Kern::kSuccess);
+  EXPECT_EQ(load(va, &now), Kern::kSuccess);
+  EXPECT_EQ(now, 52u);
+  EXPECT_NE(pmap_extract(map().pmap, va), m);
+  MutexLock pq(vm().page_queues);
+  page_loan_end(m);
 }
 
 // ---- L368-400: busy page ----

@@ -425,8 +425,12 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
       vm_wait(vm, "cowflt");
       object.mtx.lock();
       vm.page_queues.lock();
-      if (page_lookup(object, pindex) == m) continue;
-      return;  // the page went away while we waited
+      // Departure from 7.x, which starts over whenever the page is still
+      // there: a fault may have busied it meanwhile and be mapping it with
+      // the object unlocked, and page_remove would clear its busy bit.  The
+      // caller retries its fault, which then waits for the page.
+      if (page_lookup(object, pindex) == m && !m->any_busy()) continue;
+      return;  // the page went away (or got busy) while we waited
     }
     mnew->oflags &= static_cast<std::uint8_t>(~kVpoBusy);  // VM_ALLOC_NOBUSY
     if (m->cow == 0) {

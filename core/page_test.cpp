@@ -244,6 +244,56 @@ TEST_F(CoreTest, VmWaitSleepsUntilPagesAreFreed) {
   object_deallocate(o);
 }
 
+// vm_page_cowfault sleeps for memory with the lent page back in its object
+// and unbusy; a fault may busy it meanwhile and be mapping it with the object
+// unlocked.  7.x's cowfault starts over on the page regardless, and its
+// vm_page_remove clears that fault's busy bit.  Here it leaves a busy page
+// alone (its caller retries the fault, which then waits for the page).
+// Found by the harness: the default campaign hit "page not busy".
+TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
+  Page* m = nullptr;
+  {
+    MutexLock l(o->mtx);
+    m = page_alloc(*o, 0, kAllocNormal);
+    ASSERT_NE(m, nullptr);
+    m->valid = kPageBitsAll;
+    page_wakeup(m);
+    MutexLock pq(vm().page_queues);
+    page_activate(m);
+    page_loan(m);
+  }
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (page_alloc(*hog, i, kAllocNormal) != nullptr) ++i;
+  }
+  std::thread writer([&] {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_cowfault(m);
+  });
+  while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
+  {
+    MutexLock l(o->mtx);
+    page_busy(m);  // another fault takes the page while the writer sleeps
+  }
+  free_all(*hog);
+  writer.join();
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(page_lookup(*o, 0), m);
+    EXPECT_TRUE((m->oflags & kVpoBusy) != 0) << "the cowfault cleared another's busy";
+    if ((m->oflags & kVpoBusy) != 0) page_wakeup(m);
+    MutexLock pq(vm().page_queues);
+    page_loan_end(m);
+  }
+  free_all(*o);
+  object_deallocate(o);
+  object_deallocate(hog);
+}
+
 TEST_F(CoreTest, QueueMembershipFollowsActivateDeactivateWire) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
   {

@@ -77,6 +77,7 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--scratch-pages", &Config::scratch_pages, "scratch (mprotected) pages per process");
   bind("--churn-pages", &Config::churn_pages, "churn (munmapped) pages per process");
   bind("--file-pages", &Config::file_pages, "pages of the shared file");
+  bind("--device-pages", &Config::device_pages, "pages of the device every process maps");
   bind("--io-latency-us", &Config::io_latency_us, "pager I/O time, microseconds");
   bind("--io-error-ppm", &Config::io_error_ppm, "pager I/O errors, parts per million");
   bind("--perturb-ppm", &Config::perturb_ppm, "threads: chance of a seeded yield/delay per schedule point");

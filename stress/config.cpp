@@ -42,6 +42,8 @@ const char* op_name(Op op) noexcept {
     case Op::kChurn: return "munmap";
     case Op::kWire: return "mlock";
     case Op::kAdvise: return "madvise";
+    case Op::kSend: return "send";
+    case Op::kDevRead: return "dev-read";
     case Op::kCount: break;
   }
   return "?";
@@ -116,6 +118,7 @@ std::optional<std::string> Config::validate() const {
   if (auto e = range("--scratch-pages", scratch_pages, 1u, 1u << 16)) return e;
   if (auto e = range("--churn-pages", churn_pages, 1u, 1u << 16)) return e;
   if (auto e = range("--file-pages", file_pages, 1u, 1u << 20)) return e;
+  if (auto e = range("--device-pages", device_pages, 1u, 1u << 16)) return e;
   if (auto e = range("--os-threads", os_threads, 1, 1024)) return e;
   if (auto e = range("--pct-depth", pct_depth, 1, 64)) return e;
   if (auto e = range("--io-latency-us", io_latency_us, 0u, 1000000u)) return e;
@@ -144,9 +147,9 @@ std::optional<std::string> Config::validate() const {
 std::string Config::replay_line() const {
   std::string s = fmt::format(
       "faultline --scenario {} --executor {} --seed {} --processes {} --workers {} --ops {} --pages {}"
-      " --anon-pages {} --file-pages {} --child-workers {} --child-ops {} --max-processes {}"
+      " --anon-pages {} --file-pages {} --device-pages {} --child-workers {} --child-ops {} --max-processes {}"
       " --max-forks {} --io-latency-us {} --io-error-ppm {} --mix {}",
-      scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, file_pages,
+      scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, file_pages, device_pages,
       child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm, format_mix(mix));
   if (executor == ExecutorKind::kFibers) {
     s += fmt::format(" --sched {}", sched_name(sched));

@@ -29,6 +29,8 @@ enum class Op : std::uint8_t {
   kChurn,     // munmap the churn region and map fresh memory there
   kWire,      // mlock two pages, touch them, munlock
   kAdvise,    // madvise the anonymous region (random / sequential / normal)
+  kSend,      // zero-copy send: write a page, lend it (COW loan) for a while, check it did not change
+  kDevRead,   // load a word of a device mapping whose driver sometimes moves its memory
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);
@@ -61,6 +63,7 @@ struct Config {
   std::uint32_t scratch_pages = 8;  // per process, mprotected by kProtect
   std::uint32_t churn_pages = 4;    // per process, unmapped and remapped by kChurn
   std::uint32_t file_pages = 32;    // the shared file
+  std::uint32_t device_pages = 4;   // the device every process maps
   bool pagedaemon = true;
   bool truncator = true;
   std::uint32_t io_latency_us = 20; // simulated pager I/O time

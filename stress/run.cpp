@@ -158,6 +158,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                    w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
                    w->sigbus_in_truncation.load(),
                    w->unmapped_churn.load());
+  s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
+                   " {} device reads checked, the driver moved its memory {} times\n",
+                   w->loans.load(), w->loans_skipped.load(), w->device_reads_checked.load(),
+                   w->device_moves.load());
   s += "vmstat -s:\n" + c.format_vmstat();
   s += "fault retry paths taken (seed's RetryFault):\n" + coverage_table(c);
   s += "lock profile, top contenders:\n" + locking::format_profile(locking::profile_by_class(), 8);

@@ -13,17 +13,17 @@ void set_mix(Config& c, std::initializer_list<std::pair<Op, std::uint32_t>> weig
 
 const std::vector<Scenario>& scenarios() {
   static const std::vector<Scenario> all = {
-      {"fault-storm", "many threads reading and writing the same pages; plenty of memory",
+      {"fault-storm", "many threads reading and writing the same pages, some lent to zero-copy sends; plenty of memory",
        [](Config& c) {
-         set_mix(c, {{Op::kRead, 60}, {Op::kWrite, 40}});
+         set_mix(c, {{Op::kRead, 60}, {Op::kWrite, 40}, {Op::kSend, 3}});
          c.pages = 1024;
          c.workers = 8;
          c.pagedaemon = true;
          c.truncator = false;
        }},
-      {"pageout", "anonymous memory three times the physical pages: laundering to swap and paging back in",
+      {"pageout", "anonymous memory three times the physical pages: laundering to swap and paging back in; a device",
        [](Config& c) {
-         set_mix(c, {{Op::kRead, 50}, {Op::kWrite, 50}});
+         set_mix(c, {{Op::kRead, 50}, {Op::kWrite, 50}, {Op::kDevRead, 5}});
          c.pages = 96;
          c.anon_pages = 96;
          c.truncator = false;
@@ -59,9 +59,15 @@ const std::vector<Scenario>& scenarios() {
                      {Op::kProtect, 3},
                      {Op::kChurn, 3},
                      {Op::kWire, 2},
-                     {Op::kAdvise, 1}});
+                     {Op::kAdvise, 1},
+                     {Op::kSend, 2},
+                     {Op::kDevRead, 3}});
          c.pagedaemon = true;
          c.truncator = true;
+         // The default campaign: about 20 s of one deterministic run on
+         // this hardware's one core (see README), every racing operation.
+         c.ops = 200000;
+         c.max_forks = 5000;
        }},
   };
   return all;

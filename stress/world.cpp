@@ -37,6 +37,11 @@ std::uint64_t thread_stream(std::uint32_t pid, int j) {
   return (static_cast<std::uint64_t>(pid) << 20) | static_cast<std::uint64_t>(j);
 }
 constexpr std::uint64_t kTruncatorStream = ~std::uint64_t{0} - 1;
+constexpr std::uint64_t kDeviceStream = std::uint64_t{1} << 62;
+
+// map_lookup share-locks the map only when it succeeds, a conditional
+// acquire the thread-safety analysis cannot express.
+void lookup_done(vm::Map& m) FL_NO_THREAD_SAFETY_ANALYSIS { vm::map_lookup_done(m); }
 
 }  // namespace
 
@@ -71,6 +76,24 @@ World::World(const Config& c, Executor& ex)
       std::memcpy(file_->contents.data() + off, &w, sizeof w);
     }
   }
+  // The device: its driver reports one d_mmap call in four, drawn from the
+  // seed, as "memory being moved", so the pager disposes of the page and the
+  // fault looks again (the seed's L579-583 retry).
+  device_ = std::make_unique<vm::Device>(vm, c.device_pages);
+  {
+    locking::MutexLock dl(device_->lock);
+    for (std::uint64_t off = 0; off < device_->memory.size(); off += 8) {
+      const std::uint64_t w = device_word(off);
+      std::memcpy(device_->memory.data() + off, &w, sizeof w);
+    }
+  }
+  device_->d_mmap = [this](vm::Pindex pindex) {
+    if (pindex >= device_->npages) return vm::DevMmap::kInvalid;
+    Rng r = Rng::stream(cfg.seed, kDeviceStream ^ device_calls_.fetch_add(1, std::memory_order_relaxed));
+    if (r.below(4) != 0) return vm::DevMmap::kMapped;
+    device_moves.fetch_add(1, std::memory_order_relaxed);
+    return vm::DevMmap::kMoving;
+  };
   region_weights_[kAnon] = 8;
   region_weights_[kScratch] = c.mix[static_cast<std::size_t>(Op::kProtect)] != 0 ? 1 : 0;
   region_weights_[kChurn] = c.mix[static_cast<std::size_t>(Op::kChurn)] != 0 ? 1 : 0;
@@ -81,6 +104,11 @@ World::World(const Config& c, Executor& ex)
 }
 
 World::~World() = default;
+
+std::uint64_t World::device_word(std::uint64_t off) const {
+  Rng r(off * 0xc2b2ae3d27d4eb4full + cfg.seed + 1);
+  return r.next() | 1;
+}
 
 std::uint64_t World::file_word(std::uint64_t off) const {
   // Never 0, so a zero is always recognisable as truncated-and-regrown.
@@ -151,6 +179,14 @@ bool World::start() {
       return false;
     }
     p.file_va = faddr;
+    vm::Object* dobj = vm::dev_pager_alloc(*device_);
+    std::uint64_t daddr = 0;
+    if (vm::map_mmap(*p.map, &daddr, std::uint64_t{cfg.device_pages} * ps, dobj, 0, vm::kProtRead, vm::kProtAll, 0,
+                     vm::Inherit::kShare) != Kern::kSuccess) {
+      fail("setup", "mmap of the device failed");
+      return false;
+    }
+    p.device_va = daddr;
   }
   // Every initial thread is counted before any starts, so the count cannot
   // reach zero (and stop the actors) while the others are being started.
@@ -333,6 +369,10 @@ void World::op_read(Process& p, Rng& rng, int j) {
 void World::op_write(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const int region = pick_region(rng);
   const std::uint64_t page = rng.below(p.npages[region]);
+  write_slot(p, region, page, j, seq);
+}
+
+Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::uint64_t& seq) {
   const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(j);
   std::uint64_t v = make_value(p.pid, ++seq);
   if (region != kChurn) p.pending[p.slot_index(region, page, j)].store(v);
@@ -350,7 +390,7 @@ void World::op_write(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     if (r == Kern::kInvalidAddress) unmapped_churn.fetch_add(1, std::memory_order_relaxed);
     else if (r != Kern::kSuccess)
       fail("data", fmt::format("process {} churn page {} write failed: {}", p.pid, page, vm::kern_name(r)));
-    return;
+    return r;
   }
   if (r == Kern::kSuccess) {
     p.committed[p.slot_index(region, page, j)].store(v);
@@ -363,6 +403,73 @@ void World::op_write(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     fail("data", fmt::format("process {} {} page {} write failed: {}", p.pid, region_name(region), page,
                              vm::kern_name(r)));
   }
+  return r;
+}
+
+void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
+  // Write this thread's slot of a page, then lend the page to a "socket"
+  // (vm_page_cowsetup: wired, write-protected) while the send takes a pager
+  // I/O's time.  Other threads keep writing their slots of the page: each
+  // such write must fault, copy the page for the process (the seed's
+  // L343-350 retry) and leave the lent bytes alone.  The oracle: the page
+  // the socket holds is byte for byte what was lent.
+  const std::uint64_t page = rng.below(p.npages[kAnon]);
+  if (write_slot(p, kAnon, page, j, seq) != Kern::kSuccess) return;
+  const std::uint64_t va = p.va[kAnon] + page * vm.page_size();
+  vm::Lookup lk;
+  if (vm::map_lookup(*p.map, va, vm::kProtRead, &lk) != Kern::kSuccess) {
+    loans_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  vm::Object* o = lk.object;
+  vm::Page* m = nullptr;
+  std::vector<std::byte> lent;
+  {
+    locking::MutexLock ol(o->mtx);
+    m = vm::page_lookup(*o, lk.pindex);
+    // Only a resident, valid, idle page of the top object (the write just
+    // made it so, unless pageout or a fork got there first).
+    if (m != nullptr && (!m->fully_valid() || m->any_busy())) m = nullptr;
+    if (m != nullptr) {
+      // The reference keeps the object, which page_loan_end must lock,
+      // alive however the process changes meanwhile.
+      vm::object_reference_locked(*o);
+      locking::MutexLock pq(vm.page_queues);
+      vm::page_loan(m);
+      lent.assign(m->data, m->data + vm.page_size());
+    }
+  }
+  lookup_done(*p.map);
+  if (m == nullptr) {
+    loans_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  loans.fetch_add(1, std::memory_order_relaxed);
+  ex_.pause_us(cfg.io_latency_us);
+  const bool intact = std::memcmp(lent.data(), m->data, lent.size()) == 0;
+  {
+    locking::MutexLock ol(o->mtx);
+    locking::MutexLock pq(vm.page_queues);
+    vm::page_loan_end(m);  // in o still, or replaced by a copy (object gone)
+  }
+  vm::object_deallocate(o);
+  if (!intact)
+    fail("loan", fmt::format("process {} anon page {}: the page lent to a send changed while lent (a write"
+                             " went to the lent page instead of a copy)", p.pid, page));
+}
+
+void World::op_dev_read(Process& p, Rng& rng) {
+  const std::uint64_t off = rng.below(std::uint64_t{cfg.device_pages} * vm.page_size() / 8) * 8;
+  std::uint64_t v = 0;
+  const Kern r = access(*p.map, p.device_va + off, false, &v);
+  device_reads_checked.fetch_add(1, std::memory_order_relaxed);
+  if (r != Kern::kSuccess) {
+    fail("device", fmt::format("process {} device offset {}: {}", p.pid, off, vm::kern_name(r)));
+    return;
+  }
+  if (v != device_word(off))
+    fail("device", fmt::format("process {} device offset {} read {:#x}, expected {:#x}", p.pid, off, v,
+                               device_word(off)));
 }
 
 void World::op_file_read(Process& p, Rng& rng) {
@@ -409,6 +516,7 @@ void World::op_fork(Process& p, Rng& rng) {
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
   c.file_va = p.file_va;
+  c.device_va = p.device_va;
   c.inherited = std::make_unique<std::vector<SeqRange>[]>(c.nslots);
   for (std::size_t i = 0; i < p.nslots; ++i) {
     const std::uint64_t pend = p.pending[i].load();
@@ -501,6 +609,8 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
       case Op::kChurn: op_churn(p); break;
       case Op::kWire: op_wire(p, rng, j); break;
       case Op::kAdvise: op_advise(p, rng); break;
+      case Op::kSend: op_send(p, rng, j, seq); break;
+      case Op::kDevRead: op_dev_read(p, rng); break;
       case Op::kCount: break;
     }
     op_counts[k].fetch_add(1, std::memory_order_relaxed);
@@ -591,9 +701,10 @@ void World::finish() {
     for (auto& p : procs_)
       if (!p->exited && p->map) maps.push_back(p->map.get());
   }
-  for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()})) fail("invariants", f);
+  for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()}, {device_.get()})) fail("invariants", f);
   for (vm::Map* m : maps) vm::map_remove_all(*m);
   vm::vnode_release_object(*file_);
+  vm::device_release_object(*device_);
   for (const std::string& f : vm::check_invariants(vm, {})) fail("invariants", "after teardown: " + f);
   std::lock_guard<std::mutex> l(procs_mtx_);
   for (auto& p : procs_) p->map.reset();

@@ -74,6 +74,7 @@ class Process {
   std::uint64_t va[kRegions] = {};
   std::uint32_t npages[kRegions] = {};
   std::uint64_t file_va = 0;
+  std::uint64_t device_va = 0;
   std::atomic<int> live_workers{0};
   // mlock in progress in this process (see op_write: a write racing it may
   // legitimately fail).
@@ -133,6 +134,7 @@ class World {
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
   std::atomic<std::uint64_t> segv_racing_mlock{0};
+  std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
   std::atomic<std::uint32_t> peak_live_processes{0};
@@ -163,11 +165,19 @@ class World {
   void op_churn(Process& p);
   void op_wire(Process& p, Rng& rng, int j);
   void op_advise(Process& p, Rng& rng);
+  void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
+  void op_dev_read(Process& p, Rng& rng);
+  // A checked store of this thread's slot; false (failure reported) if it
+  // failed for a reason the protocol does not allow.
+  vm::Kern write_slot(Process& p, int region, std::uint64_t page, int j, std::uint64_t& seq);
   int pick_region(Rng& rng) const;
   std::uint64_t file_word(std::uint64_t off) const;
+  std::uint64_t device_word(std::uint64_t off) const;
 
   Executor& ex_;
   std::unique_ptr<vm::Vnode> file_;
+  std::unique_ptr<vm::Device> device_;
+  std::atomic<std::uint64_t> device_calls_{0};  // d_mmap calls: which ones say "moving" derives from the seed
   const std::uint64_t file_size_;
   std::atomic<std::uint64_t> trunc_seq_{0};   // odd while a truncation runs
   std::atomic<std::uint64_t> zero_from_;      // bytes: words past the lowest cut read 0
