@@ -530,7 +530,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         // the copy read-only.  The harness's data oracle caught both
         // (scenarios mixed and wiring).  vm_page_rename dirties a page it
         // moves for the same reason; the rename branch gets it from there.
-        page_dirty(fs.m);
+        if (vm.config().mutant != Mutant::kCleanCowCopy) page_dirty(fs.m);
         cnt.bump(cnt.v_cow_faults);
       } else {
         // Reading: map the backing page read-only.
@@ -548,7 +548,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         continue;
       }
       fs.lookup_still_valid = true;
-      if (map.timestamp != map_generation) {
+      if (map.timestamp != map_generation && vm.config().mutant != Mutant::kSkipTimestampRecheck) {
         Lookup rl;
         result = map_lookup_locked(map, vaddr, fault_type, &rl);
         if (result != Kern::kSuccess) {

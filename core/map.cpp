@@ -443,7 +443,7 @@ std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
     // is still pending (its translations are read-only already), take write
     // away from the parent's translations: an entry that is COW but already
     // copied has writable ones.
-    if ((e.eflags & kEntryNeedsCopy) == 0)
+    if ((e.eflags & kEntryNeedsCopy) == 0 && parent.vm.config().mutant != Mutant::kNoWriteProtectAtFork)
       pmap_protect(parent.pmap, e.start, e.end, static_cast<std::uint8_t>(e.protection & ~kProtWrite));
     if (e.object != nullptr) {
       object_reference(*e.object);

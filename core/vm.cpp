@@ -5,6 +5,17 @@
 
 namespace faultline::vm {
 
+const char* mutant_name(Mutant m) noexcept {
+  switch (m) {
+    case Mutant::kNone: return "none";
+    case Mutant::kSkipTimestampRecheck: return "skip-timestamp-recheck";
+    case Mutant::kNoWriteProtectAtFork: return "no-write-protect-at-fork";
+    case Mutant::kCleanCowCopy: return "clean-cow-copy";
+    case Mutant::kCount: break;
+  }
+  return "?";
+}
+
 using locking::MutexLock;
 
 std::string VmConfig::validate() const {

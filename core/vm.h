@@ -16,6 +16,18 @@
 
 namespace faultline::vm {
 
+// Known protocol faults that can be switched on to show that a harness
+// catches them (faultline --mutant, and its self-test).  kNone in any real
+// use; each names the rule of the protocol it breaks.
+enum class Mutant : std::uint8_t {
+  kNone,
+  kSkipTimestampRecheck,  // vm_fault: trust the lookup made before the pager ran (seed L801-838)
+  kNoWriteProtectAtFork,  // vmspace_fork: leave the parent's translations writable
+  kCleanCowCopy,          // vm_fault: leave the COW copy clean (the departure undone)
+  kCount
+};
+const char* mutant_name(Mutant m) noexcept;
+
 struct VmConfig {
   std::uint32_t page_size = 4096;  // bytes, a power of two >= 512
   std::uint32_t npages = 1024;     // physical pages
@@ -27,6 +39,7 @@ struct VmConfig {
   std::uint64_t seed = 1;           // I/O error draws derive from it
   std::uint32_t io_latency_us = 0;  // simulated pager latency per operation
   std::uint32_t io_error_ppm = 0;   // pager I/O error rate, parts per million
+  Mutant mutant = Mutant::kNone;    // a protocol fault injected on purpose (self-tests only)
 
   // Empty if valid; otherwise a message naming the bad field and value.
   std::string validate() const;

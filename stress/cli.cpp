@@ -41,6 +41,7 @@ struct Parsed {
   Config cfg;
   std::string seed_text, executor_text = "fibers", sched_text = "random", mix_text;
   bool no_pagedaemon = false, no_truncator = false;
+  std::string mutant_text;
   bool list = false;
 };
 
@@ -87,6 +88,9 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   app.add_option("--mix", p.mix_text, "operation weights, e.g. read=40,write=40,fork=2 (others keep the scenario's)");
   app.add_flag("--no-pagedaemon", p.no_pagedaemon, "no pageout daemon");
   app.add_flag("--no-truncator", p.no_truncator, "no truncator");
+  app.add_option("--mutant", p.mutant_text,
+                 "self-test: inject a known protocol fault (skip-timestamp-recheck, no-write-protect-at-fork,"
+                 " clean-cow-copy); the run must fail");
   CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
   copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
   CLI::Option* q = app.add_flag("--quiet,-q", c.quiet, "only the verdict and failures");
@@ -126,6 +130,19 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
     if (auto e = parse_mix(p.mix_text, c.mix)) return e;
   if (p.no_pagedaemon) c.pagedaemon = false;
   if (p.no_truncator) c.truncator = false;
+  if (!p.mutant_text.empty()) {
+    bool found = false;
+    std::string known;
+    for (int i = 0; i < static_cast<int>(vm::Mutant::kCount); ++i) {
+      const auto m = static_cast<vm::Mutant>(i);
+      known += std::string(known.empty() ? "" : ", ") + vm::mutant_name(m);
+      if (p.mutant_text == vm::mutant_name(m)) {
+        c.mutant = m;
+        found = true;
+      }
+    }
+    if (!found) return fmt::format("--mutant '{}' is not a known mutant ({})", p.mutant_text, known);
+  }
   if (auto e = c.validate()) return e;
   out = c;
   return std::nullopt;
@@ -135,6 +152,7 @@ int run_command(const Config& cfg) {
   RunOptions opts;
   opts.progress = !cfg.quiet;
   opts.handle_sigint = true;
+  opts.handle_crash = true;
   RunResult r = run_once(cfg, opts);
   if (!cfg.quiet) std::printf("%s", r.summary.c_str());
   int code = r.exit_code;

@@ -160,6 +160,7 @@ std::string Config::replay_line() const {
     if (executor == ExecutorKind::kFibersMt) s += fmt::format(" --os-threads {}", os_threads);
     if (duration_s > 0) s += fmt::format(" --duration {}", duration_s);
   }
+  if (mutant != vm::Mutant::kNone) s += fmt::format(" --mutant {}", vm::mutant_name(mutant));
   if (!pagedaemon) s += " --no-pagedaemon";
   if (!truncator) s += " --no-truncator";
   return s;

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/vm.h"
+
 namespace faultline::stress {
 
 enum class ExecutorKind : std::uint8_t { kThreads, kFibers, kFibersMt };
@@ -74,6 +76,7 @@ struct Config {
   std::string trace_path;           // Chrome trace JSON of the run (not yet)
   std::string expect_digest;        // fibers: fail unless the schedule digest matches
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
+  vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
   bool quiet = false;
   Mix mix{};
 

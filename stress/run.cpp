@@ -1,7 +1,10 @@
 #include "stress/run.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include <fmt/format.h>
@@ -17,6 +20,41 @@ std::atomic<World*> g_interruptible{nullptr};
 
 extern "C" void on_sigint(int) {
   if (World* w = g_interruptible.load()) w->request_stop();
+}
+
+// The crash report: built before the run, so the handler only writes it.
+std::string g_crash_tail;                    // verdict and replay lines
+std::atomic<const Executor*> g_crash_ex{nullptr};
+constexpr int kCrashSignals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+
+void write_out(const char* s, std::size_t n) {
+  while (n > 0) {
+    const ssize_t k = ::write(1, s, n);
+    if (k <= 0) return;
+    s += k;
+    n -= static_cast<std::size_t>(k);
+  }
+}
+
+extern "C" void on_crash(int sig) {
+  char head[160];
+  const int n = std::snprintf(head, sizeof head, "FAIL [crash] the run died of signal %d (%s)\n", sig,
+                              sig == SIGABRT ? "abort: an assertion, message above" : sigabbrev_np(sig));
+  write_out(head, static_cast<std::size_t>(n > 0 ? n : 0));
+  // After an assertion the heap is sound: the schedule's last events are
+  // worth the risk.  After a memory fault they are not.
+  if (const Executor* ex = g_crash_ex.load(); ex != nullptr && sig == SIGABRT) {
+    static const char le[] = "last schedule events:\n";
+    write_out(le, sizeof le - 1);
+    for (const std::string& e : ex->last_events(30)) {
+      write_out("  ", 2);
+      write_out(e.data(), e.size());
+      write_out("\n", 1);
+    }
+  }
+  write_out(g_crash_tail.data(), g_crash_tail.size());
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
 }
 
 std::string format_failures(const std::vector<Failure>& fs) {
@@ -57,6 +95,12 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   if (opts.handle_sigint) {
     g_interruptible.store(w);
     std::signal(SIGINT, on_sigint);
+  }
+  if (opts.handle_crash) {
+    g_crash_tail = fmt::format("verdict: FAIL (crashed)\nreplay: {}\n", cfg.replay_line());
+    g_crash_ex.store(ex.get());
+    std::fflush(stdout);
+    for (int sig : kCrashSignals) std::signal(sig, on_crash);
   }
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -117,6 +161,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   }
 
   w->finish();
+  if (opts.handle_crash) {
+    for (int sig : kCrashSignals) std::signal(sig, SIG_DFL);
+    g_crash_ex.store(nullptr);
+  }
   g_interruptible.store(nullptr);
   if (opts.handle_sigint) std::signal(SIGINT, SIG_DFL);
   locking::set_report_handler(previous);
@@ -136,6 +184,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   s += fmt::format("faultline: scenario {}, executor {}{}, seed {}\n", cfg.scenario, executor_name(cfg.executor),
                    cfg.executor == ExecutorKind::kFibers ? fmt::format(" ({})", sched_name(cfg.sched)) : "",
                    cfg.seed);
+  if (cfg.mutant != vm::Mutant::kNone)
+    s += fmt::format("  MUTANT {} injected: the protocol is broken on purpose, this run should fail\n",
+                     vm::mutant_name(cfg.mutant));
   s += fmt::format("  {} processes x {} threads (+{} children from {} forks, {} skipped at the live limit or the fork budget, peak {} live);"
                    " {} pages, pageout daemon {}, truncator {}\n",
                    cfg.processes, cfg.workers, w->forks.load() * static_cast<std::uint64_t>(cfg.child_workers),

@@ -26,6 +26,9 @@ struct RunResult {
 struct RunOptions {
   bool progress = false;  // a progress line on stderr every 2 s
   bool handle_sigint = false;
+  // A crash (an assertion, SIGSEGV, SIGBUS, ...) still prints a failure
+  // report with the replay line before the process dies of the signal.
+  bool handle_crash = false;
 };
 
 // Runs `cfg` (already validated).  A run that cannot end cleanly (deadlock,

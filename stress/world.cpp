@@ -24,6 +24,7 @@ vm::VmConfig vm_config(const Config& c) {
   v.seed = c.seed;
   v.io_latency_us = c.io_latency_us;
   v.io_error_ppm = c.io_error_ppm;
+  v.mutant = c.mutant;
   return v;
 }
 
