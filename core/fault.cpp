@@ -587,6 +587,18 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       }
     }
 
+    // Departure: a lent page is never mapped writable.  The seed copies a
+    // lent page on a write fault (L343-350) but maps it with the entry's
+    // protection on a read fault, so the process's next store goes straight
+    // into the page a socket is sending (vm_page_cowsetup write-protected
+    // every mapping only once).  The harness's loan oracle caught it with
+    // OS threads (scenario fault-storm).  No new loan can start meanwhile:
+    // the page is busy until our wakeup, and loans skip busy pages.
+    {
+      MutexLock pq(vm.page_queues);
+      if (fs.m->cow != 0) prot &= static_cast<std::uint8_t>(~kProtWrite);
+    }
+
     // seed L873-883.
     assert((fs.m->oflags & kVpoBusy) != 0 && "vm_fault: page not busy");
     if (!fs.m->fully_valid()) {

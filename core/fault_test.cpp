@@ -157,6 +157,31 @@ TEST_F(FaultTest, WriteToALoanedPageThatIsBusyWaitsForItFirst) {
   page_loan_end(m);
 }
 
+// Departure (found by the harness with OS threads): a read fault maps a lent
+// page read-only, or the next store would write into the page being sent.
+TEST_F(FaultTest, ReadFaultMapsALoanedPageReadOnly) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 61), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va);
+  Object* o = m->object;
+  {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_loan(m);
+  }
+  pmap_remove(map().pmap, va, va + ps());  // the translation goes (e.g. pageout's scan)
+  ASSERT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kSuccess);
+  std::uint64_t v = 62;
+  EXPECT_FALSE(pmap_access(map().pmap, va, true, &v)) << "a store went straight into the lent page";
+  ASSERT_EQ(store(va, 63), Kern::kSuccess);  // faults: copy, then the store
+  std::uint64_t lent = 0;
+  std::memcpy(&lent, m->data, sizeof lent);
+  EXPECT_EQ(lent, 61u);
+  EXPECT_EQ(retries(Retry::kCowLoan), 1u);
+  MutexLock pq(vm().page_queues);
+  page_loan_end(m);
+}
+
 // ---- L368-400: busy page ----
 
 TEST_F(FaultTest, BusyPageSleepsThenRetries) {
