@@ -85,8 +85,8 @@ void wake_pagedaemon(Vm& vm) {
 // locked elsewhere, or the page busy, held or wired) is deactivated: it
 // leaves the cache, so the free + cache count stops promising memory that
 // allocations cannot get, and VM_WAIT then sleeps instead of spinning.
-Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) FL_NO_THREAD_SAFETY_ANALYSIS {
-  MutexLock pq(vm.page_queues);
+Page* reuse_cached_locked(Vm& vm, Object& object, std::uint32_t reserve) FL_NO_THREAD_SAFETY_ANALYSIS {
+  vm.page_queues.assert_owned();
   Page* next = nullptr;
   for (Page* c = vm.cache.head; c != nullptr; c = next) {
     next = c->q_next;
@@ -110,6 +110,11 @@ Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) FL_NO_THREAD_S
   return nullptr;
 }
 
+Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) {
+  MutexLock pq(vm.page_queues);
+  return reuse_cached_locked(vm, object, reserve);
+}
+
 }  // namespace
 
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
@@ -131,7 +136,8 @@ Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
   }
   bool from_cache = false;
   if (m == nullptr && (flags & kAllocIfNotCached) == 0) {
-    m = reuse_cached(vm, object, reserve);
+    m = (flags & kAllocQueuesHeld) != 0 ? reuse_cached_locked(vm, object, reserve)
+                                        : reuse_cached(vm, object, reserve);
     from_cache = m != nullptr;
   }
   if (m == nullptr) {
@@ -416,8 +422,11 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   for (;;) {
     pmap_remove_all(m);
     page_remove(m);
-    // Not from the cache: that path takes the page queues, which we hold.
-    Page* mnew = page_alloc(object, pindex, kAllocNormal | kAllocIfNotCached);
+    // From the cache too, as 7.x's vm_page_alloc can (its queue mutex is
+    // recursive): refusing cached pages here livelocked, since VM_WAIT does
+    // not sleep while free + cache is above free_min (found by the
+    // fibers-mt stress run, where the spinning fiber starved the rest).
+    Page* mnew = page_alloc(object, pindex, kAllocNormal | kAllocQueuesHeld);
     if (mnew == nullptr) {
       page_insert(m, object, pindex);
       vm.page_queues.unlock();

@@ -99,14 +99,16 @@ enum AllocFlags : unsigned {
   kAllocZero = 1,         // prefer a prezeroed page (PG_ZERO is then set)
   kAllocIfNotCached = 2,  // fail rather than reuse a cached page
   kAllocSystem = 4,       // may dip into the reserve (pageout, pmap)
+  kAllocQueuesHeld = 8,   // the caller holds the page queues (cowfault)
 };
 
 // ---- allocation (vm_page_alloc / vm_page_free / VM_WAIT) ----
 
 // Allocates a page for (object, pindex), inserted and VPO_BUSY, or nullptr
-// if free + cache pages are at the reserve.  Requires: object locked, not
-// the page queues.  May reuse a cached page of another object it can
-// try-lock.
+// if free + cache pages are at the reserve.  Requires: object locked, and
+// the page queues held exactly when flags has kAllocQueuesHeld (the kernel's
+// queue mutex is recursive; ours is not, so the caller says).  May reuse a
+// cached page of another object it can try-lock.
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags);
 // Frees a page: out of its object and queues, no mappings left.
 // Requires: the page's object (if any) locked, and the page queues.

@@ -1,6 +1,7 @@
 #include "core/page.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -291,6 +292,80 @@ TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
   }
   free_all(*o);
   object_deallocate(o);
+  object_deallocate(hog);
+}
+
+// vm_page_cowfault allocates as any other caller does, the cache included.
+// With no free page but free + cache above free_min, refusing the cache
+// livelocked: VM_WAIT returns at once (memory is not short) and the
+// cowfault tried again, forever.
+TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
+  Page* m = nullptr;
+  {
+    MutexLock l(o->mtx);
+    m = page_alloc(*o, 0, kAllocNormal);
+    ASSERT_NE(m, nullptr);
+    std::memset(m->data, 0x5a, vm().page_size());
+    m->valid = kPageBitsAll;
+    page_wakeup(m);
+    MutexLock pq(vm().page_queues);
+    page_activate(m);
+    page_loan(m);
+  }
+  const std::uint32_t ncached = vm().config().free_min + 2;
+  Object* c = object_allocate(vm(), ObjectType::kDefault, ncached);
+  {
+    MutexLock l(c->mtx);
+    for (Pindex i = 0; i < ncached; ++i) {
+      Page* p = page_alloc(*c, i, kAllocNormal);
+      ASSERT_NE(p, nullptr);
+      p->valid = kPageBitsAll;
+      page_wakeup(p);
+      MutexLock pq(vm().page_queues);
+      page_cache(p);
+    }
+  }
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (page_alloc(*hog, i, kAllocIfNotCached) != nullptr) ++i;
+  }
+  ASSERT_EQ(free_pages(), 0u);
+  ASSERT_FALSE(vm().count_min()) << "the cache alone must keep memory above free_min";
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_cowfault(m);
+    done.store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(done.load()) << "the cowfault spun for 20 s with " << vm().cache_count.load()
+                           << " cached pages and none free";
+  free_all(*hog);  // unsticks a spinning cowfault, so a failure cannot hang
+  writer.join();
+  EXPECT_EQ(vm().cache_count.load(), ncached - 1);
+  {
+    MutexLock l(c->mtx);
+    EXPECT_EQ(page_lookup(*c, 0), nullptr) << "the copy is the oldest cached page";
+  }
+  {
+    MutexLock l(o->mtx);
+    Page* copy = page_lookup(*o, 0);
+    ASSERT_NE(copy, nullptr);
+    EXPECT_NE(copy, m);
+    EXPECT_EQ(std::memcmp(copy->data, m->data, vm().page_size()), 0);
+    MutexLock pq(vm().page_queues);
+    page_loan_end(m);  // m left the object: the lender frees it
+  }
+  free_all(*o);
+  free_all(*c);
+  object_deallocate(o);
+  object_deallocate(c);
   object_deallocate(hog);
 }
 
