@@ -81,7 +81,7 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--device-pages", &Config::device_pages, "pages of the device every process maps");
   bind("--io-latency-us", &Config::io_latency_us, "pager I/O time, microseconds");
   bind("--io-error-ppm", &Config::io_error_ppm, "pager I/O errors, parts per million");
-  bind("--perturb-ppm", &Config::perturb_ppm, "threads: chance of a seeded yield/delay per schedule point");
+  bind("--perturb-ppm", &Config::perturb_ppm, "threads, fibers-mt: chance of a seeded yield (or, threads only, short delay) per schedule point");
   bind("--max-steps", &Config::max_steps, "deterministic fibers: schedule-point budget (0: none)");
   bind("--watchdog", &Config::watchdog_s, "fail if no operation completes for this many seconds");
   bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");

@@ -70,7 +70,7 @@ struct Config {
   bool truncator = true;
   std::uint32_t io_latency_us = 20; // simulated pager I/O time
   std::uint32_t io_error_ppm = 0;   // pager I/O failures
-  std::uint32_t perturb_ppm = 20000;  // threads: chance of a seeded yield/delay per schedule point
+  std::uint32_t perturb_ppm = 20000;  // threads, fibers-mt: chance of a seeded yield (threads: or delay) per schedule point
   std::uint64_t max_steps = 0;      // fibers: schedule point budget (0: none)
   double watchdog_s = 20;           // threads, fibers-mt: no progress for this long fails
   std::string trace_path;           // Chrome trace JSON of the run (not yet)

@@ -95,9 +95,40 @@ class ThreadsExecutor final : public Executor {
 
 // ---- fibers over K OS threads ----
 
+// Fibers are not preempted.  A fiber that retries in a loop (a fault that
+// finds the map changed, a trylock that fails, a wait for memory that does
+// not sleep) would keep its carrier thread, and the fibers woken onto that
+// carrier's queue, the ones that would end its loop, would never run: an
+// idle carrier does not steal what is queued after it went to sleep.  So,
+// as a clock interrupt would, a carrier yields the running fiber at every
+// kQuantum-th schedule point, and with probability perturb_ppm at any one
+// (seeded per carrier, like the threads' streams: not replayable).  A
+// pager's simulated I/O sleeps the fiber for its latency.
+constexpr std::uint32_t kQuantum = 64;
+thread_local bool t_carrier = false;
+
+void fiber_point_hook(const locking::PointInfo& info, void* ctx) {
+  if (!t_carrier) return;
+  auto* p = static_cast<Perturb*>(ctx);
+  thread_local const Perturb* owner = nullptr;
+  thread_local Rng mine(0);
+  thread_local std::uint32_t points = 0;
+  if (owner != p) {
+    mine = Rng::stream(p->seed, 2'000'000 + p->next_stream.fetch_add(1));
+    owner = p;
+    points = 0;
+  }
+  if (info.point == locking::Point::kIo && info.arg != 0) {
+    boost::this_fiber::sleep_for(std::chrono::microseconds(info.arg));
+    return;
+  }
+  if (++points % kQuantum == 0 || mine.chance(p->ppm)) boost::this_fiber::yield();
+}
+
 class FibersMtExecutor final : public Executor {
  public:
-  explicit FibersMtExecutor(const Config& cfg) : k_(static_cast<std::uint32_t>(cfg.os_threads)) {}
+  explicit FibersMtExecutor(const Config& cfg)
+      : k_(static_cast<std::uint32_t>(cfg.os_threads)), perturb_{cfg.seed, cfg.perturb_ppm, {}} {}
 
   bool spawn(std::string name, std::function<void()> body, std::string* error) override {
     live_.fetch_add(1);
@@ -131,11 +162,14 @@ class FibersMtExecutor final : public Executor {
     // Boost.Fiber's scheduling algorithm is per thread and set once: the
     // run gets threads of its own.
     auto carrier = [this] {
+      t_carrier = true;
       boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(k_, true);
       std::unique_lock<boost::fibers::mutex> l(done_mtx_);
       done_cv_.wait(l, [this] { return done_; });
     };
+    locking::set_point_hook(&fiber_point_hook, &perturb_);
     std::thread main([&] {
+      t_carrier = true;
       boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(k_, true);
       running_.store(true);
       if (pending_.empty()) done_ = true;
@@ -149,6 +183,7 @@ class FibersMtExecutor final : public Executor {
     for (std::uint32_t i = 1; i < k_; ++i) carriers.emplace_back(carrier);
     main.join();
     for (auto& t : carriers) t.join();
+    locking::set_point_hook(nullptr, nullptr);
     return RunEnd::kDone;
   }
 
@@ -156,6 +191,7 @@ class FibersMtExecutor final : public Executor {
 
  private:
   const std::uint32_t k_;
+  Perturb perturb_;
   std::atomic<bool> running_{false};
   std::vector<std::function<void()>> pending_;
   std::atomic<int> live_{0};

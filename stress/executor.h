@@ -3,7 +3,9 @@
 //   threads    one OS thread each; seeded perturbation (yields, short delays)
 //              at schedule points widens the windows real threads race in
 //   fibers     deterministic: one OS thread, DetScheduler picks every switch
-//   fibers-mt  Boost.Fiber work stealing over K OS threads
+//   fibers-mt  Boost.Fiber work stealing over K OS threads; a carrier yields
+//              its fiber every 64th schedule point (and at seeded ones), as
+//              preemption would, and simulated I/O sleeps the fiber
 //
 // Bodies may spawn more bodies (a fork starts the child's threads).  run()
 // returns once every body has returned, or when the schedule cannot go on.
