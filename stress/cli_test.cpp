@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "stress/cli.h"
+#include "stress/config.h"
+#include "stress/scenario.h"
 #include "stress/sweep.h"
 
 namespace faultline::stress {
@@ -113,6 +115,20 @@ TEST(Cli, SweepChildReplaysTheConfiguration) {
   EXPECT_NE(joined.find("--scenario fork "), std::string::npos) << joined;
   EXPECT_NE(joined.find("--ops 77 "), std::string::npos) << joined;
   EXPECT_NE(joined.find("--max-forks 9 "), std::string::npos) << joined;
+}
+// --mix changes only the weights it names: a replay line must name the
+// zeros too, or it runs the scenario's weight (a sweep's children did, and
+// ran mlock at weight 2 where the user asked for 0).
+TEST(Cli, ReplayedMixKeepsZeroWeights) {
+  Config asked;
+  find_scenario("mixed")->apply(asked);
+  ASSERT_FALSE(parse_mix("mlock=0,send=20", asked.mix));
+  ASSERT_EQ(asked.mix[static_cast<std::size_t>(Op::kWire)], 0u);
+  Config replayed;
+  find_scenario("mixed")->apply(replayed);
+  ASSERT_NE(replayed.mix, asked.mix);
+  ASSERT_FALSE(parse_mix(format_mix(asked.mix), replayed.mix)) << format_mix(asked.mix);
+  EXPECT_EQ(replayed.mix, asked.mix) << format_mix(asked.mix);
 }
 TEST(Cli, ListAndHelpExitZero) {
   ::testing::internal::CaptureStdout();

@@ -88,9 +88,10 @@ std::optional<std::string> parse_mix(std::string_view text, Mix& mix) {
 }
 
 std::string format_mix(const Mix& mix) {
+  // Every operation, zeros too: --mix changes only the weights it names, so
+  // a replay line that left out a zero would run the scenario's weight.
   std::string out;
   for (std::size_t i = 0; i < kOps; ++i) {
-    if (mix[i] == 0) continue;
     if (!out.empty()) out += ',';
     out += fmt::format("{}={}", op_name(static_cast<Op>(i)), mix[i]);
   }
