@@ -11,6 +11,7 @@
 #include "locking/locking.h"
 #include "stress/det_sched.h"
 #include "stress/rng.h"
+#include "stress/steal_pool.h"
 
 namespace faultline::stress {
 
@@ -98,9 +99,9 @@ class ThreadsExecutor final : public Executor {
 // Fibers are not preempted.  A fiber that retries in a loop (a fault that
 // finds the map changed, a trylock that fails, a wait for memory that does
 // not sleep) would keep its carrier thread, and the fibers woken onto that
-// carrier's queue, the ones that would end its loop, would never run: an
-// idle carrier does not steal what is queued after it went to sleep.  So,
-// as a clock interrupt would, a carrier yields the running fiber at every
+// carrier's queue, the ones that would end its loop, would run only if
+// another carrier stole them (with one carrier, never).  So, as a clock
+// interrupt would, a carrier yields the running fiber at every
 // kQuantum-th schedule point, and with probability perturb_ppm at any one
 // (seeded per carrier, like the threads' streams: not replayable).  A
 // pager's simulated I/O sleeps the fiber for its latency.
@@ -128,7 +129,7 @@ void fiber_point_hook(const locking::PointInfo& info, void* ctx) {
 class FibersMtExecutor final : public Executor {
  public:
   explicit FibersMtExecutor(const Config& cfg)
-      : k_(static_cast<std::uint32_t>(cfg.os_threads)), perturb_{cfg.seed, cfg.perturb_ppm, {}} {}
+      : k_(static_cast<std::uint32_t>(cfg.os_threads)), perturb_{cfg.seed, cfg.perturb_ppm, {}}, pool_(k_, cfg.seed) {}
 
   bool spawn(std::string name, std::function<void()> body, std::string* error) override {
     live_.fetch_add(1);
@@ -160,17 +161,18 @@ class FibersMtExecutor final : public Executor {
 
   RunEnd run() override {
     // Boost.Fiber's scheduling algorithm is per thread and set once: the
-    // run gets threads of its own.
-    auto carrier = [this] {
+    // run gets threads of its own, carriers 1 .. k-1 and `main` (carrier 0,
+    // which starts the fibers spawned before the run).
+    auto carrier = [this](std::uint32_t index) {
       t_carrier = true;
-      boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(k_, true);
+      pool_.join(index);
       std::unique_lock<boost::fibers::mutex> l(done_mtx_);
       done_cv_.wait(l, [this] { return done_; });
     };
     locking::set_point_hook(&fiber_point_hook, &perturb_);
     std::thread main([&] {
       t_carrier = true;
-      boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(k_, true);
+      pool_.join(0);
       running_.store(true);
       if (pending_.empty()) done_ = true;
       for (auto& b : pending_)
@@ -180,7 +182,7 @@ class FibersMtExecutor final : public Executor {
       done_cv_.wait(l, [this] { return done_; });
     });
     std::vector<std::thread> carriers;
-    for (std::uint32_t i = 1; i < k_; ++i) carriers.emplace_back(carrier);
+    for (std::uint32_t i = 1; i < k_; ++i) carriers.emplace_back(carrier, i);
     main.join();
     for (auto& t : carriers) t.join();
     locking::set_point_hook(nullptr, nullptr);
@@ -192,6 +194,7 @@ class FibersMtExecutor final : public Executor {
  private:
   const std::uint32_t k_;
   Perturb perturb_;
+  StealPool pool_;
   std::atomic<bool> running_{false};
   std::vector<std::function<void()>> pending_;
   std::atomic<int> live_{0};

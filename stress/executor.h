@@ -3,7 +3,9 @@
 //   threads    one OS thread each; seeded perturbation (yields, short delays)
 //              at schedule points widens the windows real threads race in
 //   fibers     deterministic: one OS thread, DetScheduler picks every switch
-//   fibers-mt  Boost.Fiber work stealing over K OS threads; a carrier yields
+//   fibers-mt  Boost.Fiber fibers over K OS threads that steal work from each
+//              other (StealPool, steal_pool.h, our own algorithm: Boost's
+//              work_stealing is once per process and spins on one thread); a carrier yields
 //              its fiber every 64th schedule point (and at seeded ones), as
 //              preemption would, and simulated I/O sleeps the fiber
 //

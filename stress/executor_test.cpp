@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "locking/locking.h"
 
@@ -74,6 +77,38 @@ TEST(FibersMtExecutor, SimulatedIoSleepsTheFiberNotTheCarrier) {
   EXPECT_EQ(ex->run(), RunEnd::kDone);
   EXPECT_GE(io_time, std::chrono::milliseconds(20));
   EXPECT_TRUE(other_ran_during_io.load());
+}
+
+// Each run has a work-stealing pool of its own (Boost's work_stealing sets
+// its registry up once per process, sized for the first run's carriers), so
+// a second run with more carriers works, and every carrier runs fibers:
+// the ones spawned before the run all start on carrier 0, and the others
+// steal them.
+TEST(FibersMtExecutor, EachRunHasItsOwnCarriersAndTheyStealWork) {
+  FiberBackend backend;
+  for (int carriers : {2, 3}) {
+    auto ex = make_executor(fibers_mt(carriers, 0));
+    std::mutex mtx;
+    std::set<std::thread::id> ran_on;
+    std::atomic<int> ran{0};
+    std::string error;
+    for (int i = 0; i < 64; ++i) {
+      ASSERT_TRUE(ex->spawn("worker", [&] {
+        // Busy long enough for the other carriers to come and steal.
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        {
+          std::lock_guard<std::mutex> l(mtx);
+          ran_on.insert(std::this_thread::get_id());
+        }
+        ran.fetch_add(1);
+      }, &error)) << error;
+    }
+    EXPECT_EQ(ex->run(), RunEnd::kDone);
+    EXPECT_EQ(ran.load(), 64);
+    EXPECT_EQ(ran_on.size(), static_cast<std::size_t>(carriers)) << carriers << " carriers";
+  }
 }
 
 }  // namespace
