@@ -498,8 +498,20 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       if ((fault_type & kProtWrite) != 0) {
         // Writing: the first object needs its own copy.  If the backing
         // object has no other user and no name, move the page up instead.
+        // Departure: not a lent page.  Moved up, it would be the page a
+        // socket is sending and the process's page at this address at once
+        // (the seed would map it writable here; the model never maps a lent
+        // page writable, so on an mlocked COW entry, which refuses write
+        // faults, every later store failed).  The harness caught it
+        // (scenario mixed with mlock and send, fibers).  No loan can start
+        // while fs.m is busy.
+        bool lent = false;
+        {
+          MutexLock pq(vm.page_queues);
+          lent = fs.m->cow != 0;
+        }
         bool first_locked = false;
-        if (fs.object->shadow_count == 1 && fs.object->ref_count == 1 && fs.object->handle == nullptr &&
+        if (!lent && fs.object->shadow_count == 1 && fs.object->ref_count == 1 && fs.object->handle == nullptr &&
             (fs.object->type == ObjectType::kDefault || fs.object->type == ObjectType::kSwap) &&
             (first_locked = fs.first_object->mtx.try_lock()) &&
             fs.object == fs.first_object->backing_object) {

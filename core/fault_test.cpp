@@ -538,6 +538,74 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
   EXPECT_EQ(v, 301u);
 }
 
+// The rename shortcut must not move a lent page up: the page a socket is
+// sending would become the process's own page at the written address.  The
+// wire fault of an mlock (fault type read/write, seed L316) on a COW entry
+// whose backing object is otherwise unused would have renamed it; mapped
+// read-only (a lent page never is writable) on a user-wired COW entry, every
+// later store was refused (vm_map_lookup) and the process got SIGSEGV.
+TEST_F(FaultTest, CowCopiesALentPageOfTheBackingObjectInsteadOfRenamingIt) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+  std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
+  ASSERT_EQ(store(a, 70), Kern::kSuccess);
+  ASSERT_EQ(store(a + ps(), 80), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, a + ps());
+  // As after a fork: a second, COW, mapping of o; b's first write gives b
+  // a shadow of o.
+  object_reference(*o);
+  std::uint64_t b = mmap_object(o, 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  {
+    map_lock(map());
+    map().lookup_entry(a)->eflags |= kEntryCow | kEntryNeedsCopy;
+    map_unlock(map());
+    pmap_protect(map().pmap, a, a + 2 * ps(), kProtRead);
+  }
+  ASSERT_EQ(store(b, 300), Kern::kSuccess);
+  Object* b_shadow = pmap_extract(map().pmap, b)->object;
+  ASSERT_NE(b_shadow, o);
+  object_reference(*o);  // the loan's (page_loan_end locks o)
+  {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_loan(m);
+  }
+  // a goes while another thread holds b's shadow, so o does not collapse
+  // into it: o is left with b's shadow as its only user (and the loan's
+  // reference, as a send holds one: drop it for the rename test).
+  std::atomic<int> stage{0};
+  std::thread holder([&] {
+    MutexLock l(b_shadow->mtx);
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
+  stage = 2;
+  holder.join();
+  ASSERT_EQ(cnt().object_collapses.load(), 0u);
+  object_deallocate(o);
+  // mlock: the wire fault of page 1 writes through b's shadow to o's page.
+  ASSERT_EQ(map_wire(map(), b, b + 2 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(cnt().v_cow_optim.load(), 0u) << "the lent page was moved up instead of copied";
+  EXPECT_NE(pmap_extract(map().pmap, b + ps()), m);
+  EXPECT_EQ(store(b + ps(), 81), Kern::kSuccess) << "a store to an mlocked page was refused";
+  std::uint64_t lent = 0;
+  std::memcpy(&lent, m->data, sizeof lent);
+  EXPECT_EQ(lent, 80u);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(b + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 81u);
+  ASSERT_EQ(map_unwire(map(), b, b + 2 * ps(), true), Kern::kSuccess);
+  object_reference(*o);
+  ASSERT_EQ(map_munmap(map(), b, b + 2 * ps()), Kern::kSuccess);
+  {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_loan_end(m);
+  }
+  object_deallocate(o);
+}
+
 TEST_F(FaultTest, LastOtherReferenceGoneCollapsesTheChain) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
   std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);

@@ -204,10 +204,11 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   s += "\noracle:\n";
   s += fmt::format("  {} reads checked, {} writes committed, {} file reads checked, {} truncations;"
                    " legitimate: {} SIGSEGV on mprotected scratch, {} SIGSEGV racing mlock of a COW entry,"
+                   " {} SIGSEGV on a lent page of an mlocked COW entry,"
                    " {} SIGBUS during truncation, {} churn accesses unmapped\n",
                    w->reads_checked.load(), w->writes_committed.load(), w->file_reads_checked.load(),
                    w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
-                   w->sigbus_in_truncation.load(),
+                   w->segv_lent_wired.load(), w->sigbus_in_truncation.load(),
                    w->unmapped_churn.load());
   s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
                    " {} device reads checked, the driver moved its memory {} times\n",

@@ -143,6 +143,8 @@ Process& World::new_process(Process* parent, int nworkers) {
   p->nslots = static_cast<std::size_t>(cfg.anon_pages + cfg.scratch_pages) * static_cast<std::size_t>(cfg.workers);
   p->committed = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
   p->pending = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
+  p->lent_wired = std::make_unique<std::atomic<bool>[]>(cfg.anon_pages);
+  for (std::uint32_t i = 0; i < cfg.anon_pages; ++i) p->lent_wired[i].store(false, std::memory_order_relaxed);
   for (std::size_t i = 0; i < p->nslots; ++i) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
@@ -300,6 +302,30 @@ void World::check_read(const Process& p, int region, std::uint64_t page, int slo
                            vm::describe_address(*p.map, va)));
 }
 
+bool World::wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std::uint64_t g1) {
+  // A loan write-protects the page (vm_page_cowsetup): once a send has lent
+  // a wired page, the process's next store faults, and the fault is refused
+  // until munlock, even after the loan ended (nothing restores write access
+  // but a fault).  Only such a page, and only while its entry is
+  // user-wired.
+  bool lent_and_wired = false;
+  if (p.lent_wired[page].load()) {
+    vm::map_lock_read(*p.map);
+    const vm::MapEntry* e = p.map->lookup_entry(va);
+    lent_and_wired = e != nullptr && (e->eflags & vm::kEntryUserWired) != 0;
+    vm::map_unlock_read(*p.map);
+  }
+  // Checked last: an mlock or munlock since the access began, even one that
+  // ran while this looked at the entry, explains the refusal.
+  if (p.wires_active.load() != 0 || p.wire_gen.load() != g1) {
+    segv_racing_mlock.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (!lent_and_wired) return false;
+  segv_lent_wired.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
                       Kern* result) {
   const std::size_t idx = p.slot_index(region, page, slot);
@@ -310,14 +336,11 @@ bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool
   *result = access(*p.map, va, false, &v);
   const std::uint64_t p2 = p.pending[idx].load();
   const std::uint64_t c2 = p.committed[idx].load();
-  if (*result == Kern::kProtectionFailure && region == kAnon &&
-      (p.wires_active.load() != 0 ||
-       p.wire_gen.load() != g1)) {
-    // A read fault on a wired entry asks for the entry's full protection
-    // when it retries (the seed sets fault_type = prot for wired entries
-    // before `goto RetryFault`), so a read racing mlock of a COW entry meets
-    // the same refusal as a write (see op_write).
-    segv_racing_mlock.fetch_add(1, std::memory_order_relaxed);
+  // A read fault on a wired entry asks for the entry's full protection
+  // when it retries (the seed sets fault_type = prot for wired entries
+  // before `goto RetryFault`), so a read can meet the same refusal as a
+  // write (see write_slot).
+  if (*result == Kern::kProtectionFailure && region == kAnon && wired_refusal(p, page, va, g1)) {
     *result = Kern::kSuccess;
     return true;
   }
@@ -363,8 +386,8 @@ void World::op_read(Process& p, Rng& rng, int j) {
   }
   Kern r = Kern::kSuccess;
   if (!read_slot(p, region, page, slot, slot == j, "read", &r))
-    fail("data", fmt::format("process {} {} page {} read failed: {}", p.pid, region_name(region), page,
-                             vm::kern_name(r)));
+    fail("data", fmt::format("process {} {} page {} read failed: {}\n  now: {}", p.pid, region_name(region), page,
+                             vm::kern_name(r), vm::describe_address(*p.map, p.va[region] + page * vm.page_size())));
 }
 
 void World::op_write(Process& p, Rng& rng, int j, std::uint64_t& seq) {
@@ -383,10 +406,10 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
   // (MAP_ENTRY_USER_WIRED and MAP_ENTRY_COW): once mlock has copied the
   // pages they are mapped writable and never fault again, but a write fault
   // that began while the mlock ran and retries after it finished meets the
-  // refusal, and the writer gets SIGSEGV.  The harness found this race in
-  // the seed's protocol; it is counted, not failed (the model follows 7.x).
-  const bool racing_mlock = r == Kern::kProtectionFailure && region == kAnon &&
-                            (p.wires_active.load() != 0 || p.wire_gen.load() != g1);
+  // refusal, and so does a write to a wired page lent to a send.  The
+  // writer gets SIGSEGV.  The harness found both in the seed's protocol;
+  // they are counted, not failed (the model follows 7.x).
+  const bool refused = r == Kern::kProtectionFailure && region == kAnon && wired_refusal(p, page, va, g1);
   if (region == kChurn) {
     if (r == Kern::kInvalidAddress) unmapped_churn.fetch_add(1, std::memory_order_relaxed);
     else if (r != Kern::kSuccess)
@@ -398,11 +421,11 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
     writes_committed.fetch_add(1, std::memory_order_relaxed);
   } else if (region == kScratch && r == Kern::kProtectionFailure) {
     segv_on_scratch.fetch_add(1, std::memory_order_relaxed);  // mprotect'ed meanwhile: SIGSEGV
-  } else if (racing_mlock) {
-    segv_racing_mlock.fetch_add(1, std::memory_order_relaxed);
+  } else if (refused) {
+    // counted by wired_refusal
   } else {
-    fail("data", fmt::format("process {} {} page {} write failed: {}", p.pid, region_name(region), page,
-                             vm::kern_name(r)));
+    fail("data", fmt::format("process {} {} page {} write failed: {}\n  now: {}", p.pid, region_name(region), page,
+                             vm::kern_name(r), vm::describe_address(*p.map, va)));
   }
   return r;
 }
@@ -435,6 +458,10 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
       // The reference keeps the object, which page_loan_end must lock,
       // alive however the process changes meanwhile.
       vm::object_reference_locked(*o);
+      // The map is read-locked until lookup_done, so the entry's wiring
+      // holds; an mlock or munlock in progress may be past this page.
+      if ((lk.entry->eflags & vm::kEntryUserWired) != 0 || p.wires_active.load() != 0)
+        p.lent_wired[page].store(true);
       locking::MutexLock pq(vm.page_queues);
       vm::page_loan(m);
       lent.assign(m->data, m->data + vm.page_size());
@@ -576,12 +603,18 @@ void World::op_wire(Process& p, Rng& rng, int j) {
     return;
   }
   // Wired pages are resident and mapped: this read must not need a fault
-  // that fails, and must see this thread's last write.
+  // that fails (unless a send lent the page: see wired_refusal), and must
+  // see this thread's last write.
   Kern rr = Kern::kSuccess;
   if (!read_slot(p, kAnon, page, j, true, "read of a wired page", &rr))
     fail("data", fmt::format("process {}: read of a wired page failed: {}", p.pid, vm::kern_name(rr)));
-  if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess)
-    fail("ops", fmt::format("process {}: munlock failed", p.pid));
+  p.wire_gen.fetch_add(1);
+  p.wires_active.fetch_add(1);
+  const Kern ru = vm::map_unwire(*p.map, start, end, true);
+  for (std::uint64_t a = start; a < end; a += ps) p.lent_wired[(a - p.va[kAnon]) / ps].store(false);
+  p.wires_active.fetch_sub(1);
+  p.wire_gen.fetch_add(1);
+  if (ru != Kern::kSuccess) fail("ops", fmt::format("process {}: munlock failed", p.pid));
 }
 
 void World::op_advise(Process& p, Rng& rng) {

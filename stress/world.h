@@ -80,6 +80,9 @@ class Process {
   // legitimately fail).
   std::atomic<int> wires_active{0};
   std::atomic<std::uint64_t> wire_gen{0};
+  // Per anonymous page: a send lent it while its entry was user-wired, and
+  // no munlock of it has finished since (see World::wired_refusal).
+  std::unique_ptr<std::atomic<bool>[]> lent_wired;
   bool exited = false;  // by its last thread
 
   // Oracle state for the anonymous and scratch regions.
@@ -133,7 +136,7 @@ class World {
   std::array<std::atomic<std::uint64_t>, kOps> op_counts{};
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
-  std::atomic<std::uint64_t> segv_racing_mlock{0};
+  std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0};
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
@@ -153,6 +156,12 @@ class World {
   void check_read(const Process& p, int region, std::uint64_t page, int slot, bool owner, std::uint64_t c1,
                   std::uint64_t v, std::uint64_t p2, std::uint64_t c2, const char* when);
   // A checked read of one slot (c1, access, p2, c2).  False if the access failed.
+  // Whether a KERN_PROTECTION_FAILURE on anonymous page `page` (at va) is
+  // 7.x's refusal of a write fault on a user-wired COW entry: an mlock or
+  // munlock ran during the access (wire_gen was g1 before it), or a send
+  // lent the page while it was wired and the entry is still user-wired.
+  // Counts it.
+  bool wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std::uint64_t g1);
   bool read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
                  vm::Kern* result);
   bool inherited_ok(const Process& p, std::size_t idx, std::uint64_t v) const;
