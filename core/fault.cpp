@@ -39,6 +39,12 @@ struct FaultState {
   MapEntry* entry = nullptr;
   bool lookup_still_valid = false;
   Vnode* vp = nullptr;
+  // The entry's read-ahead inputs, taken under the map lock at lookup: a
+  // second pager call further down the chain runs with the map unlocked,
+  // when madvise or a clip may change them (and munmap free the entry).
+  Behavior behavior = Behavior::kNormal;
+  std::uint64_t entry_start = 0, entry_end = 0;
+  Pindex lastr = 0;
 };
 
 // seed L135: the page is no longer needed: unbusy it and let pageout have it.
@@ -287,6 +293,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     const bool wired = lk.wired;
     const std::uint32_t map_generation = map.timestamp;
     if ((fs.entry->eflags & kEntryNofault) != 0) fatal("fault on nofault entry", vaddr);
+    fs.behavior = fs.entry->behavior;
+    fs.entry_start = fs.entry->start;
+    fs.entry_end = fs.entry->end;
+    fs.lastr = fs.entry->lastr.load(std::memory_order_relaxed);
 
     // seed L293-307: a reference keeps the first object alive once the map is
     // unlocked; paging in progress keeps it from being truncated under us.
@@ -385,16 +395,21 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       // readrest: seed L462-631, ask the pager.
       if (trypager) {
         int behind = 0, ahead = 0;
-        const Behavior behavior = fs.entry->behavior;
+        // Departure: the seed reads (and below, writes) the entry here even
+        // when an earlier pager call in this fault unlocked the map; the
+        // model uses what it read under the map lock at lookup, and updates
+        // lastr only while the map is locked.  (TSan caught madvise writing
+        // the behaviour meanwhile.)
+        const Behavior behavior = fs.behavior;
         if (behavior != Behavior::kRandom) {
-          behind = static_cast<int>((vaddr - fs.entry->start) / ps);
+          behind = static_cast<int>((vaddr - fs.entry_start) / ps);
           if (behind > kReadBehind) behind = kReadBehind;
-          ahead = static_cast<int>((fs.entry->end - vaddr) / ps) - 1;
+          ahead = static_cast<int>((fs.entry_end - vaddr) / ps) - 1;
           if (ahead > kReadAhead) ahead = kReadAhead;
         }
         // Sequential access: cache or deactivate the pages behind us in the
         // first object (they will not be wanted again soon).
-        const Pindex lastr = fs.entry->lastr.load(std::memory_order_relaxed);
+        const Pindex lastr = fs.lookup_still_valid ? fs.entry->lastr.load(std::memory_order_relaxed) : fs.lastr;
         const bool sequential =
             behavior == Behavior::kSequential ||
             (behavior != Behavior::kRandom && fs.pindex >= lastr && fs.pindex < lastr + kFaultRead);
@@ -406,8 +421,14 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           MutexLock pq(vm.page_queues);
           for (Pindex t = fs.first_pindex; t > firstpindex; --t) {
             Page* mt = page_lookup(*fs.first_object, t - 1);
-            if (mt == nullptr || !mt->fully_valid()) break;
-            if (mt->any_busy() || mt->hold_count != 0 || mt->wire_count != 0) continue;
+            if (mt == nullptr) break;
+            // Busy first (the seed reads valid first): a busy page may be a
+            // COW copy that another fault fills and validates holding only
+            // the backing object's lock (L757-758); TSan caught that read.
+            // Busy pages are skipped either way.
+            if (mt->any_busy()) continue;
+            if (!mt->fully_valid()) break;
+            if (mt->hold_count != 0 || mt->wire_count != 0) continue;
             pmap_remove_all(mt);
             if (mt->is_dirty())
               page_deactivate(mt);
@@ -424,8 +445,9 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         Page* marray[kFaultRead];
         int reqpage = 0;
         const int faultcount = additional_pages(fs.m, behind, ahead, marray, &reqpage);
-        fs.entry->lastr.store(fs.pindex + static_cast<Pindex>(faultcount) - static_cast<Pindex>(behind),
-                              std::memory_order_relaxed);
+        if (fs.lookup_still_valid)
+          fs.entry->lastr.store(fs.pindex + static_cast<Pindex>(faultcount) - static_cast<Pindex>(behind),
+                                std::memory_order_relaxed);
         unlock_map(fs);
         const PagerResult rv = faultcount != 0 ? pager_get_pages(*fs.object, marray, faultcount, reqpage)
                                                : PagerResult::kFail;

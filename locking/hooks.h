@@ -26,7 +26,7 @@ const char* point_name(Point p) noexcept;
 
 struct PointInfo {
   Point point;
-  const void* object;  // the lock, channel or page concerned
+  const void* object;  // the lock (a LockBase: kLock, kTryLock, kUnlock), channel or page concerned
   std::uint32_t arg;   // kIo: latency in microseconds; otherwise 0
 };
 

@@ -20,7 +20,7 @@ Mutex::~Mutex() {
 }
 
 void Mutex::lock_impl(std::uint32_t key, const Site& site) {
-  schedule_point(Point::kLock, this);
+  schedule_point(Point::kLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (owner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -49,7 +49,7 @@ void Mutex::lock_impl(std::uint32_t key, const Site& site) {
 }
 
 bool Mutex::try_lock(const Site& site) {
-  schedule_point(Point::kTryLock, this);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (owner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -73,7 +73,7 @@ void Mutex::unlock_slow(const Site& site) {
     detail::note_released(me, *this);
   owner_.store(nullptr, std::memory_order_relaxed);
   raw_.unlock();
-  schedule_point(Point::kUnlock, this);
+  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this));
 }
 
 void Mutex::release_for_sleep(Actor& me) {

@@ -102,7 +102,7 @@ bool SxLock::held_shared_by_me() const noexcept {
 }
 
 void SxLock::xlock(const Site& site) {
-  schedule_point(Point::kLock, this);
+  schedule_point(Point::kLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -125,7 +125,7 @@ void SxLock::xlock(const Site& site) {
 }
 
 void SxLock::slock(const Site& site) {
-  schedule_point(Point::kLock, this);
+  schedule_point(Point::kLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -147,7 +147,7 @@ void SxLock::slock(const Site& site) {
 }
 
 bool SxLock::try_xlock(const Site& site) {
-  schedule_point(Point::kTryLock, this);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -164,7 +164,7 @@ bool SxLock::try_xlock(const Site& site) {
 }
 
 bool SxLock::try_slock(const Site& site) {
-  schedule_point(Point::kTryLock, this);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me ||
       (detail::tracking() && me.find(this) >= 0)) [[unlikely]] {
@@ -189,7 +189,7 @@ void SxLock::xunlock(const Site& site) {
   xowner_.store(nullptr, std::memory_order_relaxed);
   std::uint32_t x = kExclusive;
   if (!state_.compare_exchange_strong(x, 0, std::memory_order_release, std::memory_order_relaxed)) slow_xunlock();
-  schedule_point(Point::kUnlock, this);
+  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this));
 }
 
 void SxLock::sunlock(const Site& site) {
@@ -201,7 +201,7 @@ void SxLock::sunlock(const Site& site) {
   }
   if (detail::tracking()) detail::note_released(me, *this);
   if (!fast_sunlock()) slow_sunlock();
-  schedule_point(Point::kUnlock, this);
+  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this));
 }
 
 void SxLock::unlock(const Site& site) {
@@ -212,7 +212,7 @@ void SxLock::unlock(const Site& site) {
 }
 
 bool SxLock::try_upgrade(const Site& site) {
-  schedule_point(Point::kTryLock, this);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
   if (!held_shared_by_me()) [[unlikely]] {
     detail::report_not_owned(*this, xowner_.load(std::memory_order_relaxed), "upgrading", site);

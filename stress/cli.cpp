@@ -3,7 +3,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 
 #include <CLI/CLI.hpp>
@@ -85,6 +87,8 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--max-steps", &Config::max_steps, "deterministic fibers: schedule-point budget (0: none)");
   bind("--watchdog", &Config::watchdog_s, "fail if no operation completes for this many seconds");
   bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");
+  bind("--trace", &Config::trace_path, "write a Chrome trace-event JSON of the run here (opens in Perfetto)");
+  bind("--trace-events", &Config::trace_events, "--trace: record at most this many slices (default 1000000, about 90 MB of JSON)");
   app.add_option("--mix", p.mix_text, "operation weights, e.g. read=40,write=40,fork=2 (others keep the scenario's)");
   app.add_flag("--no-pagedaemon", p.no_pagedaemon, "no pageout daemon");
   app.add_flag("--no-truncator", p.no_truncator, "no truncator");
@@ -231,7 +235,14 @@ int cli_main(const std::vector<std::string>& args) {
           return usage_error(fmt::format("GTEST_SHARD_INDEX={} GTEST_TOTAL_SHARDS={}: {}", i, n, *e));
     }
     if (!cfg.expect_digest.empty()) return usage_error("--expect-digest names one run's schedule: not with sweep");
+    if (!cfg.trace_path.empty()) return usage_error("--trace writes one run's trace: not with sweep (trace a seed's replay line)");
     return sweep_command(cfg, so);
+  }
+  if (!cfg.trace_path.empty()) {
+    std::FILE* f = std::fopen(cfg.trace_path.c_str(), "w");
+    if (f == nullptr)
+      return usage_error(fmt::format("--trace '{}': cannot write it: {}", cfg.trace_path, std::strerror(errno)));
+    std::fclose(f);
   }
   return run_command(cfg);
 }

@@ -35,6 +35,11 @@ void expect_usage_error(std::vector<std::string> args, const std::string& named)
 
 TEST(Cli, UnknownOptionIsNamed) { expect_usage_error({"--bogus", "3"}, "--bogus"); }
 TEST(Cli, UnknownScenarioIsNamed) { expect_usage_error({"--scenario", "teleport"}, "teleport"); }
+TEST(Cli, UnwritableTracePathIsNamed) {
+  expect_usage_error({"--trace", "/nonexistent-dir/t.json", "--ops", "1"}, "/nonexistent-dir/t.json");
+  expect_usage_error({"--trace-events", "0", "--trace", "/tmp/faultline-cli-test.json"}, "--trace-events 0");
+  expect_usage_error({"sweep", "--seeds", "1..2", "--trace", "/tmp/faultline-cli-test.json"}, "--trace");
+}
 TEST(Cli, MalformedSeedIsNamed) {
   expect_usage_error({"--seed", "12x"}, "12x");
   expect_usage_error({"--seed", "-1"}, "-1");

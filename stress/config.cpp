@@ -125,6 +125,7 @@ std::optional<std::string> Config::validate() const {
   if (auto e = range("--io-latency-us", io_latency_us, 0u, 1000000u)) return e;
   if (auto e = range("--io-error-ppm", io_error_ppm, 0u, 1000000u)) return e;
   if (auto e = range("--perturb-ppm", perturb_ppm, 0u, 1000000u)) return e;
+  if (auto e = range("--trace-events", trace_events, std::uint64_t{1}, std::uint64_t{100000000})) return e;
   if (!std::isfinite(duration_s) || duration_s < 0 || duration_s > 86400)
     return fmt::format("--duration {} is out of range (0..86400 seconds)", duration_s);
   if (!std::isfinite(watchdog_s) || watchdog_s <= 0 || watchdog_s > 86400)

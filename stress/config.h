@@ -73,7 +73,8 @@ struct Config {
   std::uint32_t perturb_ppm = 20000;  // threads, fibers-mt: chance of a seeded yield (threads: or delay) per schedule point
   std::uint64_t max_steps = 0;      // fibers: schedule point budget (0: none)
   double watchdog_s = 20;           // threads, fibers-mt: no progress for this long fails
-  std::string trace_path;           // Chrome trace JSON of the run (not yet)
+  std::string trace_path;           // --trace: Chrome trace JSON of the run (stress/trace.h)
+  std::uint64_t trace_events = 1000000;  // --trace-events: record at most this many slices (~90 MB)
   std::string expect_digest;        // fibers: fail unless the schedule digest matches
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)

@@ -51,6 +51,7 @@
 
 #include "locking/actor.h"
 #include "locking/backend.h"
+#include "stress/trace.h"
 
 namespace faultline::stress {
 namespace {
@@ -715,12 +716,12 @@ namespace {
 
 void retain_hook() {
   std::lock_guard<std::mutex> l(g_hook_mu);
-  if (g_active_runs++ == 0) locking::set_point_hook(&detail::DetCore::point_hook, nullptr);
+  if (g_active_runs++ == 0) install_point_hook(&detail::DetCore::point_hook, nullptr);
 }
 
 void release_hook() {
   std::lock_guard<std::mutex> l(g_hook_mu);
-  if (--g_active_runs == 0) locking::set_point_hook(nullptr, nullptr);
+  if (--g_active_runs == 0) remove_point_hook();
 }
 
 }  // namespace

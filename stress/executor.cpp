@@ -12,6 +12,7 @@
 #include "stress/det_sched.h"
 #include "stress/rng.h"
 #include "stress/steal_pool.h"
+#include "stress/trace.h"
 
 namespace faultline::stress {
 
@@ -70,7 +71,7 @@ class ThreadsExecutor final : public Executor {
   }
 
   RunEnd run() override {
-    locking::set_point_hook(&perturb_hook, &perturb_);
+    install_point_hook(&perturb_hook, &perturb_);
     // Bodies may add threads while we join: join in creation order until
     // none is left.
     for (std::size_t i = 0;; ++i) {
@@ -82,7 +83,7 @@ class ThreadsExecutor final : public Executor {
       }
       t.join();
     }
-    locking::set_point_hook(nullptr, nullptr);
+    remove_point_hook();
     return RunEnd::kDone;
   }
 
@@ -169,7 +170,7 @@ class FibersMtExecutor final : public Executor {
       std::unique_lock<boost::fibers::mutex> l(done_mtx_);
       done_cv_.wait(l, [this] { return done_; });
     };
-    locking::set_point_hook(&fiber_point_hook, &perturb_);
+    install_point_hook(&fiber_point_hook, &perturb_);
     std::thread main([&] {
       t_carrier = true;
       pool_.join(0);
@@ -185,7 +186,7 @@ class FibersMtExecutor final : public Executor {
     for (std::uint32_t i = 1; i < k_; ++i) carriers.emplace_back(carrier, i);
     main.join();
     for (auto& t : carriers) t.join();
-    locking::set_point_hook(nullptr, nullptr);
+    remove_point_hook();
     return RunEnd::kDone;
   }
 

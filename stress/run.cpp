@@ -11,6 +11,7 @@
 
 #include "core/locks.h"
 #include "locking/locking.h"
+#include "stress/trace.h"
 
 namespace faultline::stress {
 
@@ -84,6 +85,18 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   locking::reset_profile();
   locking::set_profiling(true);
 
+  // Before the executor: its schedule-point hook goes in through the trace.
+  std::unique_ptr<ChromeTrace> trace;
+  if (!cfg.trace_path.empty()) {
+    std::string error;
+    trace.reset(ChromeTrace::open(cfg.trace_path, cfg.trace_events, &error));
+    if (!trace) {
+      res.exit_code = 2;
+      res.verdict = error;
+      res.summary = error + "\n";
+      return res;
+    }
+  }
   std::unique_ptr<Executor> ex = make_executor(cfg);
   auto world = std::make_unique<World>(cfg, *ex);
   World* w = world.get();
@@ -217,6 +230,16 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   s += "vmstat -s:\n" + c.format_vmstat();
   s += "fault retry paths taken (seed's RetryFault):\n" + coverage_table(c);
   s += "lock profile, top contenders:\n" + locking::format_profile(locking::profile_by_class(), 8);
+  if (trace) {
+    std::string error;
+    if (trace->write(&error)) {
+      s += fmt::format("trace: {} slices written to {}", trace->events(), cfg.trace_path);
+      if (trace->dropped() != 0) s += fmt::format(" ({} more not recorded: --trace-events bound)", trace->dropped());
+      s += "\n";
+    } else {
+      s += "trace: " + error + "\n";
+    }
+  }
   res.summary = std::move(s);
   res.verdict = res.exit_code == 0 ? "PASS"
                                    : fmt::format("FAIL ({} finding{}, first by the {} oracle)", res.failures.size(),

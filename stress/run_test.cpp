@@ -2,9 +2,14 @@
 // deterministic runs replay exactly.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "stress/cli.h"
 #include "stress/run.h"
@@ -34,6 +39,64 @@ std::string describe(const RunResult& r) {
   std::string s = r.verdict + "\n";
   for (const Failure& f : r.failures) s += "[" + f.oracle + "] " + f.what + "\n";
   return s + r.summary;
+}
+
+// --trace: Chrome trace-event JSON, one named track per worker, with the
+// faults, lock holds and pager I/O of the run as complete ("X") slices.
+TEST(Trace, WritesAChromeTraceWithATrackPerWorker) {
+  for (ExecutorKind ex : {ExecutorKind::kFibers, ExecutorKind::kThreads}) {
+    Config c = small("mixed", ex, 3);
+    c.trace_path = ::testing::TempDir() + "faultline-trace-test.json";
+    RunResult r = run_once(c);
+    ASSERT_EQ(r.exit_code, 0) << describe(r);
+    EXPECT_NE(r.summary.find("slices written to " + c.trace_path), std::string::npos) << r.summary;
+    std::ifstream in(c.trace_path);
+    ASSERT_TRUE(in.good()) << c.trace_path;
+    const nlohmann::json j = nlohmann::json::parse(in);  // throws (fails the test) unless valid JSON
+    std::map<std::int64_t, std::string> tracks;
+    std::map<std::string, int> slices;  // by category
+    std::set<std::string> lock_names;
+    for (const auto& e : j.at("traceEvents")) {
+      if (e.at("ph") == "M" && e.at("name") == "thread_name") tracks[e.at("tid")] = e.at("args").at("name");
+      if (e.at("ph") != "X") continue;
+      EXPECT_GE(e.at("dur").get<double>(), 0.0) << e.dump();
+      EXPECT_GE(e.at("ts").get<double>(), 0.0) << e.dump();
+      ++slices[e.at("cat")];
+      if (e.at("cat") == "lock") lock_names.insert(e.at("name"));
+      if (e.at("cat") == "fault") {
+        EXPECT_TRUE(e.at("args").contains("va")) << e.dump();
+        EXPECT_TRUE(tracks.count(e.at("tid")) == 1) << "a slice on a track with no name: " << e.dump();
+      }
+    }
+    // Two processes of three threads, and the pageout daemon and truncator.
+    int workers = 0;
+    for (const auto& [tid, name] : tracks) workers += name.rfind("p", 0) == 0 ? 1 : 0;
+    EXPECT_GE(workers, 6) << j.at("traceEvents").size();
+    EXPECT_GT(slices["fault"], 0);
+    EXPECT_GT(slices["lock"], 0);
+    EXPECT_GT(slices["io"], 0);
+    EXPECT_EQ(lock_names.count("vm object"), 1u);
+    EXPECT_EQ(lock_names.count("page queues"), 1u);
+    EXPECT_EQ(j.at("otherData").at("dropped_at_bound"), 0);
+    std::remove(c.trace_path.c_str());
+  }
+}
+
+// The bound: a run records at most --trace-events slices and says so.
+TEST(Trace, StopsRecordingAtTheBoundAndSaysSo) {
+  Config c = small("fault-storm", ExecutorKind::kFibers, 3);
+  c.trace_path = ::testing::TempDir() + "faultline-trace-bound.json";
+  c.trace_events = 50;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.summary.find("more not recorded"), std::string::npos) << r.summary;
+  std::ifstream in(c.trace_path);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  int x = 0;
+  for (const auto& e : j.at("traceEvents")) x += e.at("ph") == "X" ? 1 : 0;
+  EXPECT_EQ(x, 50);
+  EXPECT_GT(j.at("otherData").at("dropped_at_bound").get<std::uint64_t>(), 0u);
+  std::remove(c.trace_path.c_str());
 }
 
 class EveryScenario : public ::testing::TestWithParam<std::string> {};

@@ -8,6 +8,7 @@
 #include "core/invariants.h"
 #include "core/pageout.h"
 #include "locking/locking.h"
+#include "stress/trace.h"
 
 namespace faultline::stress {
 
@@ -246,8 +247,11 @@ Kern World::access(vm::Map& m, std::uint64_t va, bool write, std::uint64_t* v) {
     // COW copy is clean until the store: pageout may cache and reuse it
     // while the backing copy is already collapsed away, losing the data.
     // The data oracle caught exactly that when this was kFaultNormal.)
+    ChromeTrace* trace = ChromeTrace::current();
+    const std::uint64_t t0 = trace != nullptr ? ChromeTrace::now_ns() : 0;
     const Kern r = vm::vm_fault(m, va, write ? vm::kProtRead | vm::kProtWrite : vm::kProtRead,
                                 write ? vm::kFaultDirty : vm::kFaultNormal);
+    if (trace != nullptr) trace->fault(t0, ChromeTrace::now_ns(), va, write, vm::kern_name(r));
     if (r != Kern::kSuccess) return r;
   }
   fail("liveness", fmt::format("address {:#x}: 1000 successful faults and the access still missed", va));
