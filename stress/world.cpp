@@ -456,8 +456,10 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     locking::MutexLock ol(o->mtx);
     m = vm::page_lookup(*o, lk.pindex);
     // Only a resident, valid, idle page of the top object (the write just
-    // made it so, unless pageout or a fork got there first).
-    if (m != nullptr && (!m->fully_valid() || m->any_busy())) m = nullptr;
+    // made it so, unless pageout or a fork got there first).  Busy first:
+    // a COW fault validates the busy copy it fills holding only the backing
+    // object's lock (TSan caught reading valid first).
+    if (m != nullptr && (m->any_busy() || !m->fully_valid())) m = nullptr;
     if (m != nullptr) {
       // The reference keeps the object, which page_loan_end must lock,
       // alive however the process changes meanwhile.
