@@ -526,15 +526,15 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         // page writable, so on an mlocked COW entry, which refuses write
         // faults, every later store failed).  The harness caught it
         // (scenario mixed with mlock and send, fibers).  No loan can start
-        // while fs.m is busy.
-        bool lent = false;
-        {
+        // while fs.m is busy.  Asked only when the rest allows a rename (it
+        // takes the page queues).
+        auto lent = [&] {
           MutexLock pq(vm.page_queues);
-          lent = fs.m->cow != 0;
-        }
+          return fs.m->cow != 0;
+        };
         bool first_locked = false;
-        if (!lent && fs.object->shadow_count == 1 && fs.object->ref_count == 1 && fs.object->handle == nullptr &&
-            (fs.object->type == ObjectType::kDefault || fs.object->type == ObjectType::kSwap) &&
+        if (fs.object->shadow_count == 1 && fs.object->ref_count == 1 && fs.object->handle == nullptr &&
+            (fs.object->type == ObjectType::kDefault || fs.object->type == ObjectType::kSwap) && !lent() &&
             (first_locked = fs.first_object->mtx.try_lock()) &&
             fs.object == fs.first_object->backing_object) {
           {

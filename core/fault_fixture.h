@@ -3,9 +3,11 @@
 // pager I/O, and the invariant checker at every teardown.
 #pragma once
 
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <thread>
 
 #include "core/fault.h"
 #include "core/invariants.h"
@@ -76,6 +78,33 @@ class FaultTest : public CoreTest {
     }
     return Kern::kFailure;
   }
+  // What fork does to both sides of a private mapping `a` of o's `pages`
+  // pages: a second, COW, mapping of o (returned; it takes a reference),
+  // `a` made COW | NEEDS_COPY too, write taken from a's translations.
+  std::uint64_t cow_mapping_of(Object* o, std::uint64_t a, std::uint64_t pages) {
+    object_reference(*o);
+    const std::uint64_t b = mmap_object(o, pages, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+    map_lock(map());
+    map().lookup_entry(a)->eflags |= kEntryCow | kEntryNeedsCopy;
+    map_unlock(map());
+    pmap_protect(map().pmap, a, a + pages * ps(), kProtRead);
+    return b;
+  }
+
+  // Runs f while another thread holds mtx (so that a try-lock of it fails).
+  static void with_locked_elsewhere(locking::Mutex& mtx, const std::function<void()>& f) {
+    std::atomic<int> stage{0};
+    std::thread holder([&] {
+      MutexLock l(mtx);
+      stage = 1;
+      while (stage.load() != 2) std::this_thread::yield();
+    });
+    while (stage.load() != 1) std::this_thread::yield();
+    f();
+    stage = 2;
+    holder.join();
+  }
+
   Kern load(std::uint64_t va, std::uint64_t* v) { return load_in(map(), va, v); }
   Kern store(std::uint64_t va, std::uint64_t v) { return store_in(map(), va, v); }
   std::uint64_t retries(Retry r) { return vm().counters().retries_of(r); }

@@ -492,16 +492,7 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
   std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
   ASSERT_EQ(store(a, 100), Kern::kSuccess);
   ASSERT_EQ(store(a + ps(), 101), Kern::kSuccess);
-  // What fork does to both sides: a second reference, COW | NEEDS_COPY,
-  // writes taken away from existing translations.
-  object_reference(*o);
-  std::uint64_t b = mmap_object(o, 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
-  {
-    map_lock(map());
-    map().lookup_entry(a)->eflags |= kEntryCow | kEntryNeedsCopy;
-    map_unlock(map());
-    pmap_protect(map().pmap, a, a + 2 * ps(), kProtRead);
-  }
+  std::uint64_t b = cow_mapping_of(o, a, 2);
   std::uint64_t v = 0;
   ASSERT_EQ(load(b, &v), Kern::kSuccess);  // read through NEEDS_COPY: no copy
   EXPECT_EQ(v, 100u);
@@ -518,16 +509,7 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
   // needs a try-lock of the shadow, which another thread holds right then;
   // so o stays, and b's next COW moves the page up instead of copying it.
   Object* b_shadow = pmap_extract(map().pmap, b)->object;
-  std::atomic<int> stage{0};
-  std::thread holder([&] {
-    MutexLock l(b_shadow->mtx);
-    stage = 1;
-    while (stage.load() != 2) std::this_thread::yield();
-  });
-  while (stage.load() != 1) std::this_thread::yield();
-  ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
-  stage = 2;
-  holder.join();
+  with_locked_elsewhere(b_shadow->mtx, [&] { EXPECT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess); });
   EXPECT_EQ(cnt().object_collapses.load(), 0u);
   ASSERT_EQ(store(b + ps(), 301), Kern::kSuccess);
   EXPECT_EQ(cnt().v_cow_faults.load(), 3u);
@@ -550,16 +532,8 @@ TEST_F(FaultTest, CowCopiesALentPageOfTheBackingObjectInsteadOfRenamingIt) {
   ASSERT_EQ(store(a, 70), Kern::kSuccess);
   ASSERT_EQ(store(a + ps(), 80), Kern::kSuccess);
   Page* m = pmap_extract(map().pmap, a + ps());
-  // As after a fork: a second, COW, mapping of o; b's first write gives b
-  // a shadow of o.
-  object_reference(*o);
-  std::uint64_t b = mmap_object(o, 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
-  {
-    map_lock(map());
-    map().lookup_entry(a)->eflags |= kEntryCow | kEntryNeedsCopy;
-    map_unlock(map());
-    pmap_protect(map().pmap, a, a + 2 * ps(), kProtRead);
-  }
+  // As after a fork; b's first write gives b a shadow of o.
+  std::uint64_t b = cow_mapping_of(o, a, 2);
   ASSERT_EQ(store(b, 300), Kern::kSuccess);
   Object* b_shadow = pmap_extract(map().pmap, b)->object;
   ASSERT_NE(b_shadow, o);
@@ -572,16 +546,7 @@ TEST_F(FaultTest, CowCopiesALentPageOfTheBackingObjectInsteadOfRenamingIt) {
   // a goes while another thread holds b's shadow, so o does not collapse
   // into it: o is left with b's shadow as its only user (and the loan's
   // reference, as a send holds one: drop it for the rename test).
-  std::atomic<int> stage{0};
-  std::thread holder([&] {
-    MutexLock l(b_shadow->mtx);
-    stage = 1;
-    while (stage.load() != 2) std::this_thread::yield();
-  });
-  while (stage.load() != 1) std::this_thread::yield();
-  ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
-  stage = 2;
-  holder.join();
+  with_locked_elsewhere(b_shadow->mtx, [&] { EXPECT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess); });
   ASSERT_EQ(cnt().object_collapses.load(), 0u);
   object_deallocate(o);
   // mlock: the wire fault of page 1 writes through b's shadow to o's page.

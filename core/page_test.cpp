@@ -20,6 +20,21 @@ void free_all(Object& o) {
   while (!o.pages.empty()) page_free(o.pages.begin()->second);
 }
 
+// Page 0 of o, resident, valid (every byte `fill`), active and lent to a
+// "socket" (page_loan).  Requires nothing held.
+Page* lent_page(Object& o, std::uint8_t fill) {
+  MutexLock l(o.mtx);
+  Page* m = page_alloc(o, 0, kAllocNormal);
+  if (m == nullptr) return nullptr;
+  std::memset(m->data, fill, o.vm.page_size());
+  m->valid = kPageBitsAll;
+  page_wakeup(m);
+  MutexLock pq(o.vm.page_queues);
+  page_activate(m);
+  page_loan(m);
+  return m;
+}
+
 TEST_F(CoreTest, BootPutsEveryPageOnTheFreeListZeroed) {
   EXPECT_EQ(free_pages(), 256u);
   MutexLock f(vm().free_mtx);
@@ -253,17 +268,8 @@ TEST_F(CoreTest, VmWaitSleepsUntilPagesAreFreed) {
 // Found by the harness: the default campaign hit "page not busy".
 TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
-  Page* m = nullptr;
-  {
-    MutexLock l(o->mtx);
-    m = page_alloc(*o, 0, kAllocNormal);
-    ASSERT_NE(m, nullptr);
-    m->valid = kPageBitsAll;
-    page_wakeup(m);
-    MutexLock pq(vm().page_queues);
-    page_activate(m);
-    page_loan(m);
-  }
+  Page* m = lent_page(*o, 0x11);
+  ASSERT_NE(m, nullptr);
   Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
   {
     MutexLock l(hog->mtx);
@@ -301,18 +307,8 @@ TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
 // cowfault tried again, forever.
 TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
-  Page* m = nullptr;
-  {
-    MutexLock l(o->mtx);
-    m = page_alloc(*o, 0, kAllocNormal);
-    ASSERT_NE(m, nullptr);
-    std::memset(m->data, 0x5a, vm().page_size());
-    m->valid = kPageBitsAll;
-    page_wakeup(m);
-    MutexLock pq(vm().page_queues);
-    page_activate(m);
-    page_loan(m);
-  }
+  Page* m = lent_page(*o, 0x5a);
+  ASSERT_NE(m, nullptr);
   const std::uint32_t ncached = vm().config().free_min + 2;
   Object* c = object_allocate(vm(), ObjectType::kDefault, ncached);
   {
