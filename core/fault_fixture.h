@@ -151,6 +151,45 @@ class FaultTest : public CoreTest {
     return o;
   }
 
+  // Writes o's resident page at `pindex` to its pager and frees it (as the
+  // pageout daemon's laundering does): o becomes a swap object if it was not.
+  void launder_and_free(Object& o, Pindex pindex) {
+    MutexLock l(o.mtx);
+    Page* m = page_lookup(o, pindex);
+    ASSERT_NE(m, nullptr);
+    {
+      MutexLock pq(vm().page_queues);
+      pmap_remove_all(m);
+    }
+    page_dirty(m);
+    page_io_start(m);
+    PagerResult rt{};
+    pager_put_pages(o, &m, 1, &rt);
+    ASSERT_EQ(rt, PagerResult::kOk);
+    MutexLock pq(vm().page_queues);
+    page_io_finish(m);
+    page_free(m);
+  }
+
+  // Runs `f` on another thread (and waits for it) when this thread is about
+  // to take `lock` for the nth time from now on: a window that the code
+  // under test opens, and a racing operation forced into it.
+  void on_lock_of(const locking::LockBase& lock, int nth, std::function<void()> f) {
+    lock_action_ = std::move(f);
+    lock_target_ = &lock;
+    lock_countdown_ = nth;
+    locking::set_point_hook(
+        [](const locking::PointInfo& info, void* ctx) {
+          auto* self = static_cast<FaultTest*>(ctx);
+          if (info.point != locking::Point::kLock || info.object != self->lock_target_ || !self->lock_action_) return;
+          if (--self->lock_countdown_ != 0) return;
+          auto f = std::move(self->lock_action_);
+          self->lock_action_ = nullptr;
+          std::thread(f).join();
+        },
+        this);
+  }
+
   // Maps and vnodes the invariant check and teardown must also cover.
   Map& adopt(std::unique_ptr<Map> m) {
     extra_maps_.push_back(m.get());
@@ -173,6 +212,9 @@ class FaultTest : public CoreTest {
   std::vector<std::unique_ptr<Device>> devices_;
 
   std::function<void()> io_action_;
+  std::function<void()> lock_action_;
+  const void* lock_target_ = nullptr;
+  int lock_countdown_ = 0;
   std::unique_ptr<Map> map_;
 };
 

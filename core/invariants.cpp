@@ -1,5 +1,6 @@
 #include "core/invariants.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -23,7 +24,8 @@ std::string page_name(const Page* m) { return "page " + std::to_string(m->index)
 // lock at a time, so the checker is clean under TSan and the lock checker.
 std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
                                           const std::vector<Vnode*>& vnodes,
-                                          const std::vector<Device*>& devices)
+                                          const std::vector<Device*>& devices,
+                                          const std::vector<const void*>& parking)
     FL_NO_THREAD_SAFETY_ANALYSIS {
   std::vector<std::string> out;
   auto bad = [&](std::string s) { out.push_back(std::move(s)); };
@@ -113,20 +115,38 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
       Object* o = e->object;
       Pindex pindex = (va - e->start) / ps + e->offset;
       const Page* expect = nullptr;
-      bool top = true, top_hit = false;
+      bool top = true, top_hit = false, deeper = false;
       while (o != nullptr) {
         locking::MutexLock ol(o->mtx);
         auto it = o->pages.find(pindex);
         if (it != o->pages.end()) {
-          expect = it->second;
-          top_hit = top;
-          break;
+          if (expect == nullptr) {
+            expect = it->second;
+            top_hit = top;
+          } else if (it->second == pe.page) {
+            deeper = true;
+            break;
+          }
+          if (expect == pe.page) break;
         }
         pindex += o->backing_offset;
         o = o->backing_object;
         top = false;
       }
-      if (expect != pe.page)
+      // A write fault that copied the backing page into a shallower object
+      // and then failed its re-lookup (seed L810-820: mprotect, munmap or a
+      // wiring change while the map was unlocked) releases the copy and
+      // leaves the translation of the backing page it had read-only.  That
+      // is sound while the two hold the same bytes: the copy can change only
+      // through a write fault on this entry, which replaces the translation.
+      if (expect != pe.page && deeper && (pe.prot & kProtWrite) == 0 && expect->fully_valid() &&
+          std::memcmp(expect->data, pe.page->data, ps) == 0) {
+        // the backing page, read-only, under an identical copy
+      } else if (expect != pe.page && deeper) {
+        bad(where + ": maps " + page_name(pe.page) + " of a backing object" +
+            ((pe.prot & kProtWrite) != 0 ? " writable" : "") + " under " + page_name(expect) +
+            ((pe.prot & kProtWrite) == 0 ? ", whose bytes differ" : ""));
+      } else if (expect != pe.page)
         bad(where + ": maps " + page_name(pe.page) + " but the chain has " +
             (expect != nullptr ? page_name(expect) : std::string("nothing")));
       else if ((pe.prot & kProtWrite) != 0 && (!top_hit || (e->eflags & kEntryNeedsCopy) != 0))
@@ -191,7 +211,8 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
 
   // ---- sleepers ----
   locking::for_each_actor([&](const locking::Actor& a) {
-    if (a.sleep_channel() != nullptr)
+    const void* chan = a.sleep_channel();
+    if (chan != nullptr && std::find(parking.begin(), parking.end(), chan) == parking.end())
       bad("actor \"" + a.name() + "\" asleep at quiescence on \"" +
           (a.wait_message() != nullptr ? a.wait_message() : "?") + "\"");
   });

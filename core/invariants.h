@@ -6,11 +6,15 @@
 //    object's index agrees;
 //  - queue membership matches each page's queue field and the counts; wired
 //    pages are on no queue and the wired count matches;
-//  - nothing busy, no paging in progress, no actor asleep;
+//  - nothing busy, no paging in progress, no actor asleep (except on one of
+//    `parking`: where a harness parks its workers for a check during a run);
 //  - every pmap translation points at a fully valid page of the object chain
 //    of the entry covering it, at the right pindex, with no more permission
 //    than the entry allows, writable only if the page is in the entry's top
-//    object (and the entry no longer needs a copy); pv lists match the pmaps;
+//    object (and the entry no longer needs a copy); pv lists match the pmaps.
+//    One exception, the seed's own (L810-820): a read-only translation of a
+//    backing page under a copy holding the same bytes, which a write fault
+//    that copied and then failed its re-lookup leaves behind;
 //  - reference and shadow counts match the references that exist (map
 //    entries, shadows, vnodes, devices);
 //  - free + allocated = all pages.
@@ -29,7 +33,8 @@ class Device;
 
 std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
                                           const std::vector<Vnode*>& vnodes = {},
-                                          const std::vector<Device*>& devices = {});
+                                          const std::vector<Device*>& devices = {},
+                                          const std::vector<const void*>& parking = {});
 
 }  // namespace faultline::vm
 
