@@ -85,6 +85,9 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--io-error-ppm", &Config::io_error_ppm, "pager I/O errors, parts per million");
   bind("--perturb-ppm", &Config::perturb_ppm, "threads, fibers-mt: chance of a seeded yield (or, threads only, short delay) per schedule point");
   bind("--max-steps", &Config::max_steps, "deterministic fibers: schedule-point budget (0: none)");
+  bind("--check-every", &Config::check_every,
+       "stop everything every this many operations for a quiescent check of the data and the invariants"
+       " (0: only at the end)");
   bind("--watchdog", &Config::watchdog_s, "fail if no operation completes for this many seconds");
   bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");
   bind("--trace", &Config::trace_path, "write a Chrome trace-event JSON of the run here (opens in Perfetto)");

@@ -46,7 +46,10 @@ TEST(Cli, MalformedSeedIsNamed) {
   expect_usage_error({"--seed", "0x"}, "0x");
   expect_usage_error({"--seed", "18446744073709551616"}, "18446744073709551616");  // 2^64
 }
-TEST(Cli, NonNumericCountIsNamed) { expect_usage_error({"--workers", "many"}, "many"); }
+TEST(Cli, NonNumericCountIsNamed) {
+  expect_usage_error({"--workers", "many"}, "many");
+  expect_usage_error({"--check-every", "often"}, "often");
+}
 TEST(Cli, OutOfRangeCountsAreNamed) {
   expect_usage_error({"--workers", "0"}, "--workers 0");
   expect_usage_error({"--workers", "513"}, "--workers 513");
@@ -56,6 +59,7 @@ TEST(Cli, OutOfRangeCountsAreNamed) {
   expect_usage_error({"--io-error-ppm", "2000000"}, "--io-error-ppm 2000000");
   expect_usage_error({"--os-threads", "0", "--executor", "fibers-mt"}, "--os-threads 0");
   expect_usage_error({"--watchdog", "0"}, "--watchdog 0");
+  expect_usage_error({"--check-every", "2000000000000"}, "--check-every 2000000000000");
   expect_usage_error({"--duration=-3", "--executor", "threads"}, "--duration -3");
   expect_usage_error({"--processes", "100", "--workers", "300", "--executor", "threads"}, "30000 OS threads");
 }

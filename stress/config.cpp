@@ -125,6 +125,7 @@ std::optional<std::string> Config::validate() const {
   if (auto e = range("--io-latency-us", io_latency_us, 0u, 1000000u)) return e;
   if (auto e = range("--io-error-ppm", io_error_ppm, 0u, 1000000u)) return e;
   if (auto e = range("--perturb-ppm", perturb_ppm, 0u, 1000000u)) return e;
+  if (auto e = range("--check-every", check_every, std::uint64_t{0}, std::uint64_t{1} << 40)) return e;
   if (auto e = range("--trace-events", trace_events, std::uint64_t{1}, std::uint64_t{100000000})) return e;
   if (!std::isfinite(duration_s) || duration_s < 0 || duration_s > 86400)
     return fmt::format("--duration {} is out of range (0..86400 seconds)", duration_s);
@@ -150,9 +151,10 @@ std::string Config::replay_line() const {
   std::string s = fmt::format(
       "faultline --scenario {} --executor {} --seed {} --processes {} --workers {} --ops {} --pages {}"
       " --anon-pages {} --file-pages {} --device-pages {} --child-workers {} --child-ops {} --max-processes {}"
-      " --max-forks {} --io-latency-us {} --io-error-ppm {} --mix {}",
+      " --max-forks {} --io-latency-us {} --io-error-ppm {} --check-every {} --mix {}",
       scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, file_pages, device_pages,
-      child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm, format_mix(mix));
+      child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm, check_every,
+      format_mix(mix));
   if (executor == ExecutorKind::kFibers) {
     s += fmt::format(" --sched {}", sched_name(sched));
     if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);

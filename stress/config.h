@@ -72,6 +72,7 @@ struct Config {
   std::uint32_t io_error_ppm = 0;   // pager I/O failures
   std::uint32_t perturb_ppm = 20000;  // threads, fibers-mt: chance of a seeded yield (threads: or delay) per schedule point
   std::uint64_t max_steps = 0;      // fibers: schedule point budget (0: none)
+  std::uint64_t check_every = 10000; // a quiescent check (World::quiescent_check) every this many operations; 0: at the end only
   double watchdog_s = 20;           // threads, fibers-mt: no progress for this long fails
   std::string trace_path;           // --trace: Chrome trace JSON of the run (stress/trace.h)
   std::uint64_t trace_events = 1000000;  // --trace-events: record at most this many slices (~90 MB)

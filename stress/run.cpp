@@ -189,6 +189,8 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   res.digest = ex->digest();
   res.steps = ex->steps();
   res.ops = w->ops_done.load();
+  res.quiescent_checks = w->quiescent_checks.load();
+  res.quiescent_checks_skipped = w->quiescent_checks_skipped.load();
   for (std::size_t i = 0; i < static_cast<std::size_t>(vm::Retry::kCount); ++i)
     res.retries.push_back(c.retries_of(static_cast<vm::Retry>(i)));
   res.exit_code = res.failures.empty() ? 0 : w->setup_error() ? 2 : 1;
@@ -227,6 +229,14 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                    " {} device reads checked, the driver moved its memory {} times\n",
                    w->loans.load(), w->loans_skipped.load(), w->device_reads_checked.load(),
                    w->device_moves.load());
+  if (cfg.check_every != 0)
+    s += fmt::format("  {} quiescent checks during the run, one every {} operations ({} not made: one in progress or"
+                     " the run stopping), each of one live process's data ({} slot reads in all) and of every"
+                     " invariant; one more of the invariants at the end\n",
+                     w->quiescent_checks.load(), cfg.check_every, w->quiescent_checks_skipped.load(),
+                     w->quiescent_reads.load());
+  else
+    s += "  invariants checked at the end only (--check-every 0)\n";
   s += "vmstat -s:\n" + c.format_vmstat();
   s += "fault retry paths taken (seed's RetryFault):\n" + coverage_table(c);
   s += "lock profile, top contenders:\n" + locking::format_profile(locking::profile_by_class(), 8);

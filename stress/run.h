@@ -19,6 +19,7 @@ struct RunResult {
   std::uint64_t digest = 0;  // deterministic fibers: the schedule's
   std::uint64_t steps = 0;
   std::uint64_t ops = 0;
+  std::uint64_t quiescent_checks = 0, quiescent_checks_skipped = 0;  // during the run (cfg.check_every)
   double seconds = 0;
   std::vector<std::uint64_t> retries;  // per vm::Retry
 };

@@ -29,6 +29,7 @@ Config small(const std::string& scenario, ExecutorKind ex, std::uint64_t seed) {
   c.ops = 150;
   c.child_ops = 30;
   c.quiet = true;
+  c.check_every = 100;  // quiescent checks during every short run, not only at its end
   c.io_latency_us = ex == ExecutorKind::kThreads ? 2 : 20;
   if (c.pages > 256) c.pages = 256;
   EXPECT_FALSE(c.validate()) << *c.validate();
@@ -101,16 +102,24 @@ TEST(Trace, StopsRecordingAtTheBoundAndSaysSo) {
 
 class EveryScenario : public ::testing::TestWithParam<std::string> {};
 
+// Each passes, with a quiescent check every 100 operations: every multiple
+// of 100 completed operations started one, or found one in progress (a
+// check that does not stop everything would see pages busy and workers
+// asleep in faults, and fail the run).
 TEST_P(EveryScenario, PassesOnDeterministicFibers) {
   RunResult r = run_once(small(GetParam(), ExecutorKind::kFibers, 7));
   EXPECT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_GT(r.ops, 0u);
   EXPECT_GT(r.steps, 0u);
+  EXPECT_EQ(r.quiescent_checks + r.quiescent_checks_skipped, r.ops / 100) << describe(r);
+  EXPECT_GE(r.quiescent_checks, 5u) << describe(r);
 }
 
 TEST_P(EveryScenario, PassesOnThreads) {
   RunResult r = run_once(small(GetParam(), ExecutorKind::kThreads, 7));
   EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(r.quiescent_checks + r.quiescent_checks_skipped, r.ops / 100) << describe(r);
+  EXPECT_GE(r.quiescent_checks, 1u) << describe(r);
 }
 
 // The determinism contract: same configuration and seed, same schedule and
@@ -148,6 +157,7 @@ TEST_P(Mutants, AreCaughtByTheDataOracleAndTheReplayLineFailsTheSameWay) {
     cfg.ops = 300;
     cfg.max_forks = 40;
     cfg.mutant = GetParam();
+    cfg.check_every = 0;  // this test is about the data oracle: no invariant check before the end
     caught = run_once(cfg);
   }
   ASSERT_FALSE(caught.failures.empty()) << vm::mutant_name(GetParam()) << " passed 20 seeds";
@@ -171,6 +181,41 @@ TEST_P(Mutants, AreCaughtByTheDataOracleAndTheReplayLineFailsTheSameWay) {
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("FAIL [data] " + first.what), std::string::npos) << "replay did not fail the same way:\n" << out;
   EXPECT_NE(out.find("replay: " + replay), std::string::npos) << out;
+}
+
+// The quiescent checks during a run catch a broken protocol early, by the
+// invariant checker: a fork that leaves the parent's translations writable
+// is seen at the first check after the fork, long before the end of the
+// run (and, here, before the data oracle sees a leaked value), and the
+// replay line, which carries --check-every, fails the same way.
+TEST(QuiescentChecks, CatchABrokenForkAtTheFirstCheckAndReplay) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    Config cfg = small("fork", ExecutorKind::kFibers, seed);
+    cfg.ops = 2000;
+    cfg.mutant = vm::Mutant::kNoWriteProtectAtFork;
+    const std::uint64_t planned = static_cast<std::uint64_t>(cfg.processes) * static_cast<std::uint64_t>(cfg.workers) * cfg.ops;
+    RunResult r = run_once(cfg);
+    ASSERT_EQ(r.exit_code, 1) << "seed " << seed << ": " << describe(r);
+    const Failure first = r.failures.front();
+    EXPECT_EQ(first.oracle, "invariants") << "seed " << seed << ": " << describe(r);
+    EXPECT_NE(first.what.find("quiescent check 1 (after 100 operations): "), std::string::npos) << first.what;
+    EXPECT_NE(first.what.find("writable translation of a page not in the entry's own object"), std::string::npos)
+        << first.what;
+    EXPECT_LT(r.ops, planned / 10) << "seed " << seed << ": the run went on after the finding";
+    const std::string replay = cfg.replay_line();
+    ASSERT_NE(replay.find(" --check-every 100 "), std::string::npos) << replay;
+    std::istringstream in(replay);
+    std::vector<std::string> args;
+    std::string w;
+    in >> w;
+    while (in >> w) args.push_back(w);
+    args.push_back("--quiet");
+    ::testing::internal::CaptureStdout();
+    const int code = cli_main(args);
+    const std::string out = ::testing::internal::GetCapturedStdout();
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("FAIL [invariants] " + first.what), std::string::npos) << out;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocol, Mutants,

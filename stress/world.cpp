@@ -640,21 +640,25 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
     std::uint64_t x = rng.below(total);
     std::size_t k = 0;
     while (x >= cfg.mix[k]) x -= cfg.mix[k++];
-    switch (static_cast<Op>(k)) {
-      case Op::kRead: op_read(p, rng, j); break;
-      case Op::kWrite: op_write(p, rng, j, seq); break;
-      case Op::kFileRead: op_file_read(p, rng); break;
-      case Op::kFork: op_fork(p, rng); break;
-      case Op::kProtect: op_protect(p); break;
-      case Op::kChurn: op_churn(p); break;
-      case Op::kWire: op_wire(p, rng, j); break;
-      case Op::kAdvise: op_advise(p, rng); break;
-      case Op::kSend: op_send(p, rng, j, seq); break;
-      case Op::kDevRead: op_dev_read(p, rng); break;
-      case Op::kCount: break;
+    {
+      QuiesceScope in(threads_gate_);
+      switch (static_cast<Op>(k)) {
+        case Op::kRead: op_read(p, rng, j); break;
+        case Op::kWrite: op_write(p, rng, j, seq); break;
+        case Op::kFileRead: op_file_read(p, rng); break;
+        case Op::kFork: op_fork(p, rng); break;
+        case Op::kProtect: op_protect(p); break;
+        case Op::kChurn: op_churn(p); break;
+        case Op::kWire: op_wire(p, rng, j); break;
+        case Op::kAdvise: op_advise(p, rng); break;
+        case Op::kSend: op_send(p, rng, j, seq); break;
+        case Op::kDevRead: op_dev_read(p, rng); break;
+        case Op::kCount: break;
+      }
     }
     op_counts[k].fetch_add(1, std::memory_order_relaxed);
-    ops_done.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t done = ops_done.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (cfg.check_every != 0 && done % cfg.check_every == 0) quiescent_check(done);
   }
   thread_done(p);
 }
@@ -662,6 +666,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
 void World::thread_done(Process& p) {
   if (p.live_workers.fetch_sub(1) == 1 && p.parent != nullptr) {
     // The last thread of a child: the process exits.
+    QuiesceScope in(threads_gate_);
     vm::map_remove_all(*p.map);
     p.exited = true;
     live_processes_.fetch_sub(1);
@@ -686,7 +691,9 @@ void World::pagedaemon() {
   // Deterministic runs must not wait on real time: the daemon then sleeps
   // until woken (as 7.x's does when nothing is short).
   const unsigned timeout_ms = cfg.executor == ExecutorKind::kFibers ? 0 : 10;
-  while (vm::pageout_daemon_step(vm, actors_stop_, timeout_ms)) {
+  for (;;) {
+    QuiesceScope in(actors_gate_);
+    if (!vm::pageout_daemon_step(vm, actors_stop_, timeout_ms)) break;
   }
 }
 
@@ -694,17 +701,20 @@ void World::truncator() {
   Rng rng = Rng::stream(cfg.seed, kTruncatorStream);
   while (!actors_stop_.load(std::memory_order_relaxed)) {
     const std::uint64_t cut = rng.below(file_size_ / 8) * 8;
-    trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: in progress
     {
-      locking::SxExclusiveLock vl(file_->lock);
-      vm::vnode_pager_setsize(*file_, cut);
-      vm::vnode_pager_setsize(*file_, file_size_);
+      QuiesceScope in(actors_gate_);
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: in progress
+      {
+        locking::SxExclusiveLock vl(file_->lock);
+        vm::vnode_pager_setsize(*file_, cut);
+        vm::vnode_pager_setsize(*file_, file_size_);
+      }
+      std::uint64_t zf = zero_from_.load();
+      while (cut < zf && !zero_from_.compare_exchange_weak(zf, cut)) {
+      }
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // even: done
+      truncations.fetch_add(1, std::memory_order_relaxed);
     }
-    std::uint64_t zf = zero_from_.load();
-    while (cut < zf && !zero_from_.compare_exchange_weak(zf, cut)) {
-    }
-    trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // even: done
-    truncations.fetch_add(1, std::memory_order_relaxed);
     ex_.pause_us(500);
   }
 }
@@ -731,6 +741,59 @@ void World::final_data_check() {
       }
     }
   }
+}
+
+void World::quiescent_check(std::uint64_t done) {
+  if (stop_.load() || checking_.exchange(true)) {
+    quiescent_checks_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const std::uint64_t n = quiescent_checks.fetch_add(1) + 1;
+  // Phase 1: every simulated thread between two operations (or not started);
+  // the daemon and the truncator go on, so a thread waiting for memory or
+  // for a truncation inside its operation can finish it.
+  threads_gate_.close();
+  std::vector<Process*> live;
+  {
+    std::lock_guard<std::mutex> l(procs_mtx_);
+    for (auto& p : procs_)
+      if (!p->exited && p->map) live.push_back(p.get());
+  }
+  // No write is in flight: every slot of one process (a different one each
+  // time, in pid order) must hold exactly its last committed value, or one
+  // it may have inherited if it never wrote the slot.
+  if (!live.empty()) {
+    Process& p = *live[(n - 1) % live.size()];
+    const std::string when = fmt::format("quiescent check {} (after {} operations)", n, done);
+    for (int region : {kAnon, kScratch}) {
+      for (std::uint64_t page = 0; page < p.npages[region] && !failed(); ++page) {
+        for (int slot = 0; slot < p.slots_per_page; ++slot) {
+          Kern r = Kern::kSuccess;
+          if (!read_slot(p, region, page, slot, true, when.c_str(), &r))
+            fail("data", fmt::format("{}: process {} {} page {} unreadable: {}", when, p.pid, region_name(region),
+                                     page, vm::kern_name(r)));
+          quiescent_reads.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    }
+  }
+  // Phase 2: the daemon and the truncator between two steps.  The daemon
+  // may sleep until memory runs short (forever, in a deterministic run):
+  // wake it as an allocator would.
+  actors_gate_.close([this] {
+    locking::MutexLock f(vm.free_mtx);
+    vm.pages_needed.store(true);
+    locking::wakeup(&vm.pages_needed);
+  });
+  std::vector<vm::Map*> maps;
+  maps.reserve(live.size());
+  for (Process* p : live) maps.push_back(p->map.get());
+  for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()}, {device_.get()},
+                                                   {threads_gate_.parking_channel(), actors_gate_.parking_channel()}))
+    fail("invariants", fmt::format("quiescent check {} (after {} operations): {}", n, done, f));
+  actors_gate_.open();
+  threads_gate_.open();
+  checking_.store(false);
 }
 
 void World::finish() {

@@ -43,6 +43,7 @@
 #include "core/vm.h"
 #include "stress/config.h"
 #include "stress/executor.h"
+#include "stress/quiesce.h"
 #include "stress/rng.h"
 
 namespace faultline::stress {
@@ -141,6 +142,9 @@ class World {
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
   std::atomic<std::uint32_t> peak_live_processes{0};
+  // Quiescent checks during the run (cfg.check_every), and those not made
+  // because one was in progress or the run was stopping.
+  std::atomic<std::uint64_t> quiescent_checks{0}, quiescent_checks_skipped{0}, quiescent_reads{0};
 
  private:
   Process& new_process(Process* parent, int nworkers);
@@ -150,6 +154,12 @@ class World {
   void truncator();
   void thread_done(Process& p);
   void final_data_check();
+  // Every check_every operations, by the thread that completed the last of
+  // them (between its operations): stops every thread at the threads' gate,
+  // checks one live process's data (every slot holds exactly its committed
+  // value) while the pageout daemon and truncator still run, then stops them
+  // too and runs the structural invariant checker; a finding fails the run.
+  void quiescent_check(std::uint64_t done);
 
   // One user access through the MMU, faulting as needed.
   vm::Kern access(vm::Map& m, std::uint64_t va, bool write, std::uint64_t* v);
@@ -202,6 +212,12 @@ class World {
   std::atomic<bool> stop_{false};         // threads: start no more operations
   std::atomic<bool> actors_stop_{false};  // actors: every thread is done (the daemon must outlive them)
   std::atomic<std::uint64_t> next_stream_{0};
+  // Simulated threads pass threads_gate_ around each operation (and a
+  // child's exit); the pageout daemon and the truncator pass actors_gate_
+  // around each step.  checking_: a quiescent check is in progress.
+  QuiesceGate threads_gate_{"threads' gate"};
+  QuiesceGate actors_gate_{"actors' gate"};
+  std::atomic<bool> checking_{false};
 
   mutable std::mutex failures_mtx_;
   std::vector<Failure> failures_;
