@@ -42,6 +42,22 @@ std::string describe(const RunResult& r) {
   return s + r.summary;
 }
 
+// Runs a printed replay line ("faultline ..."), word for word, through the
+// command line with --quiet; returns its exit code, its output in *out.
+int replay_quietly(const std::string& replay, std::string* out) {
+  std::istringstream in(replay);
+  std::vector<std::string> args;
+  std::string w;
+  in >> w;
+  EXPECT_EQ(w, "faultline") << replay;
+  while (in >> w) args.push_back(w);
+  args.push_back("--quiet");
+  ::testing::internal::CaptureStdout();
+  const int code = cli_main(args);
+  *out = ::testing::internal::GetCapturedStdout();
+  return code;
+}
+
 // --trace: Chrome trace-event JSON, one named track per worker, with the
 // faults, lock holds and pager I/O of the run as complete ("X") slices.
 TEST(Trace, WritesAChromeTraceWithATrackPerWorker) {
@@ -167,18 +183,8 @@ TEST_P(Mutants, AreCaughtByTheDataOracleAndTheReplayLineFailsTheSameWay) {
   const std::string replay = cfg.replay_line();
   EXPECT_NE(replay.find(std::string("--mutant ") + vm::mutant_name(GetParam())), std::string::npos) << replay;
   EXPECT_NE(replay.find(fmt::format("--seed {} ", cfg.seed)), std::string::npos) << replay;
-  // The replay line, word for word, through the command line.
-  std::istringstream in(replay);
-  std::vector<std::string> args;
-  std::string w;
-  in >> w;
-  ASSERT_EQ(w, "faultline");
-  while (in >> w) args.push_back(w);
-  args.push_back("--quiet");
-  ::testing::internal::CaptureStdout();
-  const int code = cli_main(args);
-  const std::string out = ::testing::internal::GetCapturedStdout();
-  EXPECT_EQ(code, 1) << out;
+  std::string out;
+  EXPECT_EQ(replay_quietly(replay, &out), 1) << out;
   EXPECT_NE(out.find("FAIL [data] " + first.what), std::string::npos) << "replay did not fail the same way:\n" << out;
   EXPECT_NE(out.find("replay: " + replay), std::string::npos) << out;
 }
@@ -204,16 +210,8 @@ TEST(QuiescentChecks, CatchABrokenForkAtTheFirstCheckAndReplay) {
     EXPECT_LT(r.ops, planned / 10) << "seed " << seed << ": the run went on after the finding";
     const std::string replay = cfg.replay_line();
     ASSERT_NE(replay.find(" --check-every 100 "), std::string::npos) << replay;
-    std::istringstream in(replay);
-    std::vector<std::string> args;
-    std::string w;
-    in >> w;
-    while (in >> w) args.push_back(w);
-    args.push_back("--quiet");
-    ::testing::internal::CaptureStdout();
-    const int code = cli_main(args);
-    const std::string out = ::testing::internal::GetCapturedStdout();
-    EXPECT_EQ(code, 1) << out;
+    std::string out;
+    EXPECT_EQ(replay_quietly(replay, &out), 1) << out;
     EXPECT_NE(out.find("FAIL [invariants] " + first.what), std::string::npos) << out;
   }
 }
