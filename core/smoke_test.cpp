@@ -129,7 +129,9 @@ TEST(CoreSmoke, EverythingAtOnce) {
       std::uint64_t v = 0;
       const Kern r = access(*parent, anon + p * ps + 8 * static_cast<unsigned>(t), false, &v);
       EXPECT_EQ(r, Kern::kSuccess) << "faulter " << t << " page " << p;
-      if (r == Kern::kSuccess) EXPECT_EQ(v, expect[static_cast<std::size_t>(t)][p]) << "faulter " << t << " page " << p;
+      if (r == Kern::kSuccess) {
+        EXPECT_EQ(v, expect[static_cast<std::size_t>(t)][p]) << "faulter " << t << " page " << p;
+      }
     }
   stop = true;
   {
