@@ -55,9 +55,6 @@ void wake_free_waiters(Vm& vm) FL_REQUIRES(vm.free_mtx) {
   if (vm.free_waiters != 0 && !vm.count_min()) locking::wakeup(&vm.free_count);
 }
 
-// The daemon checks pages_needed under free_mtx before it sleeps; setting it
-// first and waking under free_mtx cannot be missed.  Requires: free_mtx not
-// held (object locks may be).
 // A page no one owns goes to the head of the free list (its contents are
 // not known to be zero) and VM_WAIT sleepers are woken.  Requires: the page
 // on no queue and in no object; free_mtx not held.
@@ -70,13 +67,6 @@ void enqueue_free(Vm& vm, Page* m) {
   wake_free_waiters(vm);
 }
 
-void wake_pagedaemon(Vm& vm) {
-  if (!vm.pages_needed.exchange(true)) {
-    vm.counters().bump(vm.counters().v_pdwakeups);
-    MutexLock f(vm.free_mtx);
-    locking::wakeup(&vm.pages_needed);
-  }
-}
 
 // Takes a page off the cache queue for reuse, removing it from its object.
 // The cached page's object is try-locked (we hold `object`, and another
@@ -116,6 +106,16 @@ Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) {
 }
 
 }  // namespace
+
+// The daemon checks pages_needed under free_mtx before it sleeps; setting it
+// first and waking under free_mtx cannot be missed.
+void wake_pagedaemon(Vm& vm) {
+  if (!vm.pages_needed.exchange(true)) {
+    vm.counters().bump(vm.counters().v_pdwakeups);
+    MutexLock f(vm.free_mtx);
+    locking::wakeup(&vm.pages_needed);
+  }
+}
 
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
   object.mtx.assert_owned();

@@ -115,6 +115,9 @@ Page* page_alloc(Object& object, Pindex pindex, unsigned flags);
 void page_free(Page* m);
 // Sleeps until free pages return (VM_WAIT).  Requires: no locks held.
 void vm_wait(Vm& vm, const char* wmesg = "vmwait");
+// pagedaemon_wakeup: asks the pageout daemon for a pass (it scans only if
+// memory is short).  Requires: free_mtx not held (object locks may be).
+void wake_pagedaemon(Vm& vm);
 
 // ---- object membership (vm_page_lookup / insert / remove / rename) ----
 
