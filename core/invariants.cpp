@@ -119,37 +119,34 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
       while (o != nullptr) {
         locking::MutexLock ol(o->mtx);
         auto it = o->pages.find(pindex);
-        if (it != o->pages.end()) {
-          if (expect == nullptr) {
-            expect = it->second;
-            top_hit = top;
-          } else if (it->second == pe.page) {
-            deeper = true;
-            break;
-          }
+        if (it != o->pages.end() && expect == nullptr) {
+          expect = it->second;
+          top_hit = top;
           if (expect == pe.page) break;
+        } else if (it != o->pages.end() && it->second == pe.page) {
+          deeper = true;  // the translated page, under `expect`
+          break;
         }
         pindex += o->backing_offset;
         o = o->backing_object;
         top = false;
       }
+      const bool writable = (pe.prot & kProtWrite) != 0;
       // A write fault that copied the backing page into a shallower object
       // and then failed its re-lookup (seed L810-820: mprotect, munmap or a
       // wiring change while the map was unlocked) releases the copy and
       // leaves the translation of the backing page it had read-only.  That
       // is sound while the two hold the same bytes: the copy can change only
       // through a write fault on this entry, which replaces the translation.
-      if (expect != pe.page && deeper && (pe.prot & kProtWrite) == 0 && expect->fully_valid() &&
-          std::memcmp(expect->data, pe.page->data, ps) == 0) {
-        // the backing page, read-only, under an identical copy
-      } else if (expect != pe.page && deeper) {
-        bad(where + ": maps " + page_name(pe.page) + " of a backing object" +
-            ((pe.prot & kProtWrite) != 0 ? " writable" : "") + " under " + page_name(expect) +
-            ((pe.prot & kProtWrite) == 0 ? ", whose bytes differ" : ""));
-      } else if (expect != pe.page)
+      if (expect != pe.page && !deeper)
         bad(where + ": maps " + page_name(pe.page) + " but the chain has " +
             (expect != nullptr ? page_name(expect) : std::string("nothing")));
-      else if ((pe.prot & kProtWrite) != 0 && (!top_hit || (e->eflags & kEntryNeedsCopy) != 0))
+      else if (deeper && writable)
+        bad(where + ": maps " + page_name(pe.page) + " of a backing object writable under " + page_name(expect));
+      else if (deeper && (!expect->fully_valid() || std::memcmp(expect->data, pe.page->data, ps) != 0))
+        bad(where + ": maps " + page_name(pe.page) + " of a backing object under " + page_name(expect) +
+            ", whose bytes differ");
+      else if (writable && (!top_hit || (e->eflags & kEntryNeedsCopy) != 0))
         bad(where + ": writable translation of a page not in the entry's own object");
     }
   }
