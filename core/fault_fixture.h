@@ -112,16 +112,7 @@ class FaultTest : public CoreTest {
 
   // Runs `f` once, at the first pager I/O (object and map unlocked).
   void at_first_io(std::function<void()> f) {
-    io_action_ = std::move(f);
-    locking::set_point_hook(
-        [](const locking::PointInfo& info, void* ctx) {
-          auto* self = static_cast<FaultTest*>(ctx);
-          if (info.point != locking::Point::kIo || !self->io_action_) return;
-          auto f = std::move(self->io_action_);
-          self->io_action_ = nullptr;
-          f();
-        },
-        this);
+    at_first_point([](const locking::PointInfo& info) { return info.point == locking::Point::kIo; }, std::move(f));
   }
 
   // A swap object of `pages` pages whose contents are word i = tag + pindex,
@@ -175,17 +166,24 @@ class FaultTest : public CoreTest {
   // to take `lock` for the nth time from now on: a window that the code
   // under test opens, and a racing operation forced into it.
   void on_lock_of(const locking::LockBase& lock, int nth, std::function<void()> f) {
-    lock_action_ = std::move(f);
-    lock_target_ = &lock;
-    lock_countdown_ = nth;
+    at_first_point(
+        [&lock, nth, seen = 0](const locking::PointInfo& info) mutable {
+          return info.point == locking::Point::kLock && info.object == &lock && ++seen == nth;
+        },
+        [f = std::move(f)] { std::thread(f).join(); });
+  }
+
+  // Runs `f`, once, at the first schedule point for which `when` holds.
+  void at_first_point(std::function<bool(const locking::PointInfo&)> when, std::function<void()> f) {
+    point_when_ = std::move(when);
+    point_action_ = std::move(f);
     locking::set_point_hook(
         [](const locking::PointInfo& info, void* ctx) {
           auto* self = static_cast<FaultTest*>(ctx);
-          if (info.point != locking::Point::kLock || info.object != self->lock_target_ || !self->lock_action_) return;
-          if (--self->lock_countdown_ != 0) return;
-          auto f = std::move(self->lock_action_);
-          self->lock_action_ = nullptr;
-          std::thread(f).join();
+          if (!self->point_action_ || !self->point_when_(info)) return;
+          auto f = std::move(self->point_action_);
+          self->point_action_ = nullptr;
+          f();
         },
         this);
   }
@@ -211,10 +209,8 @@ class FaultTest : public CoreTest {
   std::vector<std::unique_ptr<Vnode>> owned_vnodes_;
   std::vector<std::unique_ptr<Device>> devices_;
 
-  std::function<void()> io_action_;
-  std::function<void()> lock_action_;
-  const void* lock_target_ = nullptr;
-  int lock_countdown_ = 0;
+  std::function<bool(const locking::PointInfo&)> point_when_;
+  std::function<void()> point_action_;
   std::unique_ptr<Map> map_;
 };
 
