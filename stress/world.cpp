@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/invariants.h"
+#include "core/page.h"
 #include "core/pageout.h"
 #include "locking/locking.h"
 #include "stress/trace.h"
@@ -729,18 +730,23 @@ void World::final_data_check() {
     for (auto& p : procs_)
       if (p->parent == nullptr) roots.push_back(p.get());
   }
-  for (Process* p : roots) {
-    for (int region : {kAnon, kScratch}) {
-      for (std::uint64_t page = 0; page < p->npages[region] && !failed(); ++page) {
-        for (int slot = 0; slot < p->slots_per_page; ++slot) {
-          Kern r = Kern::kSuccess;
-          if (!read_slot(*p, region, page, slot, true, "final check", &r))
-            fail("data", fmt::format("final check: process {} {} page {} unreadable: {}", p->pid, region_name(region),
-                                     page, vm::kern_name(r)));
-        }
+  for (Process* p : roots) check_every_slot(*p, "final check");
+}
+
+std::uint64_t World::check_every_slot(Process& p, const char* when) {
+  std::uint64_t reads = 0;
+  for (int region : {kAnon, kScratch}) {
+    for (std::uint64_t page = 0; page < p.npages[region] && !failed(); ++page) {
+      for (int slot = 0; slot < p.slots_per_page; ++slot) {
+        Kern r = Kern::kSuccess;
+        if (!read_slot(p, region, page, slot, true, when, &r))
+          fail("data", fmt::format("{}: process {} {} page {} unreadable: {}", when, p.pid, region_name(region), page,
+                                   vm::kern_name(r)));
+        ++reads;
       }
     }
   }
+  return reads;
 }
 
 void World::quiescent_check(std::uint64_t done) {
@@ -762,35 +768,19 @@ void World::quiescent_check(std::uint64_t done) {
   // No write is in flight: every slot of one process (a different one each
   // time, in pid order) must hold exactly its last committed value, or one
   // it may have inherited if it never wrote the slot.
-  if (!live.empty()) {
-    Process& p = *live[(n - 1) % live.size()];
-    const std::string when = fmt::format("quiescent check {} (after {} operations)", n, done);
-    for (int region : {kAnon, kScratch}) {
-      for (std::uint64_t page = 0; page < p.npages[region] && !failed(); ++page) {
-        for (int slot = 0; slot < p.slots_per_page; ++slot) {
-          Kern r = Kern::kSuccess;
-          if (!read_slot(p, region, page, slot, true, when.c_str(), &r))
-            fail("data", fmt::format("{}: process {} {} page {} unreadable: {}", when, p.pid, region_name(region),
-                                     page, vm::kern_name(r)));
-          quiescent_reads.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-    }
-  }
+  const std::string when = fmt::format("quiescent check {} (after {} operations)", n, done);
+  if (!live.empty())
+    quiescent_reads.fetch_add(check_every_slot(*live[(n - 1) % live.size()], when.c_str()), std::memory_order_relaxed);
   // Phase 2: the daemon and the truncator between two steps.  The daemon
   // may sleep until memory runs short (forever, in a deterministic run):
   // wake it as an allocator would.
-  actors_gate_.close([this] {
-    locking::MutexLock f(vm.free_mtx);
-    vm.pages_needed.store(true);
-    locking::wakeup(&vm.pages_needed);
-  });
+  actors_gate_.close([this] { vm::wake_pagedaemon(vm); });
   std::vector<vm::Map*> maps;
   maps.reserve(live.size());
   for (Process* p : live) maps.push_back(p->map.get());
   for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()}, {device_.get()},
                                                    {threads_gate_.parking_channel(), actors_gate_.parking_channel()}))
-    fail("invariants", fmt::format("quiescent check {} (after {} operations): {}", n, done, f));
+    fail("invariants", when + ": " + f);
   actors_gate_.open();
   threads_gate_.open();
   checking_.store(false);

@@ -154,6 +154,10 @@ class World {
   void truncator();
   void thread_done(Process& p);
   void final_data_check();
+  // Reads every anonymous and scratch slot of p, each of which must hold
+  // exactly its committed value (no write in flight); `when` names the
+  // check in failures.  Returns the reads made.
+  std::uint64_t check_every_slot(Process& p, const char* when);
   // Every check_every operations, by the thread that completed the last of
   // them (between its operations): stops every thread at the threads' gate,
   // checks one live process's data (every slot holds exactly its committed
