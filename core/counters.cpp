@@ -84,7 +84,7 @@ const char* retry_name(Retry r) noexcept {
   return "?";
 }
 
-std::string Counters::format_vmstat() const {
+std::vector<Counters::VmstatRow> Counters::vmstat() const {
   struct Row {
     const Counter* c;
     const char* name;
@@ -112,11 +112,16 @@ std::string Counters::format_vmstat() const {
       {&v_fault_errors, "v_fault_errors", "faults that failed"},
       {&object_collapses, "object_collapses", "objects collapsed into their shadow"},
   };
+  std::vector<VmstatRow> out;
+  for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});
+  return out;
+}
+
+std::string Counters::format_vmstat() const {
   std::string out;
   char buf[160];
-  for (const Row& r : rows) {
-    std::snprintf(buf, sizeof buf, "%12llu %-16s %s\n",
-                  static_cast<unsigned long long>(r.c->load()), r.name, r.what);
+  for (const VmstatRow& r : vmstat()) {
+    std::snprintf(buf, sizeof buf, "%12llu %-16s %s\n", static_cast<unsigned long long>(r.value), r.name, r.what);
     out += buf;
   }
   return out;

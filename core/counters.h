@@ -82,7 +82,14 @@ class Counters {
   void retry(Retry r) noexcept { bump(retries[static_cast<std::size_t>(r)]); }
   std::uint64_t retries_of(Retry r) const noexcept { return retries[static_cast<std::size_t>(r)].load(); }
 
-  // "  1234 v_vm_faults  faults entered" lines, like vmstat -s.
+  // Every named counter, in vmstat -s order.
+  struct VmstatRow {
+    const char* name;  // "v_vm_faults"
+    const char* what;  // "page faults"
+    std::uint64_t value;
+  };
+  std::vector<VmstatRow> vmstat() const;
+  // "  1234 v_vm_faults  page faults" lines, like vmstat -s.
   std::string format_vmstat() const;
   // One line per retry reason with its count; a zero is a coverage gap.
   std::string format_retries() const;

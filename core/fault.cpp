@@ -9,12 +9,12 @@
 // to every helper.
 #include "core/fault.h"
 
-#include <cassert>
 #include <cstdio>
 #include <cstdlib>
 
 #include "core/pager.h"
 #include "core/vm.h"
+#include "locking/kassert.h"
 
 namespace faultline::vm {
 
@@ -251,7 +251,7 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
 
 // A harness failure, never a user error: report with every held lock, abort.
 [[noreturn]] static void fatal(const char* what, std::uint64_t va) {
-  std::fprintf(stderr, "faultline: vm_fault: %s, addr 0x%llx\n%s", what,
+  std::fprintf(stderr, "panic: vm_fault: %s, addr 0x%llx\n%s", what,
                static_cast<unsigned long long>(va), locking::dump_all_locks().c_str());
   std::abort();
 }
@@ -502,7 +502,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         fs.m->valid = kPageBitsAll;
         break;  // found
       }
-      assert(next != fs.object && "object loop");
+      FL_KASSERT(next != fs.object, "object loop");
       next->mtx.lock_nested(fs.depth + 1);
       object_pip_add(*next, 1);
       if (fs.object != fs.first_object) object_pip_wakeup(*fs.object);
@@ -513,7 +513,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     if (retry) continue;
 
     // PAGE HAS BEEN FOUND (seed L685); fs.object is locked, fs.m busy.
-    assert((fs.m->oflags & kVpoBusy) != 0 && "vm_fault: not busy after main loop");
+    FL_KASSERT((fs.m->oflags & kVpoBusy) != 0, "vm_fault: not busy after main loop");
 
     // seed L698-784: the page lives in a backing object.
     if (fs.object != fs.first_object) {
@@ -634,7 +634,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     }
 
     // seed L873-883.
-    assert((fs.m->oflags & kVpoBusy) != 0 && "vm_fault: page not busy");
+    FL_KASSERT((fs.m->oflags & kVpoBusy) != 0, "vm_fault: page not busy");
     if (!fs.m->fully_valid()) {
       page_zero_invalid(fs.m);
       std::fprintf(stderr, "faultline: vm_fault: page %u partially invalid on fault\n", fs.m->index);

@@ -1,12 +1,12 @@
 #include "core/map.h"
 
 #include <algorithm>
-#include <cassert>
 #include <iterator>
 #include <vector>
 
 #include "core/fault.h"
 #include "core/vm.h"
+#include "locking/kassert.h"
 
 namespace faultline::vm {
 
@@ -39,7 +39,7 @@ Map::Map(Vm& v, std::uint64_t min, std::uint64_t max) : vm(v), pmap(v), min_va(m
 
 Map::~Map() {
   locking::SxSharedLock l(lock);
-  assert(entries.empty() && "destroying a map with entries");
+  FL_KASSERT(entries.empty(), "destroying a map with entries");
 }
 
 MapEntry* Map::lookup_entry(std::uint64_t va) {

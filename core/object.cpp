@@ -1,10 +1,10 @@
 #include "core/object.h"
 
 #include <algorithm>
-#include <cassert>
 
 #include "core/pmap.h"
 #include "core/vm.h"
+#include "locking/kassert.h"
 
 namespace faultline::vm {
 
@@ -39,7 +39,7 @@ void object_reference(Object& o) {
 
 void object_reference_locked(Object& o) {
   o.mtx.assert_owned();
-  assert(o.ref_count > 0 && "referencing an object with no references");
+  FL_KASSERT(o.ref_count > 0, "referencing an object with no references");
   ++o.ref_count;
 }
 
@@ -50,7 +50,7 @@ void object_pip_add(Object& o, int n) {
 
 void object_pip_wakeup(Object& o) {
   o.mtx.assert_owned();
-  assert(o.pip > 0 && "pip underflow");
+  FL_KASSERT(o.pip > 0, "pip underflow");
   if (--o.pip == 0 && (o.flags & kObjPipWanted) != 0) {
     o.flags &= static_cast<std::uint16_t>(~kObjPipWanted);
     locking::wakeup(&o.pip);
@@ -110,7 +110,7 @@ namespace {
 // o.mtx held... except that it destroys o, so it returns with nothing held.
 void object_terminate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
   o->mtx.assert_owned();
-  assert(o->ref_count == 0 && o->shadow_count == 0);
+  FL_KASSERT(o->ref_count == 0 && o->shadow_count == 0, "terminating an object that is referenced or shadowed");
   o->flags |= kObjDead;
   object_pip_wait(*o, "objtrm");
   Vm& vm = o->vm;
@@ -118,8 +118,8 @@ void object_terminate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
     MutexLock pq(vm.page_queues);
     while (!o->pages.empty()) {
       Page* p = o->pages.begin()->second;
-      assert(!p->any_busy() && "terminating an object with a busy page");
-      assert(p->pv.empty() && "terminating an object with a mapped page");
+      FL_KASSERT(!p->any_busy(), "terminating an object with a busy page");
+      FL_KASSERT(p->pv.empty(), "terminating an object with a mapped page");
       if (p->wire_count == 0) {
         page_free(p);
       } else {
@@ -226,7 +226,7 @@ void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
   // it held on its backing object, and so on down the chain.
   while (o != nullptr) {
     o->mtx.lock();
-    assert(o->ref_count > 0 && "deallocating an object with no references");
+    FL_KASSERT(o->ref_count > 0, "deallocating an object with no references");
     if (--o->ref_count > 0) {
       maybe_collapse(o);
       return;
@@ -248,7 +248,7 @@ void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
 
 void object_shadow(Object** object, Pindex* offset, Pindex length) FL_NO_THREAD_SAFETY_ANALYSIS {
   Object* source = *object;
-  assert(source != nullptr && "shadowing no object");
+  FL_KASSERT(source != nullptr, "shadowing no object");
   {
     // Not shared and not reachable by name: no shadow needed (7.x shortcut).
     MutexLock l(source->mtx);

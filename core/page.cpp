@@ -1,11 +1,11 @@
 #include "core/page.h"
 
-#include <cassert>
 #include <cstring>
 
 #include "core/object.h"
 #include "core/pmap.h"
 #include "core/vm.h"
+#include "locking/kassert.h"
 
 namespace faultline::vm {
 
@@ -154,7 +154,7 @@ Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
   m->dirty = 0;
   m->busy = 0;
   m->oflags = kVpoBusy;
-  assert(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty());
+  FL_KASSERT(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty(), "allocating a page that is wired, held, lent or mapped");
   page_insert(m, object, pindex);
   return m;
 }
@@ -163,10 +163,10 @@ void page_free(Page* m) {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
   if (m->object != nullptr) m->object->mtx.assert_owned();
-  assert(m->busy == 0 && "freeing a page with I/O in progress");
-  assert(m->wire_count == 0 && "freeing a wired page");
-  assert(m->pv.empty() && "freeing a mapped page");
-  assert(m->queue != PageQueue::kFree && "freeing a free page");
+  FL_KASSERT(m->busy == 0, "freeing a page with I/O in progress");
+  FL_KASSERT(m->wire_count == 0, "freeing a wired page");
+  FL_KASSERT(m->pv.empty(), "freeing a mapped page");
+  FL_KASSERT(m->queue != PageQueue::kFree, "freeing a free page");
   pageq_remove(m);
   if (m->object != nullptr) page_remove(m);  // also clears VPO_BUSY, waking sleepers
   m->valid = 0;
@@ -201,9 +201,9 @@ Page* page_lookup(Object& object, Pindex pindex) {
 
 void page_insert(Page* m, Object& object, Pindex pindex) {
   object.mtx.assert_owned();
-  assert(m->object == nullptr && "inserting a page that has an object");
+  FL_KASSERT(m->object == nullptr, "inserting a page that has an object");
   [[maybe_unused]] bool inserted = object.pages.emplace(pindex, m).second;
-  assert(inserted && "a page already exists at that pindex");
+  FL_KASSERT(inserted, "a page already exists at that pindex");
   m->object = &object;
   m->pindex = pindex;
 }
@@ -235,13 +235,13 @@ void page_rename(Page* m, Object& new_object, Pindex new_pindex) {
 
 void page_busy(Page* m) {
   m->object->mtx.assert_owned();
-  assert((m->oflags & kVpoBusy) == 0 && "page already busy");
+  FL_KASSERT((m->oflags & kVpoBusy) == 0, "page already busy");
   m->oflags |= kVpoBusy;
 }
 
 void page_wakeup(Page* m) {
   m->object->mtx.assert_owned();
-  assert((m->oflags & kVpoBusy) != 0 && "page not busy");
+  FL_KASSERT((m->oflags & kVpoBusy) != 0, "page not busy");
   const bool wanted = (m->oflags & kVpoWanted) != 0;
   m->oflags &= static_cast<std::uint8_t>(~(kVpoBusy | kVpoWanted));
   if (wanted) locking::wakeup(m);
@@ -254,7 +254,7 @@ void page_io_start(Page* m) {
 
 void page_io_finish(Page* m) {
   m->object->mtx.assert_owned();
-  assert(m->busy != 0);
+  FL_KASSERT(m->busy != 0, "ending I/O on a page with none in progress");
   if (--m->busy == 0 && (m->oflags & kVpoWanted) != 0) {
     m->oflags &= static_cast<std::uint8_t>(~kVpoWanted);
     locking::wakeup(m);
@@ -285,7 +285,7 @@ void pageq_remove(Page* m) {
       vm.cache.unlink(m);
       vm.cache_count.fetch_sub(1, std::memory_order_relaxed);
       break;
-    case PageQueue::kFree: assert(false && "pageq_remove of a free page"); return;
+    case PageQueue::kFree: FL_KASSERT(false, "pageq_remove of a free page"); return;
     case PageQueue::kNone: return;
   }
   m->queue = PageQueue::kNone;
@@ -320,9 +320,9 @@ void page_cache(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
   m->object->mtx.assert_owned();
-  assert(!m->any_busy() && m->hold_count == 0 && m->wire_count == 0 && "caching a busy page");
-  assert(m->dirty == 0 && "caching a dirty page");
-  assert(m->pv.empty() && "caching a mapped page");
+  FL_KASSERT(!m->any_busy() && m->hold_count == 0 && m->wire_count == 0, "caching a busy page");
+  FL_KASSERT(m->dirty == 0, "caching a dirty page");
+  FL_KASSERT(m->pv.empty(), "caching a mapped page");
   if (m->queue == PageQueue::kCache) return;
   pageq_remove(m);
   vm.cache.push_tail(m);
@@ -346,7 +346,7 @@ void page_wire(Page* m) {
 void page_unwire(Page* m, bool activate) {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
-  assert(m->wire_count != 0 && "unwiring an unwired page");
+  FL_KASSERT(m->wire_count != 0, "unwiring an unwired page");
   if (--m->wire_count != 0) return;
   vm.wired_count.fetch_sub(1, std::memory_order_relaxed);
   if (activate) {
@@ -366,7 +366,7 @@ void page_hold(Page* m) {
 void page_unhold(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
-  assert(m->hold_count != 0);
+  FL_KASSERT(m->hold_count != 0, "unholding a page that is not held");
   if (--m->hold_count != 0 || m->object != nullptr || m->queue != PageQueue::kNone) return;
   // Freed while held: free it for real now.
   enqueue_free(vm, m);
@@ -374,7 +374,7 @@ void page_unhold(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
 
 void page_dirty(Page* m) {
   m->object->mtx.assert_owned();
-  assert(m->queue != PageQueue::kCache && "dirtying a cached page");
+  FL_KASSERT(m->queue != PageQueue::kCache, "dirtying a cached page");
   m->dirty = kPageBitsAll;
 }
 
@@ -402,7 +402,7 @@ void page_loan(Page* m) {
 void page_loan_end(Page* m) {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
-  assert(m->cow != 0 && "ending a loan that was not made");
+  FL_KASSERT(m->cow != 0, "ending a loan that was not made");
   if (m->object != nullptr) m->object->mtx.assert_owned();
   --m->cow;
   page_unwire(m, false);

@@ -45,6 +45,29 @@ TEST_F(CoreTest, BootPutsEveryPageOnTheFreeListZeroed) {
   }
 }
 
+// FL_KASSERT does not depend on NDEBUG: a page freed while its I/O is in
+// progress panics in every build type, `cmake -DCMAKE_BUILD_TYPE=Release`
+// (-O3 -DNDEBUG) included.  Only FL_INVARIANTS=OFF compiles it out.
+TEST_F(CoreTest, KassertPanicsInEveryBuildTypeFreeingAPageUnderIo) {
+  if (!kInvariants) GTEST_SKIP() << "built with FL_INVARIANTS=OFF: KASSERTs are compiled out";
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 16);
+  auto free_under_io = [&] {
+    MutexLock l(o->mtx);
+    Page* m = page_alloc(*o, 0, kAllocNormal);
+    if (m == nullptr) return;
+    page_io_start(m);
+    MutexLock pq(vm().page_queues);
+    page_free(m);
+  };
+  EXPECT_DEATH(free_under_io(),
+               "panic: freeing a page with I/O in progress\n"
+               "  KASSERT\\(m->busy == 0\\) failed at core/page.cpp:[0-9]+ in page_free");
+  EXPECT_EQ(free_pages(), 256u);  // the death happened in a child process
+  EXPECT_TRUE(invariants_compiled_in());
+  object_deallocate(o);
+}
+
 TEST_F(CoreTest, AllocInsertsABusyPageAndFreeReturnsIt) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 16);
   {

@@ -1,11 +1,11 @@
 #include "core/pager.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cstring>
 
 #include "core/pmap.h"
 #include "core/vm.h"
+#include "locking/kassert.h"
 
 namespace faultline::vm {
 
@@ -23,7 +23,7 @@ const char* pager_result_name(PagerResult r) noexcept {
 
 Vnode::Vnode(Vm& v, std::uint64_t sz) : vm(v), size(sz), contents(sz) {}
 
-Vnode::~Vnode() { assert(object == nullptr && "destroying a vnode whose object is alive"); }
+Vnode::~Vnode() { FL_KASSERT(object == nullptr, "destroying a vnode whose object is alive"); }
 
 namespace {
 
@@ -116,7 +116,7 @@ Device::Device(Vm& v, Pindex n) : vm(v), npages(n), memory(n * v.page_size()) {}
 
 Device::~Device() {
   MutexLock l(lock);
-  assert(object == nullptr && "destroying a device whose object is alive");
+  FL_KASSERT(object == nullptr, "destroying a device whose object is alive");
 }
 
 // (The helpers take dev.object by reference and lock dev.lock themselves,
@@ -229,7 +229,7 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
   o.mtx.assert_owned();
   Vm& vm = o.vm;
   const std::uint32_t ps = vm.page_size();
-  for (int i = 0; i < count; ++i) assert((m[i]->oflags & kVpoBusy) != 0 && m[i]->object == &o);
+  for (int i = 0; i < count; ++i) FL_KASSERT((m[i]->oflags & kVpoBusy) != 0 && m[i]->object == &o, "getpages of a page not busy or not of this object");
   vm.counters().bump(vm.counters().v_pageins);
   if (o.type == ObjectType::kSwap) {
     // Swap metadata is read under the object lock; the "device" then

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstring>
 
 #include "core/vm.h"
+#include "locking/kassert.h"
 
 namespace faultline::vm {
 
@@ -21,7 +21,7 @@ PmapEntry& PageTable::insert(std::uint64_t vpn, const PmapEntry& entry) {
     cached_ = leaf;
   }
   PmapEntry& e = leaf->e[vpn & (kLeafSize - 1)];
-  assert(e.page == nullptr && entry.page != nullptr);
+  FL_KASSERT(e.page == nullptr && entry.page != nullptr, "entering a translation over one, or of no page");
   e = entry;
   ++leaf->count;
   ++size_;
@@ -31,7 +31,7 @@ PmapEntry& PageTable::insert(std::uint64_t vpn, const PmapEntry& entry) {
 void PageTable::erase(std::uint64_t vpn) {
   const std::uint64_t key = vpn >> kLeafBits;
   Leaf* leaf = leaf_of(key);
-  assert(leaf != nullptr && leaf->e[vpn & (kLeafSize - 1)].page != nullptr);
+  FL_KASSERT(leaf != nullptr && leaf->e[vpn & (kLeafSize - 1)].page != nullptr, "removing a translation that does not exist");
   leaf->e[vpn & (kLeafSize - 1)] = PmapEntry{};
   --size_;
   if (--leaf->count == 0) {
@@ -62,7 +62,7 @@ Pmap::Pmap(Vm& v) : vm(v), page_shift(static_cast<unsigned>(std::countr_zero(v.p
 
 Pmap::~Pmap() {
   MutexLock l(mtx);
-  assert(table.empty() && "destroying a pmap with mappings");
+  FL_KASSERT(table.empty(), "destroying a pmap with mappings");
 }
 
 std::size_t Pmap::resident() const {
@@ -85,7 +85,7 @@ void pv_remove(Page* m, Pmap* pmap, std::uint64_t va) {
   auto& pv = m->pv;
   auto it = std::find_if(pv.begin(), pv.end(),
                          [&](const PvEntry& e) { return e.pmap == pmap && e.va == va; });
-  assert(it != pv.end() && "mapping without a pv entry");
+  FL_KASSERT(it != pv.end(), "mapping without a pv entry");
   pv.erase(it);
   if (pv.empty()) m->flags &= static_cast<std::uint8_t>(~kPgWriteable);
 }
@@ -109,7 +109,7 @@ void remove_entry(Pmap& pmap, std::uint64_t va, PmapEntry& e) FL_REQUIRES(pmap.m
 // The translation at va, which must exist (a pv entry names it).
 PmapEntry& entry_at(Pmap& pmap, std::uint64_t va) FL_REQUIRES(pmap.mtx) {
   PmapEntry* e = pmap.find(va);
-  assert(e != nullptr && "pv entry without a mapping");
+  FL_KASSERT(e != nullptr, "pv entry without a mapping");
   return *e;
 }
 
@@ -179,7 +179,7 @@ void pmap_remove_all(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
     PvEntry pv = m->pv.back();
     MutexLock l(pv.pmap->mtx);
     PmapEntry& e = entry_at(*pv.pmap, pv.va);
-    assert(e.page == m);
+    FL_KASSERT(e.page == m, "a pv entry names a translation of another page");
     remove_entry(*pv.pmap, pv.va, e);
   }
 }

@@ -9,6 +9,7 @@
 //   checking.h     modes (off, report, abort) and reports
 //   actor.h        threads and fibers as lock holders
 //   hooks.h        schedule points for the harness
+//   kassert.h      FL_KASSERT: the model's assertions, independent of NDEBUG
 //   profile.h      per-class and per-site lock profiling
 //   dump.h         every held lock and sleeper, for deadlock reports
 //   backend.h      std, futex, TBB and Boost.Fiber backends
@@ -19,6 +20,7 @@
 #include "locking/checking.h"
 #include "locking/dump.h"
 #include "locking/hooks.h"
+#include "locking/kassert.h"
 #include "locking/lock_class.h"
 #include "locking/mutex.h"
 #include "locking/profile.h"

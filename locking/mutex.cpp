@@ -1,11 +1,11 @@
 #include "locking/mutex.h"
+#include "locking/kassert.h"
 
-#include <cassert>
 
 namespace faultline::locking {
 
 Mutex::Mutex(LockClass& cls, const char* name) : LockBase(cls, name), raw_(backend()) {
-  assert(cls.kind() == LockKind::kMutex && "a Mutex needs a LockKind::kMutex class");
+  FL_KASSERT(cls.kind() == LockKind::kMutex, "a Mutex needs a LockKind::kMutex class");
 }
 
 Mutex::~Mutex() {

@@ -32,6 +32,7 @@
 #include "locking/detail/check.h"
 #include "locking/detail/primitives.h"
 #include "locking/hooks.h"
+#include "locking/kassert.h"
 #include "locking/lock_base.h"
 #include "locking/thread_annotations.h"
 
@@ -89,11 +90,11 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
   const Actor* owner() const noexcept { return owner_.load(std::memory_order_relaxed); }
 
   void assert_owned(const Site& site = Site::current()) const FL_ASSERT_CAPABILITY(this) {
-    if (!owned()) [[unlikely]]
+    if (kInvariants && !owned()) [[unlikely]]
       detail::report_assertion(*this, "owned", site);
   }
   void assert_not_owned(const Site& site = Site::current()) const {
-    if (owned()) [[unlikely]]
+    if (kInvariants && owned()) [[unlikely]]
       detail::report_assertion(*this, "not owned", site);
   }
 

@@ -1,6 +1,6 @@
 #include "locking/sx.h"
+#include "locking/kassert.h"
 
-#include <cassert>
 
 namespace faultline::locking {
 
@@ -9,7 +9,7 @@ SxLock::SxLock(LockClass& cls, const char* name)
       m_(detail::wait_kind_for(backend())),
       readers_(detail::wait_kind_for(backend())),
       writers_(detail::wait_kind_for(backend())) {
-  assert(cls.kind() == LockKind::kSx && "an SxLock needs a LockKind::kSx class");
+  FL_KASSERT(cls.kind() == LockKind::kSx, "an SxLock needs a LockKind::kSx class");
 }
 
 SxLock::~SxLock() {
@@ -248,21 +248,25 @@ void SxLock::downgrade(const Site& site) {
 }
 
 void SxLock::assert_xlocked(const Site& site) const {
+  if constexpr (!kInvariants) return;
   if (!xlocked()) [[unlikely]]
     detail::report_assertion(*this, "exclusively locked", site);
 }
 
 void SxLock::assert_slocked(const Site& site) const {
+  if constexpr (!kInvariants) return;
   if (!held_shared_by_me()) [[unlikely]]
     detail::report_assertion(*this, "share locked", site);
 }
 
 void SxLock::assert_locked(const Site& site) const {
+  if constexpr (!kInvariants) return;
   if (!xlocked() && !held_shared_by_me()) [[unlikely]]
     detail::report_assertion(*this, "locked", site);
 }
 
 void SxLock::assert_unlocked(const Site& site) const {
+  if constexpr (!kInvariants) return;
   bool mine = xlocked();
   if (!mine && detail::tracking()) mine = current_actor().find(this) >= 0;
   if (mine) [[unlikely]]
