@@ -41,6 +41,7 @@ int usage_error(const std::string& msg) {
 
 struct Parsed {
   Config cfg;
+  CLI::Option* seed_opt = nullptr;
   std::string seed_text, executor_text = "fibers", sched_text = "random", mix_text;
   bool no_pagedaemon = false, no_truncator = false;
   std::string mutant_text;
@@ -64,7 +65,8 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   app.add_option("--scenario,-s", c.scenario, "scenario: " + scenario_names() + " (default mixed)");
   app.add_option("--executor,-e", p.executor_text, "threads | fibers (deterministic) | fibers-mt (K OS threads)");
   app.add_option("--sched", p.sched_text, "deterministic fibers: random | pct");
-  app.add_option("--seed", p.seed_text, "the run's seed (decimal or 0x-hex); everything random derives from it");
+  p.seed_opt =
+      app.add_option("--seed", p.seed_text, "the run's seed (decimal or 0x-hex); everything random derives from it");
   bind("--pct-depth", &Config::pct_depth, "PCT: bug depth d (d-1 priority change points)");
   bind("--os-threads", &Config::os_threads, "fibers-mt: OS threads carrying the fibers");
   bind("--processes,-p", &Config::processes, "initial processes");
@@ -91,6 +93,9 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--watchdog", &Config::watchdog_s, "fail if no operation completes for this many seconds");
   bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");
   bind("--trace", &Config::trace_path, "write a Chrome trace-event JSON of the run here (opens in Perfetto)");
+  bind("--json", &Config::json_path,
+       "write the run's summary as JSON here: configuration, verdict, counters, retry paths, lock profile,"
+       " replay line, digest");
   bind("--trace-events", &Config::trace_events, "--trace: record at most this many slices (default 1000000, about 90 MB of JSON)");
   app.add_option("--mix", p.mix_text, "operation weights, e.g. read=40,write=40,fork=2 (others keep the scenario's)");
   app.add_flag("--no-pagedaemon", p.no_pagedaemon, "no pageout daemon");
@@ -128,7 +133,7 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
   auto sched = parse_sched(p.sched_text);
   if (!sched) return fmt::format("--sched '{}' is not one of random, pct", p.sched_text);
   c.sched = *sched;
-  if (!p.seed_text.empty()) {
+  if (p.seed_opt->count() != 0) {
     auto seed = parse_u64(p.seed_text);
     if (!seed) return fmt::format("--seed '{}' is not an unsigned 64-bit integer (decimal or 0x-hex)", p.seed_text);
     c.seed = *seed;
@@ -155,11 +160,36 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
   return std::nullopt;
 }
 
+// --json: the summary of a run that ended, or of one that could not.
+bool write_json(const std::string& path, nlohmann::ordered_json j, const Config& cfg, int code, const std::string& verdict,
+                const std::vector<Failure>& failures) {
+  if (!j.contains("config")) j["config"] = cfg.to_json();
+  j["verdict"] = verdict;
+  j["pass"] = code == 0;
+  j["exit_code"] = code;
+  j["failures"] = failures_json(failures);
+  j["replay"] = cfg.replay_line();
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  const std::string text = j.dump(2) + "\n";
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  return std::fclose(f) == 0 && ok;
+}
+
 int run_command(const Config& cfg) {
   RunOptions opts;
   opts.progress = !cfg.quiet;
   opts.handle_sigint = true;
   opts.handle_crash = true;
+  if (!cfg.json_path.empty()) {
+    // Written now, so a run that dies of a signal still leaves a verdict;
+    // replaced when the run ends.
+    write_json(cfg.json_path, nlohmann::ordered_json::object(), cfg, 1,
+               "FAIL (the run did not finish: it crashed or was killed; its output has the report)", {});
+    opts.on_fatal = [&cfg](const std::string& verdict, const std::vector<Failure>& failures) {
+      write_json(cfg.json_path, nlohmann::ordered_json::object(), cfg, 1, verdict, failures);
+    };
+  }
   RunResult r = run_once(cfg, opts);
   if (!cfg.quiet) std::printf("%s", r.summary.c_str());
   int code = r.exit_code;
@@ -175,6 +205,13 @@ int run_command(const Config& cfg) {
   for (const Failure& f : r.failures) std::printf("FAIL [%s] %s\n", f.oracle.c_str(), f.what.c_str());
   std::printf("%s: %s\n", code == 0 ? "pass" : "verdict", verdict.c_str());
   if (code != 0) std::printf("replay: %s\n", cfg.replay_line().c_str());
+  if (!cfg.json_path.empty()) {
+    if (!cfg.expect_digest.empty()) r.report["expect_digest"] = cfg.expect_digest;
+    if (!write_json(cfg.json_path, std::move(r.report), cfg, code, verdict, r.failures)) {
+      std::printf("faultline: --json '%s': could not write it: %s\n", cfg.json_path.c_str(), std::strerror(errno));
+      if (code == 0) code = 2;
+    }
+  }
   std::fflush(stdout);
   return code;
 }
@@ -200,11 +237,18 @@ int cli_main(const std::vector<std::string>& args) {
   sweep->add_option("--jobs,-j", jobs, "runs at a time (default: the machine's cores)");
   sweep->add_option("--shard", shard_text, "this job's share i/N of the seeds: every N-th, from the i-th");
   sweep->add_option("--timeout", timeout_s, "seconds a seed may take before it is killed and failed (default 600)");
+  std::string junit_path;
+  sweep->add_option("--junit", junit_path,
+                    "write JUnit XML here: one test case per seed, a failing seed with its first failure and replay line");
+  app.set_version_flag("--version", std::string("faultline ") + FL_VERSION);
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
   } catch (const CLI::CallForHelp& e) {
     std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::CallForVersion& e) {
+    std::printf("%s\n", e.what());
     return 0;
   } catch (const CLI::CallForAllHelp& e) {
     std::printf("%s", app.help("", CLI::AppFormatMode::All).c_str());
@@ -239,12 +283,20 @@ int cli_main(const std::vector<std::string>& args) {
     }
     if (!cfg.expect_digest.empty()) return usage_error("--expect-digest names one run's schedule: not with sweep");
     if (!cfg.trace_path.empty()) return usage_error("--trace writes one run's trace: not with sweep (trace a seed's replay line)");
+    for (const auto& [flag, path] : {std::pair{"--junit", junit_path}, std::pair{"--json", cfg.json_path}}) {
+      if (path.empty()) continue;
+      std::FILE* f = std::fopen(path.c_str(), "w");
+      if (f == nullptr) return usage_error(fmt::format("{} '{}': cannot write it: {}", flag, path, std::strerror(errno)));
+      std::fclose(f);
+    }
+    so.junit_path = junit_path;
+    so.json_path = cfg.json_path;
     return sweep_command(cfg, so);
   }
-  if (!cfg.trace_path.empty()) {
-    std::FILE* f = std::fopen(cfg.trace_path.c_str(), "w");
-    if (f == nullptr)
-      return usage_error(fmt::format("--trace '{}': cannot write it: {}", cfg.trace_path, std::strerror(errno)));
+  for (const auto& [flag, path] : {std::pair{"--trace", cfg.trace_path}, std::pair{"--json", cfg.json_path}}) {
+    if (path.empty()) continue;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return usage_error(fmt::format("{} '{}': cannot write it: {}", flag, path, std::strerror(errno)));
     std::fclose(f);
   }
   return run_command(cfg);

@@ -4,7 +4,13 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "stress/cli.h"
 #include "stress/config.h"
@@ -45,6 +51,14 @@ TEST(Cli, MalformedSeedIsNamed) {
   expect_usage_error({"--seed", "-1"}, "-1");
   expect_usage_error({"--seed", "0x"}, "0x");
   expect_usage_error({"--seed", "18446744073709551616"}, "18446744073709551616");  // 2^64
+  expect_usage_error({"--seed", ""}, "--seed ''");  // empty: not the default seed
+}
+TEST(Cli, UnwritableReportPathsAreNamed) {
+  expect_usage_error({"--json", "/nonexistent-dir/r.json", "--ops", "1"}, "--json '/nonexistent-dir/r.json'");
+  expect_usage_error({"sweep", "--seeds", "1..2", "--junit", "/nonexistent-dir/j.xml"},
+                     "--junit '/nonexistent-dir/j.xml'");
+  expect_usage_error({"sweep", "--seeds", "1..2", "--json", "/nonexistent-dir/s.json"},
+                     "--json '/nonexistent-dir/s.json'");
 }
 TEST(Cli, NonNumericCountIsNamed) {
   expect_usage_error({"--workers", "many"}, "many");
@@ -147,7 +161,99 @@ TEST(Cli, ListAndHelpExitZero) {
   EXPECT_NE(out.find("fork"), std::string::npos);
   ::testing::internal::CaptureStdout();
   EXPECT_EQ(cli_main({"--help"}), 0);
-  EXPECT_NE(::testing::internal::GetCapturedStdout().find("--scenario"), std::string::npos);
+  const std::string help = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(help.find("--scenario"), std::string::npos);
+  EXPECT_NE(help.find("--json"), std::string::npos);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(cli_main({"--version"}), 0);
+  EXPECT_EQ(::testing::internal::GetCapturedStdout().rfind("faultline ", 0), 0u);
+}
+
+// A sweep's seed that dies of a signal still shows what it printed first
+// (here a KASSERT's panic line) in the sweep's line, its JUnit failure and
+// its JSON entry: the child is a stand-in that panics and aborts.
+TEST(Sweep, ASeedKilledByASignalKeepsItsFirstFailureLine) {
+  char dir[] = "/tmp/faultline-sweep-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string d = dir;
+  const std::string child = d + "/child.sh";
+  {
+    std::FILE* f = std::fopen(child.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("#!/bin/sh\n"
+               "case \"$*\" in *'--seed 2 '*) echo 'some output'; "
+               "echo 'panic: freeing a page with I/O in progress' >&2; kill -ABRT $$;; esac\n"
+               "echo 'pass: PASS'\n",
+               f);
+    std::fclose(f);
+    ASSERT_EQ(::chmod(child.c_str(), 0755), 0);
+  }
+  SweepOptions o;
+  ASSERT_FALSE(parse_seed_range("1..3", o));
+  o.jobs = 2;
+  o.timeout_s = 60;
+  o.self_exe = child;
+  o.junit_path = d + "/j.xml";
+  o.json_path = d + "/s.json";
+  Config c;
+  find_scenario("mixed")->apply(c);
+  ::testing::internal::CaptureStdout();
+  const int code = sweep_command(c, o);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("seed 2: FAIL killed by signal 6 (Aborted): panic: freeing a page with I/O in progress\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("2 passed, 1 failed"), std::string::npos) << out;
+  auto slurp = [](const std::string& path) {
+    std::string text;
+    if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+      char buf[4096];
+      for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+      std::fclose(f);
+    }
+    return text;
+  };
+  const std::string xml = slurp(o.junit_path);
+  EXPECT_NE(xml.find("tests=\"3\" failures=\"1\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<testcase classname=\"faultline.mixed.fibers\" name=\"seed 1\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<failure message=\"killed by signal 6 (Aborted): panic: freeing a page with I/O in progress\""),
+            std::string::npos)
+      << xml;
+  EXPECT_NE(xml.find("replay: faultline --scenario mixed --executor fibers --seed 2 "), std::string::npos) << xml;
+  const nlohmann::ordered_json j = nlohmann::ordered_json::parse(slurp(o.json_path));
+  EXPECT_EQ(j["failed"], 1);
+  ASSERT_EQ(j["seeds"].size(), 3u);
+  EXPECT_EQ(j["seeds"][1]["seed"], 2);
+  EXPECT_EQ(j["seeds"][1]["pass"], false);
+  EXPECT_EQ(j["seeds"][1]["failure"], "killed by signal 6 (Aborted): panic: freeing a page with I/O in progress");
+  EXPECT_EQ(j["seeds"][0]["pass"], true);
+  std::remove(child.c_str());
+  std::remove(o.junit_path.c_str());
+  std::remove(o.json_path.c_str());
+  ::rmdir(dir);
+}
+
+TEST(Sweep, FirstFailureLineFindsPanicsAssertionsAndSanitizers) {
+  EXPECT_EQ(first_failure_line("progress\npanic: pip underflow\n  KASSERT(o.pip > 0)\nFAIL [crash] x\n"),
+            "panic: pip underflow");
+  EXPECT_EQ(first_failure_line("a\nfaultline: x.cpp:3: f: Assertion `p' failed.\n"),
+            "faultline: x.cpp:3: f: Assertion `p' failed.");
+  EXPECT_EQ(first_failure_line("==1==ERROR: AddressSanitizer: heap-use-after-free\n"),
+            "==1==ERROR: AddressSanitizer: heap-use-after-free");
+  EXPECT_EQ(first_failure_line("all good\n"), "");
+}
+
+TEST(Sweep, JunitEscapesWhatItQuotes) {
+  SeedOutcome bad;
+  bad.seed = 7;
+  bad.failure = "FAIL [data] <0x1> & \"x\"\x01";
+  bad.replay = "faultline --seed 7";
+  bad.output = "line <a>\n";
+  const std::string x = junit_xml("s<&>", {bad}, 1.5);
+  EXPECT_NE(x.find("message=\"FAIL [data] &lt;0x1&gt; &amp; &quot;x&quot;\\x01\""), std::string::npos) << x;
+  EXPECT_NE(x.find("<testsuite name=\"s&lt;&amp;&gt;\""), std::string::npos) << x;
+  EXPECT_NE(x.find("line &lt;a&gt;"), std::string::npos) << x;
 }
 
 }  // namespace

@@ -150,11 +150,11 @@ std::optional<std::string> Config::validate() const {
 std::string Config::replay_line() const {
   std::string s = fmt::format(
       "faultline --scenario {} --executor {} --seed {} --processes {} --workers {} --ops {} --pages {}"
-      " --anon-pages {} --file-pages {} --device-pages {} --child-workers {} --child-ops {} --max-processes {}"
-      " --max-forks {} --io-latency-us {} --io-error-ppm {} --check-every {} --mix {}",
-      scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, file_pages, device_pages,
-      child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm, check_every,
-      format_mix(mix));
+      " --anon-pages {} --scratch-pages {} --churn-pages {} --file-pages {} --device-pages {} --child-workers {}"
+      " --child-ops {} --max-processes {} --max-forks {} --io-latency-us {} --io-error-ppm {} --check-every {} --mix {}",
+      scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, scratch_pages, churn_pages,
+      file_pages, device_pages, child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm,
+      check_every, format_mix(mix));
   if (executor == ExecutorKind::kFibers) {
     s += fmt::format(" --sched {}", sched_name(sched));
     if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);
@@ -168,6 +168,47 @@ std::string Config::replay_line() const {
   if (!pagedaemon) s += " --no-pagedaemon";
   if (!truncator) s += " --no-truncator";
   return s;
+}
+
+nlohmann::ordered_json Config::to_json() const {
+  nlohmann::ordered_json weights = nlohmann::ordered_json::object();
+  for (std::size_t i = 0; i < kOps; ++i) weights[op_name(static_cast<Op>(i))] = mix[i];
+  return {
+      {"scenario", scenario},
+      {"executor", executor_name(executor)},
+      {"sched", sched_name(sched)},
+      {"pct-depth", pct_depth},
+      {"os-threads", os_threads},
+      {"seed", seed},
+      {"processes", processes},
+      {"workers", workers},
+      {"child-workers", child_workers},
+      {"child-ops", child_ops},
+      {"max-processes", max_live_processes},
+      {"max-forks", max_forks},
+      {"ops", ops},
+      {"duration", duration_s},
+      {"pages", pages},
+      {"anon-pages", anon_pages},
+      {"scratch-pages", scratch_pages},
+      {"churn-pages", churn_pages},
+      {"file-pages", file_pages},
+      {"device-pages", device_pages},
+      {"pagedaemon", pagedaemon},
+      {"truncator", truncator},
+      {"io-latency-us", io_latency_us},
+      {"io-error-ppm", io_error_ppm},
+      {"perturb-ppm", perturb_ppm},
+      {"max-steps", max_steps},
+      {"check-every", check_every},
+      {"watchdog", watchdog_s},
+      {"trace", trace_path},
+      {"trace-events", trace_events},
+      {"expect-digest", expect_digest},
+      {"abort-on-report", abort_on_report},
+      {"mutant", vm::mutant_name(mutant)},
+      {"mix", weights},
+  };
 }
 
 }  // namespace faultline::stress

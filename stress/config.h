@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "core/vm.h"
 
 namespace faultline::stress {
@@ -76,6 +78,7 @@ struct Config {
   double watchdog_s = 20;           // threads, fibers-mt: no progress for this long fails
   std::string trace_path;           // --trace: Chrome trace JSON of the run (stress/trace.h)
   std::uint64_t trace_events = 1000000;  // --trace-events: record at most this many slices (~90 MB)
+  std::string json_path;            // --json: the run's summary as JSON (cli.cpp)
   std::string expect_digest;        // fibers: fail unless the schedule digest matches
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
@@ -86,6 +89,9 @@ struct Config {
   std::optional<std::string> validate() const;
   // The command line that reproduces this run.
   std::string replay_line() const;
+  // Every field, by its option's name without dashes ("anon-pages"), for
+  // --json; the mix as an object of weights.
+  nlohmann::ordered_json to_json() const;
 };
 
 }  // namespace faultline::stress

@@ -38,9 +38,13 @@ void write_out(const char* s, std::size_t n) {
 }
 
 extern "C" void on_crash(int sig) {
-  char head[160];
-  const int n = std::snprintf(head, sizeof head, "FAIL [crash] the run died of signal %d (%s)\n", sig,
-                              sig == SIGABRT ? "abort: an assertion, message above" : sigabbrev_np(sig));
+  char head[800];
+  const char* panic = last_panic();
+  const int n =
+      panic[0] != '\0'
+          ? std::snprintf(head, sizeof head, "FAIL [crash] panic: %s; the run died of signal %d\n", panic, sig)
+          : std::snprintf(head, sizeof head, "FAIL [crash] the run died of signal %d (%s)\n", sig,
+                          sig == SIGABRT ? "abort: an assertion, message above" : sigabbrev_np(sig));
   write_out(head, static_cast<std::size_t>(n > 0 ? n : 0));
   // After an assertion the heap is sound: the schedule's last events are
   // worth the risk.  After a memory fault they are not.
@@ -75,6 +79,12 @@ std::string coverage_table(const vm::Counters& c) {
 }
 
 }  // namespace
+
+nlohmann::ordered_json failures_json(const std::vector<Failure>& fs) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const Failure& f : fs) out.push_back({{"oracle", f.oracle}, {"what", f.what}});
+  return out;
+}
 
 RunResult run_once(const Config& cfg, const RunOptions& opts) {
   RunResult res;
@@ -147,6 +157,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
         std::printf("%s", format_failures(w->failures()).c_str());
         std::printf("replay: %s\n", cfg.replay_line().c_str());
         std::fflush(stdout);
+        if (opts.on_fatal)
+          opts.on_fatal(fmt::format("FAIL (liveness watchdog: no operation completed for {:.1f} s)", cfg.watchdog_s),
+                        w->failures());
         std::_Exit(1);
       }
     }
@@ -170,6 +183,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     std::printf("%s", format_failures(w->failures()).c_str());
     std::printf("replay: %s\n", cfg.replay_line().c_str());
     std::fflush(stdout);
+    if (opts.on_fatal) opts.on_fatal(fmt::format("FAIL (liveness: {})", what), w->failures());
     std::_Exit(1);
   }
 
@@ -199,6 +213,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   s += fmt::format("faultline: scenario {}, executor {}{}, seed {}\n", cfg.scenario, executor_name(cfg.executor),
                    cfg.executor == ExecutorKind::kFibers ? fmt::format(" ({})", sched_name(cfg.sched)) : "",
                    cfg.seed);
+  s += fmt::format("  invariants {} (FL_KASSERT and lock assertions{})\n",
+                   invariants_compiled_in() ? "compiled in" : "COMPILED OUT",
+                   invariants_compiled_in() ? "" : ": built with FL_INVARIANTS=OFF, for benchmarking only");
   if (cfg.mutant != vm::Mutant::kNone)
     s += fmt::format("  MUTANT {} injected: the protocol is broken on purpose, this run should fail\n",
                      vm::mutant_name(cfg.mutant));
@@ -250,6 +267,58 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
       s += "trace: " + error + "\n";
     }
   }
+  nlohmann::ordered_json& j = res.report;
+  j["faultline"] = {{"version", FL_VERSION}, {"invariants", invariants_compiled_in()}};
+  j["config"] = cfg.to_json();
+  j["seconds"] = res.seconds;
+  nlohmann::ordered_json per_op = nlohmann::ordered_json::object();
+  for (std::size_t i = 0; i < kOps; ++i)
+    if (cfg.mix[i] != 0) per_op[op_name(static_cast<Op>(i))] = w->op_counts[i].load();
+  j["operations"] = {{"total", res.ops}, {"per_second", static_cast<double>(res.ops) / res.seconds},
+                     {"by_kind", per_op}};
+  j["faults"] = {{"total", c.v_vm_faults.load()},
+                 {"per_second", static_cast<double>(c.v_vm_faults.load()) / res.seconds}};
+  if (cfg.executor == ExecutorKind::kFibers)
+    j["schedule"] = {{"points", res.steps}, {"digest", fmt::format("{:016x}", res.digest)}};
+  j["processes"] = {{"initial", cfg.processes},
+                    {"threads_each", cfg.workers},
+                    {"forks", w->forks.load()},
+                    {"forks_skipped", w->forks_skipped.load()},
+                    {"peak_live", w->peak_live_processes.load()}};
+  j["oracle"] = {{"reads_checked", w->reads_checked.load()},
+                 {"writes_committed", w->writes_committed.load()},
+                 {"file_reads_checked", w->file_reads_checked.load()},
+                 {"truncations", w->truncations.load()},
+                 {"segv_on_scratch", w->segv_on_scratch.load()},
+                 {"segv_racing_mlock", w->segv_racing_mlock.load()},
+                 {"segv_lent_wired", w->segv_lent_wired.load()},
+                 {"sigbus_in_truncation", w->sigbus_in_truncation.load()},
+                 {"unmapped_churn", w->unmapped_churn.load()},
+                 {"loans_checked", w->loans.load()},
+                 {"loans_skipped", w->loans_skipped.load()},
+                 {"device_reads_checked", w->device_reads_checked.load()},
+                 {"device_moves", w->device_moves.load()}};
+  j["quiescent_checks"] = {{"every", cfg.check_every},
+                           {"made", res.quiescent_checks},
+                           {"skipped", res.quiescent_checks_skipped},
+                           {"slot_reads", w->quiescent_reads.load()}};
+  nlohmann::ordered_json counters = nlohmann::ordered_json::object();
+  for (const vm::Counters::VmstatRow& r : c.vmstat()) counters[r.name] = r.value;
+  j["counters"] = counters;
+  nlohmann::ordered_json retries = nlohmann::ordered_json::object();
+  for (std::size_t i = 0; i < res.retries.size(); ++i) retries[vm::retry_name(static_cast<vm::Retry>(i))] = res.retries[i];
+  j["retries"] = retries;
+  nlohmann::ordered_json profile = nlohmann::ordered_json::array();
+  for (const locking::ProfileRow& r : locking::profile_by_class())
+    profile.push_back({{"class", r.lock_class},
+                       {"acquisitions", r.acquisitions},
+                       {"contended", r.contended},
+                       {"wait_ns_total", r.wait_ns_total},
+                       {"wait_ns_max", r.wait_ns_max},
+                       {"hold_ns_total", r.hold_ns_total},
+                       {"hold_ns_max", r.hold_ns_max}});
+  j["lock_profile"] = profile;
+  j["failures"] = failures_json(res.failures);
   res.summary = std::move(s);
   res.verdict = res.exit_code == 0 ? "PASS"
                                    : fmt::format("FAIL ({} finding{}, first by the {} oracle)", res.failures.size(),

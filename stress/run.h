@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "stress/config.h"
 #include "stress/world.h"
@@ -22,6 +25,12 @@ struct RunResult {
   std::uint64_t quiescent_checks = 0, quiescent_checks_skipped = 0;  // during the run (cfg.check_every)
   double seconds = 0;
   std::vector<std::uint64_t> retries;  // per vm::Retry
+  // Everything the summary says, for --json: "faultline" (version,
+  // invariants), "config", "seconds", "operations", "faults", "schedule",
+  // "processes", "oracle", "quiescent_checks", "counters" (vmstat names),
+  // "retries" (per retry path), "lock_profile" (per class), "failures".
+  // The caller adds the verdict, the exit code and the replay line.
+  nlohmann::ordered_json report;
 };
 
 struct RunOptions {
@@ -30,7 +39,13 @@ struct RunOptions {
   // A crash (an assertion, SIGSEGV, SIGBUS, ...) still prints a failure
   // report with the replay line before the process dies of the signal.
   bool handle_crash = false;
+  // A run that cannot end cleanly (deadlock, watchdog) calls this with its
+  // verdict and findings before the process exits.
+  std::function<void(const std::string& verdict, const std::vector<Failure>& failures)> on_fatal;
 };
+
+// [{"oracle": ..., "what": ...}, ...]
+nlohmann::ordered_json failures_json(const std::vector<Failure>& fs);
 
 // Runs `cfg` (already validated).  A run that cannot end cleanly (deadlock,
 // watchdog) prints its report to stdout and exits the process with 1: its

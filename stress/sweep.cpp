@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for_each.h>
 #include <tbb/task_arena.h>
@@ -41,6 +43,7 @@ struct SeedResult {
   int code = 0;         // the child's exit code; 1 for a signal or a timeout
   std::string output;   // what it printed
   std::string why;      // signal / timeout, else empty
+  double seconds = 0;
 };
 
 // Runs the child to completion (or kills it at the deadline) and collects
@@ -75,7 +78,8 @@ SeedResult run_child(const std::string& exe, const std::vector<std::string>& arg
     r.why = fmt::format("could not start {}: {}", exe, std::strerror(err));
     return r;
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::duration<double>(timeout_s);
   bool timed_out = false;
   char buf[4096];
   for (;;) {
@@ -98,6 +102,7 @@ SeedResult run_child(const std::string& exe, const std::vector<std::string>& arg
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (timed_out) {
     r.code = 1;
     r.why = fmt::format("no verdict within {} s (killed)", timeout_s);
@@ -108,6 +113,43 @@ SeedResult run_child(const std::string& exe, const std::vector<std::string>& arg
     r.code = WEXITSTATUS(status);
   }
   return r;
+}
+
+std::string xml_escape(std::string_view t) {
+  std::string out;
+  for (char ch : t) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        // XML 1.0 allows no other control characters than tab, LF and CR.
+        if (c < 0x20 && ch != '\t' && ch != '\n' && ch != '\r')
+          out += fmt::format("\\x{:02x}", c);
+        else
+          out += ch;
+    }
+  }
+  return out;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  return std::fclose(f) == 0 && ok;
+}
+
+// The last `max` bytes of a seed's output, cut at a line start.
+std::string tail_of(const std::string& out, std::size_t max) {
+  if (out.size() <= max) return out;
+  std::size_t from = out.size() - max;
+  const std::size_t nl = out.find('\n', from);
+  if (nl != std::string::npos) from = nl + 1;
+  return "[... " + std::to_string(from) + " bytes cut ...]\n" + out.substr(from);
 }
 
 std::atomic<bool> g_interrupted{false};
@@ -166,6 +208,44 @@ std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   return args;
 }
 
+std::string first_failure_line(const std::string& output) {
+  std::istringstream in(output);
+  for (std::string line; std::getline(in, line);) {
+    const bool hit = line.rfind("FAIL", 0) == 0 || line.rfind("panic:", 0) == 0 || line.rfind("faultline:", 0) == 0 ||
+                     line.find("Assertion `") != std::string::npos ||
+                     line.find("ERROR: AddressSanitizer") != std::string::npos ||
+                     line.find("WARNING: ThreadSanitizer") != std::string::npos ||
+                     line.find("runtime error:") != std::string::npos;
+    if (hit) return line;
+  }
+  return "";
+}
+
+std::string junit_xml(const std::string& suite, const std::vector<SeedOutcome>& seeds, double seconds) {
+  std::size_t failures = 0;
+  for (const SeedOutcome& s : seeds) failures += s.passed ? 0 : 1;
+  std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  x += fmt::format("<testsuites name=\"faultline sweep\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{:.3f}\">\n",
+                   seeds.size(), failures, seconds);
+  x += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.3f}\">\n",
+                   xml_escape(suite), seeds.size(), failures, seconds);
+  for (const SeedOutcome& s : seeds) {
+    x += fmt::format("    <testcase classname=\"{}\" name=\"seed {}\" time=\"{:.3f}\"", xml_escape(suite), s.seed,
+                     s.seconds);
+    if (s.passed) {
+      x += "/>\n";
+      continue;
+    }
+    x += ">\n";
+    x += fmt::format("      <failure message=\"{}\" type=\"faultline\">{}\nreplay: {}</failure>\n",
+                     xml_escape(s.failure), xml_escape(s.failure), xml_escape(s.replay));
+    x += fmt::format("      <system-out>{}</system-out>\n", xml_escape(tail_of(s.output, 64 * 1024)));
+    x += "    </testcase>\n";
+  }
+  x += "  </testsuite>\n</testsuites>\n";
+  return x;
+}
+
 int sweep_command(const Config& base, const SweepOptions& o) {
   const std::vector<std::uint64_t> seeds = shard_seeds(o);
   const int jobs = o.jobs > 0 ? o.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -183,39 +263,44 @@ int sweep_command(const Config& base, const SweepOptions& o) {
 
   const auto t0 = std::chrono::steady_clock::now();
   std::mutex mtx;
-  std::vector<SeedResult> failed;
-  std::atomic<std::size_t> done{0}, passed{0};
+  std::vector<SeedOutcome> outcomes;
+  std::atomic<std::size_t> done{0}, passed{0}, failed{0};
   auto last_progress = t0;
   tbb::task_arena arena(jobs);
   arena.execute([&] {
     tbb::parallel_for_each(seeds.begin(), seeds.end(), [&](std::uint64_t seed) {
       if (g_interrupted.load()) return;
       SeedResult r = run_child(o.self_exe, seed_args(base, seed), seed, o.timeout_s);
+      SeedOutcome out;
+      out.seed = seed;
+      out.seconds = r.seconds;
+      out.passed = r.code == 0;
+      if (!out.passed) {
+        // A seed that died of a signal printed why before it died (a
+        // KASSERT's panic, a failed assert, the crash report): keep it.
+        const std::string first = first_failure_line(r.output);
+        out.failure = r.why.empty() ? first : first.empty() ? r.why : r.why + ": " + first;
+        if (out.failure.empty()) out.failure = fmt::format("exit code {}", r.code);
+        out.replay = "faultline";
+        for (const std::string& a : seed_args(base, seed))
+          if (a != "--quiet") out.replay += " " + a;
+        out.output = std::move(r.output);
+      }
       std::lock_guard<std::mutex> l(mtx);
       ++done;
-      if (r.code == 0) {
+      if (out.passed) {
         ++passed;
       } else {
-        std::string first;
-        std::istringstream in(r.output);
-        for (std::string line; std::getline(in, line);)
-          if (line.rfind("FAIL", 0) == 0 || line.rfind("faultline:", 0) == 0) {
-            first = line;
-            break;
-          }
-        std::printf("seed %llu: FAIL %s\n", static_cast<unsigned long long>(seed),
-                    !r.why.empty() ? r.why.c_str() : first.c_str());
-        std::printf("  replay: faultline");
-        for (const std::string& a : seed_args(base, seed))
-          if (a != "--quiet") std::printf(" %s", a.c_str());
-        std::printf("\n");
-        failed.push_back(std::move(r));
+        std::printf("seed %llu: FAIL %s\n", static_cast<unsigned long long>(seed), out.failure.c_str());
+        std::printf("  replay: %s\n", out.replay.c_str());
+        ++failed;
       }
+      outcomes.push_back(std::move(out));
       const auto now = std::chrono::steady_clock::now();
       if (now - last_progress >= std::chrono::seconds(5)) {
         last_progress = now;
         std::printf("[%6.1fs] %zu/%zu seeds, %zu failed\n", std::chrono::duration<double>(now - t0).count(),
-                    done.load(), seeds.size(), failed.size());
+                    done.load(), seeds.size(), failed.load());
       }
       std::fflush(stdout);
     });
@@ -224,9 +309,53 @@ int sweep_command(const Config& base, const SweepOptions& o) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("sweep: %zu of %zu seeds run in %.1f s (%.2f seeds/s); %zu passed, %zu failed%s\n", done.load(),
               seeds.size(), secs, secs > 0 ? static_cast<double>(done.load()) / secs : 0.0, passed.load(),
-              failed.size(), g_interrupted.load() ? " (interrupted)" : "");
+              failed.load(), g_interrupted.load() ? " (interrupted)" : "");
+  std::sort(outcomes.begin(), outcomes.end(),
+            [](const SeedOutcome& a, const SeedOutcome& b) { return a.seed < b.seed; });
+  int code = failed.load() == 0 && done.load() == seeds.size() ? 0 : 1;
+  const std::string suite = fmt::format("faultline.{}.{}", base.scenario, executor_name(base.executor));
+  if (!o.junit_path.empty()) {
+    if (write_file(o.junit_path, junit_xml(suite, outcomes, secs)))
+      std::printf("junit: %zu test cases written to %s\n", outcomes.size(), o.junit_path.c_str());
+    else {
+      std::printf("faultline: --junit '%s': could not write it: %s\n", o.junit_path.c_str(), std::strerror(errno));
+      code = code == 0 ? 2 : code;
+    }
+  }
+  if (!o.json_path.empty()) {
+    nlohmann::ordered_json j;
+    j["sweep"] = {{"suite", suite},
+                  {"first_seed", o.first_seed},
+                  {"last_seed", o.first_seed + o.count - 1},
+                  {"shard", fmt::format("{}/{}", o.shard_index, o.shard_count)},
+                  {"jobs", jobs},
+                  {"timeout", o.timeout_s}};
+    j["config"] = base.to_json();
+    j["seconds"] = secs;
+    j["run"] = done.load();
+    j["passed"] = passed.load();
+    j["failed"] = failed.load();
+    j["interrupted"] = g_interrupted.load();
+    j["pass"] = code == 0;
+    nlohmann::ordered_json per = nlohmann::ordered_json::array();
+    for (const SeedOutcome& s : outcomes) {
+      nlohmann::ordered_json e = {{"seed", s.seed}, {"pass", s.passed}, {"seconds", s.seconds}};
+      if (!s.passed) {
+        e["failure"] = s.failure;
+        e["replay"] = s.replay;
+      }
+      per.push_back(std::move(e));
+    }
+    j["seeds"] = per;
+    if (write_file(o.json_path, j.dump(2) + "\n"))
+      std::printf("json: %zu seeds written to %s\n", outcomes.size(), o.json_path.c_str());
+    else {
+      std::printf("faultline: --json '%s': could not write it: %s\n", o.json_path.c_str(), std::strerror(errno));
+      code = code == 0 ? 2 : code;
+    }
+  }
   std::fflush(stdout);
-  return failed.empty() && done.load() == seeds.size() ? 0 : 1;
+  return code;
 }
 
 }  // namespace faultline::stress

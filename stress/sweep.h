@@ -22,6 +22,8 @@ struct SweepOptions {
   int shard_index = 0;
   int shard_count = 1;
   double timeout_s = 600;  // per seed
+  std::string junit_path;  // --junit: JUnit XML, a test case per seed
+  std::string json_path;   // --json: the sweep's results as JSON
   std::string self_exe = "/proc/self/exe";
 };
 
@@ -36,6 +38,22 @@ std::vector<std::uint64_t> shard_seeds(const SweepOptions& o);
 
 // The child's arguments (without the program name) for one seed of `base`.
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed);
+
+// The line of a failed seed's output that says what went wrong first: a
+// "FAIL ..." line, a KASSERT "panic: ...", a failed assert() or a
+// sanitizer's report, or a usage error ("faultline: ..."); "" if none.
+std::string first_failure_line(const std::string& output);
+
+// JUnit XML for a sweep's seeds (what --junit writes).
+struct SeedOutcome {
+  std::uint64_t seed = 0;
+  bool passed = false;
+  double seconds = 0;
+  std::string failure;  // the one-line reason (signal or timeout, and the first failure line)
+  std::string replay;   // the seed's replay line
+  std::string output;   // what the seed printed (failing seeds only)
+};
+std::string junit_xml(const std::string& suite, const std::vector<SeedOutcome>& seeds, double seconds);
 
 // Runs the sweep, prints progress and a summary; returns 0 if every seed
 // passed, 1 otherwise.
