@@ -11,6 +11,7 @@ want=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libtbb-dev libboost-fiber1.81-dev libboost-context1.81-dev
   libfmt-dev libcli11-dev nlohmann-json3-dev
+  python3
 )
 if [[ "${1:-}" == "--clang" ]]; then
   want+=(clang-19 libclang-rt-19-dev llvm-19)
