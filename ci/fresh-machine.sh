@@ -71,27 +71,26 @@ in_root() {  # a login-like clean environment: nothing of the host's
     LANG=C.UTF-8 TERM=dumb /bin/bash -c "cd /root/faultline && $1"
 }
 
-rc=0
-echo "=== fresh-machine: bash ci/main.sh (log: $logs/main.log) ==="
-start=$(date +%s)
-set +e
-in_root "bash ci/main.sh" >"$logs/main.log" 2>&1
-main_rc=$?
-set -e
-tail -n 25 "$logs/main.log"
-echo "fresh-machine: ci/main.sh exited $main_rc after $(($(date +%s) - start)) s"
-if ((main_rc != 0)) || ! grep -q '^pass: PASS$' "$logs/main.log"; then rc=1; fi
-
-if [[ $only != main ]]; then
-  echo "=== fresh-machine: bash ci/test.sh (log: $logs/test.log) ==="
+# step NAME TAIL: runs `bash ci/NAME.sh` in the root, logs it, prints its
+# last TAIL lines; returns its exit code.
+step() {
+  local name=$1 tail=$2 start code
+  echo "=== fresh-machine: bash ci/$name.sh (log: $logs/$name.log) ==="
   start=$(date +%s)
   set +e
-  in_root "bash ci/test.sh" >"$logs/test.log" 2>&1
-  test_rc=$?
+  in_root "bash ci/$name.sh" >"$logs/$name.log" 2>&1
+  code=$?
   set -e
-  tail -n 12 "$logs/test.log"
-  echo "fresh-machine: ci/test.sh exited $test_rc after $(($(date +%s) - start)) s"
-  ((test_rc == 0)) || rc=1
+  tail -n "$tail" "$logs/$name.log"
+  echo "fresh-machine: ci/$name.sh exited $code after $(($(date +%s) - start)) s"
+  return "$code"
+}
+
+rc=0
+step main 25 || rc=1
+grep -q '^pass: PASS$' "$logs/main.log" || rc=1
+if [[ $only != main ]]; then
+  step test 12 || rc=1
 fi
 echo "fresh-machine: $( ((rc == 0)) && echo PASS || echo FAIL) at $rev"
 exit "$rc"

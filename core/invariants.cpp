@@ -269,7 +269,7 @@ std::string describe_address(Map& map, std::uint64_t va, bool take_locks) FL_NO_
   while (o != nullptr) {
     out += fmt::format("; object {} {} ref {} shadows {} pip {} size {} pindex {}:", o->id,
                        object_type_name(o->type), o->ref_count, o->shadow_count, o->pip, o->size, pindex);
-    if (auto it = o->pages.find(pindex); it != o->pages.end()) out += " " + describe_page(it->second, off);
+    if (auto it = o->pages.find(pindex); it != o->pages.end()) out += fmt::format(" {}", describe_page(it->second, off));
     if (auto it = o->swap.find(pindex); it != o->swap.end()) out += " swap word " + word_at(it->second.data(), off);
     Object* next = o->backing_object;
     const Pindex next_pindex = pindex + o->backing_offset;

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "locking/kassert.h"
 #include "stress/run.h"
 #include "stress/scenario.h"
 #include "stress/sweep.h"
@@ -160,15 +161,20 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
   return std::nullopt;
 }
 
-// --json: the summary of a run that ended, or of one that could not.
-bool write_json(const std::string& path, nlohmann::ordered_json j, const Config& cfg, int code, const std::string& verdict,
-                const std::vector<Failure>& failures) {
-  if (!j.contains("config")) j["config"] = cfg.to_json();
+// --json: the summary of a run that ended, or of one that could not; the
+// verdict first, then what run_once reported.
+bool write_json(const std::string& path, const nlohmann::ordered_json& report, const Config& cfg, int code,
+                const std::string& verdict, const std::vector<Failure>& failures) {
+  nlohmann::ordered_json j;
+  j["faultline"] = {{"version", FL_VERSION}, {"invariants", invariants_compiled_in()}};
   j["verdict"] = verdict;
   j["pass"] = code == 0;
   j["exit_code"] = code;
-  j["failures"] = failures_json(failures);
   j["replay"] = cfg.replay_line();
+  j["config"] = cfg.to_json();
+  for (const auto& [key, value] : report.items())
+    if (!j.contains(key) && key != "failures") j[key] = value;
+  j["failures"] = failures_json(failures);
   std::FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) return false;
   const std::string text = j.dump(2) + "\n";
@@ -207,7 +213,7 @@ int run_command(const Config& cfg) {
   if (code != 0) std::printf("replay: %s\n", cfg.replay_line().c_str());
   if (!cfg.json_path.empty()) {
     if (!cfg.expect_digest.empty()) r.report["expect_digest"] = cfg.expect_digest;
-    if (!write_json(cfg.json_path, std::move(r.report), cfg, code, verdict, r.failures)) {
+    if (!write_json(cfg.json_path, r.report, cfg, code, verdict, r.failures)) {
       std::printf("faultline: --json '%s': could not write it: %s\n", cfg.json_path.c_str(), std::strerror(errno));
       if (code == 0) code = 2;
     }

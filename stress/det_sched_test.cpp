@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <boost/fiber/context.hpp>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "locking/locking.h"
@@ -187,7 +188,7 @@ Trace traced_run(Policy p, std::uint64_t seed) {
   Trace t{};
   DetScheduler s(o);
   for (int w = 0; w < 8; ++w) {
-    s.spawn("w" + std::to_string(w), [&t, &m, w] {
+    s.spawn(fmt::format("w{}", w), [&t, &m, w] {
       for (int i = 0; i < 20; ++i) {
         t.order.push_back(w);
         schedule_point(Point::kUser, &t);
@@ -379,7 +380,7 @@ TEST_F(DetSchedTest, HundredThousandFibers) {
   {
     DetScheduler s(options(Policy::kRandom, 1));
     for (int i = 0; i < n; ++i) {
-      s.spawn("f" + std::to_string(i), [&finished] {
+      s.spawn(fmt::format("f{}", i), [&finished] {
         for (int j = 0; j < 3; ++j) schedule_point(Point::kUser, &finished);
         ++finished;
       });

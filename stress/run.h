@@ -26,7 +26,7 @@ struct RunResult {
   double seconds = 0;
   std::vector<std::uint64_t> retries;  // per vm::Retry
   // Everything the summary says, for --json: "faultline" (version,
-  // invariants), "config", "seconds", "operations", "faults", "schedule",
+  // invariants), "seconds", "operations", "faults", "schedule",
   // "processes", "oracle", "quiescent_checks", "counters" (vmstat names),
   // "retries" (per retry path), "lock_profile" (per class), "failures".
   // The caller adds the verdict, the exit code and the replay line.

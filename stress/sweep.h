@@ -51,7 +51,7 @@ struct SeedOutcome {
   double seconds = 0;
   std::string failure;  // the one-line reason (signal or timeout, and the first failure line)
   std::string replay;   // the seed's replay line
-  std::string output;   // what the seed printed (failing seeds only)
+  std::string output;   // the last 64 KiB of what the seed printed (failing seeds only)
 };
 std::string junit_xml(const std::string& suite, const std::vector<SeedOutcome>& seeds, double seconds);
 
