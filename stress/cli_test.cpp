@@ -171,7 +171,8 @@ TEST(Cli, ListAndHelpExitZero) {
 
 // A sweep's seed that dies of a signal still shows what it printed first
 // (here a KASSERT's panic line) in the sweep's line, its JUnit failure and
-// its JSON entry: the child is a stand-in that panics and aborts.
+// its JSON entry: the child is a stand-in that passes seed 1, panics and
+// aborts on seed 2, and fails an oracle on seed 3.
 TEST(Sweep, ASeedKilledByASignalKeepsItsFirstFailureLine) {
   char dir[] = "/tmp/faultline-sweep-test-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);
@@ -182,7 +183,8 @@ TEST(Sweep, ASeedKilledByASignalKeepsItsFirstFailureLine) {
     ASSERT_NE(f, nullptr);
     std::fputs("#!/bin/sh\n"
                "case \"$*\" in *'--seed 2 '*) echo 'some output'; "
-               "echo 'panic: freeing a page with I/O in progress' >&2; kill -ABRT $$;; esac\n"
+               "echo 'panic: freeing a page with I/O in progress' >&2; kill -ABRT $$;;\n"
+               "  *'--seed 3 '*) echo 'FAIL [data] a stale value'; exit 1;; esac\n"
                "echo 'pass: PASS'\n",
                f);
     std::fclose(f);
@@ -204,7 +206,8 @@ TEST(Sweep, ASeedKilledByASignalKeepsItsFirstFailureLine) {
   EXPECT_NE(out.find("seed 2: FAIL killed by signal 6 (Aborted): panic: freeing a page with I/O in progress\n"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("2 passed, 1 failed"), std::string::npos) << out;
+  EXPECT_NE(out.find("seed 3: FAIL [data] a stale value\n"), std::string::npos) << out;  // not "FAIL FAIL"
+  EXPECT_NE(out.find("1 passed, 2 failed"), std::string::npos) << out;
   auto slurp = [](const std::string& path) {
     std::string text;
     if (std::FILE* f = std::fopen(path.c_str(), "r")) {
@@ -215,14 +218,15 @@ TEST(Sweep, ASeedKilledByASignalKeepsItsFirstFailureLine) {
     return text;
   };
   const std::string xml = slurp(o.junit_path);
-  EXPECT_NE(xml.find("tests=\"3\" failures=\"1\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("tests=\"3\" failures=\"2\""), std::string::npos) << xml;
   EXPECT_NE(xml.find("<testcase classname=\"faultline.mixed.fibers\" name=\"seed 1\""), std::string::npos) << xml;
   EXPECT_NE(xml.find("<failure message=\"killed by signal 6 (Aborted): panic: freeing a page with I/O in progress\""),
             std::string::npos)
       << xml;
   EXPECT_NE(xml.find("replay: faultline --scenario mixed --executor fibers --seed 2 "), std::string::npos) << xml;
   const nlohmann::ordered_json j = nlohmann::ordered_json::parse(slurp(o.json_path));
-  EXPECT_EQ(j["failed"], 1);
+  EXPECT_EQ(j["failed"], 2);
+  EXPECT_EQ(j["seeds"][2]["failure"], "FAIL [data] a stale value");
   ASSERT_EQ(j["seeds"].size(), 3u);
   EXPECT_EQ(j["seeds"][1]["seed"], 2);
   EXPECT_EQ(j["seeds"][1]["pass"], false);

@@ -291,7 +291,8 @@ int sweep_command(const Config& base, const SweepOptions& o) {
       if (out.passed) {
         ++passed;
       } else {
-        std::printf("seed %llu: FAIL %s\n", static_cast<unsigned long long>(seed), out.failure.c_str());
+        std::printf("seed %llu: %s%s\n", static_cast<unsigned long long>(seed),
+                    out.failure.rfind("FAIL", 0) == 0 ? "" : "FAIL ", out.failure.c_str());
         std::printf("  replay: %s\n", out.replay.c_str());
         ++failed;
       }
