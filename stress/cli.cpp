@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
+#include <optional>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -33,6 +36,18 @@ std::optional<std::uint64_t> parse_u64(const std::string& s) {
   auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v, base);
   if (ec != std::errc() || end != t.data() + t.size()) return std::nullopt;
   return v;
+}
+
+// Output files are checked before anything runs: the first of `files`
+// (flag, path; an empty path is not asked for) that cannot be written.
+std::optional<std::string> unwritable(std::initializer_list<std::pair<const char*, std::string>> files) {
+  for (const auto& [flag, path] : files) {
+    if (path.empty()) continue;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return fmt::format("{} '{}': cannot write it: {}", flag, path, std::strerror(errno));
+    std::fclose(f);
+  }
+  return std::nullopt;
 }
 
 int usage_error(const std::string& msg) {
@@ -175,11 +190,7 @@ bool write_json(const std::string& path, const nlohmann::ordered_json& report, c
   for (const auto& [key, value] : report.items())
     if (!j.contains(key) && key != "failures") j[key] = value;
   j["failures"] = failures_json(failures);
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return false;
-  const std::string text = j.dump(2) + "\n";
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  return std::fclose(f) == 0 && ok;
+  return write_file(path, j.dump(2) + "\n");
 }
 
 int run_command(const Config& cfg) {
@@ -289,22 +300,12 @@ int cli_main(const std::vector<std::string>& args) {
     }
     if (!cfg.expect_digest.empty()) return usage_error("--expect-digest names one run's schedule: not with sweep");
     if (!cfg.trace_path.empty()) return usage_error("--trace writes one run's trace: not with sweep (trace a seed's replay line)");
-    for (const auto& [flag, path] : {std::pair{"--junit", junit_path}, std::pair{"--json", cfg.json_path}}) {
-      if (path.empty()) continue;
-      std::FILE* f = std::fopen(path.c_str(), "w");
-      if (f == nullptr) return usage_error(fmt::format("{} '{}': cannot write it: {}", flag, path, std::strerror(errno)));
-      std::fclose(f);
-    }
+    if (auto e = unwritable({{"--junit", junit_path}, {"--json", cfg.json_path}})) return usage_error(*e);
     so.junit_path = junit_path;
     so.json_path = cfg.json_path;
     return sweep_command(cfg, so);
   }
-  for (const auto& [flag, path] : {std::pair{"--trace", cfg.trace_path}, std::pair{"--json", cfg.json_path}}) {
-    if (path.empty()) continue;
-    std::FILE* f = std::fopen(path.c_str(), "w");
-    if (f == nullptr) return usage_error(fmt::format("{} '{}': cannot write it: {}", flag, path, std::strerror(errno)));
-    std::fclose(f);
-  }
+  if (auto e = unwritable({{"--trace", cfg.trace_path}, {"--json", cfg.json_path}})) return usage_error(*e);
   return run_command(cfg);
 }
 

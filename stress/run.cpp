@@ -268,7 +268,6 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     }
   }
   nlohmann::ordered_json& j = res.report;
-  j["faultline"] = {{"version", FL_VERSION}, {"invariants", invariants_compiled_in()}};
   j["seconds"] = res.seconds;
   nlohmann::ordered_json per_op = nlohmann::ordered_json::object();
   for (std::size_t i = 0; i < kOps; ++i)

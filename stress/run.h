@@ -25,11 +25,11 @@ struct RunResult {
   std::uint64_t quiescent_checks = 0, quiescent_checks_skipped = 0;  // during the run (cfg.check_every)
   double seconds = 0;
   std::vector<std::uint64_t> retries;  // per vm::Retry
-  // Everything the summary says, for --json: "faultline" (version,
-  // invariants), "seconds", "operations", "faults", "schedule",
+  // Everything the summary says, for --json: "seconds", "operations", "faults", "schedule",
   // "processes", "oracle", "quiescent_checks", "counters" (vmstat names),
   // "retries" (per retry path), "lock_profile" (per class), "failures".
-  // The caller adds the verdict, the exit code and the replay line.
+  // The caller (cli.cpp) adds the version, the verdict, the exit code and
+  // the replay line.
   nlohmann::ordered_json report;
 };
 

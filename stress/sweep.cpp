@@ -136,13 +136,6 @@ std::string xml_escape(std::string_view t) {
   return out;
 }
 
-bool write_file(const std::string& path, const std::string& text) {
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return false;
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  return std::fclose(f) == 0 && ok;
-}
-
 // The last `max` bytes of a seed's output, cut at a line start.
 std::string tail_of(const std::string& out, std::size_t max) {
   if (out.size() <= max) return out;
@@ -206,6 +199,13 @@ std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   while (in >> w) args.push_back(w);
   args.push_back("--quiet");
   return args;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  return std::fclose(f) == 0 && ok;
 }
 
 std::string first_failure_line(const std::string& output) {

@@ -39,6 +39,9 @@ std::vector<std::uint64_t> shard_seeds(const SweepOptions& o);
 // The child's arguments (without the program name) for one seed of `base`.
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed);
 
+// Writes `text` to `path` (replacing it); false on any error (errno says).
+bool write_file(const std::string& path, const std::string& text);
+
 // The line of a failed seed's output that says what went wrong first: a
 // "FAIL ..." line, a KASSERT "panic: ...", a failed assert() or a
 // sanitizer's report, or a usage error ("faultline: ..."); "" if none.
