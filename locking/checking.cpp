@@ -29,12 +29,15 @@ ReportHandler g_handler;  // empty: print to stderr
 
 }  // namespace
 
-std::string format_site(const char* file, std::uint32_t line) {
+const char* tree_relative(const char* file) noexcept {
   if (file == nullptr) return "?";
   const char* root = FL_SOURCE_DIR;
-  std::size_t n = std::strlen(root);
-  if (n != 0 && std::strncmp(file, root, n) == 0) file += n;
-  return std::string(file) + ":" + std::to_string(line);
+  const std::size_t n = std::strlen(root);
+  return n != 0 && std::strncmp(file, root, n) == 0 ? file + n : file;
+}
+
+std::string format_site(const char* file, std::uint32_t line) {
+  return std::string(tree_relative(file)) + ":" + std::to_string(line);
 }
 
 const char* mode_name(Mode m) noexcept {

@@ -27,6 +27,9 @@ using Site = std::source_location;
 
 // A site printed as "dir/file.cpp:123", relative to the source tree.
 std::string format_site(const char* file, std::uint32_t line);
+// The file's path relative to the source tree (a suffix of `file`, no
+// allocation: safe on the way to abort()).
+const char* tree_relative(const char* file) noexcept;
 inline std::string format_site(const Site& s) { return format_site(s.file_name(), s.line()); }
 
 enum class Mode : std::uint8_t { kOff, kReport, kAbort };

@@ -2,11 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 
-#ifndef FL_SOURCE_DIR
-#define FL_SOURCE_DIR ""
-#endif
+#include "locking/checking.h"
 
 namespace faultline {
 
@@ -24,11 +21,7 @@ namespace detail {
 
 void kassert_fail(const char* condition, const char* message, const char* file, int line,
                   const char* function) noexcept {
-  // The file relative to the source tree, as locking::format_site prints
-  // it; no allocation on the way to abort().
-  const std::size_t root = std::strlen(FL_SOURCE_DIR);
-  if (file == nullptr) file = "?";
-  if (root != 0 && std::strncmp(file, FL_SOURCE_DIR, root) == 0) file += root;
+  file = locking::tree_relative(file);  // no allocation on the way to abort()
   std::snprintf(g_panic, sizeof g_panic, "%s (KASSERT(%s) at %s:%d)", message, condition, file, line);
   std::fflush(stdout);
   std::fprintf(stderr, "panic: %s\n  KASSERT(%s) failed at %s:%d in %s\n", message, condition, file, line,
