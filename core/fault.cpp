@@ -4,9 +4,10 @@
 // The fault holds a changing set of locks (the map shared, the vnode shared,
 // the current object, sometimes the first object too), which Clang's static
 // analysis cannot follow; the functions here are excluded from it and rely on
-// the run-time checker instead: every lock is a locking/ lock, the object
-// chain is locked with lock_nested(depth), and ownership is asserted on entry
-// to every helper.
+// the run-time checker instead: every lock is a locking/ lock, every object
+// lock carries its object's chain key (object_order_key: the checker reports
+// a chain locked bottom-up), and ownership is asserted on entry to every
+// helper.
 #include "core/fault.h"
 
 #include <cstdio>
@@ -31,7 +32,6 @@ struct FaultState {
   Page* m = nullptr;
   Object* object = nullptr;
   Pindex pindex = 0;
-  std::uint32_t depth = 0;  // of `object` in the chain: its lock_nested key
   Page* first_m = nullptr;
   Object* first_object = nullptr;
   Pindex first_pindex = 0;
@@ -68,7 +68,6 @@ void back_to_first_object(FaultState& fs, bool lock_first) FL_NO_THREAD_SAFETY_A
   fs.object = fs.first_object;
   fs.pindex = fs.first_pindex;
   fs.m = fs.first_m;
-  fs.depth = 0;
   if (lock_first) fs.object->mtx.lock();
 }
 
@@ -117,13 +116,11 @@ void unlock_and_deallocate(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
 Vnode* vnode_pager_lock(Object* first_object) FL_NO_THREAD_SAFETY_ANALYSIS {
   first_object->mtx.assert_owned();
   Object* o = first_object;
-  std::uint32_t depth = 0;
   while (o != nullptr && o->type != ObjectType::kVnode) {
     Object* backing = o->backing_object;
-    if (backing != nullptr) backing->mtx.lock_nested(depth + 1);
+    if (backing != nullptr) backing->mtx.lock();
     if (o != first_object) o->mtx.unlock();
     o = backing;
-    ++depth;
   }
   if (o == nullptr) return nullptr;
   Vnode* vp = (o->flags & kObjDead) != 0 ? nullptr : static_cast<Vnode*>(o->handle);
@@ -217,14 +214,13 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
         addra + static_cast<std::int64_t>(kOrder[k]) * static_cast<std::int64_t>(ps);
     Pindex pindex = (addr - entry.start) / ps + entry.offset;
     Object* lobject = entry.object;
-    std::uint32_t depth = 0;
     lobject->mtx.lock();
     Page* m = nullptr;
     while ((m = page_lookup(*lobject, pindex)) == nullptr && lobject->type == ObjectType::kDefault &&
            lobject->backing_object != nullptr) {
       Object* backing = lobject->backing_object;
       pindex += lobject->backing_offset;
-      backing->mtx.lock_nested(++depth);
+      backing->mtx.lock();
       lobject->mtx.unlock();
       lobject = backing;
     }
@@ -311,7 +307,6 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     // The search down the chain for the page.
     fs.object = fs.first_object;
     fs.pindex = fs.first_pindex;
-    fs.depth = 0;
     bool retry = false;
     for (;;) {
       // seed L323: the object is being terminated.
@@ -503,12 +498,11 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         break;  // found
       }
       FL_KASSERT(next != fs.object, "object loop");
-      next->mtx.lock_nested(fs.depth + 1);
+      next->mtx.lock();
       object_pip_add(*next, 1);
       if (fs.object != fs.first_object) object_pip_wakeup(*fs.object);
       fs.object->mtx.unlock();
       fs.object = next;
-      ++fs.depth;
     }
     if (retry) continue;
 
@@ -723,14 +717,13 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     // The source is wired, so its page is resident; a read-only entry may
     // find it in a backing object.
     Object* object = src_object;
-    std::uint32_t depth = 1;
-    object->mtx.lock_nested(depth);
+    object->mtx.lock();
     Pindex pindex = dst_pindex + src_offset;
     Page* src_m = nullptr;
     while ((src_m = page_lookup(*object, pindex)) == nullptr && (src_entry.protection & kProtWrite) == 0 &&
            object->backing_object != nullptr) {
       Object* backing = object->backing_object;
-      backing->mtx.lock_nested(++depth);
+      backing->mtx.lock();
       pindex += object->backing_offset;
       object->mtx.unlock();
       object = backing;

@@ -264,8 +264,7 @@ std::string describe_address(Map& map, std::uint64_t va, bool take_locks) FL_NO_
                      e->wired_count);
   Object* o = e->object;
   Pindex pindex = (va - e->start) / ps + e->offset;
-  std::uint32_t depth = 0;
-  if (o != nullptr && take_locks) o->mtx.lock_nested(depth);
+  if (o != nullptr && take_locks) o->mtx.lock();
   while (o != nullptr) {
     out += fmt::format("; object {} {} ref {} shadows {} pip {} size {} pindex {}:", o->id,
                        object_type_name(o->type), o->ref_count, o->shadow_count, o->pip, o->size, pindex);
@@ -273,7 +272,7 @@ std::string describe_address(Map& map, std::uint64_t va, bool take_locks) FL_NO_
     if (auto it = o->swap.find(pindex); it != o->swap.end()) out += " swap word " + word_at(it->second.data(), off);
     Object* next = o->backing_object;
     const Pindex next_pindex = pindex + o->backing_offset;
-    if (next != nullptr && take_locks) next->mtx.lock_nested(++depth);
+    if (next != nullptr && take_locks) next->mtx.lock();
     if (take_locks) o->mtx.unlock();
     o = next;
     pindex = next_pindex;

@@ -22,7 +22,8 @@ const char* object_type_name(ObjectType t) noexcept {
 }
 
 Object::Object(Vm& v, ObjectType t, Pindex sz)
-    : vm(v), id(v.next_object_id()), mtx(object_lock_class, "vm object"), type(t), size(sz) {
+    : vm(v), id(v.next_object_id()), mtx(object_lock_class, "vm object", object_order_key(id)), type(t), size(sz) {
+  FL_KASSERT(id < 0xffffffffu, "object ids exhausted (their lock order keys are 32 bits)");
   vm.live_objects.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -175,7 +176,8 @@ void collapse(Object* robj, Object* backing) FL_NO_THREAD_SAFETY_ANALYSIS {
   }
   Object* grand = backing->backing_object;
   if (grand != nullptr) {
-    grand->mtx.lock_nested(1);
+    FL_KASSERT(grand->id < robj->id, "a backing object younger than its shadow");
+    grand->mtx.lock();
     std::replace(grand->shadows.begin(), grand->shadows.end(), backing, robj);
     grand->mtx.unlock();
   }
@@ -234,7 +236,7 @@ void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
     Object* backing = o->backing_object;
     if (backing != nullptr) {
       // Top object first, then its backing object (chain order).
-      backing->mtx.lock_nested(1);
+      backing->mtx.lock();
       auto& sh = backing->shadows;
       sh.erase(std::remove(sh.begin(), sh.end(), o), sh.end());
       --backing->shadow_count;
@@ -261,7 +263,7 @@ void object_shadow(Object** object, Pindex* offset, Pindex length) FL_NO_THREAD_
     MutexLock r(result->mtx);
     result->backing_object = source;
     result->backing_offset = *offset;
-    source->mtx.lock_nested(1);
+    source->mtx.lock();
     source->shadows.push_back(result);
     ++source->shadow_count;
     source->mtx.unlock();

@@ -2,9 +2,13 @@
 // a pager type, reference and shadow counts, a backing object at an offset,
 // and paging-in-progress with sleep/wakeup.
 //
-// All fields are under the object's own mutex.  Chains are locked top object
-// first, then down the backing chain with increasing keys (lock_nested with
-// the depth), which the lock-order checker enforces.
+// All fields are under the object's own mutex.  A chain is locked top object
+// first, then down the backing chain (7.x's vm_fault and
+// vm_object_backing_scan do so; anything going up, like collapse from the
+// backing object to its shadow, only try-locks).  The lock-order checker
+// enforces it: every object mutex carries object_order_key(id), and the
+// object class is SameClass::kOrdered, so locking a shadow while holding an
+// object it (transitively) shadows is reported.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +30,17 @@ const char* object_type_name(ObjectType t) noexcept;
 inline constexpr std::uint16_t kObjDead = 1;           // OBJ_DEAD: being terminated
 inline constexpr std::uint16_t kObjMightBeDirty = 2;   // OBJ_MIGHTBEDIRTY
 inline constexpr std::uint16_t kObjPipWanted = 4;      // someone waits for pip == 0
+
+// The order key of object `id`'s mutex.  The key must grow down every chain,
+// whatever the caller: depth in the chain will not do (an object sits at
+// different depths in different chains, and a collapse changes the depth
+// of everything above it), age does.  A backing object is always older than
+// the objects it backs: vm_object_shadow puts a new object over an existing
+// one, and collapse, bypass and split only ever point an object at an older
+// one (asserted where they do).  So the key falls as the id grows.
+constexpr std::uint32_t object_order_key(std::uint64_t id) noexcept {
+  return id >= 0xffffffffu ? 0u : static_cast<std::uint32_t>(0xffffffffu - id);
+}
 
 class Object {
  public:

@@ -130,5 +130,43 @@ TEST_F(CoreTest, TerminationWaitsForPagingInProgress) {
   EXPECT_EQ(free_pages(), 256u);
 }
 
+// Every object lock carries its object's chain key, whoever takes it and
+// however (lock, MutexLock, the relock after a sleep): top-first is
+// accepted, a chain locked bottom-up is reported, even by code that locks
+// the backing object first with no nesting key at all.
+TEST_F(CoreTest, ChainLockedBottomUpIsReported) {
+  Object* base = object_allocate(vm(), ObjectType::kDefault, 4);
+  object_reference(*base);  // shared, so the shadow is made
+  Object* top = base;
+  Pindex off = 0;
+  object_shadow(&top, &off, 4);
+  ASSERT_NE(top, base);
+  Object* top2 = top;  // a second level: the chain top2 -> top -> base
+  object_reference(*top);
+  object_shadow(&top2, &off, 4);
+  ASSERT_NE(top2, top);
+  {
+    MutexLock a(top2->mtx);
+    MutexLock b(top->mtx);
+    MutexLock c(base->mtx);
+  }
+  {
+    MutexLock a(top2->mtx);  // skipping a level down is still top first
+    MutexLock c(base->mtx);
+  }
+  EXPECT_EQ(capture_->size(), 0u);
+  {
+    MutexLock b(base->mtx);
+    MutexLock a(top->mtx);  // up the chain: reported
+  }
+  ASSERT_EQ(capture_->count(locking::ReportKind::kSameClass), 1u);
+  const std::string msg = capture_->at(0).message;
+  EXPECT_NE(msg.find("not above held key"), std::string::npos) << msg;
+  capture_->clear();
+  object_deallocate(top2);
+  object_deallocate(top);
+  object_deallocate(base);
+}
+
 }  // namespace
 }  // namespace faultline::vm

@@ -4,7 +4,8 @@
 
 namespace faultline::locking {
 
-Mutex::Mutex(LockClass& cls, const char* name) : LockBase(cls, name), raw_(backend()) {
+Mutex::Mutex(LockClass& cls, const char* name, std::uint32_t order_key)
+    : LockBase(cls, name), raw_(backend()), order_key_(order_key) {
   FL_KASSERT(cls.kind() == LockKind::kMutex, "a Mutex needs a LockKind::kMutex class");
 }
 
@@ -58,7 +59,7 @@ bool Mutex::try_lock(const Site& site) {
   if (!raw_.try_lock()) return false;
   owner_.store(&me, std::memory_order_relaxed);
   if (detail::tracking()) [[unlikely]]
-    detail::note_acquired(me, *this, LockMode::kExclusive, 0, true, false, 0, site);
+    detail::note_acquired(me, *this, LockMode::kExclusive, order_key_, true, false, 0, site);
   return true;
 }
 
@@ -83,10 +84,11 @@ void Mutex::release_for_sleep(Actor& me) {
 }
 
 void Mutex::reacquire_after_sleep(Actor& me, const Site& site) {
-  if (detail::tracking()) detail::check_acquire(me, *this, LockMode::kExclusive, 0, site);
+  if (detail::tracking()) detail::check_acquire(me, *this, LockMode::kExclusive, order_key_, site);
   raw_.lock();
   owner_.store(&me, std::memory_order_relaxed);
-  if (detail::tracking()) detail::note_acquired(me, *this, LockMode::kExclusive, 0, false, false, 0, site);
+  if (detail::tracking())
+    detail::note_acquired(me, *this, LockMode::kExclusive, order_key_, false, false, 0, site);
 }
 
 }  // namespace faultline::locking

@@ -48,7 +48,13 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
  public:
   // `cls` must be a LockKind::kMutex class.  `name` (a string with static
   // lifetime, or nullptr for the class name) identifies the instance.
-  explicit Mutex(LockClass& cls, const char* name = nullptr);
+  explicit Mutex(LockClass& cls, const char* name = nullptr) : Mutex(cls, name, 0) {}
+  // A mutex of a SameClass::kOrdered class whose place in the order is a
+  // property of the instance: every acquisition (lock, try_lock, the
+  // reacquisition after a sleep) carries `order_key`, so no caller can
+  // present a lower lock of the order with a higher key.  (The VM's objects
+  // key on their age: a backing object is always older than its shadows.)
+  Mutex(LockClass& cls, const char* name, std::uint32_t order_key);
   // Destroying a held mutex is reported (kDestroyHeld).
   ~Mutex();
 
@@ -61,11 +67,12 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
         return;
       }
     }
-    lock_impl(0, site);
+    lock_impl(order_key_, site);
   }
 
   // Acquires a second (third, ...) lock of a SameClass::kOrdered class: `key`
   // must exceed the key of every held lock of the class (e.g. chain depth).
+  // It replaces the mutex's own order key for this acquisition.
   void lock_nested(std::uint32_t key, const Site& site = Site::current()) FL_ACQUIRE() {
     lock_impl(key, site);
   }
@@ -85,6 +92,8 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
   }
 
   // True if the calling actor holds it.
+  std::uint32_t order_key() const noexcept { return order_key_; }
+
   bool owned() const noexcept { return owner_.load(std::memory_order_relaxed) == &current_actor(); }
   // The actor holding it, or nullptr (a snapshot, for reports).
   const Actor* owner() const noexcept { return owner_.load(std::memory_order_relaxed); }
@@ -108,6 +117,7 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
 
   detail::RawMutex raw_;
   std::atomic<Actor*> owner_{nullptr};
+  const std::uint32_t order_key_;
 };
 
 // Scoped exclusive hold of a Mutex.
