@@ -3,9 +3,9 @@
 // and paging-in-progress with sleep/wakeup.
 //
 // All fields are under the object's own mutex.  A chain is locked top object
-// first, then down the backing chain (7.x's vm_fault and
-// vm_object_backing_scan do so; anything going up, like collapse from the
-// backing object to its shadow, only try-locks).  The lock-order checker
+// first, then down the backing chain (7.x's vm_fault and vm_object_collapse
+// do so; going up, as vm_object_deallocate does from an object to its only
+// shadow, takes a try-lock).  The lock-order checker
 // enforces it: every object mutex carries object_order_key(id), and the
 // object class is SameClass::kOrdered, so locking a shadow while holding an
 // object it (transitively) shadows is reported.
@@ -36,8 +36,9 @@ inline constexpr std::uint16_t kObjPipWanted = 4;      // someone waits for pip 
 // different depths in different chains, and a collapse changes the depth
 // of everything above it), age does.  A backing object is always older than
 // the objects it backs: vm_object_shadow puts a new object over an existing
-// one, and collapse, bypass and split only ever point an object at an older
-// one (asserted where they do).  So the key falls as the id grows.
+// one, and a collapse points an object at its backing object's backing
+// object (asserted there; 7.x's bypass and split do the same).  So the key
+// falls as the id grows.
 constexpr std::uint32_t object_order_key(std::uint64_t id) noexcept {
   return id >= 0xffffffffu ? 0u : static_cast<std::uint32_t>(0xffffffffu - id);
 }

@@ -91,9 +91,9 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
     unlock_slow(site);
   }
 
-  // True if the calling actor holds it.
   std::uint32_t order_key() const noexcept { return order_key_; }
 
+  // True if the calling actor holds it.
   bool owned() const noexcept { return owner_.load(std::memory_order_relaxed) == &current_actor(); }
   // The actor holding it, or nullptr (a snapshot, for reports).
   const Actor* owner() const noexcept { return owner_.load(std::memory_order_relaxed); }
