@@ -79,6 +79,7 @@ const char* retry_name(Retry r) noexcept {
     case Retry::kMapTryLockFailed: return "map_trylock_failed";
     case Retry::kMapLookupFailed: return "map_lookup_failed";
     case Retry::kMapChanged: return "map_changed";
+    case Retry::kDeadObject: return "dead_object";
     case Retry::kCount: break;
   }
   return "?";
@@ -111,6 +112,11 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&v_vmwait, "v_vmwait", "VM_WAIT sleeps"},
       {&v_fault_errors, "v_fault_errors", "faults that failed"},
       {&object_collapses, "object_collapses", "objects collapsed into their shadow"},
+      {&collapse_sleeps, "collapse_sleeps", "collapse slept on a busy backing page (vmocol)"},
+      {&swap_copy_waits, "swap_copy_waits", "collapse's swap copy waited for memory"},
+      {&dealloc_pip_sleeps, "dealloc_pip_sleeps", "deallocate slept on paging in progress (objde1/2)"},
+      {&dealloc_pauses, "dealloc_pauses", "deallocate paused after a failed shadow try-lock (vmo_de)"},
+      {&fault_dead_objects, "fault_dead_objects", "faults that met an object dead mid-collapse (L323)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

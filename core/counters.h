@@ -22,6 +22,7 @@ enum class Retry : std::uint8_t {
   kMapTryLockFailed, // L795-799: map relock (try) failed after the pager
   kMapLookupFailed,  // L818-819: re-lookup would have blocked (KERN_FAILURE)
   kMapChanged,       // L822-827: re-lookup found another object or pindex
+  kDeadObject,       // L323: an object dead mid-collapse; paused, retried (fix dead-object-retry)
   kCount
 };
 const char* retry_name(Retry r) noexcept;
@@ -71,7 +72,12 @@ class Counters {
   Counter v_vmwait{this, 17};       // VM_WAIT sleeps
   Counter v_fault_errors{this, 18}; // faults that returned an error
   Counter object_collapses{this, 19};  // backing objects merged into their shadow
-  static constexpr std::uint16_t kNamed = 20;
+  Counter collapse_sleeps{this, 20};   // vm_object_backing_scan slept on a busy page ("vmocol")
+  Counter swap_copy_waits{this, 21};   // swap_pager_copy waited for memory, both objects unlocked
+  Counter dealloc_pip_sleeps{this, 22};  // vm_object_deallocate slept on pip ("objde1", "objde2")
+  Counter dealloc_pauses{this, 23};    // vm_object_deallocate's shadow try-lock failed: pause, retry ("vmo_de")
+  Counter fault_dead_objects{this, 24};  // faults that met an object marked dead (seed L323)
+  static constexpr std::uint16_t kNamed = 25;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -309,10 +309,22 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     fs.pindex = fs.first_pindex;
     bool retry = false;
     for (;;) {
-      // seed L323: the object is being terminated.
+      // seed L323: the object is dead.  Short of termination (which no
+      // fault can race: it holds a reference on the first object, and that
+      // one on the chain below), a collapse in progress marked it, and
+      // sleeps with it unlocked (vm_object_backing_scan's "vmocol",
+      // swap_pager_copy waiting for memory).  7.x fails the fault: a
+      // spurious SIGSEGV.  Fix dead-object-retry (later FreeBSD's): if it
+      // is not a terminated object, pause and retry.
       if ((fs.object->flags & kObjDead) != 0) {
+        cnt.bump(cnt.fault_dead_objects);
+        const bool terminated = fs.object->type == ObjectType::kDead;
         unlock_and_deallocate(fs);
-        return fail(Kern::kProtectionFailure);
+        if (terminated || !vm.fix(Fix::kDeadObjectRetry)) return fail(Kern::kProtectionFailure);
+        locking::pause(&map, "vmf_de", 1000);
+        cnt.retry(Retry::kDeadObject);
+        retry = true;
+        break;
       }
       fs.m = page_lookup(*fs.object, fs.pindex);
       bool readrest = false;

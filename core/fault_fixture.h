@@ -91,20 +91,6 @@ class FaultTest : public CoreTest {
     return b;
   }
 
-  // Runs f while another thread holds mtx (so that a try-lock of it fails).
-  static void with_locked_elsewhere(locking::Mutex& mtx, const std::function<void()>& f) {
-    std::atomic<int> stage{0};
-    std::thread holder([&] {
-      MutexLock l(mtx);
-      stage = 1;
-      while (stage.load() != 2) std::this_thread::yield();
-    });
-    while (stage.load() != 1) std::this_thread::yield();
-    f();
-    stage = 2;
-    holder.join();
-  }
-
   Kern load(std::uint64_t va, std::uint64_t* v) { return load_in(map(), va, v); }
   Kern store(std::uint64_t va, std::uint64_t v) { return store_in(map(), va, v); }
   std::uint64_t retries(Retry r) { return vm().counters().retries_of(r); }
@@ -171,6 +157,38 @@ class FaultTest : public CoreTest {
           return info.point == locking::Point::kLock && info.object == &lock && ++seen == nth;
         },
         [f = std::move(f)] { std::thread(f).join(); });
+  }
+
+  // Runs `f`, which drops o's next-to-last reference so that o would
+  // collapse into its only shadow, while the pageout daemon launders o's
+  // page `busy_pindex` (soft busy, paging in progress on o).  The pageout
+  // gets in where 7.x lets it: vm_object_deallocate has checked paging in
+  // progress and unlocked o, vm_object_collapse has not locked it yet.  So
+  // the collapse gives up (vm_object_qcollapse, which moves up only idle
+  // pages) and o stays behind its shadow, with that page.
+  void deallocate_during_pageout(Object* o, Object* shadow, Pindex busy_pindex, const std::function<void()>& f) {
+    Page* busy = nullptr;
+    // The collapse locks o holding its shadow (top first); nothing else
+    // here does.
+    at_first_point(
+        [o, shadow](const locking::PointInfo& info) {
+          return info.point == locking::Point::kLock && info.object == &o->mtx && shadow->mtx.owned();
+        },
+        [&] {
+          std::thread([&] {
+            MutexLock l(o->mtx);
+            busy = page_lookup(*o, busy_pindex);
+            if (busy == nullptr) return;
+            page_io_start(busy);
+            object_pip_add(*o, 1);
+          }).join();
+        });
+    f();
+    locking::set_point_hook(nullptr, nullptr);
+    ASSERT_NE(busy, nullptr) << "the window between deallocate and collapse was not entered";
+    MutexLock l(o->mtx);
+    page_io_finish(busy);
+    object_pip_wakeup(*o);
   }
 
   // Runs `f`, once, at the first schedule point for which `when` holds.

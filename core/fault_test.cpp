@@ -67,18 +67,97 @@ TEST_F(FaultDeathTest, NofaultEntryIsFatal) {
 
 // ---- L323 ----
 
-TEST_F(FaultTest, DeadObjectIsAProtectionFailure) {
-  Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
-  std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
-  {
-    // A forced termination in progress (vnode reclaim marks the object dead
-    // while mappings remain).
-    MutexLock l(o->mtx);
-    o->flags |= kObjDead;
+// A collapse marks the backing object OBJ_DEAD (vm_object_backing_scan),
+// then moves its swap up with swap_pager_copy, which unlocks it for every
+// block and, when memory is severely short, waits for memory with the
+// shadow unlocked too.  A fault through the shadow (the parent's, while the
+// child unmaps its side of a fork) then reaches the dead backing object.  Returns what that fault (a load of page 1, still in the
+// backing object's swap) returned and the value it read.
+struct DeadObjectRace {
+  Kern fault = Kern::kFailure;
+  std::uint64_t value = 0;
+  std::uint64_t a = 0;  // the mapping faulted
+};
+
+class DeadObjectTest : public FaultTest {
+ protected:
+  DeadObjectRace race(bool fix_on) {
+    vm().set_fix(Fix::kDeadObjectRetry, fix_on);
+    Object* o = swap_object(4, 500);  // pages laundered: word = 500 + pindex
+    const std::uint64_t a = mmap_object(o, 4, kProtRead | kProtWrite);
+    Map& child = adopt(vmspace_fork(map()));
+    EXPECT_EQ(store(a, 7), Kern::kSuccess);  // the parent's shadow; o backs it and the child
+    Object* shadow = pmap_extract(map().pmap, a)->object;
+    EXPECT_NE(shadow, o);
+    // The swap-in read pages 1-3 too: back to swap with them.
+    for (Pindex i = 1; i < 4; ++i) launder_and_free(*o, i);
+    // Memory down to the reserve (severely short), as the pageout daemon
+    // is not running here.
+    Object* hog = object_allocate(vm(), ObjectType::kDefault, vm().npages());
+    {
+      MutexLock l(hog->mtx);
+      Pindex i = 0;
+      while (Page* m = page_alloc(*hog, i++, kAllocNormal)) {
+        m->valid = kPageBitsAll;
+        page_wakeup(m);
+      }
+    }
+    EXPECT_TRUE(vm().count_severe());
+    DeadObjectRace out;
+    out.a = a;
+    std::thread faulter;
+    // The collapse's swap copy is about to wait for memory (its shadow and
+    // the dead backing object both unlocked): free the memory it waits for,
+    // then let a fault run into the backing object.
+    at_first_point(
+        [this](const locking::PointInfo& info) {
+          return info.point == locking::Point::kLock && info.object == &vm().free_mtx &&
+                 cnt().swap_copy_waits.load() != 0;
+        },
+        [&] {
+          object_deallocate(hog);
+          faulter = std::thread([&] { out.fault = load(a + ps(), &out.value); });
+          if (!fix_on) {
+            faulter.join();  // 7.x: the fault fails at once
+            return;
+          }
+          // The fix: the fault pauses and retries until the collapse is
+          // done; let the collapse go on once the fault has met the dead
+          // object.
+          while (cnt().fault_dead_objects.load() == 0) std::this_thread::yield();
+        });
+    // The child unmaps it (its map locked throughout, as 7.x's
+    // vm_map_delete): o is left with one reference, its only shadow's, and
+    // collapses into it while the parent faults.
+    EXPECT_EQ(map_munmap(child, a, a + 4 * ps()), Kern::kSuccess);
+    if (faulter.joinable()) faulter.join();
+    locking::set_point_hook(nullptr, nullptr);
+    EXPECT_EQ(cnt().object_collapses.load(), 1u);
+    EXPECT_GE(cnt().swap_copy_waits.load(), 1u);
+    EXPECT_GE(cnt().fault_dead_objects.load(), 1u);
+    return out;
   }
-  EXPECT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kProtectionFailure);
-  MutexLock l(o->mtx);
-  o->flags &= static_cast<std::uint16_t>(~kObjDead);
+};
+
+// ---- L323 ----
+
+TEST_F(DeadObjectTest, FaultMeetingACollapseInProgressRetries) {
+  const DeadObjectRace r = race(true);
+  EXPECT_EQ(r.fault, Kern::kSuccess);
+  EXPECT_EQ(r.value, 501u);
+  EXPECT_GE(retries(Retry::kDeadObject), 1u);
+}
+
+// With the fix off, 7.x as written: the fault fails (a spurious SIGSEGV).
+TEST_F(DeadObjectTest, WithoutTheFixAFaultMeetingACollapseInProgressFails) {
+  const DeadObjectRace r = race(false);
+  EXPECT_EQ(r.fault, Kern::kProtectionFailure);
+  EXPECT_EQ(cnt().fault_dead_objects.load(), 1u);
+  EXPECT_EQ(retries(Retry::kDeadObject), 0u);
+  // The data is intact: the process's next fault finds it.
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(r.a + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 501u);
 }
 
 // ---- L343-350: page loans ----
@@ -505,11 +584,11 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
   ASSERT_EQ(store(b, 300), Kern::kSuccess);  // b's shadow: o now backs two shadows: copy
   EXPECT_EQ(cnt().v_cow_faults.load(), 2u);
   // Unmapping a drops a's shadow; o is left with one shadow and one
-  // reference.  Deallocation would collapse o into b's shadow, but that
-  // needs a try-lock of the shadow, which another thread holds right then;
-  // so o stays, and b's next COW moves the page up instead of copying it.
+  // reference.  Deallocation would collapse o into b's shadow, but pageout
+  // is laundering o's page 1 right then: the collapse gives up, o stays,
+  // and b's next COW moves the page up instead of copying it.
   Object* b_shadow = pmap_extract(map().pmap, b)->object;
-  with_locked_elsewhere(b_shadow->mtx, [&] { EXPECT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess); });
+  deallocate_during_pageout(o, b_shadow, 1, [&] { EXPECT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess); });
   EXPECT_EQ(cnt().object_collapses.load(), 0u);
   ASSERT_EQ(store(b + ps(), 301), Kern::kSuccess);
   EXPECT_EQ(cnt().v_cow_faults.load(), 3u);
@@ -543,12 +622,13 @@ TEST_F(FaultTest, CowCopiesALentPageOfTheBackingObjectInsteadOfRenamingIt) {
     MutexLock pq(vm().page_queues);
     page_loan(m);
   }
-  // a goes while another thread holds b's shadow, so o does not collapse
-  // into it: o is left with b's shadow as its only user (and the loan's
-  // reference, as a send holds one: drop it for the rename test).
-  with_locked_elsewhere(b_shadow->mtx, [&] { EXPECT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess); });
+  // a goes; o is left with b's shadow as its only user, and the loan's
+  // reference (a send holds one).  Dropping that one while pageout launders
+  // the lent page leaves o uncollapsed behind b's shadow, still with the
+  // lent page (a collapse would move it up): the state this test needs.
+  ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
+  deallocate_during_pageout(o, b_shadow, 1, [&] { object_deallocate(o); });
   ASSERT_EQ(cnt().object_collapses.load(), 0u);
-  object_deallocate(o);
   // mlock: the wire fault of page 1 writes through b's shadow to o's page.
   ASSERT_EQ(map_wire(map(), b, b + 2 * ps(), true), Kern::kSuccess);
   EXPECT_EQ(cnt().v_cow_optim.load(), 0u) << "the lent page was moved up instead of copied";

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/pager.h"
 #include "core/pmap.h"
 #include "core/vm.h"
 #include "locking/kassert.h"
@@ -142,108 +143,270 @@ bool anonymous(const Object& o) FL_NO_THREAD_SAFETY_ANALYSIS {
   return o.handle == nullptr && (o.type == ObjectType::kDefault || o.type == ObjectType::kSwap);
 }
 
-// vm_object_collapse, the collapse case: `backing` has one reference, from
-// its only shadow `robj`; its pages and swap blocks move up into robj (those
-// robj already has, or that fall outside it, are freed), robj takes over
-// backing's own backing object, and backing is destroyed.  Requires: both
-// locked, no paging in progress on either, no busy or wired page in
-// backing.  Returns with robj locked and backing gone.
-void collapse(Object* robj, Object* backing) FL_NO_THREAD_SAFETY_ANALYSIS {
-  robj->mtx.assert_owned();
-  backing->mtx.assert_owned();
-  Vm& vm = robj->vm;
-  const Pindex off = robj->backing_offset;
-  {
-    MutexLock pq(vm.page_queues);
-    while (!backing->pages.empty()) {
-      Page* p = backing->pages.begin()->second;
-      const bool inside = p->pindex >= off && p->pindex - off < robj->size;
-      const Pindex np = inside ? p->pindex - off : 0;
-      if (inside && robj->pages.count(np) == 0 && robj->swap.count(np) == 0) {
-        page_rename(p, *robj, np);
-      } else {
-        pmap_remove_all(p);
-        page_free(p);
-      }
-    }
-  }
-  for (auto& [s, data] : backing->swap) {
-    if (s < off || s - off >= robj->size) continue;
-    const Pindex ns = s - off;
-    if (robj->pages.count(ns) != 0 || robj->swap.count(ns) != 0) continue;
-    robj->swap.emplace(ns, std::move(data));
-    if (robj->type == ObjectType::kDefault) robj->type = ObjectType::kSwap;
-  }
-  Object* grand = backing->backing_object;
-  if (grand != nullptr) {
-    FL_KASSERT(grand->id < robj->id, "a backing object younger than its shadow");
-    grand->mtx.lock();
-    std::replace(grand->shadows.begin(), grand->shadows.end(), backing, robj);
-    grand->mtx.unlock();
-  }
-  robj->backing_object = grand;
-  robj->backing_offset = off + backing->backing_offset;
-  backing->backing_object = nullptr;
-  backing->ref_count = 0;
-  backing->shadow_count = 0;
-  backing->shadows.clear();
-  backing->swap.clear();
-  backing->flags |= kObjDead;
-  backing->type = ObjectType::kDead;
-  backing->mtx.unlock();
-  delete backing;
-  vm.counters().bump(vm.counters().object_collapses);
+// vm_object_backing_scan's operations (7.0 vm_object.c 1381-1383).
+// (OBSC_TEST_ALL_SHADOWED, for the bypass, is not modelled yet.)
+enum : unsigned { kCollapseNowait = 2, kCollapseWait = 4 };
+
+// A backing page the shadow does not need: 7.x frees it (a wired one is
+// only taken out of the object, its wirer frees it), asserting that it is
+// not mapped.  Requires: backing object and page queues locked.
+void scan_discard(Vm& vm, Page* p) FL_NO_THREAD_SAFETY_ANALYSIS {
+  if (vm.fix(Fix::kCollapseUnmaps))
+    pmap_remove_all(p);
+  else
+    FL_KASSERT(p->pv.empty(), "vm_object_backing_scan: freeing a mapped page");
+  if (p->wire_count == 0)
+    page_free(p);
+  else
+    page_remove(p);
 }
 
-// After o dropped to one reference: if that reference is its only shadow's,
-// try to collapse o into the shadow.  Requires: o locked; returns with o
-// unlocked (or destroyed).
-void maybe_collapse(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
-  o->mtx.assert_owned();
-  if (o->ref_count != 1 || o->shadow_count != 1 || !anonymous(*o) || o->pip != 0) {
-    o->mtx.unlock();
-    return;
+// vm_object_backing_scan (7.0 vm_object.c 1385-1578).  Both objects are
+// locked on entry and on return.  kCollapseWait marks the backing object OBJ_DEAD,
+// then moves up every page the shadow lacks and frees the others; a busy
+// page makes it sleep ("vmocol") with the shadow unlocked and the backing
+// object's lock dropped, then relock both and start over.  kCollapseNowait
+// does the same but skips busy and invalid pages.
+void backing_scan(Object* object, unsigned op) FL_NO_THREAD_SAFETY_ANALYSIS {
+  object->mtx.assert_owned();
+  Object* backing = object->backing_object;
+  backing->mtx.assert_owned();
+  Vm& vm = object->vm;
+  const Pindex off = object->backing_offset;
+  if ((op & kCollapseWait) != 0) backing->flags |= kObjDead;
+restart:
+  for (auto it = backing->pages.begin(); it != backing->pages.end();) {
+    Page* p = it->second;
+    ++it;  // p may leave the object below
+    const bool inside = p->pindex >= off && p->pindex - off < object->size;
+    const Pindex new_pindex = inside ? p->pindex - off : 0;
+    if ((op & kCollapseNowait) != 0 && (p->any_busy() || p->valid == 0)) continue;
+    if ((op & kCollapseWait) != 0 && p->any_busy()) {
+      {
+        MutexLock pq(vm.page_queues);
+        p->flags |= kPgReferenced;
+      }
+      object->mtx.unlock();
+      p->oflags |= kVpoWanted;
+      vm.counters().bump(vm.counters().collapse_sleeps);
+      locking::msleep_drop(p, backing->mtx, "vmocol");
+      object->mtx.lock();
+      backing->mtx.lock();
+      // The backing object is dead: its offset cannot have changed.
+      goto restart;
+    }
+    FL_KASSERT(p->object == backing, "vm_object_backing_scan: object mismatch");
+    if (backing->type == ObjectType::kSwap) backing->swap.erase(p->pindex);  // swap_pager_freespace
+    MutexLock pq(vm.page_queues);
+    if (!inside || page_lookup(*object, new_pindex) != nullptr ||
+        pager_has_page(*object, new_pindex, nullptr, nullptr)) {
+      scan_discard(vm, p);
+      continue;
+    }
+    page_rename(p, *object, new_pindex);  // dirties it; its mappings stay (same bytes)
   }
-  Object* robj = o->shadows.front();
-  // The shadow is above o in the chain: only a try-lock is in order here.
-  if (!robj->mtx.try_lock()) {
-    o->mtx.unlock();
-    return;
+}
+
+// swp_pager_meta_build for one block moved by swap_pager_copy.  Entered and
+// left with `dst` locked.  7.x allocates the swap metadata from a UMA zone
+// without waiting and, when that fails, unlocks the object, waits for memory
+// (VM_WAIT) and tries again.  The model's metadata takes no memory; its
+// allocation fails where an M_NOWAIT allocation would, when free memory is
+// severely short.
+void swap_meta_build(Object& dst, Pindex pindex, std::vector<std::byte> block) FL_NO_THREAD_SAFETY_ANALYSIS {
+  dst.mtx.assert_owned();
+  Vm& vm = dst.vm;
+  if (dst.type != ObjectType::kSwap) dst.type = ObjectType::kSwap;
+  while (vm.count_severe()) {
+    vm.counters().bump(vm.counters().swap_copy_waits);
+    dst.mtx.unlock();
+    vm_wait(vm, "swmeta");
+    dst.mtx.lock();
   }
-  bool ok = anonymous(*robj) && robj->pip == 0 && robj->backing_object == o;
-  for (auto it = o->pages.begin(); ok && it != o->pages.end(); ++it)
-    ok = !it->second->any_busy() && it->second->wire_count == 0 && it->second->hold_count == 0;
-  if (ok) {
-    collapse(robj, o);  // unlocks and destroys o
-  } else {
-    o->mtx.unlock();
+  dst.swap[pindex] = std::move(block);
+}
+
+// swap_pager_copy(src, dst, offset, destroysource = true) as collapse uses it
+// (7.0 swap_pager.c): every block of src that dst has no block for moves
+// up; for each one moved, src is unlocked (with paging in progress on both)
+// while the metadata is built, which may sleep.  The rest of src's swap is
+// freed and src reverts to a default object.  Both locked on entry and
+// return.
+void swap_pager_copy(Object& src, Object& dst, Pindex offset) FL_NO_THREAD_SAFETY_ANALYSIS {
+  src.mtx.assert_owned();
+  dst.mtx.assert_owned();
+  for (Pindex i = 0; i < dst.size; ++i) {
+    // 7.0 tests only dst's swap metadata here, though its comment says a
+    // resident page of dst wins too; fix swap-copy-keeps-resident does what
+    // the comment says.
+    if (dst.swap.count(i) != 0 || (dst.vm.fix(Fix::kSwapCopyKeepsResident) && dst.pages.count(i) != 0)) {
+      src.swap.erase(i + offset);  // dst's own copy wins
+      continue;
+    }
+    auto node = src.swap.extract(i + offset);  // SWM_POP
+    if (node.empty()) continue;
+    object_pip_add(src, 1);
+    src.mtx.unlock();
+    object_pip_add(dst, 1);
+    swap_meta_build(dst, i, std::move(node.mapped()));
+    object_pip_wakeup(dst);
+    src.mtx.lock();
+    object_pip_wakeup(src);
   }
-  robj->mtx.unlock();
+  src.swap.clear();
+  src.type = ObjectType::kDefault;
 }
 
 }  // namespace
 
+void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
+  object->mtx.assert_owned();
+  Vm& vm = object->vm;
+  for (;;) {
+    Object* backing = object->backing_object;
+    if (backing == nullptr) return;
+    backing->mtx.lock();  // top first: the backing object is below
+    if (!anonymous(*backing) || (backing->flags & kObjDead) != 0 || !anonymous(*object) ||
+        (object->flags & kObjDead) != 0) {
+      backing->mtx.unlock();
+      return;
+    }
+    if (object->pip != 0 || backing->pip != 0) {
+      // vm_object_qcollapse: move up what can be moved without waiting.
+      if (backing->ref_count == 1) backing_scan(object, kCollapseNowait);
+      backing->mtx.unlock();
+      return;
+    }
+    if (backing->ref_count == 1) {
+      // Collapse: only `object` refers to the backing object.  The scan
+      // marks it dead first; faults that reach it while the scan or the
+      // swap copy sleeps meet seed L323.
+      backing_scan(object, kCollapseWait);
+      if (backing->type == ObjectType::kSwap)
+        swap_pager_copy(*backing, *object, object->backing_offset);
+      auto& sh = backing->shadows;
+      sh.erase(std::remove(sh.begin(), sh.end(), object), sh.end());
+      --backing->shadow_count;
+      Object* grand = backing->backing_object;
+      if (grand != nullptr) {
+        // backing's place in grand's shadow list, and its reference on
+        // grand, become object's.
+        FL_KASSERT(grand->id < object->id, "a backing object younger than its shadow");
+        grand->mtx.lock();
+        std::replace(grand->shadows.begin(), grand->shadows.end(), backing, object);
+        grand->mtx.unlock();
+      }
+      object->backing_object = grand;
+      object->backing_offset += backing->backing_offset;
+      FL_KASSERT(backing->ref_count == 1, "backing object was re-referenced during collapse");
+      FL_KASSERT(backing->pages.empty() && backing->shadow_count == 0, "collapsed backing object not empty");
+      backing->backing_object = nullptr;
+      backing->ref_count = 0;
+      backing->type = ObjectType::kDead;
+      backing->mtx.unlock();
+      delete backing;
+      vm.counters().bump(vm.counters().object_collapses);
+      continue;
+    }
+    // The backing object has other references.  7.x would bypass it when
+    // the shadow covers all of its pages (point past it, at its backing
+    // object); not modelled yet (core/README.md).
+    backing->mtx.unlock();
+    return;
+  }
+}
+
 void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
-  // Iterative: dropping the last reference on an object drops the reference
-  // it held on its backing object, and so on down the chain.
+  // 7.0 vm_object.c 431-585.  Iterative: dropping the last reference on an
+  // object drops the one it held on its backing object, and so on down.
+  Vm* vm = o != nullptr ? &o->vm : nullptr;
   while (o != nullptr) {
     o->mtx.lock();
     FL_KASSERT(o->ref_count > 0, "deallocating an object with no references");
-    if (--o->ref_count > 0) {
-      maybe_collapse(o);
+    if (--o->ref_count > 1) {
+      o->mtx.unlock();
       return;
     }
+    if (o->ref_count == 1) {
+      if (o->shadow_count != 1 || !anonymous(*o)) {
+        o->mtx.unlock();
+        return;
+      }
+      // One reference left, from its only shadow: collapse o into the
+      // shadow.  The shadow is above o in the chain: only a try-lock is in
+      // order; on failure undo, pause a tick and start over.
+      Object* robj = o->shadows.front();
+      if (!robj->mtx.try_lock()) {
+        ++o->ref_count;
+        o->mtx.unlock();
+        vm->counters().bump(vm->counters().dealloc_pauses);
+        locking::pause(o, "vmo_de", 1000);
+        continue;
+      }
+      if ((robj->flags & kObjDead) != 0 || !anonymous(*robj)) {
+        robj->mtx.unlock();
+        o->mtx.unlock();
+        return;
+      }
+      ++robj->ref_count;  // keeps robj while o's lock is dropped below
+      bool o_locked = true;
+      for (;;) {  // retry
+        if (robj->pip != 0) {
+          o->mtx.unlock();
+          vm->counters().bump(vm->counters().dealloc_pip_sleeps);
+          object_pip_wait(*robj, "objde1");
+          o_locked = false;
+          if (robj->backing_object == o) {
+            o->mtx.lock();
+            o_locked = true;
+            continue;
+          }
+        } else if (o->pip != 0) {
+          robj->mtx.unlock();
+          o->flags |= kObjPipWanted;
+          vm->counters().bump(vm->counters().dealloc_pip_sleeps);
+          locking::msleep_drop(&o->pip, o->mtx, "objde2");
+          o_locked = false;
+          robj->mtx.lock();
+          if (robj->backing_object == o) {
+            o->mtx.lock();
+            o_locked = true;
+            continue;
+          }
+        } else {
+          o->mtx.unlock();
+          o_locked = false;
+        }
+        break;
+      }
+      FL_KASSERT(!o_locked, "vm_object_deallocate: object still locked");
+      if (robj->ref_count == 1) {
+        // Only our temporary reference is left: terminate the shadow.
+        --robj->ref_count;
+        o = robj;
+      } else {
+        // robj stays locked through the collapse; the next pass drops the
+        // temporary reference (and may collapse again).
+        object_collapse(robj);
+        robj->mtx.unlock();
+        o = robj;
+        continue;
+      }
+    }
+    // doterm: o locked, no references left.
     Object* backing = o->backing_object;
     if (backing != nullptr) {
-      // Top object first, then its backing object (chain order).
-      backing->mtx.lock();
+      backing->mtx.lock();  // top first
       auto& sh = backing->shadows;
       sh.erase(std::remove(sh.begin(), sh.end(), o), sh.end());
       --backing->shadow_count;
       backing->mtx.unlock();
       o->backing_object = nullptr;
     }
-    object_terminate(o);
+    if ((o->flags & kObjDead) == 0)
+      object_terminate(o);  // unlocks and destroys o
+    else
+      o->mtx.unlock();      // someone else is terminating it
     o = backing;
   }
 }

@@ -78,10 +78,24 @@ Object* object_allocate(Vm& vm, ObjectType type, Pindex size);
 void object_reference(Object& o);
 void object_reference_locked(Object& o) FL_REQUIRES(o.mtx);
 
-// vm_object_deallocate: drops a reference; the last one terminates the object
-// (and then drops its reference on the backing object, and so on down).
-// Requires: o unlocked, no page queues.
+// vm_object_deallocate (7.0): drops a reference; the last one terminates the
+// object (and then drops its reference on the backing object, and so on
+// down).  When one reference is left and it is the object's only shadow's,
+// collapses the object into that shadow: the shadow is only try-locked (on
+// failure: undo, pause "vmo_de", start over), and paging in progress on
+// either is waited for first ("objde1", "objde2").  Requires: o unlocked,
+// no page queues.
 void object_deallocate(Object* o);
+
+// vm_object_collapse (7.0): while `object`'s backing object is anonymous
+// and referenced only by `object`, merge it in (vm_object_backing_scan marks
+// it OBJ_DEAD, moves up the pages `object` lacks, sleeping "vmocol" with
+// both unlocked on a busy one; swap_pager_copy moves its swap, unlocking it,
+// and may wait for memory with both unlocked).  Gives up when either has
+// paging in progress (moving up only idle pages then), and when the backing
+// object has other references (7.x's bypass is not modelled yet).
+// Requires: object locked; returns with it locked.
+void object_collapse(Object* object) FL_REQUIRES(object->mtx);
 
 // vm_object_pip_add / pip_wakeup / pip_wait ("vmopip").
 void object_pip_add(Object& o, int n) FL_REQUIRES(o.mtx);

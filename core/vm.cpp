@@ -16,6 +16,38 @@ const char* mutant_name(Mutant m) noexcept {
   return "?";
 }
 
+const char* fix_name(Fix f) noexcept {
+  switch (f) {
+    case Fix::kDeadObjectRetry: return "dead-object-retry";
+    case Fix::kCollapseUnmaps: return "collapse-unmaps";
+    case Fix::kSwapCopyKeepsResident: return "swap-copy-keeps-resident";
+    case Fix::kCount: break;
+  }
+  return "?";
+}
+
+const char* fix_what(Fix f) noexcept {
+  switch (f) {
+    case Fix::kDeadObjectRetry:
+      return "seed L323: a fault that meets a backing object marked dead by a collapse in progress (asleep "
+             "with both objects unlocked) fails with KERN_PROTECTION_FAILURE in 7.x, a spurious SIGSEGV; "
+             "the fix pauses and retries the fault (later FreeBSD does)";
+    case Fix::kCollapseUnmaps:
+      return "vm_object_backing_scan frees a backing page the shadow already has, asserting it unmapped; a "
+             "write fault that copied it and then failed its re-lookup (L810-820) leaves it mapped read-only, "
+             "so 7.x frees a mapped page; the fix removes its mappings first";
+    case Fix::kSwapCopyKeepsResident:
+      return "swap_pager_copy (7.0) gives the collapsed-into object the backing object's swap block wherever "
+             "it has none, even under a resident page of its own (its comment says the source is thrown away "
+             "there); once that page is clean and reclaimed, the next fault reads the older data back: the "
+             "harness's data oracle finds lost writes (scenario wiring, threads, seed 11). Whether 7.x itself "
+             "reaches a clean resident page without swap there is not established (the model's page cache is "
+             "of the older era, issue 13); the fix does what the comment says";
+    case Fix::kCount: break;
+  }
+  return "?";
+}
+
 using locking::MutexLock;
 
 std::string VmConfig::validate() const {
@@ -57,6 +89,7 @@ Vm::Vm(const VmConfig& config) : config_(with_defaults(config)) {
     throw std::invalid_argument("VmConfig: " + err);
   declare_vm_lock_order();
   io_error_ppm_.store(config_.io_error_ppm, std::memory_order_relaxed);
+  fixes_.store(config_.fixes, std::memory_order_relaxed);
   memory_ = std::make_unique<std::byte[]>(std::size_t{config_.npages} * config_.page_size);  // zeroed
   pages_ = std::make_unique<Page[]>(config_.npages);
   MutexLock f(free_mtx);

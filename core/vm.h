@@ -28,6 +28,19 @@ enum class Mutant : std::uint8_t {
 };
 const char* mutant_name(Mutant m) noexcept;
 
+// Departures from 7.x that fix one of its races (fidelity.md, rule 4): each
+// is a named switch, on by default; with every one off the model is 7.x as
+// written, and the harness must find each race.  core/README.md lists them.
+enum class Fix : std::uint8_t {
+  kDeadObjectRetry,  // vm_fault meeting OBJ_DEAD mid-collapse (seed L323): pause and retry
+  kCollapseUnmaps,   // vm_object_backing_scan: unmap a backing page before freeing it
+  kSwapCopyKeepsResident,  // swap_pager_copy: no source block under a resident page of the destination
+  kCount
+};
+const char* fix_name(Fix f) noexcept;   // "dead-object-retry"
+const char* fix_what(Fix f) noexcept;   // one line: the race and what the fix does
+inline constexpr std::uint32_t kAllFixes = (1u << static_cast<unsigned>(Fix::kCount)) - 1;
+
 struct VmConfig {
   std::uint32_t page_size = 4096;  // bytes, a power of two >= 512
   std::uint32_t npages = 1024;     // physical pages
@@ -40,6 +53,7 @@ struct VmConfig {
   std::uint32_t io_latency_us = 0;  // simulated pager latency per operation
   std::uint32_t io_error_ppm = 0;   // pager I/O error rate, parts per million
   Mutant mutant = Mutant::kNone;    // a protocol fault injected on purpose (self-tests only)
+  std::uint32_t fixes = kAllFixes;  // bit (1 << Fix) set: that fix is on
 
   // Empty if valid; otherwise a message naming the bad field and value.
   std::string validate() const;
@@ -100,6 +114,17 @@ class Vm {
   // config; changeable while running, e.g. by a test).
   std::uint32_t io_error_ppm() const noexcept { return io_error_ppm_.load(std::memory_order_relaxed); }
   void set_io_error_ppm(std::uint32_t ppm) noexcept { io_error_ppm_.store(ppm, std::memory_order_relaxed); }
+  // Whether a fix of a 7.x race is on (from the config; a test may switch it).
+  bool fix(Fix f) const noexcept {
+    return (fixes_.load(std::memory_order_relaxed) >> static_cast<unsigned>(f) & 1u) != 0;
+  }
+  void set_fix(Fix f, bool on) noexcept {
+    const std::uint32_t bit = 1u << static_cast<unsigned>(f);
+    if (on)
+      fixes_.fetch_or(bit, std::memory_order_relaxed);
+    else
+      fixes_.fetch_and(~bit, std::memory_order_relaxed);
+  }
 
   // Next object id (stable, deterministic names in reports).
   std::uint64_t next_object_id() noexcept { return next_object_id_.fetch_add(1); }
@@ -113,6 +138,7 @@ class Vm {
   Counters counters_;
   std::atomic<std::uint64_t> draw_seq_{0};
   std::atomic<std::uint32_t> io_error_ppm_{0};
+  std::atomic<std::uint32_t> fixes_{kAllFixes};
   std::atomic<std::uint64_t> next_object_id_{1};
 };
 

@@ -100,6 +100,7 @@ const char* point_name(Point p) noexcept {
     case Point::kWakeup: return "wakeup";
     case Point::kIo: return "io";
     case Point::kUser: return "user";
+    case Point::kPause: return "pause";
   }
   return "?";
 }

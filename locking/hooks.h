@@ -20,6 +20,7 @@ enum class Point : std::uint8_t {
   kSleep,    // about to sleep on a channel
   kWakeup,   // about to wake a channel's sleepers
   kIo,       // simulated I/O of `arg` microseconds
+  kPause,    // pause(9): a timed sleep of `arg` microseconds on no channel
   kUser,     // any other place the caller wants a switch
 };
 const char* point_name(Point p) noexcept;
@@ -27,7 +28,7 @@ const char* point_name(Point p) noexcept;
 struct PointInfo {
   Point point;
   const void* object;  // the lock (a LockBase: kLock, kTryLock, kUnlock), channel or page concerned
-  std::uint32_t arg;   // kIo: latency in microseconds; otherwise 0
+  std::uint32_t arg;   // kIo, kPause: microseconds; otherwise 0
 };
 
 using PointHook = void (*)(const PointInfo& info, void* context);

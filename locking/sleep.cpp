@@ -6,7 +6,9 @@
 #include "locking/sleep.h"
 
 #include <cerrno>
+#include <chrono>
 #include <memory>
+#include <thread>
 
 #include "locking/actor.h"
 #include "locking/detail/check.h"
@@ -136,6 +138,18 @@ int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64
 }
 
 }  // namespace detail
+
+void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& site) {
+  Actor& me = current_actor();
+  if (locking::mode() != Mode::kOff) check_sleep_locks(me, nullptr, what, wmesg, site);
+  if (detail::g_point_hook.load(std::memory_order_acquire) != nullptr) {
+    schedule_point(Point::kPause, what, us);  // the executor spends the time
+    return;
+  }
+  me.set_sleeping(what, wmesg, site.file_name(), site.line());
+  std::this_thread::sleep_for(std::chrono::microseconds(us));
+  me.clear_sleeping();
+}
 
 std::size_t wakeup(const void* chan) {
   schedule_point(Point::kWakeup, chan);

@@ -69,6 +69,13 @@ inline SleepResult tsleep(const void* chan, const char* wmesg, Timeout timeout =
              : SleepResult::kTimedOut;
 }
 
+// pause(9): sleeps `us` microseconds, holding no mutex (a sleepable lock
+// may be held).  A schedule point (Point::kPause) lets the harness's
+// executor spend the time (virtual time under the deterministic
+// scheduler); with no hook installed the thread really sleeps.  `what`
+// identifies the pauser in traces, `wmesg` names the wait as pause's does.
+void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& site = Site::current());
+
 // Wakes every sleeper on `chan`; returns how many.
 std::size_t wakeup(const void* chan);
 // Wakes the longest sleeper on `chan`; returns whether there was one.

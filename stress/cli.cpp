@@ -61,6 +61,7 @@ struct Parsed {
   std::string seed_text, executor_text = "fibers", sched_text = "random", mix_text;
   bool no_pagedaemon = false, no_truncator = false;
   std::string mutant_text;
+  std::vector<std::string> no_fix;
   bool list = false;
 };
 
@@ -119,6 +120,9 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   app.add_option("--mutant", p.mutant_text,
                  "self-test: inject a known protocol fault (skip-timestamp-recheck, no-write-protect-at-fork,"
                  " clean-cow-copy); the run must fail");
+  app.add_option("--no-fix", p.no_fix,
+                 "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written): dead-object-retry,"
+                 " collapse-unmaps, swap-copy-keeps-resident");
   CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
   copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
   CLI::Option* q = app.add_flag("--quiet,-q", c.quiet, "only the verdict and failures");
@@ -170,6 +174,19 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
       }
     }
     if (!found) return fmt::format("--mutant '{}' is not a known mutant ({})", p.mutant_text, known);
+  }
+  for (const std::string& name : p.no_fix) {
+    std::string known = "all";
+    bool found = name == "all";
+    if (found) c.fixes = 0;
+    for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f) {
+      known += std::string(", ") + vm::fix_name(static_cast<vm::Fix>(f));
+      if (name == vm::fix_name(static_cast<vm::Fix>(f))) {
+        c.fixes &= ~(1u << f);
+        found = true;
+      }
+    }
+    if (!found) return fmt::format("--no-fix '{}' is not a known fix ({})", name, known);
   }
   if (auto e = c.validate()) return e;
   out = c;

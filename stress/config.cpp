@@ -98,6 +98,13 @@ std::string format_mix(const Mix& mix) {
   return out;
 }
 
+std::vector<std::string> Config::fixes_off() const {
+  std::vector<std::string> off;
+  for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
+    if ((fixes >> f & 1u) == 0) off.emplace_back(vm::fix_name(static_cast<vm::Fix>(f)));
+  return off;
+}
+
 std::optional<std::string> Config::validate() const {
   auto range = [](const char* flag, auto v, auto lo, auto hi) -> std::optional<std::string> {
     if (v < lo || v > hi) return fmt::format("{} {} is out of range ({}..{})", flag, v, lo, hi);
@@ -165,6 +172,8 @@ std::string Config::replay_line() const {
     if (duration_s > 0) s += fmt::format(" --duration {}", duration_s);
   }
   if (mutant != vm::Mutant::kNone) s += fmt::format(" --mutant {}", vm::mutant_name(mutant));
+  for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
+    if ((fixes >> f & 1u) == 0) s += fmt::format(" --no-fix {}", vm::fix_name(static_cast<vm::Fix>(f)));
   if (!pagedaemon) s += " --no-pagedaemon";
   if (!truncator) s += " --no-truncator";
   return s;
@@ -207,6 +216,7 @@ nlohmann::ordered_json Config::to_json() const {
       {"expect-digest", expect_digest},
       {"abort-on-report", abort_on_report},
       {"mutant", vm::mutant_name(mutant)},
+      {"fixes-off", fixes_off()},
       {"mix", weights},
   };
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -82,8 +83,12 @@ struct Config {
   std::string expect_digest;        // fibers: fail unless the schedule digest matches
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
+  std::uint32_t fixes = vm::kAllFixes;    // --no-fix NAME clears one: 7.x's own race comes back
   bool quiet = false;
   Mix mix{};
+
+  // The names of the fixes turned off, in Fix order.
+  std::vector<std::string> fixes_off() const;
 
   // A message naming the first bad value, or nothing.
   std::optional<std::string> validate() const;

@@ -428,7 +428,8 @@ struct DetCore {
 
     if (opt.max_steps != 0 && steps >= opt.max_steps) park_self(me);
 
-    const bool sleeps = info.point == locking::Point::kIo && info.arg > 0;
+    const bool sleeps =
+        (info.point == locking::Point::kIo || info.point == locking::Point::kPause) && info.arg > 0;
     if (sleeps) {
       me.state = State::kSleeping;
       me.wake_ns = vtime_ns + std::uint64_t{info.arg} * 1000;

@@ -41,7 +41,7 @@ void perturb_hook(const locking::PointInfo& info, void* ctx) {
     owner = p;
   }
   Rng* rng = &mine;
-  if (info.point == locking::Point::kIo && info.arg != 0) {
+  if ((info.point == locking::Point::kIo || info.point == locking::Point::kPause) && info.arg != 0) {
     std::this_thread::sleep_for(std::chrono::microseconds(info.arg));
     return;
   }
@@ -120,7 +120,7 @@ void fiber_point_hook(const locking::PointInfo& info, void* ctx) {
     owner = p;
     points = 0;
   }
-  if (info.point == locking::Point::kIo && info.arg != 0) {
+  if ((info.point == locking::Point::kIo || info.point == locking::Point::kPause) && info.arg != 0) {
     boost::this_fiber::sleep_for(std::chrono::microseconds(info.arg));
     return;
   }

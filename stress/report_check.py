@@ -49,7 +49,7 @@ check(j["faultline"]["invariants"] is invariants, f"invariants {j['faultline']['
 check(j["config"]["seed"] == 5 and j["config"]["ops"] == 300, f"config {j['config']}")
 check(j["counters"]["v_vm_faults"] > 0, "no faults counted")
 check(set(j["retries"]) == {"cow_loan", "busy_page", "no_free_page", "pager_page_gone", "map_trylock_failed",
-                            "map_lookup_failed", "map_changed"}, f"retries {j['retries']}")
+                            "map_lookup_failed", "map_changed", "dead_object"}, f"retries {j['retries']}")
 check(len(j["lock_profile"]) > 0 and {"class", "acquisitions", "contended", "wait_ns_total", "hold_ns_max"}
       <= set(j["lock_profile"][0]), f"lock profile {j['lock_profile'][:1]}")
 check(any(r["class"] == "vm object" for r in j["lock_profile"]), "no 'vm object' class in the profile")

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/locks.h"
 #include "locking/locking.h"
@@ -219,6 +220,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   if (cfg.mutant != vm::Mutant::kNone)
     s += fmt::format("  MUTANT {} injected: the protocol is broken on purpose, this run should fail\n",
                      vm::mutant_name(cfg.mutant));
+  if (cfg.fixes != vm::kAllFixes)
+    s += fmt::format("  fixes OFF: {} (7.x as written there: its race may fail the run)\n",
+                     fmt::join(cfg.fixes_off(), ", "));
   s += fmt::format("  {} processes x {} threads (+{} children from {} forks, {} skipped at the live limit or the fork budget, peak {} live);"
                    " {} pages, pageout daemon {}, truncator {}\n",
                    cfg.processes, cfg.workers, w->forks.load() * static_cast<std::uint64_t>(cfg.child_workers),

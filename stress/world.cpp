@@ -27,6 +27,7 @@ vm::VmConfig vm_config(const Config& c) {
   v.io_latency_us = c.io_latency_us;
   v.io_error_ppm = c.io_error_ppm;
   v.mutant = c.mutant;
+  v.fixes = c.fixes;
   return v;
 }
 
