@@ -238,8 +238,12 @@ void swap_pager_copy(Object& src, Object& dst, Pindex offset) FL_NO_THREAD_SAFET
   for (Pindex i = 0; i < dst.size; ++i) {
     // 7.0 tests only dst's swap metadata here, though its comment says a
     // resident page of dst wins too; fix swap-copy-keeps-resident does what
-    // the comment says.
-    if (dst.swap.count(i) != 0 || (dst.vm.fix(Fix::kSwapCopyKeepsResident) && dst.pages.count(i) != 0)) {
+    // the comment says for a valid page.  (Not for an invalid one: that is
+    // a fault's placeholder, busy while the fault looks below, which may get
+    // in while dst is unlocked in swap_meta_build; the data is this block.)
+    auto resident = dst.pages.find(i);
+    if (dst.swap.count(i) != 0 || (dst.vm.fix(Fix::kSwapCopyKeepsResident) && resident != dst.pages.end() &&
+                                   resident->second->valid != 0)) {
       src.swap.erase(i + offset);  // dst's own copy wins
       continue;
     }

@@ -37,12 +37,13 @@ const char* fix_what(Fix f) noexcept {
              "write fault that copied it and then failed its re-lookup (L810-820) leaves it mapped read-only, "
              "so 7.x frees a mapped page; the fix removes its mappings first";
     case Fix::kSwapCopyKeepsResident:
-      return "swap_pager_copy (7.0) gives the collapsed-into object the backing object's swap block wherever "
-             "it has none, even under a resident page of its own (its comment says the source is thrown away "
-             "there); once that page is clean and reclaimed, the next fault reads the older data back: the "
-             "harness's data oracle finds lost writes (scenario wiring, threads, seed 11). Whether 7.x itself "
-             "reaches a clean resident page without swap there is not established (the model's page cache is "
-             "of the older era, issue 13); the fix does what the comment says";
+      return "swap_pager_copy (7.0) gives the object collapsed into the backing object's swap block wherever "
+             "it has no block of its own, even under a valid resident page of its own (its comment says the "
+             "source is thrown away there); once that page is clean and reclaimed, the next fault reads the "
+             "older data back: the data oracle finds lost writes (scenario wiring, threads, seed 11, about a "
+             "third of runs). Whether 7.x itself reaches a clean valid page without swap there is not "
+             "established (the model's page cache is of the older era, issue 13); the fix does what the "
+             "comment says";
     case Fix::kCount: break;
   }
   return "?";
