@@ -258,7 +258,10 @@ int cli_main(const std::vector<std::string>& args) {
   app.set_help_all_flag("--help-all");
   Parsed p;
   std::vector<OptionCopy> copies = add_run_options(app, p);
-  CLI::App* list = app.add_subcommand("list", "list the scenarios");
+  CLI::App* list = app.add_subcommand("list", "list the scenarios, or (list fixes) the fixes of 7.x races");
+  std::string list_what = "scenarios";
+  list->add_option("what", list_what, "scenarios (default) or fixes")
+      ->check(CLI::IsMember({"scenarios", "fixes"}));
   CLI::App* sweep = app.add_subcommand(
       "sweep",
       "run a range of seeds, each in its own process, on all cores; the run options (before or after\n"
@@ -291,6 +294,12 @@ int cli_main(const std::vector<std::string>& args) {
     return usage_error(e.what());
   }
   if (list->parsed()) {
+    if (list_what == "fixes") {
+      // Each on by default; --no-fix NAME turns it off (7.x as written there).
+      for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
+        std::printf("%s\n    %s\n", vm::fix_name(static_cast<vm::Fix>(f)), vm::fix_what(static_cast<vm::Fix>(f)));
+      return 0;
+    }
     for (const Scenario& s : scenarios()) std::printf("%-16s %s\n", s.name, s.what);
     return 0;
   }

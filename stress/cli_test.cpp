@@ -41,6 +41,8 @@ void expect_usage_error(std::vector<std::string> args, const std::string& named)
 
 TEST(Cli, UnknownOptionIsNamed) { expect_usage_error({"--bogus", "3"}, "--bogus"); }
 TEST(Cli, UnknownScenarioIsNamed) { expect_usage_error({"--scenario", "teleport"}, "teleport"); }
+TEST(Cli, UnknownFixIsNamed) { expect_usage_error({"--no-fix", "teleport"}, "teleport"); }
+TEST(Cli, UnknownListIsNamed) { expect_usage_error({"list", "teleports"}, "teleports"); }
 TEST(Cli, UnwritableTracePathIsNamed) {
   expect_usage_error({"--trace", "/nonexistent-dir/t.json", "--ops", "1"}, "/nonexistent-dir/t.json");
   expect_usage_error({"--trace-events", "0", "--trace", "/tmp/faultline-cli-test.json"}, "--trace-events 0");
@@ -152,6 +154,24 @@ TEST(Cli, ReplayedMixKeepsZeroWeights) {
   ASSERT_NE(replayed.mix, asked.mix);
   ASSERT_FALSE(parse_mix(format_mix(asked.mix), replayed.mix)) << format_mix(asked.mix);
   EXPECT_EQ(replayed.mix, asked.mix) << format_mix(asked.mix);
+}
+// A fix turned off is 7.x as written there: the replay line and a sweep's
+// seeds must keep it off.
+TEST(Cli, FixesTurnedOffAreReplayed) {
+  Config c;
+  c.fixes &= ~(1u << static_cast<unsigned>(vm::Fix::kDeadObjectRetry));
+  EXPECT_NE(c.replay_line().find(" --no-fix dead-object-retry"), std::string::npos) << c.replay_line();
+  EXPECT_EQ(c.replay_line().find(" --no-fix collapse-unmaps"), std::string::npos) << c.replay_line();
+  EXPECT_EQ(c.fixes_off(), std::vector<std::string>{"dead-object-retry"});
+  Config all_on;
+  EXPECT_EQ(all_on.replay_line().find("--no-fix"), std::string::npos);
+}
+TEST(Cli, ListFixesNamesEveryFix) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(cli_main({"list", "fixes"}), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
+    EXPECT_NE(out.find(vm::fix_name(static_cast<vm::Fix>(f))), std::string::npos) << out;
 }
 TEST(Cli, ListAndHelpExitZero) {
   ::testing::internal::CaptureStdout();
