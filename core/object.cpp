@@ -425,15 +425,15 @@ void object_shadow(Object** object, Pindex* offset, Pindex length) FL_NO_THREAD_
         (source->type == ObjectType::kDefault || source->type == ObjectType::kSwap))
       return;
   }
+  // The new object is nobody else's until the caller publishes it (under
+  // the map lock): as 7.0 (vm_object.c 1240-1253), only the source is locked.
   Object* result = object_allocate(source->vm, ObjectType::kDefault, length);
+  result->backing_object = source;
+  result->backing_offset = *offset;
   {
-    MutexLock r(result->mtx);
-    result->backing_object = source;
-    result->backing_offset = *offset;
-    source->mtx.lock();
+    MutexLock l(source->mtx);
     source->shadows.push_back(result);
     ++source->shadow_count;
-    source->mtx.unlock();
   }
   *offset = 0;
   *object = result;

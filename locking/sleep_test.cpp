@@ -108,6 +108,40 @@ TEST_F(LockingTest, SleepingWithANonSleepableLockIsReported) {
   EXPECT_NE(cap.at(0).message.find("\"tbad\""), std::string::npos);
 }
 
+// pause(9): a schedule point the harness spends as time (kPause, with the
+// duration), and a sleep: taken holding a mutex, it is reported.
+TEST_F(LockingTest, PauseIsATimedSchedulePointAndNotUnderAMutex) {
+  ScopedReportCapture cap(Mode::kReport);
+  struct Seen {
+    const void* object = nullptr;
+    std::uint32_t arg = 0;
+    int n = 0;
+  } seen;
+  set_point_hook(
+      [](const PointInfo& info, void* ctx) {
+        auto* s = static_cast<Seen*>(ctx);
+        if (info.point != Point::kPause) return;
+        s->object = info.object;
+        s->arg = info.arg;
+        ++s->n;
+      },
+      &seen);
+  int chan = 0;
+  pause(&chan, "tpause", 250);
+  set_point_hook(nullptr, nullptr);
+  EXPECT_EQ(seen.n, 1);
+  EXPECT_EQ(seen.object, &chan);
+  EXPECT_EQ(seen.arg, 250u);
+  EXPECT_EQ(cap.size(), 0u);
+  Mutex other(other_class, "other");
+  {
+    MutexLock l(other);
+    pause(&chan, "tbadpause", 1);  // no hook: the thread really sleeps
+  }
+  ASSERT_EQ(cap.count(ReportKind::kSleepWithLock), 1u);
+  EXPECT_NE(cap.at(0).message.find("\"tbadpause\""), std::string::npos) << cap.at(0).message;
+}
+
 TEST_F(LockingTest, DumpShowsSleepersAndHeldLocks) {
   ScopedReportCapture cap(Mode::kReport);
   Flag f;
