@@ -117,6 +117,9 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&dealloc_pip_sleeps, "dealloc_pip_sleeps", "deallocate slept on paging in progress (objde1/2)"},
       {&dealloc_pauses, "dealloc_pauses", "deallocate paused after a failed shadow try-lock (vmo_de)"},
       {&fault_dead_objects, "fault_dead_objects", "faults that met an object dead mid-collapse (L323)"},
+      {&page_remove_sleeps, "page_remove_sleeps", "page removals that slept on a busy page (\"vmopar\")"},
+      {&setsize_zeroed_mapped, "setsize_zeroed_mapped", "truncations that zeroed a mapped partial last page"},
+      {&entry_delete_removes, "entry_delete_removes", "unmaps that freed a one-mapping object's pages"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

@@ -77,7 +77,10 @@ class Counters {
   Counter dealloc_pip_sleeps{this, 22};  // vm_object_deallocate slept on pip ("objde1", "objde2")
   Counter dealloc_pauses{this, 23};    // vm_object_deallocate's shadow try-lock failed: pause, retry ("vmo_de")
   Counter fault_dead_objects{this, 24};  // faults that met an object marked dead (seed L323)
-  static constexpr std::uint16_t kNamed = 25;
+  Counter page_remove_sleeps{this, 25};  // vm_object_page_remove slept on a busy page ("vmopar")
+  Counter setsize_zeroed_mapped{this, 26};  // vnode_pager_setsize zeroed a partial last page still mapped
+  Counter entry_delete_removes{this, 27};  // munmap removed the pages of a one-mapping object (vm_map_entry_delete)
+  static constexpr std::uint16_t kNamed = 28;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -76,6 +76,12 @@ void object_set_writeable_dirty(Object& o) {
 void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
   o.mtx.assert_owned();
   Vm& vm = o.vm;
+  if (o.pages.empty()) return;
+  // 7.0 vm_object.c 1814-1851: paging in progress for the whole scan, so a
+  // deallocate or a collapse that looks at this object while the scan
+  // sleeps on a busy page ("vmopar", the object still locked) waits for it
+  // or leaves the object's pages alone.
+  object_pip_add(o, 1);
   for (;;) {  // again: after any sleep the set may have changed
     bool slept = false;
     auto it = o.pages.lower_bound(start);
@@ -89,19 +95,24 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
         continue;
       }
       if (page_sleep_if_busy(p, true, "vmopar")) {
+        vm.counters().bump(vm.counters().page_remove_sleeps);
         slept = true;
         break;
       }
       MutexLock pq(vm.page_queues);
       if (clean_only && p->valid != 0) {
-        if (pmap_is_modified(p)) p->dirty.store(kPageBitsAll, std::memory_order_relaxed);
-        if (p->is_dirty()) continue;
+        // Write-protect first (1843): the modified bits of every mapping
+        // go to the page's dirty bits, and a store from now on faults, so
+        // a page found clean here stays clean until it is freed.
+        pmap_remove_write(p);
+        if ((p->valid & p->dirty.load(std::memory_order_relaxed)) != 0) continue;
       }
       pmap_remove_all(p);
       page_free(p);
     }
-    if (!slept) return;
+    if (!slept) break;
   }
+  object_pip_wakeup(o);
 }
 
 namespace {

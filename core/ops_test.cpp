@@ -167,12 +167,112 @@ TEST_F(OpsTest, TruncationWaitsForABusyPage) {
   EXPECT_FALSE(done.load());  // "vmopar": waits for the busy page
   {
     MutexLock l(o->mtx);
+    // ... with paging in progress held across the sleep (7.0 vm_object.c
+    // 1814), so a deallocate or a collapse meanwhile leaves the object be.
+    EXPECT_EQ(o->pip, 1);
     page_wakeup(m);
   }
   truncator.join();
   MutexLock l(o->mtx);
   EXPECT_EQ(page_lookup(*o, 3), nullptr);
   EXPECT_EQ(o->size, 2u);
+  EXPECT_EQ(o->pip, 0);
+  EXPECT_EQ(cnt().page_remove_sleeps.load(), 1u);
+}
+
+// 7.0 vnode_pager_setsize zeroes the tail of the partial last page in place,
+// mapped, and only then removes its mappings (vnode_pager.c 395, 409-410).
+// A store through a mapping between the two is not lost: it stays in the
+// page past the new end of the file, valid and clean, and a process reads it
+// there after the truncation.
+TEST_F(OpsTest, TruncationZeroesThePartialPageInPlaceAndAStoreInTheWindowSurvivesPastTheEnd) {
+  Vnode& vp = new_vnode(4 * ps());
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = std::byte{0x11};
+  }
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);  // shared, writable
+  ASSERT_EQ(store(va + ps(), 0x2222u), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va + ps());
+  ASSERT_NE(m, nullptr);
+  const std::uint64_t cut = ps() + ps() / 2, late = cut + 8;
+  bool stored = false;
+  std::uint64_t tail_seen = ~0ull;
+  // Another CPU stores when the setsize next takes the page queues after
+  // the tail reads zero: that is, to unmap the page.
+  at_first_point(
+      [&](const locking::PointInfo& info) {
+        if (info.point != locking::Point::kLock || info.object != &vm().page_queues) return false;
+        std::memcpy(&tail_seen, m->data + ps() / 2, sizeof tail_seen);  // (this thread zeroes it)
+        return tail_seen == 0;
+      },
+      [&] {
+        std::thread([&] {
+          std::uint64_t v = 0x5555;
+          stored = pmap_access(map().pmap, va + late, true, &v);
+        }).join();
+      });
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, cut);
+  }
+  locking::set_point_hook(nullptr, nullptr);
+  ASSERT_TRUE(stored) << "the page must still be mapped, writable, when its tail is zeroed";
+  EXPECT_EQ(pmap_extract(map().pmap, va + ps()), nullptr) << "unmapped after the zeroing";
+  EXPECT_EQ(cnt().setsize_zeroed_mapped.load(), 1u);
+  {
+    MutexLock l(o->mtx);
+    ASSERT_EQ(page_lookup(*o, 1), m);
+    EXPECT_TRUE(m->fully_valid());
+    EXPECT_EQ(m->dirty.load(), kPageBitsAll) << "still partly dirty: wholly dirty (vnode_pager.c 426-427)";
+  }
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x2222u);
+  ASSERT_EQ(load(va + cut, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+  ASSERT_EQ(load(va + late, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x5555u) << "7.x: the store in the window is still there past the end of the file";
+}
+
+// 7.0 vm_object_page_remove with clean_only write-protects a page before it
+// looks at its dirty bits (vm_object.c 1842-1846): a store after that faults,
+// so a page found clean cannot be dirtied between the test and its freeing.
+TEST_F(OpsTest, CleanOnlyPageRemoveWriteProtectsBeforeItTestsDirtiness) {
+  Vnode& vp = new_vnode(2 * ps());
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead | kProtWrite);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);  // clean, mapped read/write
+  ASSERT_EQ(store(va + ps(), 7u), Kern::kSuccess);  // dirty (modified in the pmap)
+  Page* clean = pmap_extract(map().pmap, va);
+  Page* dirty = pmap_extract(map().pmap, va + ps());
+  ASSERT_NE(clean, nullptr);
+  ASSERT_NE(dirty, nullptr);
+  {
+    MutexLock g(map().pmap.mtx);
+    ASSERT_NE(map().pmap.find(va), nullptr);
+    ASSERT_NE(map().pmap.find(va)->prot & kProtWrite, 0) << "the clean page must be mapped writable for this test";
+  }
+  // The clean page's pmap is locked twice: to write-protect it, then to
+  // unmap it.  A store in between must fault rather than land in a page
+  // about to be freed.
+  bool stored = true;
+  on_lock_of(map().pmap.mtx, 2, [&] {
+    std::uint64_t x = 9;
+    stored = pmap_access(map().pmap, va, true, &x);
+  });
+  {
+    MutexLock l(o->mtx);
+    object_page_remove(*o, 0, 0, true);
+  }
+  locking::set_point_hook(nullptr, nullptr);
+  EXPECT_FALSE(stored) << "a store after the write-protect must fault";
+  MutexLock l(o->mtx);
+  EXPECT_EQ(page_lookup(*o, 0), nullptr) << "the clean page is freed";
+  EXPECT_EQ(page_lookup(*o, 1), dirty) << "the dirty page is kept";
+  EXPECT_EQ(o->pip, 0);
 }
 
 TEST_F(OpsTest, ForkIsolatesParentAndChild) {

@@ -1,5 +1,8 @@
 #include "core/page.h"
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstring>
 
 #include "core/object.h"
@@ -390,6 +393,45 @@ void page_zero_invalid(Page* m) {
   for (int b = 0; b < 8; ++b)
     if ((m->valid & (1u << b)) == 0) std::memset(m->data + b * block, 0, block);
   m->valid = kPageBitsAll;
+}
+
+void page_zero_area_mapped(Page* m, std::uint32_t base, std::uint32_t size) {
+  m->object->mtx.assert_owned();
+  FL_KASSERT(base + size <= m->vm->page_size(), "zeroing past the end of a page");
+  std::uint32_t off = base;
+  const std::uint32_t end = base + size;
+  while (off < end) {
+    const std::uint32_t word = off & ~7u;
+    std::atomic_ref<std::uint64_t> w(*reinterpret_cast<std::uint64_t*>(m->data + word));
+    if (off == word && end - off >= 8) {
+      w.store(0, std::memory_order_relaxed);
+      off += 8;
+      continue;
+    }
+    // A part of a word: clear just its bytes in [off, end).
+    std::array<std::uint8_t, 8> keep{};
+    keep.fill(0xff);
+    const std::uint32_t stop = std::min(end, word + 8);
+    for (std::uint32_t b = off; b < stop; ++b) keep[b - word] = 0;
+    std::uint64_t mask = 0;
+    std::memcpy(&mask, keep.data(), sizeof mask);
+    std::uint64_t v = w.load(std::memory_order_relaxed);
+    while (!w.compare_exchange_weak(v, v & mask, std::memory_order_relaxed)) {
+    }
+    off = stop;
+  }
+}
+
+void page_set_validclean(Page* m, std::uint32_t base, std::uint32_t size) {
+  m->object->mtx.assert_owned();
+  m->vm->page_queues.assert_owned();
+  if (size == 0) return;
+  const std::uint32_t block = m->vm->page_size() / 8;
+  const unsigned first = base / block, last = (base + size - 1) / block;
+  const auto bits = static_cast<std::uint8_t>((2u << last) - (1u << first));
+  m->valid |= bits;
+  m->dirty.store(static_cast<std::uint8_t>(m->dirty.load(std::memory_order_relaxed) & ~bits),
+                 std::memory_order_relaxed);
 }
 
 void page_loan(Page* m) {

@@ -167,6 +167,16 @@ void page_zero(Page* m);  // pmap_zero_page: all bytes zero (m busy)
 void page_copy(const Page* src, Page* dst);  // pmap_copy_page (dst busy)
 // Zeroes the invalid blocks and marks the page valid (vm_page_zero_invalid).
 void page_zero_invalid(Page* m);
+// pmap_zero_page_area on a page that may still be mapped and not busy
+// (vnode_pager_setsize's partial last page): user loads and stores through
+// pmap_access may run meanwhile, so both sides go a 64-bit word at a time
+// through std::atomic_ref (the hardware's word-sized accesses), and a store
+// may land before or after the zeroing.  Requires: m's object locked.
+void page_zero_area_mapped(Page* m, std::uint32_t base, std::uint32_t size);
+// vm_page_set_validclean: [base, base+size) valid and clean, by DEV_BSIZE
+// chunks, inclusive of the partial chunks the range touches.
+// Requires: m's object locked and the page queues.
+void page_set_validclean(Page* m, std::uint32_t base, std::uint32_t size);
 
 // ---- page loans: page-based COW (vm_page_cowsetup / cowclear / cowfault) ----
 

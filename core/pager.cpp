@@ -84,22 +84,29 @@ void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANA
     MutexLock l(o->mtx);
     const Pindex nobjsize = (nsize + ps - 1) / ps;
     if (nobjsize < o->size) object_page_remove(*o, nobjsize, o->size, false);
-    // The rest of the last page past the new end must read as zeros.
+    // The rest of the last page past the new end must read as zeros.  As
+    // 7.0 (vnode_pager.c 385-428): the page is neither waited for nor
+    // busied, and it is zeroed first, in place, still mapped (395); only
+    // then are its mappings removed (409-410).  A store through a mapping
+    // between the two survives past the end of the file (the source's
+    // "SMP data integrity" comment); the next access faults, which waits
+    // for the vnode lock we hold.  Then the tail is valid and clean, and a
+    // page still partly dirty becomes wholly dirty (425-427).
     if (nsize % ps != 0) {
-      if (Page* m = page_lookup(*o, nsize / ps); m != nullptr) {
-        // Busy pages were waited for above only past the end; this one may
-        // be busy (a fault reading it): wait first, then look at it.
-        while (page_sleep_if_busy(m, true, "vnpsz")) {
-          m = page_lookup(*o, nsize / ps);
-          if (m == nullptr) break;
-        }
-        if (m != nullptr && m->valid != 0) {
+      Page* m = page_lookup(*o, nsize / ps);
+      if (m != nullptr && m->valid != 0) {
+        const auto base = static_cast<std::uint32_t>(nsize % ps);
+        bool mapped = false;
+        {
           MutexLock pq(vp.vm.page_queues);
-          // Unmapped first, so no user access races the zeroing; the next
-          // access faults, which waits for the vnode lock we hold.
-          pmap_remove_all(m);
-          std::memset(m->data + nsize % ps, 0, ps - nsize % ps);
+          mapped = !m->pv.empty();
         }
+        page_zero_area_mapped(m, base, ps - base);
+        if (mapped) vp.vm.counters().bump(vp.vm.counters().setsize_zeroed_mapped);
+        MutexLock pq(vp.vm.page_queues);
+        pmap_remove_all(m);
+        page_set_validclean(m, base, ps - base);
+        if (m->is_dirty()) m->dirty.store(kPageBitsAll, std::memory_order_relaxed);
       }
     }
     o->size = nobjsize;

@@ -1,6 +1,7 @@
 #include "core/pmap.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
 
@@ -245,12 +246,15 @@ bool pmap_access(Pmap& pmap, std::uint64_t va, bool write, std::uint64_t* value)
   if (found == nullptr) return false;
   PmapEntry& e = *found;
   if ((e.prot & (write ? kProtWrite : kProtRead)) == 0) return false;
-  std::byte* p = e.page->data + (va - page_va);
+  FL_KASSERT(va % 8 == 0, "a user access not 8-aligned");
+  // One word, as the hardware does it: atomic with respect to a kernel
+  // write to a mapped page that is not busy (page_zero_area_mapped).
+  std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(e.page->data + (va - page_va)));
   if (write) {
-    std::memcpy(p, value, sizeof *value);
+    word.store(*value, std::memory_order_relaxed);
     e.modified = true;
   } else {
-    std::memcpy(value, p, sizeof *value);
+    *value = word.load(std::memory_order_relaxed);
   }
   e.referenced = true;
   return true;
