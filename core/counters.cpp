@@ -119,6 +119,7 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&fault_dead_objects, "fault_dead_objects", "faults that met an object dead mid-collapse (L323)"},
       {&page_remove_sleeps, "page_remove_sleeps", "page removals that slept on a busy page (\"vmopar\")"},
       {&setsize_zeroed_mapped, "setsize_zeroed_mapped", "truncations that zeroed a mapped partial last page"},
+      {&fault_wired_meanwhile, "fault_wired_meanwhile", "faults whose entry was wired while the pager ran (L803)"},
       {&entry_delete_removes, "entry_delete_removes", "unmaps that freed a one-mapping object's pages"},
   };
   std::vector<VmstatRow> out;

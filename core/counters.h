@@ -80,7 +80,8 @@ class Counters {
   Counter page_remove_sleeps{this, 25};  // vm_object_page_remove slept on a busy page ("vmopar")
   Counter setsize_zeroed_mapped{this, 26};  // vnode_pager_setsize zeroed a partial last page still mapped
   Counter entry_delete_removes{this, 27};  // munmap removed the pages of a one-mapping object (vm_map_entry_delete)
-  static constexpr std::uint16_t kNamed = 28;
+  Counter fault_wired_meanwhile{this, 28};  // faults whose entry was wired while the pager ran (seed L802-803)
+  static constexpr std::uint16_t kNamed = 29;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

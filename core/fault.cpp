@@ -286,7 +286,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     fs.first_object = lk.object;
     fs.first_pindex = lk.pindex;
     std::uint8_t prot = lk.prot;
-    const bool wired = lk.wired;
+    bool wired = lk.wired;  // the re-lookup after the pager refreshes it (seed L802-803)
     const std::uint32_t map_generation = map.timestamp;
     if ((fs.entry->eflags & kEntryNofault) != 0) fatal("fault on nofault entry", vaddr);
     fs.behavior = fs.entry->behavior;
@@ -602,6 +602,11 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           return fail(result);
         }
         fs.entry = rl.entry;
+        // The entry may have been wired meanwhile (vm_map_wire counts it
+        // wired before it unlocks the map to fault its pages): then the page
+        // is entered wired and no neighbours are prefaulted (L891-894).
+        if (rl.wired && !wired) cnt.bump(cnt.fault_wired_meanwhile);
+        wired = rl.wired;
         if (rl.object != fs.first_object || rl.pindex != fs.first_pindex) {
           release_page(fs);
           unlock_and_deallocate(fs);

@@ -712,6 +712,10 @@ TEST_F(FaultTest, MapTryLockFailureRetries) {
 
 TEST_F(FaultTest, MapChangedToAnotherObjectRetries) {
   Object* o = swap_object(1, 7000);
+  // Mapped elsewhere too (the test holds that reference), so the munmap
+  // leaves o's pages alone and does not wait for the page being read (that
+  // is MunmapWaitsForAPageAFaultIsReading).
+  object_reference(*o);
   std::uint64_t va = mmap_object(o, 1, kProtRead);
   at_first_io([&] {
     // Unmapped, and another object mapped at the same place, while the
@@ -727,6 +731,127 @@ TEST_F(FaultTest, MapChangedToAnotherObjectRetries) {
   EXPECT_EQ(v, 0u);  // the new mapping's zero-filled page
   EXPECT_EQ(retries(Retry::kMapChanged), 1u);
   EXPECT_EQ(retries(Retry::kMapLookupFailed), 0u);
+  object_deallocate(o);
+}
+
+// 7.0 vm_map_entry_delete: unmapping part of a one-mapping object frees the
+// pages of that range (vm_object_page_remove), and sleeps "vmopar" on one a
+// fault is reading with the map unlocked.  The fault, back from the pager,
+// finds the map locked (seed L795-799), releases the page and retries; the
+// munmap then frees it, and the retried fault finds nothing mapped.
+TEST_F(FaultTest, MunmapWaitsForAPageAFaultIsReading) {
+  Object* o = swap_object(2, 7500);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead);
+  std::thread unmapper;
+  at_first_io([&] {
+    Page* reading = nullptr;
+    {
+      MutexLock l(o->mtx);
+      reading = page_lookup(*o, 0);
+    }
+    ASSERT_NE(reading, nullptr);
+    unmapper = std::thread([&] { EXPECT_EQ(map_munmap(map(), va, va + ps()), Kern::kSuccess); });
+    // The pager goes on only once the munmap sleeps on the page it reads.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (locking::sleepers(reading) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    EXPECT_EQ(locking::sleepers(reading), 1u) << "the munmap must wait for the page being read";
+  });
+  std::uint64_t v = 0;
+  EXPECT_EQ(load(va, &v), Kern::kInvalidAddress);
+  unmapper.join();
+  EXPECT_EQ(cnt().page_remove_sleeps.load(), 1u);
+  EXPECT_EQ(retries(Retry::kMapTryLockFailed), 1u);
+  EXPECT_EQ(cnt().entry_delete_removes.load(), 1u);
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(page_lookup(*o, 0), nullptr) << "the unmapped range's page is freed";
+    EXPECT_EQ(o->swap.count(0), 0u) << "... and its swap";
+    EXPECT_EQ(o->swap.count(1), 1u);
+    EXPECT_EQ(o->size, 2u) << "not the end of the object: not shrunk";
+  }
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7501u);
+}
+
+// The end of a one-mapping object unmapped while another piece of the entry
+// still maps its start: the object shrinks to that piece (vm_map.c 2310-2312).
+TEST_F(FaultTest, MunmapOfTheEndShrinksTheObject) {
+  const std::uint64_t va = mmap_anon(4);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(store(va + i * ps(), 10u + static_cast<unsigned>(i)), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  ASSERT_EQ(map_munmap(map(), va + 2 * ps(), va + 4 * ps()), Kern::kSuccess);
+  {
+    MutexLock l(o->mtx);
+    EXPECT_NE(o->flags & kObjOneMapping, 0);
+    EXPECT_EQ(o->size, 2u);
+    EXPECT_EQ(o->pages.size(), 2u);
+  }
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 11u);
+  // Forked, the object is no longer one mapping's: an munmap in the child
+  // frees nothing of the parent's.
+  Map& child = adopt(vmspace_fork(map()));
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(o->flags & kObjOneMapping, 0);
+  }
+  ASSERT_EQ(map_munmap(child, va, va + ps()), Kern::kSuccess);
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 10u);
+  EXPECT_EQ(cnt().entry_delete_removes.load(), 1u);
+}
+
+// Seed L802-803: the re-lookup after the pager also says whether the entry
+// is wired now, and L891-894 act on it.  An mlock that starts while a
+// normal fault reads the page has counted the entry wired and unlocked the
+// map (7.0 vm_map_wire 2058-2068); its own fault sleeps on the page being
+// read.  The first fault must then enter the page wired.
+TEST_F(FaultTest, WiredIsRefreshedByTheRelookup) {
+  Object* o = swap_object(1, 8500);
+  const std::uint64_t va = mmap_object(o, 1, kProtRead);
+  const std::thread::id me = std::this_thread::get_id();
+  std::thread wirer;
+  int entered_wired = -1;  // -1: our fault's page never seen in the pmap
+  at_first_io([&] {
+    Page* reading = nullptr;
+    {
+      MutexLock l(o->mtx);
+      reading = page_lookup(*o, 0);
+    }
+    ASSERT_NE(reading, nullptr);
+    wirer = std::thread([&] { EXPECT_EQ(map_wire(map(), va, va + ps(), true), Kern::kSuccess); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (locking::sleepers(reading) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    ASSERT_EQ(locking::sleepers(reading), 1u) << "the mlock's fault must wait for the page being read";
+    // Our fault, once it has entered the page, takes the page queues.
+    at_first_point(
+        [&](const locking::PointInfo& info) {
+          if (info.point != locking::Point::kLock || info.object != &vm().page_queues ||
+              std::this_thread::get_id() != me)
+            return false;
+          MutexLock l(map().pmap.mtx);
+          const PmapEntry* e = map().pmap.find(va);
+          if (e == nullptr || e->page == nullptr) return false;
+          entered_wired = e->wired ? 1 : 0;
+          return true;
+        },
+        [] {});
+  });
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 8500u);
+  wirer.join();
+  locking::set_point_hook(nullptr, nullptr);
+  EXPECT_EQ(entered_wired, 1) << "the fault must enter the page wired: the entry was wired at the re-lookup";
+  EXPECT_EQ(retries(Retry::kMapChanged), 0u);
+  EXPECT_EQ(cnt().fault_wired_meanwhile.load(), 1u);
+  Page* m = pmap_extract(map().pmap, va);
+  ASSERT_NE(m, nullptr);
+  MutexLock pq(vm().page_queues);
+  EXPECT_EQ(m->wire_count, 1u) << "wired once, by the mlock's own fault";
 }
 
 TEST_F(FaultTest, MapLookupThatWouldBlockRetries) {

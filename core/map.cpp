@@ -10,6 +10,8 @@
 
 namespace faultline::vm {
 
+using locking::MutexLock;
+
 const char* kern_name(Kern k) noexcept {
   switch (k) {
     case Kern::kSuccess: return "KERN_SUCCESS";
@@ -201,6 +203,13 @@ Kern map_mmap(Map& map, std::uint64_t* addr, std::uint64_t len, Object* object, 
     map_unlock(map);
     return Kern::kNoSpace;
   }
+  if (object != nullptr) {
+    // 7.0 vm_map_insert: another reference or a shadow may map the same
+    // pages elsewhere: not one mapping's any more.
+    MutexLock l(object->mtx);
+    if (object->ref_count > 1 || object->shadow_count != 0)
+      object->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+  }
   MapEntry e;
   e.start = start;
   e.end = end;
@@ -251,22 +260,47 @@ void map_lock_settled(Map& map, std::uint64_t start, std::uint64_t end) FL_ACQUI
   }
 }
 
+// vm_map_entry_delete (7.0 vm_map.c 2288-2319), the entry already unlinked
+// and its translations removed: if its object is one mapping's and still
+// referenced elsewhere (another piece of a clipped entry), the pages of the
+// range are nobody's now.  Collapse the object, remove them (sleeping
+// "vmopar" on a page a fault is paging in with the map unlocked; the fault
+// then finds the map locked, backs out and retries), free their swap, and
+// shrink the object if the range was its end.  Then drop the entry's
+// reference, with the map still locked (map -> object is the declared order).
+void entry_delete_object(Map& map, Object* o, Pindex offidxstart, Pindex count) FL_REQUIRES(map.lock) {
+  map.lock.assert_xlocked();
+  if (o == nullptr) return;
+  {
+    MutexLock l(o->mtx);
+    if (o->ref_count != 1 && (o->flags & kObjOneMapping) != 0) {
+      const Pindex offidxend = offidxstart + count;
+      object_collapse(o);
+      object_page_remove(*o, offidxstart, offidxend, false);
+      if (o->type == ObjectType::kSwap)  // swap_pager_freespace
+        o->swap.erase(o->swap.lower_bound(offidxstart), o->swap.lower_bound(offidxend));
+      if (offidxend >= o->size && offidxstart < o->size) o->size = offidxstart;
+      map.vm.counters().bump(map.vm.counters().entry_delete_removes);
+    }
+  }
+  object_deallocate(o);
+}
+
 // Removes [start, end) with the map exclusively locked (vm_map_delete).
 void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock) {
   map.lock.assert_xlocked();
+  const std::uint32_t ps = map.vm.page_size();
   map_clip(map, start);
   map_clip(map, end);
-  std::vector<Object*> dead;
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end;) {
     MapEntry& e = it->second;
     if (e.wired_count != 0) vm_fault_unwire(map, e.start, e.end);  // munmap of mlocked memory
     pmap_remove(map.pmap, e.start, e.end);
-    if (e.object != nullptr) dead.push_back(e.object);
+    Object* o = e.object;
+    const Pindex offset = e.offset, count = e.pages(ps);
     it = map.entries.erase(it);
+    entry_delete_object(map, o, offset, count);
   }
-  // Object references go with the map still locked, as vm_map_entry_delete
-  // does in 7.x (map -> object is the declared order).
-  for (Object* o : dead) object_deallocate(o);
 }
 
 }  // namespace
@@ -423,6 +457,10 @@ std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
         e.eflags &= static_cast<std::uint16_t>(~kEntryNeedsCopy);
       }
       object_reference(*e.object);
+      {
+        MutexLock l(e.object->mtx);  // 7.0 vm_map.c 2642-2644
+        e.object->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+      }
       MapEntry ne(e);
       ne.wired_count = 0;
       ne.eflags &= static_cast<std::uint16_t>(~kEntryUserWired);
@@ -446,7 +484,11 @@ std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
     if ((e.eflags & kEntryNeedsCopy) == 0 && parent.vm.config().mutant != Mutant::kNoWriteProtectAtFork)
       pmap_protect(parent.pmap, e.start, e.end, static_cast<std::uint8_t>(e.protection & ~kProtWrite));
     if (e.object != nullptr) {
-      object_reference(*e.object);
+      {
+        MutexLock l(e.object->mtx);  // 7.0 vm_map.c 2518-2519
+        object_reference_locked(*e.object);
+        e.object->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+      }
       e.eflags |= kEntryCow | kEntryNeedsCopy;
       ne.eflags |= kEntryCow | kEntryNeedsCopy;
     }

@@ -25,6 +25,8 @@ const char* object_type_name(ObjectType t) noexcept {
 Object::Object(Vm& v, ObjectType t, Pindex sz)
     : vm(v), id(v.next_object_id()), mtx(object_lock_class, "vm object", object_order_key(id)), type(t), size(sz) {
   FL_KASSERT(id < 0xffffffffu, "object ids exhausted (their lock order keys are 32 bits)");
+  // 7.0 _vm_object_allocate: anonymous objects start as one mapping's.
+  if (t == ObjectType::kDefault || t == ObjectType::kSwap) flags = kObjOneMapping;
   vm.live_objects.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -343,6 +345,9 @@ void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
       return;
     }
     if (o->ref_count == 1) {
+      // 484-485: the last reference, and no shadow sees the pages: one
+      // mapping at most from now on.
+      if (o->shadow_count == 0) o->flags |= kObjOneMapping;
       if (o->shadow_count != 1 || !anonymous(*o)) {
         o->mtx.unlock();
         return;

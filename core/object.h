@@ -30,6 +30,12 @@ const char* object_type_name(ObjectType t) noexcept;
 inline constexpr std::uint16_t kObjDead = 1;           // OBJ_DEAD: being terminated
 inline constexpr std::uint16_t kObjMightBeDirty = 2;   // OBJ_MIGHTBEDIRTY
 inline constexpr std::uint16_t kObjPipWanted = 4;      // someone waits for pip == 0
+// OBJ_ONEMAPPING: each page of the object is mapped by one entry at most, so
+// unmapping a range may free its pages (vm_map_entry_delete).  Set at
+// allocation for anonymous objects and when the references drop to one with
+// no shadow; cleared when a second mapping may see the same pages (mmap of an
+// object already referenced or shadowed, fork).
+inline constexpr std::uint16_t kObjOneMapping = 8;
 
 // The order key of object `id`'s mutex.  The key must grow down every chain,
 // whatever the caller: depth in the chain will not do (an object sits at
