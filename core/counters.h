@@ -81,7 +81,9 @@ class Counters {
   Counter setsize_zeroed_mapped{this, 26};  // vnode_pager_setsize zeroed a partial last page still mapped
   Counter entry_delete_removes{this, 27};  // munmap removed the pages of a one-mapping object (vm_map_entry_delete)
   Counter fault_wired_meanwhile{this, 28};  // faults whose entry was wired while the pager ran (seed L802-803)
-  static constexpr std::uint16_t kNamed = 29;
+  Counter object_splits{this, 29};  // vm_object_split moved an entry's pages to a new object (fork)
+  Counter split_sleeps{this, 30};   // vm_object_split slept on a busy page ("spltwt")
+  static constexpr std::uint16_t kNamed = 31;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

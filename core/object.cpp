@@ -239,13 +239,14 @@ void swap_meta_build(Object& dst, Pindex pindex, std::vector<std::byte> block) F
   dst.swap[pindex] = std::move(block);
 }
 
-// swap_pager_copy(src, dst, offset, destroysource = true) as collapse uses it
-// (7.0 swap_pager.c): every block of src that dst has no block for moves
-// up; for each one moved, src is unlocked (with paging in progress on both)
-// while the metadata is built, which may sleep.  The rest of src's swap is
-// freed and src reverts to a default object.  Both locked on entry and
+// swap_pager_copy (7.0 swap_pager.c): every block of src in [offset,
+// offset + dst.size) that dst has no block for moves to dst; for each one
+// moved, src is unlocked (with paging in progress on both) while the
+// metadata is built, which may sleep.  With destroysource (collapse), the
+// rest of src's swap is freed and src reverts to a default object; without
+// (split), the blocks outside the range stay.  Both locked on entry and
 // return.
-void swap_pager_copy(Object& src, Object& dst, Pindex offset) FL_NO_THREAD_SAFETY_ANALYSIS {
+void swap_pager_copy(Object& src, Object& dst, Pindex offset, bool destroysource) FL_NO_THREAD_SAFETY_ANALYSIS {
   src.mtx.assert_owned();
   dst.mtx.assert_owned();
   for (Pindex i = 0; i < dst.size; ++i) {
@@ -270,6 +271,7 @@ void swap_pager_copy(Object& src, Object& dst, Pindex offset) FL_NO_THREAD_SAFET
     src.mtx.lock();
     object_pip_wakeup(src);
   }
+  if (!destroysource) return;
   src.swap.clear();
   src.type = ObjectType::kDefault;
 }
@@ -300,7 +302,7 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
       // swap copy sleeps meet seed L323.
       backing_scan(object, kCollapseWait);
       if (backing->type == ObjectType::kSwap)
-        swap_pager_copy(*backing, *object, object->backing_offset);
+        swap_pager_copy(*backing, *object, object->backing_offset, true);
       auto& sh = backing->shadows;
       sh.erase(std::remove(sh.begin(), sh.end(), object), sh.end());
       --backing->shadow_count;
@@ -331,6 +333,75 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
     backing->mtx.unlock();
     return;
   }
+}
+
+Object* object_split(Object* orig, Pindex offidxstart, Pindex size) FL_NO_THREAD_SAFETY_ANALYSIS {
+  // 7.0 vm_object.c 1270-1379.
+  orig->mtx.assert_owned();
+  if ((orig->type != ObjectType::kDefault && orig->type != ObjectType::kSwap) || orig->ref_count <= 1)
+    return nullptr;
+  Vm& vm = orig->vm;
+  orig->mtx.unlock();
+  Object* nobj = object_allocate(vm, ObjectType::kDefault, size);
+  // The new object is nobody else's yet, and younger: locked first.
+  nobj->mtx.lock();
+  orig->mtx.lock();
+  if (Object* source = orig->backing_object; source != nullptr) {
+    source->mtx.lock();
+    if ((source->flags & kObjDead) != 0) {
+      // 1303-1310: the backing object is being collapsed away: no split.
+      source->mtx.unlock();
+      orig->mtx.unlock();
+      nobj->mtx.unlock();
+      object_deallocate(nobj);
+      orig->mtx.lock();
+      return nullptr;
+    }
+    source->shadows.push_back(nobj);
+    ++source->shadow_count;
+    object_reference_locked(*source);
+    source->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+    source->mtx.unlock();
+    nobj->backing_offset = orig->backing_offset + offidxstart;
+    nobj->backing_object = source;
+  }
+  // 1323-1355: move the range's pages, sleeping "spltwt" on a busy one
+  // (the new object unlocked, the original still locked on waking), then
+  // starting over.  Departure in lock order only: 7.0 relocks the new
+  // object holding the original; here both are dropped and retaken top
+  // first (new, then original), which the order checker requires, and the
+  // scan restarts either way.
+  for (;;) {
+    Page* busy = nullptr;
+    for (auto it = orig->pages.lower_bound(offidxstart); it != orig->pages.end() && it->first < offidxstart + size;) {
+      Page* m = it->second;
+      ++it;
+      if (m->any_busy()) {
+        busy = m;
+        break;
+      }
+      MutexLock pq(vm.page_queues);
+      page_rename(m, *nobj, m->pindex - offidxstart);
+      page_busy(m);
+    }
+    if (busy == nullptr) break;
+    nobj->mtx.unlock();
+    page_sleep_if_busy(busy, true, "spltwt");
+    vm.counters().bump(vm.counters().split_sleeps);
+    orig->mtx.unlock();
+    nobj->mtx.lock();
+    orig->mtx.lock();
+  }
+  // 1357-1370: the range's swap moves too (the original keeps the rest).
+  if (orig->type == ObjectType::kSwap) swap_pager_copy(*orig, *nobj, offidxstart, false);
+  orig->mtx.unlock();
+  for (auto& [pindex, m] : nobj->pages) page_wakeup(m);
+  nobj->mtx.unlock();
+  vm.counters().bump(vm.counters().object_splits);
+  // 1377: the entry's reference on the original goes (it had others).
+  object_deallocate(orig);
+  nobj->mtx.lock();
+  return nobj;
 }
 
 void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {

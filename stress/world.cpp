@@ -47,6 +47,27 @@ constexpr std::uint64_t kDeviceStream = std::uint64_t{1} << 62;
 // acquire the thread-safety analysis cannot express.
 void lookup_done(vm::Map& m) FL_NO_THREAD_SAFETY_ANALYSIS { vm::map_lookup_done(m); }
 
+// Ends a loan under the lock of the object the page is in now: the one it
+// was lent from, or another if a fork's split or a collapse moved it (7.0
+// moves lent pages with the rest), or none if a copy replaced it.  As the
+// pageout daemon does: the page's object is stable under the page queues,
+// and cannot go while it holds the page; only a try-lock is in order there.
+template <class Pause>
+void end_loan(vm::Vm& vm, vm::Page* m, Pause pause) FL_NO_THREAD_SAFETY_ANALYSIS {
+  for (;;) {
+    vm.page_queues.lock();
+    vm::Object* cur = m->object;
+    if (cur == nullptr || cur->mtx.try_lock()) {
+      vm::page_loan_end(m);
+      if (cur != nullptr) cur->mtx.unlock();
+      vm.page_queues.unlock();
+      return;
+    }
+    vm.page_queues.unlock();
+    pause();
+  }
+}
+
 }  // namespace
 
 const char* region_name(int r) noexcept {
@@ -463,8 +484,7 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     // object's lock (TSan caught reading valid first).
     if (m != nullptr && (m->any_busy() || !m->fully_valid())) m = nullptr;
     if (m != nullptr) {
-      // The reference keeps the object, which page_loan_end must lock,
-      // alive however the process changes meanwhile.
+      // The reference keeps o alive however the process changes meanwhile.
       vm::object_reference_locked(*o);
       // The map is read-locked until lookup_done, so the entry's wiring
       // holds; an mlock or munlock in progress may be past this page.
@@ -483,11 +503,7 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   loans.fetch_add(1, std::memory_order_relaxed);
   ex_.pause_us(cfg.io_latency_us);
   const bool intact = std::memcmp(lent.data(), m->data, lent.size()) == 0;
-  {
-    locking::MutexLock ol(o->mtx);
-    locking::MutexLock pq(vm.page_queues);
-    vm::page_loan_end(m);  // in o still, or replaced by a copy (object gone)
-  }
+  end_loan(vm, m, [this] { ex_.pause_us(1); });
   vm::object_deallocate(o);
   if (!intact)
     fail("loan", fmt::format("process {} anon page {}: the page lent to a send changed while lent (a write"
