@@ -122,6 +122,8 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&fault_wired_meanwhile, "fault_wired_meanwhile", "faults whose entry was wired while the pager ran (L803)"},
       {&object_splits, "object_splits", "objects split at fork (vm_object_split)"},
       {&split_sleeps, "split_sleeps", "splits that slept on a busy page (\"spltwt\")"},
+      {&fork_wiring_waits, "fork_wiring_waits", "forks that waited for an entry being wired"},
+      {&protect_in_transition, "protect_in_transition", "mprotects of an entry being wired"},
       {&entry_delete_removes, "entry_delete_removes", "unmaps that freed a one-mapping object's pages"},
   };
   std::vector<VmstatRow> out;

@@ -745,7 +745,12 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
       object->mtx.unlock();
       object = backing;
     }
-    if (src_m == nullptr) fatal("vm_fault_copy_entry: page missing", vaddr);
+    // 7.0 panics on a missing page (seed L1172-1173) and copies an invalid
+    // one as it is, which it can meet only if an mlock is still faulting
+    // the entry in (fix fork-waits-for-wiring off): here both panic (the
+    // bytes of a page being read are the pager's until it is done).
+    if (src_m == nullptr || !src_m->fully_valid())
+      fatal(src_m == nullptr ? "vm_fault_copy_entry: page missing" : "vm_fault_copy_entry: page not valid", vaddr);
     page_copy(src_m, dst_m);
     object->mtx.unlock();
     dst_m->valid = kPageBitsAll;

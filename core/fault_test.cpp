@@ -897,6 +897,75 @@ TEST_F(FaultTest, ForkSplitWaitsForAPageAFaultIsReading) {
   EXPECT_EQ(v, 7600u) << "the child keeps the value at the fork";
 }
 
+// 7.0 vm_map_wire counts an entry wired, marks it in transition and unlocks
+// the map to fault its pages in (vm_map.c 2053-2068).  Here the mlock's
+// fault is reading page 0 when a fork and an mprotect arrive.
+
+// Fix fork-waits-for-wiring: the fork sleeps ("vmmaps") until the wire is
+// done, then copies the wired entry's resident pages into the child.
+TEST_F(FaultTest, ForkWaitsForAnEntryBeingWired) {
+  Object* o = swap_object(2, 7700);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead | kProtWrite);
+  std::thread forker;
+  std::unique_ptr<Map> child;
+  at_first_io([&] {
+    forker = std::thread([&] { child = vmspace_fork(map()); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (locking::sleepers(&map().sleep_mtx) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    EXPECT_EQ(locking::sleepers(&map().sleep_mtx), 1u) << "the fork must wait for the entry being wired";
+  });
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  forker.join();
+  Map& c = adopt(std::move(child));
+  std::uint64_t v = 0;
+  ASSERT_EQ(load_in(c, va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7701u);
+  map_lock_read(c);
+  EXPECT_EQ(c.lookup_entry(va)->eflags & kEntryInTransition, 0) << "the child's copy is settled";
+  EXPECT_NE(c.lookup_entry(va)->object, o) << "a wired entry is copied, not shared COW";
+  map_unlock_read(c);
+}
+
+// 7.x as written: the fork copies the entry while its page is still being
+// read, and vm_fault_copy_entry panics.
+TEST_F(FaultTest, WithoutTheFixAForkDuringAnMlockCopiesAPageNotThereYet) {
+  vm().set_fix(Fix::kForkWaitsForWiring, false);
+  Object* o = swap_object(1, 7800);
+  const std::uint64_t va = mmap_object(o, 1, kProtRead | kProtWrite);
+  EXPECT_DEATH(
+      {
+        at_first_io([&] { std::thread([&] { auto child = vmspace_fork(map()); }).join(); });
+        (void)map_wire(map(), va, va + ps(), true);
+      },
+      "panic: vm_fault: vm_fault_copy_entry: page (missing|not valid)");
+  vm().set_fix(Fix::kForkWaitsForWiring, true);
+}
+
+// 7.0 vm_map_protect does not wait: it clips the entry being wired, and the
+// wire, relocking the map, settles every piece (vm_map.c 2071-2093).
+TEST_F(FaultTest, MprotectClipsAnEntryBeingWiredAndTheWireSettlesBothPieces) {
+  Object* o = swap_object(2, 7900);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead | kProtWrite);
+  at_first_io([&] { ASSERT_EQ(map_protect(map(), va + ps(), va + 2 * ps(), kProtRead), Kern::kSuccess); });
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  map_lock_read(map());
+  const MapEntry* a = map().lookup_entry(va);
+  const MapEntry* b = map().lookup_entry(va + ps());
+  ASSERT_NE(a, b) << "the mprotect clipped the entry while it was being wired";
+  for (const MapEntry* e : {a, b}) {
+    EXPECT_EQ(e->eflags & kEntryInTransition, 0);
+    EXPECT_NE(e->eflags & kEntryUserWired, 0);
+    EXPECT_EQ(e->wired_count, 1);
+  }
+  EXPECT_EQ(b->protection, kProtRead);
+  map_unlock_read(map());
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7901u);
+  ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+}
+
 TEST_F(FaultTest, MapLookupThatWouldBlockRetries) {
   Object* o = swap_object(1, 8000);
   std::uint64_t va = mmap_object(o, 1, kProtRead | kProtWrite);

@@ -321,7 +321,10 @@ void map_remove_all(Map& map) {
 }
 
 Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t prot) {
-  map_lock_settled(map, start, end);
+  // 7.0 vm_map_protect (vm_map.c 1562-1630) does not wait for entries in
+  // transition: it may clip one an mlock is faulting in (map_wire copes).
+  map_lock(map);
+  if (in_transition(map, start, end)) map.vm.counters().bump(map.vm.counters().protect_in_transition);
   // First pass: every entry must allow the new protection.
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     if ((prot & it->second.max_protection.load(std::memory_order_relaxed)) != prot) {
@@ -381,12 +384,15 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
   // a user-wired COW entry refuses write faults (vm_map_lookup), and the
   // faults of this very wire, or a thread writing meanwhile, must not meet
   // that refusal.
-  std::vector<std::uint64_t> touched;  // starts of the entries this call counts a wiring of
+  // The entries this call counts a wiring of, as [start, end) when marked:
+  // by the time the faults are done, an mprotect or madvise may have
+  // clipped them (7.0 vm_map_wire 2071-2093 walks the pieces likewise).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> touched;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> fresh;
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     MapEntry& e = it->second;
     if (user && (e.eflags & kEntryUserWired) != 0) continue;  // mlock twice is once
-    touched.push_back(e.start);
+    touched.emplace_back(e.start, e.end);
     if (e.wired_count++ == 0) {
       e.eflags |= kEntryInTransition;
       fresh.emplace_back(e.start, e.end);
@@ -398,23 +404,27 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
   for (; done < fresh.size() && rv == Kern::kSuccess; ++done)
     rv = vm_fault_wire(map, fresh[done].first, fresh[done].second, user);
   map_lock(map);
-  for (std::uint64_t at : touched) {
-    MapEntry* e = map.lookup_entry(at);
-    const bool was_fresh = (e->eflags & kEntryInTransition) != 0;
-    e->eflags &= static_cast<std::uint16_t>(~kEntryInTransition);
-    if (rv == Kern::kSuccess) {
-      if (user) e->eflags |= kEntryUserWired;
-      continue;
+  for (const auto& [at, at_end] : touched) {
+    const bool was_fresh = std::find(fresh.begin(), fresh.end(), std::make_pair(at, at_end)) != fresh.end();
+    const auto pos = static_cast<std::size_t>(
+        std::find(fresh.begin(), fresh.end(), std::make_pair(at, at_end)) - fresh.begin());
+    // The entry, or the pieces it was clipped into meanwhile (entries in
+    // transition are never deleted: munmap waits for them).
+    FL_KASSERT(map.entries.count(at) != 0, "map_wire: lookup failed");
+    for (auto it = map.entries.find(at); it != map.entries.end() && it->first < at_end; ++it) {
+      MapEntry* e = &it->second;
+      FL_KASSERT(!was_fresh || (e->eflags & kEntryInTransition) != 0, "map_wire: entry left transition");
+      e->eflags &= static_cast<std::uint16_t>(~kEntryInTransition);
+      if (rv == Kern::kSuccess) {
+        if (user) e->eflags |= kEntryUserWired;
+        continue;
+      }
+      // Roll back.  Fresh entries wired before the failing one are unwired
+      // again (the failing one was unwired by vm_fault_wire itself, and
+      // those after it were never faulted).
+      if (was_fresh && pos + 1 < done) vm_fault_unwire(map, e->start, e->end);
+      --e->wired_count;
     }
-    // Roll back.  Fresh entries wired before the failing one are unwired
-    // again (the failing one was unwired by vm_fault_wire itself, and those
-    // after it were never faulted).
-    if (was_fresh) {
-      const auto pos = static_cast<std::size_t>(
-          std::find(fresh.begin(), fresh.end(), std::make_pair(e->start, e->end)) - fresh.begin());
-      if (pos + 1 < done) vm_fault_unwire(map, e->start, e->end);
-    }
-    --e->wired_count;
   }
   map_unlock(map);
   map_wakeup(map);
@@ -441,7 +451,14 @@ Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_
 std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
   auto child = std::make_unique<Map>(parent.vm, parent.min_va, parent.max_va);
   const std::uint32_t ps = parent.vm.page_size();
-  map_lock_settled(parent, parent.min_va, parent.max_va);
+  // 7.0 vmspace_fork does not wait for entries in transition (an mlock
+  // faulting them in with the map unlocked): fix fork-waits-for-wiring.
+  map_lock(parent);
+  while (parent.vm.fix(Fix::kForkWaitsForWiring) && in_transition(parent, parent.min_va, parent.max_va)) {
+    parent.vm.counters().bump(parent.vm.counters().fork_wiring_waits);
+    map_unlock_and_wait(parent);
+    map_lock(parent);
+  }
   // The child is not visible to anyone yet: its entries need no lock.
   for (auto& [start, e] : parent.entries) {
     if (e.inheritance == Inherit::kNone) continue;

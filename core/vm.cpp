@@ -21,6 +21,7 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kDeadObjectRetry: return "dead-object-retry";
     case Fix::kCollapseUnmaps: return "collapse-unmaps";
     case Fix::kSwapCopyKeepsResident: return "swap-copy-keeps-resident";
+    case Fix::kForkWaitsForWiring: return "fork-waits-for-wiring";
     case Fix::kCount: break;
   }
   return "?";
@@ -44,6 +45,12 @@ const char* fix_what(Fix f) noexcept {
              "40 runs). Whether 7.x itself reaches a clean valid page without swap there is not "
              "established (the model's page cache is of the older era, issue 13); the fix does what the "
              "comment says";
+    case Fix::kForkWaitsForWiring:
+      return "vm_map_wire (7.0) counts an entry wired, marks it in transition and unlocks the map to fault "
+             "its pages in; vmspace_fork does not wait for entries in transition, so a fork in that window "
+             "copies a wired entry with vm_fault_copy_entry whose pages are not resident or not valid yet "
+             "(7.0 panics \"page missing\" or copies a page still being read), and the child's entry keeps "
+             "the in-transition flag; the fix makes fork wait (\"vmmaps\") for such entries";
     case Fix::kCount: break;
   }
   return "?";

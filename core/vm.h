@@ -35,6 +35,7 @@ enum class Fix : std::uint8_t {
   kDeadObjectRetry,  // vm_fault meeting OBJ_DEAD mid-collapse (seed L323): pause and retry
   kCollapseUnmaps,   // vm_object_backing_scan: unmap a backing page before freeing it
   kSwapCopyKeepsResident,  // swap_pager_copy: no source block under a resident page of the destination
+  kForkWaitsForWiring,     // vmspace_fork: wait for entries an mlock is faulting in
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"
