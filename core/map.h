@@ -124,7 +124,8 @@ void map_lookup_done(Map& map) FL_RELEASE_SHARED(map.lock);
 // (a private file mapping) or kEntryNosync.
 Kern map_mmap(Map& map, std::uint64_t* addr, std::uint64_t len, Object* object, Pindex offset,
               std::uint8_t prot, std::uint8_t max_prot, std::uint16_t eflags, Inherit inherit);
-// munmap (vm_map_delete): removes mappings and drops object references.
+// munmap (vm_map_delete): removes mappings and drops object references; the
+// pages of a one-mapping object in the range go too (vm_map_entry_delete).
 Kern map_munmap(Map& map, std::uint64_t start, std::uint64_t end);
 // Removes everything (exit).
 void map_remove_all(Map& map);
@@ -134,9 +135,11 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
 Kern map_madvise(Map& map, std::uint64_t start, std::uint64_t end, Behavior b);
 
 // mlock / munlock (vm_map_wire / vm_map_unwire): entries newly wired are
-// marked in transition, the map is unlocked, their pages are faulted in and
-// wired (vm_fault_wire), and the mark is cleared.  Operations that meet an
-// entry in transition wait ("vmmaps").
+// counted wired and marked in transition, the map is unlocked, their pages
+// are faulted in and wired (vm_fault_wire), and the mark is cleared on every
+// piece the entries were clipped into meanwhile.  munmap and mlock/munlock
+// wait for an entry in transition ("vmmaps"); mprotect and madvise do not,
+// as in 7.0; fork waits only with fix fork-waits-for-wiring.
 Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user);
 Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user);
 

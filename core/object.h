@@ -121,10 +121,12 @@ void object_pip_wait(Object& o, const char* wmesg) FL_REQUIRES(o.mtx);
 // vm_object_set_writeable_dirty.
 void object_set_writeable_dirty(Object& o) FL_REQUIRES(o.mtx);
 
-// vm_object_page_remove: removes the pages in [start, end) (end 0: to the
-// end), unmapping them first and sleeping on busy ones ("vmopar", then
-// rescanning).  Wired pages stay but lose their contents' validity.  With
-// clean_only, dirty pages are kept.  Requires: o locked.
+// vm_object_page_remove (7.0): removes the pages in [start, end) (end 0: to
+// the end), unmapping them first and sleeping on busy ones ("vmopar", the
+// object locked again on waking, then rescanning), with paging in progress
+// held throughout.  Wired pages stay but lose their contents' validity.
+// With clean_only, each page is write-protected first and kept if dirty.
+// Requires: o locked.
 void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) FL_REQUIRES(o.mtx);
 
 // vm_object_shadow: replaces *object (a reference the caller owns) by a new
