@@ -184,7 +184,7 @@ class World {
   void op_write(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_file_read(Process& p, Rng& rng);
   void op_fork(Process& p, Rng& rng);
-  void op_protect(Process& p);
+  void op_protect(Process& p, Rng& rng);
   void op_churn(Process& p);
   void op_wire(Process& p, Rng& rng, int j);
   void op_advise(Process& p, Rng& rng);
