@@ -1,7 +1,9 @@
 // vm_object_deallocate and vm_object_collapse as 7.0 does them, with their
 // sleeps and lock drops: each test forces one window and checks that the
 // collapse still happens and the data is intact.
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <thread>
 
 #include "core/fault_fixture.h"
@@ -11,6 +13,7 @@ namespace {
 
 using locking::MutexLock;
 using testing::FaultTest;
+using testing::kBase;
 
 class CollapseTest : public FaultTest {
  protected:
@@ -138,6 +141,102 @@ TEST_F(CollapseTest, DeallocateWaitsForPagingInProgressOnTheObject) {
   join_waker();
   EXPECT_EQ(cnt().dealloc_pip_sleeps.load(), 1u);
   expect_collapsed_with_data();
+}
+
+// vm_object_qcollapse (a collapse while paging is in progress: only idle
+// pages move) against a fault that reads a page of the backing object
+// through the shadow.  The fault keeps an invalid placeholder in the shadow
+// at that index until its very end: it maps the backing page, unbusies it,
+// unlocks the backing object, and only then relocks the shadow to free the
+// placeholder (seed L891-917 and L154-168; a failed re-lookup, L795-798,
+// does the same with the page unmapped).  A fork of another process that
+// shares the shadow collapses it in that window (vm_map_copy_entry; the
+// fault's paging in progress makes it a quick collapse), and 7.0's scan
+// frees the backing page because the shadow has a page at its index, valid
+// or not (vm_object.c 1539-1561): a page just mapped, and the only copy of
+// its data.  FreeBSD 9.3's scan skips it; so does fix
+// qcollapse-skips-invalid.
+class QuickCollapseTest : public CollapseTest {
+ protected:
+  // o_ is left behind s_ with one reference and only page 2 (value 102),
+  // and s_ is mapped copy-on-write in a second process, m2_, as well.
+  void SetUp() override {
+    CollapseTest::SetUp();
+    deallocate_during_pageout(o_, s_, 2, [this] { collapse_now(); });
+    {
+      MutexLock l(o_->mtx);
+      ASSERT_EQ(o_->ref_count, 1);
+      ASSERT_EQ(o_->pages.size(), 1u);
+      p2_ = page_lookup(*o_, 2);
+      ASSERT_NE(p2_, nullptr);
+    }
+    m2_ = &adopt(std::make_unique<Map>(vm(), kBase, kBase + (1ull << 30)));
+    object_reference(*s_);
+    ASSERT_EQ(map_mmap(*m2_, &b_, 4 * ps(), s_, 0, kProtRead | kProtWrite, kProtAll, kEntryCow | kEntryNeedsCopy,
+                       Inherit::kCopy),
+              Kern::kSuccess);
+  }
+  // m2_ reads page 2 while the first process forks in the window.  Returns
+  // what m2_ reads (the fault's own mapping is the first thing it reads
+  // through, if it is still there).
+  std::uint64_t read_with_a_fork_in_the_window() {
+    std::unique_ptr<Map> forked;
+    Page* p2 = p2_;
+    // The fault's lock of the shadow once the backing page is mapped in m2_
+    // and unbusied: the lock that frees the placeholder.  (Read unlocked:
+    // only this thread runs until the hook fires.)
+    Pmap* pmap2 = &m2_->pmap;
+    at_first_point(
+        [this, p2, pmap2](const locking::PointInfo& info) {
+          return info.point == locking::Point::kLock && info.object == &s_->mtx && (p2->oflags & kVpoBusy) == 0 &&
+                 std::any_of(p2->pv.begin(), p2->pv.end(), [pmap2](const PvEntry& pv) { return pv.pmap == pmap2; });
+        },
+        [this, &forked] { std::thread([this, &forked] { forked = vmspace_fork(map()); }).join(); });
+    std::uint64_t v = ~std::uint64_t{0};
+    EXPECT_EQ(load_in(*m2_, b_ + 2 * ps(), &v), Kern::kSuccess);
+    locking::set_point_hook(nullptr, nullptr);
+    EXPECT_NE(forked, nullptr) << "the window was not entered";
+    if (forked != nullptr) forked_ = &adopt(std::move(forked));
+    return v;
+  }
+
+  Page* p2_ = nullptr;
+  Map* m2_ = nullptr;
+  Map* forked_ = nullptr;
+  std::uint64_t b_ = 0;
+};
+
+TEST_F(QuickCollapseTest, ForkLeavesABackingPageUnderAFaultsPlaceholder) {
+  EXPECT_EQ(read_with_a_fork_in_the_window(), 102u);
+  EXPECT_EQ(cnt().qcollapse_kept.load(), 1u);
+  ASSERT_EQ(cnt().object_collapses.load(), 0u);  // o_ is still there
+  {
+    MutexLock l(o_->mtx);
+    EXPECT_EQ(page_lookup(*o_, 2), p2_) << "the backing page left its object";
+    MutexLock pq(vm().page_queues);
+    pmap_remove_all(p2_);
+  }
+  // Not only through the mapping the fault made: every process that shares
+  // the chain still finds the page.
+  std::uint64_t v = 0;
+  ASSERT_EQ(load_in(*m2_, b_ + 2 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 102u);
+  ASSERT_EQ(load(a_ + 2 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 102u);
+  ASSERT_NE(forked_, nullptr);
+  ASSERT_EQ(load_in(*forked_, a_ + 2 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 102u);
+}
+
+// 7.0 as written (with collapse-unmaps, which turns the assertion's panic
+// into an unmapping): the page goes, and m2_ reads a zero-filled page.
+TEST_F(QuickCollapseTest, WithoutTheFixTheForkFreesThePageTheFaultJustMapped) {
+  vm().set_fix(Fix::kQcollapseSkipsInvalid, false);
+  EXPECT_EQ(read_with_a_fork_in_the_window(), 0u);
+  EXPECT_EQ(cnt().qcollapse_kept.load(), 0u);
+  ASSERT_EQ(cnt().object_collapses.load(), 0u);  // o_ is still there
+  MutexLock l(o_->mtx);
+  EXPECT_EQ(page_lookup(*o_, 2), nullptr);
 }
 
 }  // namespace

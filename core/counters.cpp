@@ -120,9 +120,12 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&page_remove_sleeps, "page_remove_sleeps", "page removals that slept on a busy page (\"vmopar\")"},
       {&setsize_zeroed_mapped, "setsize_zeroed_mapped", "truncations that zeroed a mapped partial last page"},
       {&fault_wired_meanwhile, "fault_wired_meanwhile", "faults whose entry was wired while the pager ran (L803)"},
+      {&object_splits, "object_splits", "objects split at fork (vm_object_split)"},
+      {&split_sleeps, "split_sleeps", "splits that slept on a busy page (\"spltwt\")"},
       {&fork_wiring_waits, "fork_wiring_waits", "forks that waited for an entry being wired"},
       {&protect_in_transition, "protect_in_transition", "mprotects of an entry being wired"},
       {&entry_delete_removes, "entry_delete_removes", "unmaps that freed a one-mapping object's pages"},
+      {&qcollapse_kept, "qcollapse_kept", "quick collapses that kept a backing page under a fault's placeholder"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

@@ -81,9 +81,12 @@ class Counters {
   Counter setsize_zeroed_mapped{this, 26};  // vnode_pager_setsize zeroed a partial last page still mapped
   Counter entry_delete_removes{this, 27};  // munmap removed the pages of a one-mapping object (vm_map_entry_delete)
   Counter fault_wired_meanwhile{this, 28};  // faults whose entry was wired while the pager ran (seed L802-803)
-  Counter fork_wiring_waits{this, 29};      // forks that waited for an entry being wired (fix fork-waits-for-wiring)
-  Counter protect_in_transition{this, 30};  // mprotects that changed an entry being wired (7.0 does not wait)
-  static constexpr std::uint16_t kNamed = 31;
+  Counter object_splits{this, 29};  // vm_object_split moved an entry's pages to a new object (fork)
+  Counter split_sleeps{this, 30};   // vm_object_split slept on a busy page ("spltwt")
+  Counter fork_wiring_waits{this, 31};      // forks that waited for an entry being wired (fix fork-waits-for-wiring)
+  Counter protect_in_transition{this, 32};  // mprotects that changed an entry being wired (7.0 does not wait)
+  Counter qcollapse_kept{this, 33};  // quick collapses that kept a backing page under a fault's placeholder (fix)
+  static constexpr std::uint16_t kNamed = 34;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

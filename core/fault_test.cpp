@@ -854,6 +854,49 @@ TEST_F(FaultTest, WiredIsRefreshedByTheRelookup) {
   EXPECT_EQ(m->wire_count, 1u) << "wired once, by the mlock's own fault";
 }
 
+// 7.0 vm_map_copy_entry splits a one-mapping object referenced elsewhere
+// (here by the fault in progress) so that the child shares only the entry's
+// pages; vm_object_split sleeps "spltwt" on the page the fault is reading
+// with the map unlocked.  The fault, back from the pager, finds the map
+// locked by the fork, releases the page and retries, and finds the page in
+// the new object; the child sees the same data.
+TEST_F(FaultTest, ForkSplitWaitsForAPageAFaultIsReading) {
+  Object* o = swap_object(2, 7600);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead | kProtWrite);
+  std::thread forker;
+  std::unique_ptr<Map> child;
+  at_first_io([&] {
+    Page* reading = nullptr;
+    {
+      MutexLock l(o->mtx);
+      reading = page_lookup(*o, 0);
+    }
+    ASSERT_NE(reading, nullptr);
+    forker = std::thread([&] { child = vmspace_fork(map()); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (locking::sleepers(reading) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    EXPECT_EQ(locking::sleepers(reading), 1u) << "the split must wait for the page being read";
+  });
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7600u);
+  forker.join();
+  Map& c = adopt(std::move(child));
+  EXPECT_EQ(cnt().split_sleeps.load(), 1u);
+  EXPECT_EQ(cnt().object_splits.load(), 1u);
+  EXPECT_EQ(retries(Retry::kMapTryLockFailed), 1u);
+  map_lock_read(map());
+  Object* now = map().lookup_entry(va)->object;
+  map_unlock_read(map());
+  EXPECT_NE(now, o) << "the entry maps the new object";
+  ASSERT_EQ(load_in(c, va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7601u);
+  ASSERT_EQ(store(va, 1u), Kern::kSuccess);
+  ASSERT_EQ(load_in(c, va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7600u) << "the child keeps the value at the fork";
+}
+
 // 7.0 vm_map_wire counts an entry wired, marks it in transition and unlocks
 // the map to fault its pages in (vm_map.c 2053-2068).  Here the mlock's
 // fault is reading page 0 when a fork and an mprotect arrive.

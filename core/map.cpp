@@ -501,14 +501,26 @@ std::unique_ptr<Map> vmspace_fork(Map& parent) FL_NO_THREAD_SAFETY_ANALYSIS {
     if ((e.eflags & kEntryNeedsCopy) == 0 && parent.vm.config().mutant != Mutant::kNoWriteProtectAtFork)
       pmap_protect(parent.pmap, e.start, e.end, static_cast<std::uint8_t>(e.protection & ~kProtWrite));
     if (e.object != nullptr) {
-      // 7.0 vm_map.c 2507-2519 also collapses an anonymous source here and
-      // splits one still a single mapping's (vm_object_split): not modelled
-      // yet (core/README.md says why).
-      {
-        MutexLock l(e.object->mtx);
-        object_reference_locked(*e.object);
-        e.object->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+      Object* src = e.object;
+      src->mtx.lock();
+      // 7.0 vm_map.c 2507-2519: an anonymous source is collapsed first, and
+      // one still a single mapping's but referenced elsewhere (another piece
+      // of a clipped entry, a fault in progress) is split, so that the child
+      // shares only this entry's pages; both may sleep, the map locked.
+      if (src->handle == nullptr && (src->type == ObjectType::kDefault || src->type == ObjectType::kSwap)) {
+        object_collapse(src);
+        if ((src->flags & kObjOneMapping) != 0) {
+          if (Object* n = object_split(src, e.offset, e.pages(ps)); n != nullptr) {
+            e.object = src = n;
+            e.offset = 0;
+          }
+        }
       }
+      object_reference_locked(*src);
+      src->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+      src->mtx.unlock();
+      ne.object = e.object;
+      ne.offset = e.offset;
       e.eflags |= kEntryCow | kEntryNeedsCopy;
       ne.eflags |= kEntryCow | kEntryNeedsCopy;
     }

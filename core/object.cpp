@@ -208,6 +208,17 @@ restart:
       // The backing object is dead: its offset cannot have changed.
       goto restart;
     }
+    if ((op & kCollapseNowait) != 0 && inside && vm.fix(Fix::kQcollapseSkipsInvalid)) {
+      // Fix qcollapse-skips-invalid: an invalid page of the shadow is a
+      // fault's placeholder, and that fault may have found this page and
+      // let go of it already (mapped, seed L912, or not, L795-827), with
+      // the placeholder still to be freed (L159-163).  Tested before the
+      // swap slot goes, so the page keeps its copy.
+      if (Page* pp = page_lookup(*object, new_pindex); pp != nullptr && pp->valid == 0) {
+        vm.counters().bump(vm.counters().qcollapse_kept);
+        continue;
+      }
+    }
     FL_KASSERT(p->object == backing, "vm_object_backing_scan: object mismatch");
     if (backing->type == ObjectType::kSwap) backing->swap.erase(p->pindex);  // swap_pager_freespace
     MutexLock pq(vm.page_queues);
@@ -333,6 +344,75 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
     backing->mtx.unlock();
     return;
   }
+}
+
+Object* object_split(Object* orig, Pindex offidxstart, Pindex size) FL_NO_THREAD_SAFETY_ANALYSIS {
+  // 7.0 vm_object.c 1270-1379.
+  orig->mtx.assert_owned();
+  if ((orig->type != ObjectType::kDefault && orig->type != ObjectType::kSwap) || orig->ref_count <= 1)
+    return nullptr;
+  Vm& vm = orig->vm;
+  orig->mtx.unlock();
+  Object* nobj = object_allocate(vm, ObjectType::kDefault, size);
+  // The new object is nobody else's yet, and younger: locked first.
+  nobj->mtx.lock();
+  orig->mtx.lock();
+  if (Object* source = orig->backing_object; source != nullptr) {
+    source->mtx.lock();
+    if ((source->flags & kObjDead) != 0) {
+      // 1303-1310: the backing object is being collapsed away: no split.
+      source->mtx.unlock();
+      orig->mtx.unlock();
+      nobj->mtx.unlock();
+      object_deallocate(nobj);
+      orig->mtx.lock();
+      return nullptr;
+    }
+    source->shadows.push_back(nobj);
+    ++source->shadow_count;
+    object_reference_locked(*source);
+    source->flags &= static_cast<std::uint16_t>(~kObjOneMapping);
+    source->mtx.unlock();
+    nobj->backing_offset = orig->backing_offset + offidxstart;
+    nobj->backing_object = source;
+  }
+  // 1323-1355: move the range's pages, sleeping "spltwt" on a busy one
+  // (the new object unlocked, the original still locked on waking), then
+  // starting over.  Departure in lock order only: 7.0 relocks the new
+  // object holding the original; here both are dropped and retaken top
+  // first (new, then original), which the order checker requires, and the
+  // scan restarts either way.
+  for (;;) {
+    Page* busy = nullptr;
+    for (auto it = orig->pages.lower_bound(offidxstart); it != orig->pages.end() && it->first < offidxstart + size;) {
+      Page* m = it->second;
+      ++it;
+      if (m->any_busy()) {
+        busy = m;
+        break;
+      }
+      MutexLock pq(vm.page_queues);
+      page_rename(m, *nobj, m->pindex - offidxstart);
+      page_busy(m);
+    }
+    if (busy == nullptr) break;
+    nobj->mtx.unlock();
+    page_sleep_if_busy(busy, true, "spltwt");
+    vm.counters().bump(vm.counters().split_sleeps);
+    orig->mtx.unlock();
+    nobj->mtx.lock();
+    orig->mtx.lock();
+  }
+  // 1357-1370: the range's swap moves too (the original keeps the rest).
+  if (orig->type == ObjectType::kSwap) swap_pager_copy(*orig, *nobj, offidxstart, false);
+  orig->mtx.unlock();
+  for (auto& [pindex, m] : nobj->pages) page_wakeup(m);
+  nobj->mtx.unlock();
+  vm.counters().bump(vm.counters().object_splits);
+  // 1377: the entry's reference on the original goes (it had others).
+  object_deallocate(orig);
+  nobj->mtx.lock();
+  return nobj;
 }
 
 void object_deallocate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {

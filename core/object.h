@@ -103,6 +103,16 @@ void object_deallocate(Object* o);
 // Requires: object locked; returns with it locked.
 void object_collapse(Object* object) FL_REQUIRES(object->mtx);
 
+// vm_object_split (7.0), for a map entry mapping `size` pages of `orig` from
+// `offidxstart`: when orig is anonymous and referenced elsewhere, moves the
+// range's pages (sleeping "spltwt" on a busy one, then starting over) and
+// swap into a new object with orig's backing object and offset, and drops
+// the entry's reference on orig.  Returns the new object, locked (the caller
+// points the entry at it, offset 0), or nullptr with orig still locked when
+// there is nothing to split (or orig's backing object is dying).
+// Requires: orig locked, no other object lock.
+Object* object_split(Object* orig, Pindex offidxstart, Pindex size) FL_REQUIRES(orig->mtx);
+
 // vm_object_pip_add / pip_wakeup / pip_wait ("vmopip").
 void object_pip_add(Object& o, int n) FL_REQUIRES(o.mtx);
 void object_pip_wakeup(Object& o) FL_REQUIRES(o.mtx);

@@ -22,6 +22,7 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kCollapseUnmaps: return "collapse-unmaps";
     case Fix::kSwapCopyKeepsResident: return "swap-copy-keeps-resident";
     case Fix::kForkWaitsForWiring: return "fork-waits-for-wiring";
+    case Fix::kQcollapseSkipsInvalid: return "qcollapse-skips-invalid";
     case Fix::kCount: break;
   }
   return "?";
@@ -51,6 +52,13 @@ const char* fix_what(Fix f) noexcept {
              "copies a wired entry with vm_fault_copy_entry whose pages are not resident or not valid yet "
              "(7.0 panics \"page missing\" or copies a page still being read), and the child's entry keeps "
              "the in-transition flag; the fix makes fork wait (\"vmmaps\") for such entries";
+    case Fix::kQcollapseSkipsInvalid:
+      return "vm_object_backing_scan's quick collapse (7.0, paging in progress) frees a backing page "
+             "whenever the shadow has a page at that index, valid or not; a fault that read the page "
+             "through the shadow unbusies it (mapped, seed L912, or not, on its way back to the start, "
+             "L795-827) before it frees its invalid placeholder in the shadow (L159-163), so a fork "
+             "collapsing the shadow in between frees the page and the only copy of its data; the fix "
+             "leaves such a page alone, as FreeBSD 9.3's vm_object_backing_scan does";
     case Fix::kCount: break;
   }
   return "?";

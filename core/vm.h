@@ -36,6 +36,7 @@ enum class Fix : std::uint8_t {
   kCollapseUnmaps,   // vm_object_backing_scan: unmap a backing page before freeing it
   kSwapCopyKeepsResident,  // swap_pager_copy: no source block under a resident page of the destination
   kForkWaitsForWiring,     // vmspace_fork: wait for entries an mlock is faulting in
+  kQcollapseSkipsInvalid,  // vm_object_backing_scan (quick): keep a backing page under an invalid shadow page
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"
