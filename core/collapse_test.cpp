@@ -239,5 +239,146 @@ TEST_F(QuickCollapseTest, WithoutTheFixTheForkFreesThePageTheFaultJustMapped) {
   EXPECT_EQ(page_lookup(*o_, 2), nullptr);
 }
 
+// vm_object_collapse's bypass (7.0 vm_object.c 1737-1778): the backing
+// object has another reference (the first child's entry), so it cannot be
+// merged; the parent's shadow has a valid page over each of its pages, so
+// the parent's next fork (vm_map_copy_entry collapses the source) points
+// the shadow past it.  Never sleeps: both objects stay locked throughout.
+TEST_F(FaultTest, ForkBypassesABackingObjectItsShadowCovers) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+  const std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
+  ASSERT_EQ(store(a, 10), Kern::kSuccess);
+  ASSERT_EQ(store(a + ps(), 11), Kern::kSuccess);
+  Map& child = adopt(vmspace_fork(map()));
+  ASSERT_EQ(store(a, 20), Kern::kSuccess);
+  Object* top = pmap_extract(map().pmap, a)->object;
+  ASSERT_NE(top, o);
+  ASSERT_EQ(store(a + ps(), 21), Kern::kSuccess);
+  Map& child2 = adopt(vmspace_fork(map()));
+  EXPECT_EQ(cnt().object_bypasses.load(), 1u);
+  EXPECT_EQ(cnt().object_collapses.load(), 0u);
+  {
+    MutexLock l(top->mtx);
+    EXPECT_EQ(top->backing_object, nullptr);
+  }
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(o->ref_count, 1);  // the first child's entry
+    EXPECT_EQ(o->shadow_count, 0);
+  }
+  std::uint64_t v = 0;
+  for (Map* m : {&map(), &child2}) {
+    ASSERT_EQ(load_in(*m, a, &v), Kern::kSuccess);
+    EXPECT_EQ(v, 20u);
+    ASSERT_EQ(load_in(*m, a + ps(), &v), Kern::kSuccess);
+    EXPECT_EQ(v, 21u);
+  }
+  ASSERT_EQ(load_in(child, a, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 10u);
+  ASSERT_EQ(load_in(child, a + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 11u);
+}
+
+// The same, but the shadow lacks page 1: the backing object still holds
+// data the shadow reads through it (vm_object_backing_scan
+// OBSC_TEST_ALL_SHADOWED fails), so there is no bypass.
+TEST_F(FaultTest, NoBypassOfABackingObjectWithAPageTheShadowLacks) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+  const std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
+  ASSERT_EQ(store(a, 10), Kern::kSuccess);
+  ASSERT_EQ(store(a + ps(), 11), Kern::kSuccess);
+  adopt(vmspace_fork(map()));
+  ASSERT_EQ(store(a, 20), Kern::kSuccess);
+  Object* top = pmap_extract(map().pmap, a)->object;
+  Map& child2 = adopt(vmspace_fork(map()));
+  EXPECT_EQ(cnt().object_bypasses.load(), 0u);
+  {
+    MutexLock l(top->mtx);
+    EXPECT_EQ(top->backing_object, o);
+  }
+  std::uint64_t v = 0;
+  ASSERT_EQ(load_in(child2, a + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 11u);
+}
+
+// A stale translation meets the bypass.  A write fault copies a backing
+// page into the shadow and then starts over (here the re-lookup finds the
+// protection lowered, L810-820), leaving its process a read-only
+// translation of the backing page under the copy (7.x behaviour: see
+// FailedCowWriteLeavesTheReadOnlyTranslationOfTheBackingPage).  Now the
+// shadow covers every page of the backing object, and a fork bypasses it:
+// that translation is of a page outside the process's chain.  Leaves the
+// bypass done; returns the backing page.
+class BypassTest : public FaultTest {
+ protected:
+  Page* stale_translation_then_bypass() {
+    o_ = object_allocate(vm(), ObjectType::kDefault, 2);
+    a_ = mmap_object(o_, 2, kProtRead | kProtWrite);
+    EXPECT_EQ(store(a_, 10), Kern::kSuccess);
+    EXPECT_EQ(store(a_ + ps(), 11), Kern::kSuccess);
+    b_ = cow_mapping_of(o_, a_, 2);  // o_'s other reference
+    EXPECT_EQ(store(a_ + ps(), 21), Kern::kSuccess);  // a_'s shadow, with its own page 1
+    {
+      map_lock_read(map());
+      shadow_ = map().lookup_entry(a_)->object;
+      map_unlock_read(map());
+    }
+    EXPECT_NE(shadow_, o_);
+    launder_and_free(*shadow_, 1);  // a swap object now: its pager is asked first, the map let go
+    std::uint64_t v = 0;
+    EXPECT_EQ(load(a_, &v), Kern::kSuccess);
+    EXPECT_EQ(v, 10u);
+    Page* backing = pmap_extract(map().pmap, a_);
+    EXPECT_NE(backing, nullptr);
+    EXPECT_EQ(backing->object, o_);
+    on_lock_of(o_->mtx, 2, [&] { ASSERT_EQ(map_protect(map(), a_, a_ + 2 * ps(), kProtRead), Kern::kSuccess); });
+    EXPECT_EQ(vm_fault(map(), a_, kProtRead | kProtWrite, kFaultDirty), Kern::kProtectionFailure);
+    locking::set_point_hook(nullptr, nullptr);
+    EXPECT_EQ(pmap_extract(map().pmap, a_), backing);  // the stale translation
+    forked_ = &adopt(vmspace_fork(map()));  // vm_map_copy_entry collapses the shadow: a bypass
+    EXPECT_EQ(cnt().object_bypasses.load(), 1u);
+    return backing;
+  }
+  // b_ goes, here and in the fork: the bypassed object's last references,
+  // so it is terminated.
+  void unmap_the_other_reference() {
+    ASSERT_EQ(map_munmap(*forked_, b_, b_ + 2 * ps()), Kern::kSuccess);
+    ASSERT_EQ(map_munmap(map(), b_, b_ + 2 * ps()), Kern::kSuccess);
+  }
+
+  Object* o_ = nullptr;
+  Object* shadow_ = nullptr;
+  Map* forked_ = nullptr;
+  std::uint64_t a_ = 0, b_ = 0;
+};
+
+TEST_F(BypassTest, BypassRemovesTheStaleTranslationOfACoveredPage) {
+  Page* backing = stale_translation_then_bypass();
+  EXPECT_EQ(cnt().bypass_unmapped.load(), 1u);
+  EXPECT_NE(pmap_extract(map().pmap, a_), backing);
+  unmap_the_other_reference();
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(a_, &v), Kern::kSuccess);  // from the shadow's copy
+  EXPECT_EQ(v, 10u);
+  ASSERT_EQ(load(a_ + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 21u);
+  ASSERT_EQ(load_in(*forked_, a_, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 10u);
+}
+
+// 7.0 as written: the translation stays, and the bypassed object's end
+// frees a mapped page (7.0's vm_page_free_toq asserts against it).
+TEST_F(BypassTest, WithoutTheFixTheBypassedObjectIsFreedUnderAMapping) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  vm().set_fix(Fix::kBypassUnmaps, false);
+  Page* backing = stale_translation_then_bypass();
+  EXPECT_EQ(cnt().bypass_unmapped.load(), 0u);
+  EXPECT_EQ(pmap_extract(map().pmap, a_), backing);
+  EXPECT_DEATH(unmap_the_other_reference(), "terminating an object with a mapped page");
+  // Leave a state the teardown can check: the stale translation goes.
+  pmap_remove(map().pmap, a_, a_ + ps());
+  vm().set_fix(Fix::kBypassUnmaps, true);
+}
+
 }  // namespace
 }  // namespace faultline::vm

@@ -44,6 +44,7 @@ void object_reference(Object& o) {
 void object_reference_locked(Object& o) {
   o.mtx.assert_owned();
   FL_KASSERT(o.ref_count > 0, "referencing an object with no references");
+  FL_KASSERT((o.flags & kObjDead) == 0, "vm_object_reference_locked: dead object referenced");  // as 7.0
   ++o.ref_count;
 }
 
@@ -156,9 +157,29 @@ bool anonymous(const Object& o) FL_NO_THREAD_SAFETY_ANALYSIS {
   return o.handle == nullptr && (o.type == ObjectType::kDefault || o.type == ObjectType::kSwap);
 }
 
-// vm_object_backing_scan's operations (7.0 vm_object.c 1381-1383).
-// (OBSC_TEST_ALL_SHADOWED, for the bypass, is not modelled yet.)
+// vm_object_backing_scan's operations (7.0 vm_object.c 1381-1383); the
+// test for the bypass (OBSC_TEST_ALL_SHADOWED) is all_shadowed() below.
 enum : unsigned { kCollapseNowait = 2, kCollapseWait = 4 };
+
+// vm_object_backing_scan(OBSC_TEST_ALL_SHADOWED) (7.0 vm_object.c
+// 1412-1413, 1428-1465): does `object` shadow every resident page its
+// backing object has inside its range, with a valid page of its own or its
+// pager's copy?  A backing object with a pager (swap) never qualifies: its
+// swap is not looked at.  Both locked; never sleeps.
+bool all_shadowed(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Object* backing = object->backing_object;
+  object->mtx.assert_owned();
+  backing->mtx.assert_owned();
+  if (backing->type != ObjectType::kDefault) return false;
+  const Pindex off = object->backing_offset;
+  for (const auto& [pindex, p] : backing->pages) {
+    if (pindex < off || pindex - off >= object->size) continue;
+    Page* pp = page_lookup(*object, pindex - off);
+    if ((pp == nullptr || pp->valid == 0) && !pager_has_page(*object, pindex - off, nullptr, nullptr))
+      return false;
+  }
+  return true;
+}
 
 // A backing page the shadow does not need: 7.x frees it (a wired one is
 // only taken out of the object, its wirer frees it), asserting that it is
@@ -338,11 +359,48 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
       vm.counters().bump(vm.counters().object_collapses);
       continue;
     }
-    // The backing object has other references.  7.x would bypass it when
-    // the shadow covers all of its pages (point past it, at its backing
-    // object); not modelled yet (core/README.md).
+    // Bypass (7.0 vm_object.c 1731-1777): the backing object has other
+    // references, so it stays; if `object` shadows all of its resident
+    // pages in range (or has every page of its own resident: 7.0 then
+    // skips the test), `object` shadows the backing object's backing
+    // object instead, taking a reference on it, and drops its own on the
+    // backing object without deallocating it (it had at least two: 1774).
+    if (object->pages.size() != object->size && !all_shadowed(object)) {
+      backing->mtx.unlock();
+      return;
+    }
+    if (vm.fix(Fix::kBypassUnmaps)) {
+      // Fix bypass-unmaps: a translation of a covered page by a process
+      // mapping `object` is a stale one (a COW write copied the page and
+      // started over, L795-827) and is about to leave the process's chain.
+      // Which pmaps those are is not known here: every mapping goes (other
+      // processes fault theirs back in).
+      const Pindex off = object->backing_offset;
+      MutexLock pq(vm.page_queues);
+      for (const auto& [pindex, p] : backing->pages) {
+        if (pindex < off || pindex - off >= object->size || p->pv.empty()) continue;
+        pmap_remove_all(p);
+        vm.counters().bump(vm.counters().bypass_unmapped);
+      }
+    }
+    auto& sh = backing->shadows;
+    sh.erase(std::remove(sh.begin(), sh.end(), object), sh.end());
+    --backing->shadow_count;
+    Object* grand = backing->backing_object;
+    object->backing_object = grand;
+    if (grand != nullptr) {
+      FL_KASSERT(grand->id < object->id, "a backing object younger than its shadow");
+      grand->mtx.lock();
+      grand->shadows.push_back(object);
+      ++grand->shadow_count;
+      object_reference_locked(*grand);
+      grand->mtx.unlock();
+      object->backing_offset += backing->backing_offset;
+    }
+    FL_KASSERT(backing->ref_count >= 2, "bypassing a backing object with one reference");
+    --backing->ref_count;
     backing->mtx.unlock();
-    return;
+    vm.counters().bump(vm.counters().object_bypasses);
   }
 }
 

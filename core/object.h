@@ -98,8 +98,9 @@ void object_deallocate(Object* o);
 // it OBJ_DEAD, moves up the pages `object` lacks, sleeping "vmocol" with
 // both unlocked on a busy one; swap_pager_copy moves its swap, unlocking it,
 // and may wait for memory with both unlocked).  Gives up when either has
-// paging in progress (moving up only idle pages then), and when the backing
-// object has other references (7.x's bypass is not modelled yet).
+// paging in progress (moving up only idle pages then).  When the backing
+// object has other references, bypass it if `object` shadows all its pages
+// in range (point past it, at its own backing object), else give up.
 // Requires: object locked; returns with it locked.
 void object_collapse(Object* object) FL_REQUIRES(object->mtx);
 

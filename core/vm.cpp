@@ -23,6 +23,7 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kSwapCopyKeepsResident: return "swap-copy-keeps-resident";
     case Fix::kForkWaitsForWiring: return "fork-waits-for-wiring";
     case Fix::kQcollapseSkipsInvalid: return "qcollapse-skips-invalid";
+    case Fix::kBypassUnmaps: return "bypass-unmaps";
     case Fix::kCount: break;
   }
   return "?";
@@ -59,6 +60,15 @@ const char* fix_what(Fix f) noexcept {
              "L795-827) before it frees its invalid placeholder in the shadow (L159-163), so a fork "
              "collapsing the shadow in between frees the page and the only copy of its data; the fix "
              "leaves such a page alone, as FreeBSD 9.3's vm_object_backing_scan does";
+    case Fix::kBypassUnmaps:
+      return "vm_object_collapse's bypass (7.0) points a shadow past a backing object it covers without "
+             "touching that object's pages; a write fault that copied a backing page into the shadow and "
+             "then started over (the map re-lookup failed, L795-827) leaves its process a read-only "
+             "translation of the backing page, which is then outside the process's chain: when the "
+             "bypassed object goes, 7.0 frees a mapped page (vm_page_free_toq asserts it is not), and the "
+             "process reads whatever the page holds next; the fix removes the mappings of the backing "
+             "pages the shadow covers, as collapse-unmaps does before a collapse frees one (other processes' "
+             "translations of those pages go too, and are faulted back in)";
     case Fix::kCount: break;
   }
   return "?";

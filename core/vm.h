@@ -37,6 +37,7 @@ enum class Fix : std::uint8_t {
   kSwapCopyKeepsResident,  // swap_pager_copy: no source block under a resident page of the destination
   kForkWaitsForWiring,     // vmspace_fork: wait for entries an mlock is faulting in
   kQcollapseSkipsInvalid,  // vm_object_backing_scan (quick): keep a backing page under an invalid shadow page
+  kBypassUnmaps,           // vm_object_collapse bypass: unmap the bypassed object's pages the shadow covers
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"

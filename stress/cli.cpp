@@ -122,7 +122,7 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
                  " clean-cow-copy); the run must fail");
   app.add_option("--no-fix", p.no_fix,
                  "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written): dead-object-retry,"
-                 " collapse-unmaps, swap-copy-keeps-resident, fork-waits-for-wiring, qcollapse-skips-invalid");
+                 " collapse-unmaps, swap-copy-keeps-resident, fork-waits-for-wiring, qcollapse-skips-invalid, bypass-unmaps");
   CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
   copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
   CLI::Option* q = app.add_flag("--quiet,-q", c.quiet, "only the verdict and failures");
