@@ -126,7 +126,7 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&protect_in_transition, "protect_in_transition", "mprotects of an entry being wired"},
       {&entry_delete_removes, "entry_delete_removes", "unmaps that freed a one-mapping object's pages"},
       {&object_bypasses, "object_bypasses", "shadows pointed past a backing object referenced elsewhere"},
-      {&bypass_unmapped, "bypass_unmapped", "mapped pages of a bypassed object that the bypass unmapped (fix)"},
+      {&bypass_unmapped, "bypass_unmapped", "mappings of a bypassed object's pages that the bypass removed (fix)"},
       {&qcollapse_kept, "qcollapse_kept", "quick collapses that kept a backing page under a fault's placeholder"},
   };
   std::vector<VmstatRow> out;

@@ -87,7 +87,7 @@ class Counters {
   Counter protect_in_transition{this, 32};  // mprotects that changed an entry being wired (7.0 does not wait)
   Counter qcollapse_kept{this, 33};  // quick collapses that kept a backing page under a fault's placeholder (fix)
   Counter object_bypasses{this, 34};  // shadows pointed past a backing object referenced elsewhere (vm_object_collapse)
-  Counter bypass_unmapped{this, 35};  // mapped pages of a bypassed object that the bypass unmapped (fix)
+  Counter bypass_unmapped{this, 35};  // mappings of a bypassed object's pages that the bypass removed (fix)
   static constexpr std::uint16_t kNamed = 36;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;

@@ -37,8 +37,11 @@ std::string Object::describe() const { return "object " + std::to_string(id); }
 Object* object_allocate(Vm& vm, ObjectType type, Pindex size) { return new Object(vm, type, size); }
 
 void object_reference(Object& o) {
+  // 7.0's vm_object_reference has no OBJ_DEAD assertion (a dead object may
+  // be referenced during its final cleaning); the locked form has one.
   MutexLock l(o.mtx);
-  object_reference_locked(o);
+  FL_KASSERT(o.ref_count > 0, "referencing an object with no references");
+  ++o.ref_count;
 }
 
 void object_reference_locked(Object& o) {
@@ -373,14 +376,14 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
       // Fix bypass-unmaps: a translation of a covered page by a process
       // mapping `object` is a stale one (a COW write copied the page and
       // started over, L795-827) and is about to leave the process's chain.
-      // Which pmaps those are is not known here: every mapping goes (other
-      // processes fault theirs back in).
+      // Which pmaps those are is not known here: every unwired mapping goes
+      // (other processes fault theirs back in); wired ones stay, since
+      // vm_fault_unwire finds its pages through them.
       const Pindex off = object->backing_offset;
       MutexLock pq(vm.page_queues);
       for (const auto& [pindex, p] : backing->pages) {
         if (pindex < off || pindex - off >= object->size || p->pv.empty()) continue;
-        pmap_remove_all(p);
-        vm.counters().bump(vm.counters().bypass_unmapped);
+        vm.counters().bump(vm.counters().bypass_unmapped, pmap_remove_unwired(p));
       }
     }
     auto& sh = backing->shadows;
@@ -467,7 +470,8 @@ Object* object_split(Object* orig, Pindex offidxstart, Pindex size) FL_NO_THREAD
   for (auto& [pindex, m] : nobj->pages) page_wakeup(m);
   nobj->mtx.unlock();
   vm.counters().bump(vm.counters().object_splits);
-  // 1377: the entry's reference on the original goes (it had others).
+  // 1377: the entry's reference on the original goes (the others it had
+  // may have gone meanwhile: then the original is terminated here).
   object_deallocate(orig);
   nobj->mtx.lock();
   return nobj;

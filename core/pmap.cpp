@@ -185,6 +185,21 @@ void pmap_remove_all(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   }
 }
 
+std::uint64_t pmap_remove_unwired(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
+  m->vm->page_queues.assert_owned();
+  std::uint64_t removed = 0;
+  for (std::size_t i = m->pv.size(); i-- > 0;) {
+    PvEntry pv = m->pv[i];
+    MutexLock l(pv.pmap->mtx);
+    PmapEntry& e = entry_at(*pv.pmap, pv.va);
+    FL_KASSERT(e.page == m, "a pv entry names a translation of another page");
+    if (e.wired) continue;
+    remove_entry(*pv.pmap, pv.va, e);
+    ++removed;
+  }
+  return removed;
+}
+
 void pmap_remove_write(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   m->vm->page_queues.assert_owned();
   for (const PvEntry& pv : m->pv) {

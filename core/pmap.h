@@ -135,6 +135,9 @@ void pmap_remove(Pmap& pmap, std::uint64_t sva, std::uint64_t eva);
 void pmap_protect(Pmap& pmap, std::uint64_t sva, std::uint64_t eva, std::uint8_t prot);
 // pmap_remove_all: removes every mapping of m.  Requires: the page queues.
 void pmap_remove_all(Page* m);
+// The unwired mappings of m only (a model helper, not a 7.x function);
+// returns how many went.  Requires: the page queues.
+std::uint64_t pmap_remove_unwired(Page* m);
 // pmap_remove_write: write-protects every mapping of m, collecting modified
 // bits into m's dirty bits.  Requires: the page queues.
 void pmap_remove_write(Page* m);

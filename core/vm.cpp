@@ -59,7 +59,8 @@ const char* fix_what(Fix f) noexcept {
              "through the shadow unbusies it (mapped, seed L912, or not, on its way back to the start, "
              "L795-827) before it frees its invalid placeholder in the shadow (L159-163), so a fork "
              "collapsing the shadow in between frees the page and the only copy of its data; the fix "
-             "leaves such a page alone, as FreeBSD 9.3's vm_object_backing_scan does";
+             "leaves such a page alone, as FreeBSD 9.3's vm_object_backing_scan does (9.3 frees the "
+             "page's swap slot before that test; the fix keeps it)";
     case Fix::kBypassUnmaps:
       return "vm_object_collapse's bypass (7.0) points a shadow past a backing object it covers without "
              "touching that object's pages; a write fault that copied a backing page into the shadow and "
@@ -68,7 +69,7 @@ const char* fix_what(Fix f) noexcept {
              "bypassed object goes, 7.0 frees a mapped page (vm_page_free_toq asserts it is not), and the "
              "process reads whatever the page holds next; the fix removes the mappings of the backing "
              "pages the shadow covers, as collapse-unmaps does before a collapse frees one (other processes' "
-             "translations of those pages go too, and are faulted back in)";
+             "translations of those pages go too, and are faulted back in; wired ones stay)";
     case Fix::kCount: break;
   }
   return "?";
