@@ -480,8 +480,13 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
       // there: a fault may have busied it meanwhile and be mapping it with
       // the object unlocked, and page_remove would clear its busy bit.  The
       // caller retries its fault, which then waits for the page.
-      if (page_lookup(object, pindex) == m && !m->any_busy()) continue;
-      return;  // the page went away (or got busy) while we waited
+      // A page cached meanwhile (its loan ended, then pageout) counts as
+      // gone, as in 7.x, whose lookups do not see cached pages; taken out
+      // of its object here it would stay in the cache with no object, and
+      // the next allocation to reuse it crashed (issue 13's fault-storm
+      // seed 9 with sends).
+      if (page_lookup(object, pindex) == m && !m->any_busy() && m->queue != PageQueue::kCache) continue;
+      return;  // the page went away (or got busy, or cached) while we waited
     }
     mnew->oflags &= static_cast<std::uint8_t>(~kVpoBusy);  // VM_ALLOC_NOBUSY
     if (m->cow == 0) {

@@ -324,6 +324,70 @@ TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
   object_deallocate(hog);
 }
 
+// vm_page_cowfault sleeps for memory; meanwhile the loan ends and pageout
+// caches the page (clean, unwired now).  7.x's lookup no longer sees a
+// cached page, so its cowfault returns.  The model's cache keeps the page
+// in its object: starting over took the cached page out of its object,
+// leaving it in the cache with none, and the allocation that reused it
+// crashed (issue 13: fault-storm seed 9 with sends, SIGSEGV in
+// reuse_cached_locked).  Here the cowfault returns, the page stays cached
+// in its object, and the allocation takes the other cached pages.
+TEST_F(CoreTest, CowfaultWhoseLentPageGotCachedMeanwhileLeavesIt) {
+  Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
+  Page* m = lent_page(*o, 0x3c);
+  ASSERT_NE(m, nullptr);
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (page_alloc(*hog, i, kAllocSystem) != nullptr) ++i;  // the reserve too: only the cache is left
+  }
+  ASSERT_EQ(free_pages(), 0u);
+  std::thread writer([&] {
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_cowfault(m);
+  });
+  while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
+  {
+    // The send completes and pageout caches the page: first in the cache.
+    MutexLock l(o->mtx);
+    MutexLock pq(vm().page_queues);
+    page_loan_end(m);
+    page_cache(m);
+  }
+  // Enough other cached pages to wake the writer (free + cache at free_min).
+  const std::uint32_t ncached = vm().config().free_min + 2;
+  Object* c = object_allocate(vm(), ObjectType::kDefault, ncached);
+  {
+    MutexLock lc(c->mtx);  // the younger object first, as the order checker wants
+    MutexLock l(hog->mtx);
+    MutexLock pq(vm().page_queues);
+    for (Pindex i = 0; i < ncached; ++i) {
+      Page* p = page_lookup(*hog, i);
+      ASSERT_NE(p, nullptr);
+      page_rename(p, *c, i);
+      p->dirty = 0;
+      p->valid = kPageBitsAll;
+      page_cache(p);
+    }
+  }
+  writer.join();
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(page_lookup(*o, 0), m);
+    EXPECT_EQ(m->object, o);
+    EXPECT_EQ(m->queue, PageQueue::kCache);
+    EXPECT_EQ(m->cow, 0u);
+  }
+  free_all(*hog);
+  free_all(*c);
+  free_all(*o);
+  object_deallocate(o);
+  object_deallocate(c);
+  object_deallocate(hog);
+}
+
 // vm_page_cowfault allocates as any other caller does, the cache included.
 // With no free page but free + cache above free_min, refusing the cache
 // livelocked: VM_WAIT returns at once (memory is not short) and the
