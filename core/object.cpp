@@ -232,22 +232,22 @@ restart:
       // The backing object is dead: its offset cannot have changed.
       goto restart;
     }
-    if ((op & kCollapseNowait) != 0 && inside && vm.fix(Fix::kQcollapseSkipsInvalid)) {
+    // The shadow's page at this index (both objects stay locked from here
+    // to the discard-or-move below).
+    Page* const pp = inside ? page_lookup(*object, new_pindex) : nullptr;
+    if ((op & kCollapseNowait) != 0 && pp != nullptr && pp->valid == 0 && vm.fix(Fix::kQcollapseSkipsInvalid)) {
       // Fix qcollapse-skips-invalid: an invalid page of the shadow is a
       // fault's placeholder, and that fault may have found this page and
       // let go of it already (mapped, seed L912, or not, L795-827), with
       // the placeholder still to be freed (L159-163).  Tested before the
       // swap slot goes, so the page keeps its copy.
-      if (Page* pp = page_lookup(*object, new_pindex); pp != nullptr && pp->valid == 0) {
-        vm.counters().bump(vm.counters().qcollapse_kept);
-        continue;
-      }
+      vm.counters().bump(vm.counters().qcollapse_kept);
+      continue;
     }
     FL_KASSERT(p->object == backing, "vm_object_backing_scan: object mismatch");
     if (backing->type == ObjectType::kSwap) backing->swap.erase(p->pindex);  // swap_pager_freespace
     MutexLock pq(vm.page_queues);
-    if (!inside || page_lookup(*object, new_pindex) != nullptr ||
-        pager_has_page(*object, new_pindex, nullptr, nullptr)) {
+    if (!inside || pp != nullptr || pager_has_page(*object, new_pindex, nullptr, nullptr)) {
       scan_discard(vm, p);
       continue;
     }

@@ -20,6 +20,26 @@ void free_all(Object& o) {
   while (!o.pages.empty()) page_free(o.pages.begin()->second);
 }
 
+// An object holding every page an allocation with `flags` can get, so that
+// the next one of the same kind fails.  Requires nothing held.
+Object* hog_memory(Vm& vm, unsigned flags) {
+  Object* hog = object_allocate(vm, ObjectType::kDefault, 1024);
+  MutexLock l(hog->mtx);
+  Pindex i = 0;
+  while (page_alloc(*hog, i, flags) != nullptr) ++i;
+  return hog;
+}
+
+// A write to lent page m of o, on a thread of its own: vm_page_cowfault
+// with o and the page queues held, as the fault calls it.
+std::thread cowfault_on_thread(Object* o, Page* m) {
+  return std::thread([o, m] {
+    MutexLock l(o->mtx);
+    MutexLock pq(o->vm.page_queues);
+    page_cowfault(m);
+  });
+}
+
 // Page 0 of o, resident, valid (every byte `fill`), active and lent to a
 // "socket" (page_loan).  Requires nothing held.
 Page* lent_page(Object& o, std::uint8_t fill) {
@@ -293,17 +313,8 @@ TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
   Page* m = lent_page(*o, 0x11);
   ASSERT_NE(m, nullptr);
-  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
-  {
-    MutexLock l(hog->mtx);
-    Pindex i = 0;
-    while (page_alloc(*hog, i, kAllocNormal) != nullptr) ++i;
-  }
-  std::thread writer([&] {
-    MutexLock l(o->mtx);
-    MutexLock pq(vm().page_queues);
-    page_cowfault(m);
-  });
+  Object* hog = hog_memory(vm(), kAllocNormal);
+  std::thread writer = cowfault_on_thread(o, m);
   while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
   {
     MutexLock l(o->mtx);
@@ -336,18 +347,9 @@ TEST_F(CoreTest, CowfaultWhoseLentPageGotCachedMeanwhileLeavesIt) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
   Page* m = lent_page(*o, 0x3c);
   ASSERT_NE(m, nullptr);
-  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
-  {
-    MutexLock l(hog->mtx);
-    Pindex i = 0;
-    while (page_alloc(*hog, i, kAllocSystem) != nullptr) ++i;  // the reserve too: only the cache is left
-  }
+  Object* hog = hog_memory(vm(), kAllocSystem);  // the reserve too: only the cache is left
   ASSERT_EQ(free_pages(), 0u);
-  std::thread writer([&] {
-    MutexLock l(o->mtx);
-    MutexLock pq(vm().page_queues);
-    page_cowfault(m);
-  });
+  std::thread writer = cowfault_on_thread(o, m);
   while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
   {
     // The send completes and pageout caches the page: first in the cache.
@@ -409,12 +411,7 @@ TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
       page_cache(p);
     }
   }
-  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
-  {
-    MutexLock l(hog->mtx);
-    Pindex i = 0;
-    while (page_alloc(*hog, i, kAllocIfNotCached) != nullptr) ++i;
-  }
+  Object* hog = hog_memory(vm(), kAllocIfNotCached);
   ASSERT_EQ(free_pages(), 0u);
   ASSERT_FALSE(vm().count_min()) << "the cache alone must keep memory above free_min";
   std::atomic<bool> done{false};
