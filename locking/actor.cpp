@@ -38,7 +38,11 @@ Registry& registry() {
 // ActorScope; owned by their thread or fiber and deleted when it ends.
 struct ImplicitActor {
   Actor* actor = nullptr;
-  ~ImplicitActor() { delete actor; }
+  ~ImplicitActor() {
+    if (actor == nullptr) return;
+    if (detail::tl_actor == actor) detail::tl_actor = nullptr;
+    detail::retire_actor(actor);
+  }
 };
 thread_local ImplicitActor tl_implicit;
 
@@ -59,7 +63,7 @@ std::atomic<std::uint64_t> g_fiber_epoch{1};
 // deletes them when the fiber ends.
 void delete_implicit(Actor* a) {
   g_fiber_epoch.fetch_add(1, std::memory_order_release);
-  delete a;
+  detail::retire_actor(a);
 }
 boost::fibers::fiber_specific_ptr<Actor>& fiber_implicit() {
   static boost::fibers::fiber_specific_ptr<Actor>* p =
@@ -91,16 +95,19 @@ Actor::Actor(std::string name) : name_(std::move(name)), id_(g_next_actor_id.fet
 }
 
 Actor::~Actor() {
-  if (depth() != 0) {
-    std::fprintf(stderr, "faultline: actor %llu \"%s\" ends holding %d lock(s):\n",
-                 static_cast<unsigned long long>(id_), name_.c_str(), depth());
-    for (int i = depth() - 1; i >= 0; --i)
-      std::fprintf(stderr, "  %s\n", detail::describe_held(held_[i]).c_str());
-  }
   Registry& r = registry();
   std::lock_guard<std::mutex> g(r.mu);
   (reg_prev_ != nullptr ? reg_prev_->reg_next_ : r.head) = reg_next_;
   (reg_next_ != nullptr ? reg_next_->reg_prev_ : r.tail) = reg_prev_;
+}
+
+void Actor::lock_stack() const noexcept {
+  while (stack_mu_.test_and_set(std::memory_order_acquire)) stack_mu_.wait(true, std::memory_order_relaxed);
+}
+
+void Actor::unlock_stack() const noexcept {
+  stack_mu_.clear(std::memory_order_release);
+  stack_mu_.notify_one();
 }
 
 int Actor::find(const LockBase* lock) const noexcept {
@@ -109,38 +116,111 @@ int Actor::find(const LockBase* lock) const noexcept {
   return -1;
 }
 
-HeldLock* Actor::push(const LockBase* lock, LockMode mode, const char* file, std::uint32_t line) {
+int Actor::held_count() const noexcept {
+  int n = 0;
+  for (int i = depth() - 1; i >= 0; --i) n += held_[i].lock.load(std::memory_order_relaxed) != nullptr;
+  return n;
+}
+
+int Actor::untracked_mutexes() const noexcept {
+  int on_stack = 0;
+  for (int i = depth() - 1; i >= 0; --i)
+    on_stack += held_[i].lock.load(std::memory_order_relaxed) != nullptr &&
+                !held_[i].is_sx.load(std::memory_order_relaxed);
+  return mutex_holds_.load(std::memory_order_relaxed) - mutex_revoked_.load(std::memory_order_relaxed) -
+         on_stack;
+}
+
+int Actor::locks_held() const noexcept {
+  int sx = 0;
+  for (int i = depth() - 1; i >= 0; --i)
+    sx += held_[i].lock.load(std::memory_order_relaxed) != nullptr && !!held_[i].is_sx.load(std::memory_order_relaxed);
+  return mutex_holds_.load(std::memory_order_relaxed) - mutex_revoked_.load(std::memory_order_relaxed) +
+         sx + sx_overflow;
+}
+
+HeldLock* Actor::push(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line) {
   const int d = depth();
-  if (d == kMaxHeldLocks) {
-    std::fprintf(stderr, "faultline: actor \"%s\" holds more than %d locks (at %s)\n", name_.c_str(),
-                 kMaxHeldLocks, format_site(file, line).c_str());
-    std::abort();
+  if (d == kMaxHeldLocks) [[unlikely]] {
+    // Full: squeeze out slots emptied by destroyers, else refuse.
+    lock_stack();
+    int to = 0;
+    for (int i = 0; i < d; ++i) {
+      if (held_[i].lock.load(std::memory_order_relaxed) == nullptr) continue;
+      if (i != to) move_slot(to, i);
+      ++to;
+    }
+    for (int i = to; i < d; ++i) held_[i].lock.store(nullptr, std::memory_order_relaxed);
+    depth_.store(to, std::memory_order_release);
+    unlock_stack();
+    if (to == kMaxHeldLocks) return nullptr;
+    return push(lock, mode, file, line);
   }
   HeldLock& h = held_[d];
-  h.lock.store(lock, std::memory_order_relaxed);
+  const LockClass& c = lock.lock_class();
+  h.lock_name.store(lock.name(), std::memory_order_relaxed);
+  h.class_name.store(c.name(), std::memory_order_relaxed);
+  h.class_id.store(c.id(), std::memory_order_relaxed);
+  h.sleepable.store(c.sleepable(), std::memory_order_relaxed);
+  h.is_sx.store(lock.is_sx(), std::memory_order_relaxed);
   h.file.store(file, std::memory_order_relaxed);
   h.line.store(line, std::memory_order_relaxed);
   h.mode.store(mode, std::memory_order_relaxed);
+  h.lock.store(&lock, std::memory_order_release);
   depth_.store(d + 1, std::memory_order_release);
   return &h;
 }
 
+void Actor::move_slot(int to, int from) noexcept {
+  HeldLock& t = held_[to];
+  HeldLock& f = held_[from];
+  t.lock_name.store(f.lock_name.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.class_name.store(f.class_name.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.class_id.store(f.class_id.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.sleepable.store(f.sleepable.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.is_sx.store(f.is_sx.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.file.store(f.file.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.line.store(f.line.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.mode.store(f.mode.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.trylock = f.trylock;
+  t.key = f.key;
+  t.prof_site = f.prof_site;
+  t.since_ns = f.since_ns;
+  t.lock.store(f.lock.load(std::memory_order_relaxed), std::memory_order_release);
+}
+
 void Actor::remove(int index) noexcept {
   const int d = depth();
-  for (int i = index; i + 1 < d; ++i) {
-    HeldLock& to = held_[i];
-    HeldLock& from = held_[i + 1];
-    to.lock.store(from.lock.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    to.file.store(from.file.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    to.line.store(from.line.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    to.mode.store(from.mode.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    to.trylock = from.trylock;
-    to.key = from.key;
-    to.prof_site = from.prof_site;
-    to.since_ns = from.since_ns;
+  if (index == d - 1) {
+    // The innermost: no entry moves, so no other actor's revoke() can be
+    // confused; trim the empty slots below it.
+    held_[index].lock.store(nullptr, std::memory_order_relaxed);
+    int n = index;
+    while (n > 0 && held_[n - 1].lock.load(std::memory_order_relaxed) == nullptr) --n;
+    depth_.store(n, std::memory_order_release);
+    return;
   }
-  held_[d - 1].lock.store(nullptr, std::memory_order_relaxed);
-  depth_.store(d - 1, std::memory_order_release);
+  lock_stack();
+  int to = index;
+  for (int i = index + 1; i < d; ++i) {
+    if (held_[i].lock.load(std::memory_order_relaxed) == nullptr) continue;
+    move_slot(to++, i);
+  }
+  for (int i = to; i < d; ++i) held_[i].lock.store(nullptr, std::memory_order_relaxed);
+  while (to > 0 && held_[to - 1].lock.load(std::memory_order_relaxed) == nullptr) --to;
+  depth_.store(to, std::memory_order_release);
+  unlock_stack();
+}
+
+bool Actor::revoke(const LockBase* lock) noexcept {
+  lock_stack();
+  bool found = false;
+  for (int i = depth() - 1; i >= 0 && !found; --i) {
+    const LockBase* expected = lock;
+    found = held_[i].lock.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
+  }
+  unlock_stack();
+  return found;
 }
 
 void Actor::set_sleeping(const void* chan, const char* wmesg, const char* file,
@@ -182,14 +262,14 @@ Actor* registry_next(Actor* a) { return a->reg_next_; }
 
 }  // namespace detail
 
-ActorScope::ActorScope(std::string name) : actor_(std::move(name)) {
+ActorScope::ActorScope(std::string name) : actor_(new Actor(std::move(name))) {
   if (detail::g_fiber_actors.load(std::memory_order_relaxed)) {
     previous_ = fiber_actor().get();
-    fiber_actor().reset(&actor_);
+    fiber_actor().reset(actor_);
     g_fiber_epoch.fetch_add(1, std::memory_order_release);
   } else {
     previous_ = detail::tl_actor;
-    detail::tl_actor = &actor_;
+    detail::tl_actor = actor_;
   }
 }
 
@@ -200,16 +280,110 @@ ActorScope::~ActorScope() {
   } else {
     detail::tl_actor = previous_;
   }
+  detail::retire_actor(actor_);
 }
+
+namespace detail {
+
+void retire_actor(Actor* a) {
+  std::string msg;
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> g(r.mu);
+    const int n = a->locks_held();
+    if (n > 0) {
+      // Kept for good: its locks stay held, and nobody may take its address.
+      a->exited_.store(true, std::memory_order_relaxed);
+      msg = "actor " + std::to_string(a->id()) + " \"" + a->name() + "\" ended holding " +
+            std::to_string(n) + " lock(s):";
+      for (int i = a->depth() - 1; i >= 0; --i)
+        if (a->held(i).lock.load(std::memory_order_relaxed) != nullptr)
+          msg += "\n  " + describe_held(a->held(i));
+      if (int u = a->untracked_mutexes(); u > 0)
+        msg += "\n  and " + std::to_string(u) + " mutex(es) taken with the order checker off (not named)";
+      if (a->sx_overflow > 0)
+        msg += "\n  and " + std::to_string(a->sx_overflow) + " sx hold(s) past the held-stack limit";
+    }
+  }
+  if (msg.empty()) {
+    delete a;
+    return;
+  }
+  Report rep{ReportKind::kExitHeld, std::move(msg), "", "", "", ""};
+  rep.actor = "actor " + std::to_string(a->id()) + " \"" + a->name() + "\"";
+  for (int i = a->depth() - 1; i >= 0; --i)
+    if (a->held(i).lock.load(std::memory_order_relaxed) != nullptr) {
+      const HeldLock& h = a->held(i);
+      rep.first_class = h.class_name.load(std::memory_order_relaxed);
+      rep.first_site = format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
+      break;
+    }
+  deliver(std::move(rep), Severity::kMisuse);
+}
+
+void destroy_held_lock(const LockBase& lock, Actor* xowner) {
+  Actor& me = current_actor();  // before the registry lock: it may create the actor
+  const bool sx = lock.is_sx();
+  std::string holders, first_site;
+  bool owner_seen = false;
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> g(r.mu);
+    bool owner_registered = false;
+    for (Actor* x = r.head; x != nullptr; x = registry_next(x)) {
+      owner_registered |= x == xowner;
+      const int i = x->find(&lock);
+      if (i < 0) continue;
+      const HeldLock& h = x->held(i);
+      const std::string site =
+          format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
+      if (first_site.empty()) first_site = site;
+      holders += std::string("\n  held ") +
+                 (h.mode.load(std::memory_order_relaxed) == LockMode::kShared ? "shared" : "exclusively") +
+                 " by " + describe_actor(x) + ", acquired @ " + site;
+      if (x == &me)
+        me.remove(i);
+      else
+        x->revoke(&lock);
+      if (!sx && x == xowner) {
+        owner_seen = true;
+        if (x == &me)
+          me.mutex_released();
+        else
+          x->mutex_revoked();
+      }
+    }
+    // A mutex taken with the checker off is not on any held stack.
+    if (!sx && xowner != nullptr && !owner_seen && owner_registered) {
+      holders += "\n  held exclusively by " + describe_actor(xowner) + " (taken with the order checker off)";
+      if (xowner == &me)
+        me.mutex_released();
+      else
+        xowner->mutex_revoked();
+    }
+  }
+  if (holders.empty()) holders = "\n  held (by whom is not known: taken past the held-stack limit)";
+  std::string msg = "destroying lock " + describe_lock(lock) + " while it is held" + holders +
+                    "\n  destroyed by " + describe_actor(&me) + " @\n" + call_stack(2);
+  if (msg.back() == '\n') msg.pop_back();
+  deliver(Report{ReportKind::kDestroyHeld, std::move(msg), lock.lock_class().name(), "", first_site, ""},
+          Severity::kMisuse);
+}
+
+}  // namespace detail
 
 std::string dump_all_locks(bool all) {
   std::string out;
   for_each_actor([&](const Actor& a) {
     const void* chan = a.sleep_channel();
     const int d = a.depth();
-    if (!all && chan == nullptr && d == 0) return;
+    if (!all && chan == nullptr && a.held_count() == 0 && !a.exited()) return;
     out += "actor " + std::to_string(a.id()) + " \"" + a.name() + "\": ";
-    if (chan != nullptr) {
+    if (a.exited()) {
+      out += "exited holding " + std::to_string(a.locks_held()) + " lock(s)";
+      if (int u = a.untracked_mutexes(); u > 0)
+        out += " (" + std::to_string(u) + " mutex(es) taken with the order checker off, not named)";
+    } else if (chan != nullptr) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%p", chan);
       const char* w = a.wait_message();
@@ -219,7 +393,9 @@ std::string dump_all_locks(bool all) {
       out += "running";
     }
     out += "\n";
-    for (int i = d - 1; i >= 0; --i) out += "  " + detail::describe_held(a.held(i)) + "\n";
+    for (int i = d - 1; i >= 0; --i)
+      if (a.held(i).lock.load(std::memory_order_relaxed) != nullptr)
+        out += "  " + detail::describe_held(a.held(i)) + "\n";
   });
   return out;
 }

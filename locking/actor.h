@@ -8,6 +8,13 @@
 // An OS thread gets an actor the first time it touches a lock; a fiber (under
 // the fiber backend) gets its own, independent of the OS thread it runs on.
 // Give workers readable names with ActorScope.
+//
+// An actor that ends (its thread or fiber exits, its ActorScope closes)
+// holding locks is reported (ReportKind::kExitHeld) and is then kept, marked
+// exited, for the rest of the process: its locks stay held (as a kernel
+// thread's would), dump_all_locks() shows them under the dead actor's name,
+// and reports about them name it; no later actor can ever share its address
+// and be taken for their owner.
 #pragma once
 
 #include <atomic>
@@ -20,15 +27,27 @@ class LockBase;
 class Actor;
 namespace detail {
 Actor* registry_next(Actor* a);
+// Ends an actor: deletes it, or (holding locks) reports it and keeps it.
+void retire_actor(Actor* a);
 }  // namespace detail
 
 enum class LockMode : std::uint8_t { kExclusive, kShared };
 
-inline constexpr int kMaxHeldLocks = 32;
+// Locks one actor may have on its held stack (lockdep's MAX_LOCK_DEPTH).  One
+// more is reported once (ReportKind::kLimit) and turns the order checker off.
+inline constexpr int kMaxHeldLocks = 48;
 
 // One held lock.  Fields another actor may read (for dumps) are atomics.
+// Everything a report or an order check needs is copied here at acquisition,
+// so nothing ever reads a lock through a held entry: a lock destroyed while
+// held (a reported misuse) cannot be read after it is freed.
 struct HeldLock {
-  std::atomic<const LockBase*> lock{nullptr};
+  std::atomic<const LockBase*> lock{nullptr};  // identity only; nullptr: an empty slot
+  std::atomic<const char*> lock_name{nullptr};
+  std::atomic<const char*> class_name{nullptr};
+  std::atomic<int> class_id{-1};
+  std::atomic<bool> sleepable{false};
+  std::atomic<bool> is_sx{false};  // an SxLock (else a Mutex)
   std::atomic<const char*> file{nullptr};
   std::atomic<std::uint32_t> line{0};
   std::atomic<LockMode> mode{LockMode::kExclusive};
@@ -51,15 +70,40 @@ class Actor {
   // deterministic order.
   std::uint64_t id() const noexcept { return id_; }
 
-  int depth() const noexcept { return depth_.load(std::memory_order_relaxed); }
+  // The held stack: slots [0, depth()), outermost first.  A slot whose lock
+  // is nullptr is empty (a lock destroyed while held is taken off its
+  // holder's stack by the destroyer, which may only empty a slot); walkers
+  // skip empty slots.
+  int depth() const noexcept { return depth_.load(std::memory_order_acquire); }
   HeldLock& held(int i) noexcept { return held_[i]; }
   const HeldLock& held(int i) const noexcept { return held_[i]; }
   // Index of `lock` in the held stack (innermost first), or -1.
   int find(const LockBase* lock) const noexcept;
+  // Non-empty slots.
+  int held_count() const noexcept;
 
-  // Held-stack maintenance, called by the lock types (owner only).
-  HeldLock* push(const LockBase* lock, LockMode mode, const char* file, std::uint32_t line);
+  // Held-stack maintenance, called by the lock types (owner only).  push
+  // returns nullptr when the stack is full.
+  HeldLock* push(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line);
   void remove(int index) noexcept;
+  // Another actor (destroying `lock`) empties its slot; false if not found.
+  bool revoke(const LockBase* lock) noexcept;
+
+  // Mutex holds, counted in every mode (the held stack has them only while
+  // the checker tracks): owner-only writes.
+  void mutex_acquired() noexcept { mutex_holds_.store(mutex_holds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void mutex_released() noexcept { mutex_holds_.store(mutex_holds_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed); }
+  // A mutex this actor held was destroyed by another actor.
+  void mutex_revoked() noexcept { mutex_revoked_.fetch_add(1, std::memory_order_relaxed); }
+  // Locks held now: mutexes by count, sx holds on the stack or past its end.
+  int locks_held() const noexcept;
+  // Mutex holds not on the held stack (taken with the checker off).
+  int untracked_mutexes() const noexcept;
+  // An sx hold that did not fit on the held stack (past kMaxHeldLocks).
+  int sx_overflow = 0;
+
+  // True once the actor ended holding locks (it is kept, see above).
+  bool exited() const noexcept { return exited_.load(std::memory_order_relaxed); }
 
   // Sleep state, published for dumps.
   void set_sleeping(const void* chan, const char* wmesg, const char* file, std::uint32_t line) noexcept;
@@ -71,9 +115,17 @@ class Actor {
 
  private:
   friend Actor* detail::registry_next(Actor* a);
+  friend void detail::retire_actor(Actor* a);
+  void lock_stack() const noexcept;
+  void move_slot(int to, int from) noexcept;
+  void unlock_stack() const noexcept;
   std::string name_;
   std::uint64_t id_;
   std::atomic<int> depth_{0};
+  std::atomic<int> mutex_holds_{0};
+  std::atomic<int> mutex_revoked_{0};
+  std::atomic<bool> exited_{false};
+  mutable std::atomic_flag stack_mu_ = ATOMIC_FLAG_INIT;  // shifts of the stack vs. revoke()
   HeldLock held_[kMaxHeldLocks];
   std::atomic<const void*> sleep_chan_{nullptr};
   std::atomic<const char*> wmesg_{nullptr};
@@ -110,14 +162,15 @@ class ActorScope {
   ~ActorScope();
   ActorScope(const ActorScope&) = delete;
   ActorScope& operator=(const ActorScope&) = delete;
-  Actor& actor() noexcept { return actor_; }
+  Actor& actor() noexcept { return *actor_; }
 
  private:
-  Actor actor_;
+  Actor* actor_;  // retired (deleted, or kept if it holds locks) at scope end
   Actor* previous_;
 };
 
-// Calls f(actor) for every live actor, in creation order, under the registry
+// Calls f(actor) for every live actor (and every exited one kept for the
+// locks it still holds), in creation order, under the registry
 // lock (f must not create or destroy actors).
 template <class F>
 void for_each_actor(F&& f);

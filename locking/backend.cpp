@@ -2,6 +2,8 @@
 #include "locking/backend.h"
 
 #include <cstdio>
+#include <cstring>
+#include <vector>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -19,7 +21,19 @@ std::atomic<Backend> g_backend{Backend::kStd};
 std::atomic<long> g_live_locks[5]{};
 
 constinit std::atomic<LockClass*> g_classes[kMaxLockClasses]{};
-std::atomic<int> g_class_count{0};
+std::atomic<int> g_class_count{0};  // high-water mark of ids handed out
+
+// Ids of dead classes, for reuse; and the number of live classes.  A raw
+// std::mutex: the checker does not check itself.
+struct ClassIds {
+  std::mutex mu;
+  std::vector<int> free;
+  int live = 0;
+};
+ClassIds& class_ids() {
+  static ClassIds* c = new ClassIds;  // never destroyed: classes die during exit
+  return *c;
+}
 
 }  // namespace
 
@@ -61,34 +75,87 @@ void set_backend(Backend b) {
 
 Backend current_backend() noexcept { return g_backend.load(std::memory_order_relaxed); }
 
-LockBase::LockBase(LockClass& cls, const char* name)
-    : cls_(&cls), name_(name), backend_(current_backend()) {
+LockBase::LockBase(LockClass& cls, const char* name, bool sx)
+    : cls_(&cls), name_(name), backend_(current_backend()), sx_(sx) {
   g_live_locks[static_cast<int>(backend_)].fetch_add(1, std::memory_order_relaxed);
+  cls.live_locks_.fetch_add(1, std::memory_order_relaxed);
 }
 
 LockBase::~LockBase() {
   g_live_locks[static_cast<int>(backend_)].fetch_sub(1, std::memory_order_relaxed);
+  cls_->live_locks_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 LockClass::LockClass(const char* name, LockKind kind, SameClass same_class)
-    : name_(name), kind_(kind), same_class_(same_class), id_(g_class_count.fetch_add(1)) {
-  if (id_ >= kMaxLockClasses) {
-    std::fprintf(stderr, "faultline: more than %d lock classes (at \"%s\")\n", kMaxLockClasses, name);
-    std::abort();
+    : name_(name), kind_(kind), same_class_(same_class), id_(kNoClassId) {
+  std::string twin;
+  {
+    ClassIds& c = class_ids();
+    std::lock_guard<std::mutex> g(c.mu);
+    if (!c.free.empty()) {
+      id_ = c.free.back();
+      c.free.pop_back();
+    } else if (g_class_count.load(std::memory_order_relaxed) < kMaxLockClasses) {
+      id_ = g_class_count.load(std::memory_order_relaxed);
+      g_class_count.store(id_ + 1, std::memory_order_release);
+    }
+    if (id_ != kNoClassId) {
+      ++c.live;
+      const int n = g_class_count.load(std::memory_order_relaxed);
+      for (int i = 0; i < n && twin.empty(); ++i) {
+        LockClass* o = g_classes[i].load(std::memory_order_relaxed);
+        if (o != nullptr && std::strcmp(o->name(), name) == 0) twin = o->name();
+      }
+      g_classes[id_].store(this, std::memory_order_release);
+    }
   }
-  g_classes[id_].store(this, std::memory_order_release);
+  if (id_ == kNoClassId) {
+    detail::checker_limit("more than " + std::to_string(kMaxLockClasses) + " live lock classes, at \"" +
+                          name + "\"");
+    return;
+  }
+  if (!twin.empty())
+    detail::deliver(Report{ReportKind::kDuplicateName,
+                           std::string("two live lock classes are named \"") + name +
+                               "\": reports cannot tell them apart (give each class its own name)",
+                           name, name, "", ""},
+                    detail::Severity::kWarning);
 }
 
-LockClass::~LockClass() { g_classes[id_].store(nullptr, std::memory_order_release); }
+LockClass::~LockClass() {
+  if (id_ == kNoClassId) return;
+  const long live = live_locks_.load(std::memory_order_relaxed);
+  ClassIds& c = class_ids();
+  {
+    std::lock_guard<std::mutex> g(c.mu);
+    g_classes[id_].store(nullptr, std::memory_order_release);
+    --c.live;
+  }
+  if (live != 0) [[unlikely]] {
+    // Its locks still name it: keep the id out of use for good.
+    detail::deliver(Report{ReportKind::kClassInUse,
+                           std::string("destroying lock class \"") + name_ + "\" while " +
+                               std::to_string(live) + " lock(s) of it are alive (its id is retired)",
+                           name_, "", "", ""},
+                    detail::Severity::kMisuse);
+    return;
+  }
+  detail::forget_class(id_);
+  std::lock_guard<std::mutex> g(c.mu);
+  c.free.push_back(id_);
+}
 
 LockClass* LockClass::by_id(int id) noexcept {
   if (id < 0 || id >= kMaxLockClasses) return nullptr;
   return g_classes[id].load(std::memory_order_acquire);
 }
 
-int LockClass::count() noexcept {
-  int n = g_class_count.load(std::memory_order_acquire);
-  return n < kMaxLockClasses ? n : kMaxLockClasses;
+int LockClass::count() noexcept { return g_class_count.load(std::memory_order_acquire); }
+
+int LockClass::live() noexcept {
+  ClassIds& c = class_ids();
+  std::lock_guard<std::mutex> g(c.mu);
+  return c.live;
 }
 
 const char* point_name(Point p) noexcept {

@@ -20,6 +20,7 @@ std::atomic<std::uint8_t> g_track{0};
 namespace {
 
 std::atomic<Mode> g_mode{Mode::kOff};
+std::atomic<bool> g_limit_hit{false};  // a limit turned the order checker off
 
 // The handler is replaced rarely (tests) and read on every report; reports
 // are rare, so a plain mutex suffices.  std::mutex, not a locking/ lock: the
@@ -57,13 +58,15 @@ std::optional<Mode> parse_mode(std::string_view name) noexcept {
 
 void set_mode(Mode m) noexcept {
   g_mode.store(m, std::memory_order_relaxed);
-  if (m == Mode::kOff)
+  if (m == Mode::kOff || g_limit_hit.load(std::memory_order_relaxed))
     detail::g_track.fetch_and(static_cast<std::uint8_t>(~1u), std::memory_order_relaxed);
   else
     detail::g_track.fetch_or(1, std::memory_order_relaxed);
 }
 
 Mode mode() noexcept { return g_mode.load(std::memory_order_relaxed); }
+
+bool order_checker_enabled() noexcept { return !g_limit_hit.load(std::memory_order_relaxed); }
 
 const char* report_kind_name(ReportKind k) noexcept {
   switch (k) {
@@ -75,6 +78,11 @@ const char* report_kind_name(ReportKind k) noexcept {
     case ReportKind::kDestroyHeld: return "destroying held lock";
     case ReportKind::kAssertion: return "lock assertion failed";
     case ReportKind::kDeclaredOrder: return "declared order contradicts observed order";
+    case ReportKind::kExitHeld: return "actor ended holding locks";
+    case ReportKind::kClassInUse: return "destroying lock class in use";
+    case ReportKind::kWrongKind: return "lock of the wrong kind for its class";
+    case ReportKind::kLimit: return "lock checker limit reached";
+    case ReportKind::kDuplicateName: return "two lock classes share a name";
   }
   return "?";
 }
@@ -88,7 +96,8 @@ ReportHandler set_report_handler(ReportHandler h) {
 
 namespace detail {
 
-void deliver(Report r, bool order_finding) {
+void deliver(Report r, Severity severity) {
+  if (r.actor.empty() && r.kind != ReportKind::kExitHeld) r.actor = describe_actor(&current_actor());
   {
     std::lock_guard<std::mutex> g(g_handler_mu);
     if (g_handler) {
@@ -99,7 +108,8 @@ void deliver(Report r, bool order_finding) {
     }
   }
   const Mode m = mode();
-  if (m == Mode::kAbort || (m == Mode::kOff && !order_finding)) {
+  if (severity == Severity::kWarning) return;
+  if (m == Mode::kAbort || (m == Mode::kOff && severity == Severity::kMisuse)) {
     std::fprintf(stderr, "faultline: aborting (lock checker mode %s) after: %s\n", mode_name(m),
                  report_kind_name(r.kind));
     std::fflush(stderr);
@@ -107,11 +117,11 @@ void deliver(Report r, bool order_finding) {
   }
 }
 
-namespace {
-
 std::string describe_actor(const Actor* a) {
   if (a == nullptr) return "nobody";
-  return "actor " + std::to_string(a->id()) + " \"" + a->name() + "\"";
+  std::string s = "actor " + std::to_string(a->id()) + " \"" + a->name() + "\"";
+  if (a->exited()) s += " (exited)";
+  return s;
 }
 
 std::string describe_lock(const LockBase& l) {
@@ -126,6 +136,8 @@ std::string describe_lock(const LockBase& l) {
   return s;
 }
 
+namespace {
+
 // The site where `a` took `l`, if its held stack says so.
 std::string held_site(const Actor* a, const LockBase& l) {
   if (a == nullptr) return "";
@@ -138,9 +150,17 @@ std::string held_site(const Actor* a, const LockBase& l) {
 }  // namespace
 
 std::string describe_held(const HeldLock& h) {
-  const LockBase* l = h.lock.load(std::memory_order_relaxed);
   std::string s = h.mode.load(std::memory_order_relaxed) == LockMode::kShared ? "shared " : "exclusive ";
-  s += l != nullptr ? describe_lock(*l) : "?";
+  const char* cls = h.class_name.load(std::memory_order_relaxed);
+  const char* name = h.lock_name.load(std::memory_order_relaxed);
+  s += "\"";
+  s += cls != nullptr ? cls : "?";
+  s += "\"";
+  if (name != nullptr && cls != nullptr && std::strcmp(name, cls) != 0) {
+    s += " (";
+    s += name;
+    s += ")";
+  }
   s += " @ ";
   s += format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
   return s;
@@ -154,28 +174,44 @@ void report_recursion(const LockBase& lock, const Site& site) {
                "\n  first acquired @ " + (first.empty() ? std::string("?") : first) +
                "\n  acquired again @ " + format_site(site),
            lock.lock_class().name(), "", first, format_site(site)};
-  deliver(std::move(r), false);
+  deliver(std::move(r), Severity::kMisuse);
 }
 
 void report_not_owned(const LockBase& lock, const Actor* owner, const char* what, const Site& site) {
   Actor& me = current_actor();
   std::string msg = std::string(what) + " lock " + describe_lock(lock) + " not held by " +
                     describe_actor(&me) + " @ " + format_site(site) + "\n  ";
-  msg += owner != nullptr ? "held exclusively by " + describe_actor(owner) : "not held exclusively";
+  if (owner == &me) {
+    msg += "this actor holds it exclusively";
+  } else {
+    msg += owner != nullptr ? "held exclusively by " + describe_actor(owner) : "not held exclusively";
+  }
   std::string owner_site = held_site(owner, lock);
   if (!owner_site.empty()) msg += ", acquired @ " + owner_site;
+  // A wrong-mode release: name this actor's own hold.
+  if (owner != &me) {
+    int i = me.find(&lock);
+    if (i >= 0) {
+      const HeldLock& h = me.held(i);
+      owner_site = format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
+      msg += std::string("\n  this actor holds it ") +
+             (h.mode.load(std::memory_order_relaxed) == LockMode::kShared ? "shared" : "exclusively") +
+             ", acquired @ " + owner_site;
+    }
+  }
   Report r{ReportKind::kNotOwned, std::move(msg), lock.lock_class().name(), "", owner_site,
            format_site(site)};
-  deliver(std::move(r), false);
+  deliver(std::move(r), Severity::kMisuse);
 }
 
-void report_destroy_held(const LockBase& lock, const Actor* owner) {
-  std::string owner_site = held_site(owner, lock);
-  std::string msg = "destroying lock " + describe_lock(lock) + " while it is held";
-  msg += owner != nullptr ? " by " + describe_actor(owner) : std::string(" shared");
-  if (!owner_site.empty()) msg += "\n  acquired @ " + owner_site;
-  Report r{ReportKind::kDestroyHeld, std::move(msg), lock.lock_class().name(), "", owner_site, ""};
-  deliver(std::move(r), false);
+void report_wrong_kind(const LockBase& lock, const char* type, const char* wanted, const Site& site) {
+  Report r{ReportKind::kWrongKind,
+           std::string("lock ") + describe_lock(lock) + " is " + type + " but its class \"" +
+               lock.lock_class().name() + "\" is " + (lock.lock_class().sleepable() ? "sleepable (kSx)" : "non-sleepable (kMutex)") +
+               "; " + type + " needs " + wanted + " @ " + format_site(site) +
+               "\n  the checker treats the lock by its class's kind",
+           lock.lock_class().name(), "", "", format_site(site)};
+  deliver(std::move(r), Severity::kMisuse);
 }
 
 void report_assertion(const LockBase& lock, const char* expected, const Site& site) {
@@ -184,7 +220,22 @@ void report_assertion(const LockBase& lock, const char* expected, const Site& si
            "lock assertion failed: " + describe_lock(lock) + " expected " + expected + " by " +
                describe_actor(&me) + " @ " + format_site(site),
            lock.lock_class().name(), "", "", format_site(site)};
-  deliver(std::move(r), false);
+  deliver(std::move(r), Severity::kMisuse);
+}
+
+void checker_limit(const std::string& what) {
+  if (g_limit_hit.exchange(true)) return;  // reported once
+  g_track.fetch_and(static_cast<std::uint8_t>(~kTrackOrder), std::memory_order_relaxed);
+  deliver(Report{ReportKind::kLimit,
+                 "lock checker limit reached: " + what +
+                     "\n  the order checker is off from here on (misuse is still caught)",
+                 "", "", "", ""},
+          Severity::kWarning);
+}
+
+void clear_limit() noexcept {
+  g_limit_hit.store(false, std::memory_order_relaxed);
+  set_mode(mode());
 }
 
 }  // namespace detail

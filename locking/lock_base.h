@@ -13,9 +13,10 @@ class LockBase {
   // The instance name given at construction, or the class name.
   const char* name() const noexcept { return name_ != nullptr ? name_ : cls_->name(); }
   Backend backend() const noexcept { return backend_; }
+  bool is_sx() const noexcept { return sx_; }
 
  protected:
-  LockBase(LockClass& cls, const char* name);
+  LockBase(LockClass& cls, const char* name, bool sx);
   ~LockBase();
   LockBase(const LockBase&) = delete;
   LockBase& operator=(const LockBase&) = delete;
@@ -24,6 +25,7 @@ class LockBase {
   LockClass* cls_;
   const char* name_;
   Backend backend_;
+  bool sx_;
 };
 
 }  // namespace faultline::locking

@@ -3,8 +3,15 @@
 // its lock classes).  Thousands of "vm object" mutexes share one class, so one
 // observed order between "vm object" and "page queues" covers them all.
 //
-// Classes are meant to be long-lived (namespace-scope objects); a class gets a
-// small id at construction and keeps it.  At most kMaxLockClasses exist.
+// Classes are usually long-lived (namespace-scope objects), but may come and
+// go: a class gets a small id at construction, and the id (with every order
+// the checker learnt about the class) is recycled when the class dies.  At
+// most kMaxLockClasses live at once (lockdep's MAX_LOCKDEP_KEYS); one more is
+// reported once (ReportKind::kLimit) and turns the order checker off for the
+// rest of the process instead of aborting it.  Two live classes with one name
+// are reported (kDuplicateName, a warning): reports name classes.  Destroying
+// a class while locks of it are alive is reported (kClassInUse) and its id
+// is then never reused.
 #pragma once
 
 #include <atomic>
@@ -13,7 +20,9 @@
 
 namespace faultline::locking {
 
-inline constexpr int kMaxLockClasses = 1024;
+inline constexpr int kMaxLockClasses = 8192;
+// The id of a class made past the limit: never ordered.
+inline constexpr int kNoClassId = -1;
 
 enum class LockKind : std::uint8_t {
   kMutex,  // not sleepable: never held across a sleep (other than as interlock)
@@ -55,9 +64,15 @@ class LockClass {
   LockStats& stats() noexcept { return stats_; }
   const LockStats& stats() const noexcept { return stats_; }
 
+  // Locks of this class alive now.
+  long live_locks() const noexcept { return live_locks_.load(std::memory_order_relaxed); }
+
   // The class with this id, or nullptr.
   static LockClass* by_id(int id) noexcept;
+  // One past the highest id in use so far (ids below it may be free).
   static int count() noexcept;
+  // Classes alive now.
+  static int live() noexcept;
 
  private:
   const char* name_;
@@ -65,6 +80,8 @@ class LockClass {
   SameClass same_class_;
   int id_;
   LockStats stats_;
+  std::atomic<long> live_locks_{0};
+  friend class LockBase;
 };
 
 }  // namespace faultline::locking

@@ -46,8 +46,9 @@ int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64
 
 class FL_CAPABILITY("mutex") Mutex : public LockBase {
  public:
-  // `cls` must be a LockKind::kMutex class.  `name` (a string with static
-  // lifetime, or nullptr for the class name) identifies the instance.
+  // `cls` must be a LockKind::kMutex class (else reported: kWrongKind).
+  // `name` (a string with static lifetime, or nullptr for the class name)
+  // identifies the instance.
   explicit Mutex(LockClass& cls, const char* name = nullptr) : Mutex(cls, name, 0) {}
   // A mutex of a SameClass::kOrdered class whose place in the order is a
   // property of the instance: every acquisition (lock, try_lock, the
@@ -55,7 +56,8 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
   // present a lower lock of the order with a higher key.  (The VM's objects
   // key on their age: a backing object is always older than its shadows.)
   Mutex(LockClass& cls, const char* name, std::uint32_t order_key);
-  // Destroying a held mutex is reported (kDestroyHeld).
+  // Destroying a held mutex is reported (kDestroyHeld) and takes it off its
+  // holder's held stack.
   ~Mutex();
 
   void lock(const Site& site = Site::current()) FL_ACQUIRE() {
@@ -64,17 +66,26 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
       if (owner_.load(std::memory_order_relaxed) != &me) [[likely]] {
         raw_.lock();
         owner_.store(&me, std::memory_order_relaxed);
+        me.mutex_acquired();
         return;
       }
     }
-    lock_impl(order_key_, site);
+    lock_impl(order_key_, site, nullptr);
   }
 
   // Acquires a second (third, ...) lock of a SameClass::kOrdered class: `key`
   // must exceed the key of every held lock of the class (e.g. chain depth).
   // It replaces the mutex's own order key for this acquisition.
   void lock_nested(std::uint32_t key, const Site& site = Site::current()) FL_ACQUIRE() {
-    lock_impl(key, site);
+    lock_impl(key, site, nullptr);
+  }
+
+  // Acquires one of many locks of a class while holding `nest`, a lock that
+  // serialises every acquisition of them (lockdep's mutex_lock_nest_lock):
+  // the locks of the class then nest in any order, with no key.  Reported
+  // (kSameClass) if this actor does not hold `nest`.
+  void lock_nest_lock(const LockBase& nest, const Site& site = Site::current()) FL_ACQUIRE() {
+    lock_impl(order_key_, site, &nest);
   }
 
   // Never blocks; never checked for order (a try-lock cannot deadlock).
@@ -82,7 +93,12 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
 
   void unlock(const Site& site = Site::current()) FL_RELEASE() {
     if (detail::fast_path()) [[likely]] {
-      if (owner_.load(std::memory_order_relaxed) == &current_actor()) [[likely]] {
+      Actor& me = current_actor();
+      if (owner_.load(std::memory_order_relaxed) == &me) [[likely]] {
+        // Taken while the checker tracked (and since switched off)?
+        if (me.depth() != 0) [[unlikely]]
+          detail::note_released(me, *this);
+        me.mutex_released();
         owner_.store(nullptr, std::memory_order_relaxed);
         raw_.unlock();
         return;
@@ -109,7 +125,7 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
 
  private:
   friend int detail::sleep_impl(const void*, Mutex*, const char*, std::int64_t, bool, const Site&);
-  void lock_impl(std::uint32_t key, const Site& site) FL_NO_THREAD_SAFETY_ANALYSIS;
+  void lock_impl(std::uint32_t key, const Site& site, const LockBase* nest) FL_NO_THREAD_SAFETY_ANALYSIS;
   void unlock_slow(const Site& site) FL_NO_THREAD_SAFETY_ANALYSIS;
   // Release / reacquire around a sleep: no schedule point of their own.
   void release_for_sleep(Actor& me);

@@ -80,18 +80,18 @@ void check_sleep_locks(Actor& me, const Mutex* interlock, const void* chan, cons
   for (int i = me.depth() - 1; i >= 0; --i) {
     const HeldLock& h = me.held(i);
     const LockBase* l = h.lock.load(std::memory_order_relaxed);
-    if (l == interlock || l->lock_class().sleepable()) continue;
+    if (l == nullptr || l == interlock || h.sleepable.load(std::memory_order_relaxed)) continue;
     char buf[32];
     std::snprintf(buf, sizeof buf, "%p", chan);
     detail::deliver(Report{ReportKind::kSleepWithLock,
                            std::string("sleeping on ") + buf + " \"" + wmesg + "\" @ " +
-                               format_site(site) + " with non-sleepable lock held:\n  " +
-                               detail::describe_held(h),
-                           l->lock_class().name(), "",
+                               format_site(site) + " with non-sleepable lock held by " +
+                               detail::describe_actor(&me) + ":\n  " + detail::describe_held(h),
+                           h.class_name.load(std::memory_order_relaxed), "",
                            format_site(h.file.load(std::memory_order_relaxed),
                                        h.line.load(std::memory_order_relaxed)),
                            format_site(site)},
-                    true);
+                    detail::Severity::kOrder);
   }
 }
 
@@ -107,7 +107,7 @@ int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64
     report_not_owned(*interlock, interlock->owner(), "sleeping with interlock", site);
     return 0;  // kReport mode: the sleep is skipped
   }
-  if (locking::mode() != Mode::kOff) check_sleep_locks(me, interlock, chan, wmesg, site);
+  if (detail::order_on()) check_sleep_locks(me, interlock, chan, wmesg, site);
 
   const WaitKind kind = wait_kind_for(current_backend());
   Bucket& b = bucket_for(kind, chan);
@@ -141,7 +141,7 @@ int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64
 
 void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& site) {
   Actor& me = current_actor();
-  if (locking::mode() != Mode::kOff) check_sleep_locks(me, nullptr, what, wmesg, site);
+  if (detail::order_on()) check_sleep_locks(me, nullptr, what, wmesg, site);
   if (detail::g_point_hook.load(std::memory_order_acquire) != nullptr) {
     schedule_point(Point::kPause, what, us);  // the executor spends the time
     return;

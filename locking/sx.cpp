@@ -5,17 +5,29 @@
 namespace faultline::locking {
 
 SxLock::SxLock(LockClass& cls, const char* name)
-    : LockBase(cls, name),
+    : LockBase(cls, name, true),
       m_(detail::wait_kind_for(backend())),
       readers_(detail::wait_kind_for(backend())),
       writers_(detail::wait_kind_for(backend())) {
-  FL_KASSERT(cls.kind() == LockKind::kSx, "an SxLock needs a LockKind::kSx class");
+  if (cls.kind() != LockKind::kSx) [[unlikely]]
+    detail::report_wrong_kind(*this, "an SxLock", "a LockKind::kSx class", Site::current());
 }
 
 SxLock::~SxLock() {
   Actor* o = xowner_.load(std::memory_order_relaxed);
   if (o != nullptr || sharers() != 0) [[unlikely]]
-    detail::report_destroy_held(*this, o);
+    detail::destroy_held_lock(*this, o);
+}
+
+// Every sx hold is on its actor's held stack, in every mode: a shared hold
+// has no owner field, so the stack is the only record of who holds it.
+void SxLock::remember(Actor& me, LockMode mode, bool trylock, bool contended, std::uint64_t wait_ns,
+                      const Site& site) {
+  detail::note_acquired(me, *this, mode, 0, trylock, contended, wait_ns, site);
+}
+
+void SxLock::forget(Actor& me) {
+  if (!detail::note_released(me, *this) && me.sx_overflow > 0) --me.sx_overflow;
 }
 
 bool SxLock::fast_slock() noexcept {
@@ -93,18 +105,18 @@ void SxLock::slow_xunlock() {
 }
 
 bool SxLock::held_shared_by_me() const noexcept {
-  if (detail::tracking()) {
-    Actor& me = current_actor();
-    int i = me.find(this);
-    return i >= 0 && me.held(i).mode.load(std::memory_order_relaxed) == LockMode::kShared;
-  }
-  return sharers() != 0;
+  Actor& me = current_actor();
+  int i = me.find(this);
+  if (i >= 0) return me.held(i).mode.load(std::memory_order_relaxed) == LockMode::kShared;
+  // Past the held-stack limit holds are not recorded (reported once, kLimit).
+  return me.sx_overflow > 0 && sharers() != 0 && xowner_.load(std::memory_order_relaxed) != &me;
 }
 
 void SxLock::xlock(const Site& site) {
   schedule_point(Point::kLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
-  if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
+  // Held in either mode by this actor: waiting would wait for itself.
+  if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
     detail::report_recursion(*this, site);
     return;
   }
@@ -119,20 +131,18 @@ void SxLock::xlock(const Site& site) {
     slow_xlock();
   }
   xowner_.store(&me, std::memory_order_relaxed);
-  if (track)
-    detail::note_acquired(me, *this, LockMode::kExclusive, 0, false, contended,
-                          t0 != 0 ? detail::now_ns() - t0 : 0, site);
+  remember(me, LockMode::kExclusive, false, contended, t0 != 0 ? detail::now_ns() - t0 : 0, site);
 }
 
 void SxLock::slock(const Site& site) {
   schedule_point(Point::kLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
-  if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
+  // Shared recursion too: with a writer waiting it would wait for itself.
+  if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
     detail::report_recursion(*this, site);
     return;
   }
   const bool track = detail::tracking();
-  // Shared recursion is caught here when the checker tracks held locks.
   if (track && !detail::check_acquire(me, *this, LockMode::kShared, 0, site)) return;
   bool contended = false;
   std::uint64_t t0 = 0;
@@ -141,15 +151,13 @@ void SxLock::slock(const Site& site) {
     if (track && detail::profiling_on()) t0 = detail::now_ns();
     slow_slock();
   }
-  if (track)
-    detail::note_acquired(me, *this, LockMode::kShared, 0, false, contended,
-                          t0 != 0 ? detail::now_ns() - t0 : 0, site);
+  remember(me, LockMode::kShared, false, contended, t0 != 0 ? detail::now_ns() - t0 : 0, site);
 }
 
 bool SxLock::try_xlock(const Site& site) {
   schedule_point(Point::kTryLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
-  if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
+  if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
     detail::report_recursion(*this, site);
     return false;
   }
@@ -158,23 +166,20 @@ bool SxLock::try_xlock(const Site& site) {
   while ((v & (kExclusive | kCountMask)) == 0 && !got)
     got = state_.compare_exchange_weak(v, v | kExclusive, std::memory_order_acquire, std::memory_order_relaxed);
   if (got) xowner_.store(&me, std::memory_order_relaxed);
-  if (got && detail::tracking())
-    detail::note_acquired(me, *this, LockMode::kExclusive, 0, true, false, 0, site);
+  if (got) remember(me, LockMode::kExclusive, true, false, 0, site);
   return got;
 }
 
 bool SxLock::try_slock(const Site& site) {
   schedule_point(Point::kTryLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
-  if (xowner_.load(std::memory_order_relaxed) == &me ||
-      (detail::tracking() && me.find(this) >= 0)) [[unlikely]] {
+  if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
     detail::report_recursion(*this, site);
     return false;
   }
   // Refused while a writer holds it or waits for it (writer preference).
   bool got = fast_slock();
-  if (got && detail::tracking())
-    detail::note_acquired(me, *this, LockMode::kShared, 0, true, false, 0, site);
+  if (got) remember(me, LockMode::kShared, true, false, 0, site);
   return got;
 }
 
@@ -185,7 +190,7 @@ void SxLock::xunlock(const Site& site) {
     detail::report_not_owned(*this, o, "exclusive-unlocking", site);
     return;
   }
-  if (detail::tracking()) detail::note_released(me, *this);
+  forget(me);
   xowner_.store(nullptr, std::memory_order_relaxed);
   std::uint32_t x = kExclusive;
   if (!state_.compare_exchange_strong(x, 0, std::memory_order_release, std::memory_order_relaxed)) slow_xunlock();
@@ -199,7 +204,7 @@ void SxLock::sunlock(const Site& site) {
                              site);
     return;
   }
-  if (detail::tracking()) detail::note_released(me, *this);
+  forget(me);
   if (!fast_sunlock()) slow_sunlock();
   schedule_point(Point::kUnlock, static_cast<const LockBase*>(this));
 }
@@ -225,7 +230,7 @@ bool SxLock::try_upgrade(const Site& site) {
     got = state_.compare_exchange_weak(v, (v & kWaiters) | kExclusive, std::memory_order_acquire,
                                        std::memory_order_relaxed);
   if (got) xowner_.store(&me, std::memory_order_relaxed);
-  if (got && detail::tracking()) detail::note_mode(me, *this, LockMode::kExclusive);
+  if (got) detail::note_mode(me, *this, LockMode::kExclusive);
   return got;
 }
 
@@ -244,7 +249,7 @@ void SxLock::downgrade(const Site& site) {
       readers_.notify_all();
     m_.unlock();
   }
-  if (detail::tracking()) detail::note_mode(me, *this, LockMode::kShared);
+  detail::note_mode(me, *this, LockMode::kShared);
 }
 
 void SxLock::assert_xlocked(const Site& site) const {
@@ -267,8 +272,7 @@ void SxLock::assert_locked(const Site& site) const {
 
 void SxLock::assert_unlocked(const Site& site) const {
   if constexpr (!kInvariants) return;
-  bool mine = xlocked();
-  if (!mine && detail::tracking()) mine = current_actor().find(this) >= 0;
+  const bool mine = xlocked() || current_actor().find(this) >= 0;
   if (mine) [[unlikely]]
     detail::report_assertion(*this, "not locked by this actor", site);
 }

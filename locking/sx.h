@@ -34,7 +34,7 @@ namespace faultline::locking {
 
 class FL_CAPABILITY("sx") SxLock : public LockBase {
  public:
-  // `cls` must be a LockKind::kSx class.
+  // `cls` must be a LockKind::kSx class (else reported: kWrongKind).
   explicit SxLock(LockClass& cls, const char* name = nullptr);
   ~SxLock();
 
@@ -63,8 +63,7 @@ class FL_CAPABILITY("sx") SxLock : public LockBase {
   std::uint32_t shared_waiters() const noexcept { return swaiters_.load(std::memory_order_relaxed); }
 
   void assert_xlocked(const Site& site = Site::current()) const FL_ASSERT_CAPABILITY(this);
-  // Shared holds are per actor only while the checker tracks held locks;
-  // otherwise this checks that some actor holds it shared.
+  // Shared holds are recorded per actor in every mode (on the held stack).
   void assert_slocked(const Site& site = Site::current()) const FL_ASSERT_SHARED_CAPABILITY(this);
   // Held in either mode (by this actor for exclusive).
   void assert_locked(const Site& site = Site::current()) const FL_ASSERT_SHARED_CAPABILITY(this);
@@ -72,6 +71,9 @@ class FL_CAPABILITY("sx") SxLock : public LockBase {
 
  private:
   bool held_shared_by_me() const noexcept;
+  void remember(Actor& me, LockMode mode, bool trylock, bool contended, std::uint64_t wait_ns,
+                const Site& site);
+  void forget(Actor& me);
 
   // The lock word: sharer count, an exclusive bit, and a "waiters" bit that
   // sends releases to the slow path (m_, to wake them).  Uncontended holds

@@ -26,11 +26,16 @@ struct EdgeSites {
   const char* second_file;
   std::uint32_t second_line;
   bool declared;
+  std::string actor = {};  // who first took them in this order
+  std::string stack = {};  // its call stack then, when stacks() is on
 };
 
 // later[a] bit b: a is ordered before b (transitive closure).  Read without
 // the mutex on the fast path; written under it.
-constinit std::atomic<std::uint64_t> g_later[kMaxLockClasses][kWords]{};
+// Plain words (zero before any constructor runs: classes made during static
+// initialisation may add orders), accessed through std::atomic_ref.
+std::uint64_t g_later_words[kMaxLockClasses][kWords];
+inline std::atomic_ref<std::uint64_t> later_word(int a, int w) { return std::atomic_ref(g_later_words[a][w]); }
 
 struct Graph {
   std::mutex mu;  // a raw std::mutex: the checker does not check itself
@@ -45,22 +50,27 @@ Graph& graph() {
 }
 
 inline bool later_has(int a, int b) {
-  return (g_later[a][b >> 6].load(std::memory_order_relaxed) >> (b & 63)) & 1;
+  return (later_word(a, b >> 6).load(std::memory_order_relaxed) >> (b & 63)) & 1;
 }
 
 // Adds a -> b and closes it transitively.  Caller holds the graph mutex and
 // has checked that b does not reach a.
-void add_edge(Graph& g, int a, int b, const EdgeSites& sites) {
-  g.edges.emplace(std::make_pair(a, b), sites);
-  std::uint64_t add[kWords];
-  for (int w = 0; w < kWords; ++w) add[w] = g_later[b][w].load(std::memory_order_relaxed);
-  add[b >> 6] |= std::uint64_t{1} << (b & 63);
+void close_edge(int a, int b) {
   const int n = LockClass::count();
+  const int words = (n + 63) / 64;
+  std::uint64_t add[kWords];
+  for (int w = 0; w < words; ++w) add[w] = later_word(b, w).load(std::memory_order_relaxed);
+  add[b >> 6] |= std::uint64_t{1} << (b & 63);
   for (int x = 0; x < n; ++x) {
     if (x != a && !later_has(x, a)) continue;
-    for (int w = 0; w < kWords; ++w)
-      if (add[w] != 0) g_later[x][w].fetch_or(add[w], std::memory_order_relaxed);
+    for (int w = 0; w < words; ++w)
+      if (add[w] != 0) later_word(x, w).fetch_or(add[w], std::memory_order_relaxed);
   }
+}
+
+void add_edge(Graph& g, int a, int b, EdgeSites sites) {
+  g.edges.emplace(std::make_pair(a, b), std::move(sites));
+  close_edge(a, b);
 }
 
 std::string class_name(int id) {
@@ -68,10 +78,16 @@ std::string class_name(int id) {
   return std::string("\"") + (c != nullptr ? c->name() : "?") + "\"";
 }
 
-std::string edge_text(int a, int b, const EdgeSites& e) {
+std::string edge_text(int a, int b, const EdgeSites& e, bool with_stack = false) {
   std::string s = "    " + class_name(a) + " @ " + format_site(e.first_file, e.first_line) +
                   " before " + class_name(b) + " @ " + format_site(e.second_file, e.second_line);
   if (e.declared) s += " (declared)";
+  if (!e.actor.empty()) s += " by " + e.actor;
+  if (with_stack && !e.stack.empty()) {
+    s += ", call stack:\n";
+    s += e.stack;
+    if (s.back() == '\n') s.pop_back();
+  }
   return s;
 }
 
@@ -95,36 +111,43 @@ std::vector<std::pair<int, int>> find_path(Graph& g, int from, int to) {
   return path;
 }
 
-std::string describe_lock(const LockBase& l) {
-  std::string s = std::string("\"") + l.lock_class().name() + "\"";
-  if (std::string_view(l.name()) != l.lock_class().name()) s += std::string(" (") + l.name() + ")";
+// A held entry as a lock: "\"class\" (name)".
+std::string describe_entry(const HeldLock& h) {
+  const char* cls = h.class_name.load(std::memory_order_relaxed);
+  const char* name = h.lock_name.load(std::memory_order_relaxed);
+  std::string s = std::string("\"") + cls + "\"";
+  if (name != nullptr && std::string_view(name) != cls) s += std::string(" (") + name + ")";
   return s;
 }
 
 // The held lock `h` (class a) is held while `lock` (class b) is acquired at
 // `site`, and the graph has no a -> b yet: record it, or report a reversal.
-void slow_order(const HeldLock& h, const LockBase& held, const LockBase& lock, const Site& site) {
-  const int a = held.lock_class().id(), b = lock.lock_class().id();
+void slow_order(Actor& me, const HeldLock& h, const LockBase& lock, const Site& site) {
+  const int a = h.class_id.load(std::memory_order_relaxed), b = lock.lock_class().id();
+  const bool with_stacks = stacks();
   Graph& g = graph();
   std::unique_lock<std::mutex> lk(g.mu);
   if (later_has(a, b)) return;  // another actor added it meanwhile
   const char* hfile = h.file.load(std::memory_order_relaxed);
   const std::uint32_t hline = h.line.load(std::memory_order_relaxed);
   if (!later_has(b, a)) {
-    add_edge(g, a, b, EdgeSites{hfile, hline, site.file_name(), site.line(), false});
+    EdgeSites e{hfile, hline, site.file_name(), site.line(), false, detail::describe_actor(&me)};
+    if (with_stacks) e.stack = detail::call_stack(3);
+    add_edge(g, a, b, std::move(e));
     return;
   }
   if (!g.reported.insert({std::min(a, b), std::max(a, b)}).second) return;
-  std::string msg = "lock order reversal:\n";
-  msg += " 1st " + describe_lock(held) + " @ " + format_site(hfile, hline) + " (held)\n";
-  msg += " 2nd " + describe_lock(lock) + " @ " + format_site(site) + " (being acquired)\n";
+  std::string msg = "lock order reversal by " + detail::describe_actor(&me) + ":\n";
+  msg += " 1st " + describe_entry(h) + " @ " + format_site(hfile, hline) + " (held)\n";
+  msg += " 2nd " + detail::describe_lock(lock) + " @ " + format_site(site) + " (being acquired)\n";
+  if (with_stacks) msg += " call stack:\n" + detail::call_stack(3);
   msg += " established order " + class_name(b) + " before " + class_name(a) + ", first seen:\n";
-  for (auto [x, y] : find_path(g, b, a)) msg += edge_text(x, y, g.edges.at({x, y})) + "\n";
+  for (auto [x, y] : find_path(g, b, a)) msg += edge_text(x, y, g.edges.at({x, y}), with_stacks) + "\n";
   lk.unlock();
   if (!msg.empty() && msg.back() == '\n') msg.pop_back();
-  detail::deliver(Report{ReportKind::kOrderReversal, std::move(msg), held.lock_class().name(),
+  detail::deliver(Report{ReportKind::kOrderReversal, std::move(msg), h.class_name.load(std::memory_order_relaxed),
                          lock.lock_class().name(), format_site(hfile, hline), format_site(site)},
-                  true);
+                  detail::Severity::kOrder);
 }
 
 // Findings that are reported once per (kind, class pair, new site line).
@@ -139,46 +162,59 @@ bool first_time(ReportKind k, int a, int b, const Site& site) {
 namespace detail {
 
 bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t key,
-                   const Site& site) {
-  const bool order = locking::mode() != Mode::kOff;
+                   const Site& site, const LockBase* nest) {
   const LockClass& cb = lock.lock_class();
+  const int b = cb.id();
+  const bool order = order_on() && b >= 0;
   const int depth = me.depth();
   for (int i = 0; i < depth; ++i) {
     const HeldLock& h = me.held(i);
     const LockBase* held = h.lock.load(std::memory_order_relaxed);
+    if (held == nullptr) continue;  // emptied by a destroyer
     if (held == &lock) {
       report_recursion(lock, site);
       return false;
     }
     if (!order) continue;
-    const LockClass& ca = held->lock_class();
-    if (cb.sleepable() && !ca.sleepable() && first_time(ReportKind::kSleepWithLock, ca.id(), cb.id(), site)) {
-      deliver(Report{ReportKind::kSleepWithLock,
-                     "acquiring sleepable lock " + describe_lock(lock) + " @ " + format_site(site) +
-                         " with non-sleepable lock held:\n  " + describe_held(h),
-                     ca.name(), cb.name(),
-                     format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed)),
-                     format_site(site)},
-              true);
-    }
-    if (&ca == &cb) {
-      if (cb.same_class() == SameClass::kOrdered && key > h.key) continue;
-      if (!first_time(ReportKind::kSameClass, ca.id(), cb.id(), site)) continue;
-      std::string why = cb.same_class() == SameClass::kOrdered
-                            ? " with key " + std::to_string(key) + " not above held key " +
-                                  std::to_string(h.key) + " (use lock_nested with increasing keys)"
-                            : " (class does not allow nesting; use try-lock or SameClass::kOrdered)";
-      deliver(Report{ReportKind::kSameClass,
-                     "acquiring duplicate lock of same class " + describe_lock(lock) + " @ " +
-                         format_site(site) + why + "\n  held: " + describe_held(h),
-                     ca.name(), cb.name(),
-                     format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed)),
-                     format_site(site)},
-              true);
+    const int a = h.class_id.load(std::memory_order_relaxed);
+    if (a < 0) continue;
+    const char* aname = h.class_name.load(std::memory_order_relaxed);
+    if (cb.sleepable() && !h.sleepable.load(std::memory_order_relaxed)) {
+      // Reported, and not recorded: a reported order must not become the
+      // established one that a legal sx -> mutex order is later blamed on.
+      if (first_time(ReportKind::kSleepWithLock, a, b, site))
+        deliver(Report{ReportKind::kSleepWithLock,
+                       "acquiring sleepable lock " + describe_lock(lock) + " @ " + format_site(site) +
+                           " with non-sleepable lock held by " + describe_actor(&me) + ":\n  " +
+                           describe_held(h),
+                       aname, cb.name(),
+                       format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed)),
+                       format_site(site)},
+                Severity::kOrder);
       continue;
     }
-    if (!later_has(ca.id(), cb.id())) [[unlikely]]
-      slow_order(h, *held, lock, site);
+    if (a == b) {
+      if (nest != nullptr && me.find(nest) >= 0) continue;  // serialised by the nest lock
+      if (nest == nullptr && cb.same_class() == SameClass::kOrdered && key > h.key) continue;
+      if (!first_time(ReportKind::kSameClass, a, b, site)) continue;
+      std::string why =
+          nest != nullptr
+              ? " under nest lock " + describe_lock(*nest) + ", which this actor does not hold"
+          : cb.same_class() == SameClass::kOrdered
+              ? " with key " + std::to_string(key) + " not above held key " + std::to_string(h.key) +
+                    " (use lock_nested with increasing keys)"
+              : " (class does not allow nesting; use try-lock, SameClass::kOrdered or lock_nest_lock)";
+      deliver(Report{ReportKind::kSameClass,
+                     "acquiring duplicate lock of same class " + describe_lock(lock) + " @ " +
+                         format_site(site) + why + " by " + describe_actor(&me) + "\n  held: " + describe_held(h),
+                     aname, cb.name(),
+                     format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed)),
+                     format_site(site)},
+              Severity::kOrder);
+      continue;
+    }
+    if (!later_has(a, b)) [[unlikely]]
+      slow_order(me, h, lock, site);
   }
   (void)mode;
   return true;
@@ -186,7 +222,13 @@ bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t
 
 void note_acquired(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t key, bool trylock,
                    bool contended, std::uint64_t wait_ns, const Site& site) {
-  HeldLock* h = me.push(&lock, mode, site.file_name(), site.line());
+  HeldLock* h = me.push(lock, mode, site.file_name(), site.line());
+  if (h == nullptr) [[unlikely]] {
+    if (lock.is_sx()) ++me.sx_overflow;
+    checker_limit(describe_actor(&me) + " holds more than " + std::to_string(kMaxHeldLocks) +
+                  " locks, at " + describe_lock(lock) + " @ " + format_site(site));
+    return;
+  }
   h->trylock = trylock;
   h->key = key;
   h->prof_site = -1;
@@ -220,7 +262,7 @@ namespace witness {
 void declare_order(std::initializer_list<const LockClass*> order, const Site& site) {
   const LockClass* prev = nullptr;
   for (const LockClass* c : order) {
-    if (prev != nullptr) {
+    if (prev != nullptr && prev->id() >= 0 && c->id() >= 0) {
       const int a = prev->id(), b = c->id();
       Graph& g = graph();
       std::unique_lock<std::mutex> lk(g.mu);
@@ -232,7 +274,7 @@ void declare_order(std::initializer_list<const LockClass*> order, const Site& si
         msg.pop_back();
         detail::deliver(Report{ReportKind::kDeclaredOrder, std::move(msg), prev->name(), c->name(),
                                format_site(site), ""},
-                        true);
+                        detail::Severity::kOrder);
       } else if (!later_has(a, b) || !g.edges.count({a, b})) {
         if (!g.edges.count({a, b}))
           add_edge(g, a, b, EdgeSites{site.file_name(), site.line(), site.file_name(), site.line(), true});
@@ -242,7 +284,9 @@ void declare_order(std::initializer_list<const LockClass*> order, const Site& si
   }
 }
 
-bool ordered_before(const LockClass& a, const LockClass& b) { return later_has(a.id(), b.id()); }
+bool ordered_before(const LockClass& a, const LockClass& b) {
+  return a.id() >= 0 && b.id() >= 0 && later_has(a.id(), b.id());
+}
 
 std::string format_graph() {
   Graph& g = graph();
@@ -253,14 +297,46 @@ std::string format_graph() {
 }
 
 void reset() {
-  Graph& g = graph();
-  std::lock_guard<std::mutex> lk(g.mu);
-  g.edges.clear();
-  g.reported.clear();
-  g.seen.clear();
-  for (auto& row : g_later)
-    for (auto& w : row) w.store(0, std::memory_order_relaxed);
+  {
+    Graph& g = graph();
+    std::lock_guard<std::mutex> lk(g.mu);
+    g.edges.clear();
+    g.reported.clear();
+    g.seen.clear();
+    const int n = LockClass::count(), words = (n + 63) / 64;
+    for (int x = 0; x < n; ++x)
+      for (int w = 0; w < words; ++w) later_word(x, w).store(0, std::memory_order_relaxed);
+  }
+  detail::clear_limit();
 }
 
 }  // namespace witness
+
+namespace detail {
+
+// A class died: forget every order and finding that names its id, so the id
+// can be given to a new class.  Closure bits may go missing for a moment on
+// the fast path, which then takes the slow path and waits for the mutex.
+void forget_class(int id) {
+  Graph& g = graph();
+  std::lock_guard<std::mutex> lk(g.mu);
+  bool removed = false;
+  for (auto it = g.edges.begin(); it != g.edges.end();) {
+    if (it->first.first == id || it->first.second == id) {
+      it = g.edges.erase(it);
+      removed = true;
+    } else {
+      ++it;
+    }
+  }
+  std::erase_if(g.reported, [id](const auto& p) { return p.first == id || p.second == id; });
+  std::erase_if(g.seen, [id](const auto& t) { return std::get<1>(t) == id || std::get<2>(t) == id; });
+  if (!removed) return;  // no edge: no closure bit involves it
+  const int n = LockClass::count(), words = (n + 63) / 64;
+  for (int x = 0; x < n; ++x)
+    for (int w = 0; w < words; ++w) later_word(x, w).store(0, std::memory_order_relaxed);
+  for (const auto& [ab, e] : g.edges) close_edge(ab.first, ab.second);
+}
+
+}  // namespace detail
 }  // namespace faultline::locking
