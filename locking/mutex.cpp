@@ -15,7 +15,10 @@ Mutex::~Mutex() {
     detail::destroy_held_lock(*this, o);
     // kReport mode: leave the raw mutex in a state its destructor accepts
     // (another actor's hold cannot be undone; it was taken off its stack).
-    if (o == &current_actor()) raw_.unlock();
+    if (o == &current_actor())
+      raw_.unlock();
+    else
+      raw_.abandon();
   }
 }
 

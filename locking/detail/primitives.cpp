@@ -1,3 +1,12 @@
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FL_PRIMITIVES_TSAN 1
+#include <sanitizer/tsan_interface.h>
+#endif
+#endif
+#ifndef FL_PRIMITIVES_TSAN
+#define FL_PRIMITIVES_TSAN 0
+#endif
 #include "locking/detail/primitives.h"
 
 #include <linux/futex.h>
@@ -187,7 +196,16 @@ RawMutex::RawMutex(Backend b) : kind_(b) {
 
 RawMutex::~RawMutex() {
   switch (kind_) {
-    case Backend::kStd: u_.std_.~mutex(); break;
+    case Backend::kStd:
+#if FL_PRIMITIVES_TSAN
+      // libstdc++'s ~mutex does not call pthread_mutex_destroy, so TSan never
+      // learns the mutex died: a new mutex at the same address would inherit
+      // its lock-order history, and TSan's deadlock detector would report
+      // cycles between unrelated mutexes.  Tell it.
+      if (!abandoned_) __tsan_mutex_destroy(&u_.std_, 0);
+#endif
+      u_.std_.~mutex();
+      break;
     case Backend::kFutex: u_.futex_.~FutexMutex(); break;
     case Backend::kTbbSpin: u_.spin_.~spin_mutex(); break;
     case Backend::kTbbQueuing: u_.queuing_.~queuing_mutex(); break;

@@ -188,6 +188,10 @@ class RawMutex {
     }
   }
   Backend kind() const noexcept { return kind_; }
+  // The mutex is being destroyed while another thread holds it (a misuse the
+  // checker reported): do not tell TSan it was destroyed, which TSan would
+  // rightly report as the destruction of a locked mutex.
+  void abandon() noexcept { abandoned_ = true; }
 
  private:
   // tbb::queuing_mutex takes a queue node per acquisition that must live until
@@ -198,6 +202,7 @@ class RawMutex {
   void queuing_unlock();
 
   Backend kind_;
+  bool abandoned_ = false;
   union U {
     U() {}
     ~U() {}
