@@ -7,6 +7,9 @@
 // checker on under 100 ns per lock+unlock.  bench/lock_ratios.py prints the
 // medians and ratios of one run.
 #include <condition_variable>
+#include <memory>
+#include <string>
+#include <vector>
 #include <mutex>
 #include <thread>
 
@@ -111,6 +114,48 @@ void BM_SxShared(benchmark::State& state) {
   fl::set_mode(fl::Mode::kOff);
 }
 BENCHMARK(BM_SxShared)->Arg(0)->Arg(1);
+
+// ---- lock+unlock with locks already held (issue 11) ----
+// arg 0: locks held (each of its own class, taken in one order), arg 1:
+// checker (0 off, 1 on).  With the checker on, each acquisition tests its
+// order against every held lock; off, it is one owner compare plus the
+// actor's hold count, and the held locks must cost nothing.
+
+std::vector<std::string>& held_names() {
+  static std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (int i = 0; i < 31; ++i) v.push_back("bench held " + std::to_string(i));
+    return v;
+  }();
+  return names;
+}
+
+void BM_MutexWithHeld(benchmark::State& state) FL_NO_THREAD_SAFETY_ANALYSIS {
+  const int held = static_cast<int>(state.range(0));
+  const bool checker = state.range(1) != 0;
+  fl::set_mode(checker ? fl::Mode::kReport : fl::Mode::kOff);
+  {
+    std::vector<std::unique_ptr<fl::LockClass>> classes;
+    std::vector<std::unique_ptr<fl::Mutex>> locks;
+    for (int i = 0; i < held; ++i) {
+      classes.push_back(std::make_unique<fl::LockClass>(held_names()[static_cast<std::size_t>(i)].c_str(),
+                                                        fl::LockKind::kMutex));
+      locks.push_back(std::make_unique<fl::Mutex>(*classes.back()));
+    }
+    fl::Mutex m(bench_class);
+    for (auto& l : locks) l->lock();
+    for (auto _ : state) {
+      m.lock();
+      m.unlock();
+      benchmark::ClobberMemory();
+    }
+    for (auto it = locks.rbegin(); it != locks.rend(); ++it) (*it)->unlock();
+  }
+  fl::set_mode(fl::Mode::kOff);
+  fl::witness::reset();
+  state.SetLabel(std::to_string(held) + " held, checker " + (checker ? "on" : "off"));
+}
+BENCHMARK(BM_MutexWithHeld)->ArgsProduct({{0, 8, 31}, {0, 1}});
 
 // ---- sleep/wakeup round trips ----
 

@@ -110,12 +110,6 @@ void Actor::unlock_stack() const noexcept {
   stack_mu_.notify_one();
 }
 
-int Actor::find(const LockBase* lock) const noexcept {
-  for (int i = depth() - 1; i >= 0; --i)
-    if (held_[i].lock.load(std::memory_order_relaxed) == lock) return i;
-  return -1;
-}
-
 int Actor::held_count() const noexcept {
   int n = 0;
   for (int i = depth() - 1; i >= 0; --i) n += held_[i].lock.load(std::memory_order_relaxed) != nullptr;
@@ -139,45 +133,33 @@ int Actor::locks_held() const noexcept {
          sx + sx_overflow;
 }
 
-HeldLock* Actor::push(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line) {
+HeldLock* Actor::push_full(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line) {
+  // Full: squeeze out slots emptied by destroyers, else refuse.
   const int d = depth();
-  if (d == kMaxHeldLocks) [[unlikely]] {
-    // Full: squeeze out slots emptied by destroyers, else refuse.
-    lock_stack();
-    int to = 0;
-    for (int i = 0; i < d; ++i) {
-      if (held_[i].lock.load(std::memory_order_relaxed) == nullptr) continue;
-      if (i != to) move_slot(to, i);
-      ++to;
-    }
-    for (int i = to; i < d; ++i) held_[i].lock.store(nullptr, std::memory_order_relaxed);
-    depth_.store(to, std::memory_order_release);
-    unlock_stack();
-    if (to == kMaxHeldLocks) return nullptr;
-    return push(lock, mode, file, line);
+  lock_stack();
+  int to = 0;
+  for (int i = 0; i < d; ++i) {
+    if (held_[i].lock.load(std::memory_order_relaxed) == nullptr) continue;
+    if (i != to) move_slot(to, i);
+    ++to;
   }
-  HeldLock& h = held_[d];
-  const LockClass& c = lock.lock_class();
-  h.lock_name.store(lock.name(), std::memory_order_relaxed);
-  h.class_name.store(c.name(), std::memory_order_relaxed);
-  h.class_id.store(c.id(), std::memory_order_relaxed);
-  h.sleepable.store(c.sleepable(), std::memory_order_relaxed);
-  h.is_sx.store(lock.is_sx(), std::memory_order_relaxed);
-  h.file.store(file, std::memory_order_relaxed);
-  h.line.store(line, std::memory_order_relaxed);
-  h.mode.store(mode, std::memory_order_relaxed);
-  h.lock.store(&lock, std::memory_order_release);
-  depth_.store(d + 1, std::memory_order_release);
-  return &h;
+  for (int i = to; i < d; ++i) held_[i].lock.store(nullptr, std::memory_order_relaxed);
+  depth_.store(to, std::memory_order_release);
+  unlock_stack();
+  if (to == kMaxHeldLocks) return nullptr;
+  return push(lock, mode, file, line);
+}
+
+void Actor::trim(int n) noexcept {
+  while (n > 0 && held_[n - 1].lock.load(std::memory_order_relaxed) == nullptr) --n;
+  depth_.store(n, std::memory_order_release);
 }
 
 void Actor::move_slot(int to, int from) noexcept {
   HeldLock& t = held_[to];
   HeldLock& f = held_[from];
   t.lock_name.store(f.lock_name.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  t.class_name.store(f.class_name.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  t.class_id.store(f.class_id.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  t.sleepable.store(f.sleepable.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  t.cls.store(f.cls.load(std::memory_order_relaxed), std::memory_order_relaxed);
   t.is_sx.store(f.is_sx.load(std::memory_order_relaxed), std::memory_order_relaxed);
   t.file.store(f.file.load(std::memory_order_relaxed), std::memory_order_relaxed);
   t.line.store(f.line.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -195,9 +177,7 @@ void Actor::remove(int index) noexcept {
     // The innermost: no entry moves, so no other actor's revoke() can be
     // confused; trim the empty slots below it.
     held_[index].lock.store(nullptr, std::memory_order_relaxed);
-    int n = index;
-    while (n > 0 && held_[n - 1].lock.load(std::memory_order_relaxed) == nullptr) --n;
-    depth_.store(n, std::memory_order_release);
+    trim(index);
     return;
   }
   lock_stack();
@@ -314,7 +294,7 @@ void retire_actor(Actor* a) {
   for (int i = a->depth() - 1; i >= 0; --i)
     if (a->held(i).lock.load(std::memory_order_relaxed) != nullptr) {
       const HeldLock& h = a->held(i);
-      rep.first_class = h.class_name.load(std::memory_order_relaxed);
+      rep.first_class = h.cls.load(std::memory_order_relaxed)->name();
       rep.first_site = format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
       break;
     }

@@ -24,6 +24,7 @@
 namespace faultline::locking {
 
 class LockBase;
+class LockClass;
 class Actor;
 namespace detail {
 Actor* registry_next(Actor* a);
@@ -43,10 +44,10 @@ inline constexpr int kMaxHeldLocks = 48;
 // held (a reported misuse) cannot be read after it is freed.
 struct HeldLock {
   std::atomic<const LockBase*> lock{nullptr};  // identity only; nullptr: an empty slot
+  // The class outlives its locks (destroying a class with live locks is a
+  // reported misuse that retires its id), so the entry may name it.
+  std::atomic<const LockClass*> cls{nullptr};
   std::atomic<const char*> lock_name{nullptr};
-  std::atomic<const char*> class_name{nullptr};
-  std::atomic<int> class_id{-1};
-  std::atomic<bool> sleepable{false};
   std::atomic<bool> is_sx{false};  // an SxLock (else a Mutex)
   std::atomic<const char*> file{nullptr};
   std::atomic<std::uint32_t> line{0};
@@ -78,13 +79,19 @@ class Actor {
   HeldLock& held(int i) noexcept { return held_[i]; }
   const HeldLock& held(int i) const noexcept { return held_[i]; }
   // Index of `lock` in the held stack (innermost first), or -1.
-  int find(const LockBase* lock) const noexcept;
+  int find(const LockBase* lock) const noexcept {
+    for (int i = depth_.load(std::memory_order_relaxed) - 1; i >= 0; --i)
+      if (held_[i].lock.load(std::memory_order_relaxed) == lock) return i;
+    return -1;
+  }
   // Non-empty slots.
   int held_count() const noexcept;
 
   // Held-stack maintenance, called by the lock types (owner only).  push
   // returns nullptr when the stack is full.
-  HeldLock* push(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line);
+  inline HeldLock* push(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line);
+  // Removes the innermost entry if it is `lock` (the common, LIFO case).
+  inline bool pop_if_top(const LockBase* lock) noexcept;
   void remove(int index) noexcept;
   // Another actor (destroying `lock`) empties its slot; false if not found.
   bool revoke(const LockBase* lock) noexcept;
@@ -116,6 +123,8 @@ class Actor {
  private:
   friend Actor* detail::registry_next(Actor* a);
   friend void detail::retire_actor(Actor* a);
+  HeldLock* push_full(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line);
+  void trim(int n) noexcept;
   void lock_stack() const noexcept;
   void move_slot(int to, int from) noexcept;
   void unlock_stack() const noexcept;
@@ -134,6 +143,39 @@ class Actor {
   Actor* reg_prev_ = nullptr;  // registry links, under the registry mutex
   Actor* reg_next_ = nullptr;
 };
+
+}  // namespace faultline::locking
+
+#include "locking/lock_base.h"
+
+namespace faultline::locking {
+
+inline HeldLock* Actor::push(const LockBase& lock, LockMode mode, const char* file, std::uint32_t line) {
+  const int d = depth_.load(std::memory_order_relaxed);
+  if (d == kMaxHeldLocks) [[unlikely]]
+    return push_full(lock, mode, file, line);
+  HeldLock& h = held_[d];
+  h.cls.store(&lock.lock_class(), std::memory_order_relaxed);
+  h.lock_name.store(lock.name(), std::memory_order_relaxed);
+  h.is_sx.store(lock.is_sx(), std::memory_order_relaxed);
+  h.file.store(file, std::memory_order_relaxed);
+  h.line.store(line, std::memory_order_relaxed);
+  h.mode.store(mode, std::memory_order_relaxed);
+  h.lock.store(&lock, std::memory_order_release);
+  depth_.store(d + 1, std::memory_order_release);
+  return &h;
+}
+
+inline bool Actor::pop_if_top(const LockBase* lock) noexcept {
+  const int d = depth_.load(std::memory_order_relaxed);
+  if (d == 0 || held_[d - 1].lock.load(std::memory_order_relaxed) != lock) return false;
+  held_[d - 1].lock.store(nullptr, std::memory_order_relaxed);
+  if (d > 1 && held_[d - 2].lock.load(std::memory_order_relaxed) == nullptr) [[unlikely]]
+    trim(d - 1);
+  else
+    depth_.store(d - 1, std::memory_order_release);
+  return true;
+}
 
 namespace detail {
 extern thread_local Actor* tl_actor;

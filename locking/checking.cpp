@@ -151,7 +151,7 @@ std::string held_site(const Actor* a, const LockBase& l) {
 
 std::string describe_held(const HeldLock& h) {
   std::string s = h.mode.load(std::memory_order_relaxed) == LockMode::kShared ? "shared " : "exclusive ";
-  const char* cls = h.class_name.load(std::memory_order_relaxed);
+  const char* cls = h.cls.load(std::memory_order_relaxed)->name();
   const char* name = h.lock_name.load(std::memory_order_relaxed);
   s += "\"";
   s += cls != nullptr ? cls : "?";

@@ -97,7 +97,7 @@ class FL_CAPABILITY("mutex") Mutex : public LockBase {
       if (owner_.load(std::memory_order_relaxed) == &me) [[likely]] {
         // Taken while the checker tracked (and since switched off)?
         if (me.depth() != 0) [[unlikely]]
-          detail::note_released(me, *this);
+          if (!me.pop_if_top(this)) detail::note_released(me, *this);
         me.mutex_released();
         owner_.store(nullptr, std::memory_order_relaxed);
         raw_.unlock();

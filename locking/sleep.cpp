@@ -80,14 +80,14 @@ void check_sleep_locks(Actor& me, const Mutex* interlock, const void* chan, cons
   for (int i = me.depth() - 1; i >= 0; --i) {
     const HeldLock& h = me.held(i);
     const LockBase* l = h.lock.load(std::memory_order_relaxed);
-    if (l == nullptr || l == interlock || h.sleepable.load(std::memory_order_relaxed)) continue;
+    if (l == nullptr || l == interlock || h.cls.load(std::memory_order_relaxed)->sleepable()) continue;
     char buf[32];
     std::snprintf(buf, sizeof buf, "%p", chan);
     detail::deliver(Report{ReportKind::kSleepWithLock,
                            std::string("sleeping on ") + buf + " \"" + wmesg + "\" @ " +
                                format_site(site) + " with non-sleepable lock held by " +
                                detail::describe_actor(&me) + ":\n  " + detail::describe_held(h),
-                           h.class_name.load(std::memory_order_relaxed), "",
+                           h.cls.load(std::memory_order_relaxed)->name(), "",
                            format_site(h.file.load(std::memory_order_relaxed),
                                        h.line.load(std::memory_order_relaxed)),
                            format_site(site)},

@@ -21,13 +21,22 @@ SxLock::~SxLock() {
 
 // Every sx hold is on its actor's held stack, in every mode: a shared hold
 // has no owner field, so the stack is the only record of who holds it.
-void SxLock::remember(Actor& me, LockMode mode, bool trylock, bool contended, std::uint64_t wait_ns,
-                      const Site& site) {
-  detail::note_acquired(me, *this, mode, 0, trylock, contended, wait_ns, site);
+[[gnu::always_inline]] inline void SxLock::remember(Actor& me, LockMode mode, bool trylock, bool contended,
+                                                   std::uint64_t wait_ns, const Site& site) {
+  // Untracked: just the entry; tracked (or the stack full): the checker's
+  // bookkeeping, profile and limit report.
+  if (detail::tracking() || me.push(*this, mode, site.file_name(), site.line()) == nullptr) [[unlikely]]
+    detail::note_acquired(me, *this, mode, 0, trylock, contended, wait_ns, site);
 }
 
-void SxLock::forget(Actor& me) {
+[[gnu::noinline]] void SxLock::forget_slow(Actor& me) {
   if (!detail::note_released(me, *this) && me.sx_overflow > 0) --me.sx_overflow;
+}
+
+[[gnu::always_inline]] inline void SxLock::forget(Actor& me) {
+  if (!detail::profiling_on() && me.pop_if_top(this)) [[likely]]
+    return;
+  forget_slow(me);
 }
 
 bool SxLock::fast_slock() noexcept {
@@ -104,8 +113,9 @@ void SxLock::slow_xunlock() {
   m_.unlock();
 }
 
-bool SxLock::held_shared_by_me() const noexcept {
-  Actor& me = current_actor();
+bool SxLock::held_shared_by_me() const noexcept { return held_shared_by(current_actor()); }
+
+bool SxLock::held_shared_by(Actor& me) const noexcept {
   int i = me.find(this);
   if (i >= 0) return me.held(i).mode.load(std::memory_order_relaxed) == LockMode::kShared;
   // Past the held-stack limit holds are not recorded (reported once, kLimit).
@@ -115,8 +125,7 @@ bool SxLock::held_shared_by_me() const noexcept {
 void SxLock::xlock(const Site& site) {
   schedule_point(Point::kLock, static_cast<const LockBase*>(this));
   Actor& me = current_actor();
-  // Held in either mode by this actor: waiting would wait for itself.
-  if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
+  if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
     return;
   }
@@ -126,6 +135,12 @@ void SxLock::xlock(const Site& site) {
   std::uint64_t t0 = 0;
   std::uint32_t zero = 0;
   if (!state_.compare_exchange_strong(zero, kExclusive, std::memory_order_acquire, std::memory_order_relaxed)) {
+    // Held: by this actor shared?  Waiting would wait for itself.  (Free,
+    // it cannot be this actor's; tracked, check_acquire has looked.)
+    if (!track && me.find(this) >= 0) [[unlikely]] {
+      detail::report_recursion(*this, site);
+      return;
+    }
     contended = true;
     if (track && detail::profiling_on()) t0 = detail::now_ns();
     slow_xlock();
@@ -199,7 +214,7 @@ void SxLock::xunlock(const Site& site) {
 
 void SxLock::sunlock(const Site& site) {
   Actor& me = current_actor();
-  if (!held_shared_by_me()) [[unlikely]] {
+  if (!held_shared_by(me)) [[unlikely]] {
     detail::report_not_owned(*this, xowner_.load(std::memory_order_relaxed), "shared-unlocking",
                              site);
     return;

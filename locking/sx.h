@@ -71,9 +71,11 @@ class FL_CAPABILITY("sx") SxLock : public LockBase {
 
  private:
   bool held_shared_by_me() const noexcept;
+  bool held_shared_by(Actor& me) const noexcept;
   void remember(Actor& me, LockMode mode, bool trylock, bool contended, std::uint64_t wait_ns,
                 const Site& site);
   void forget(Actor& me);
+  void forget_slow(Actor& me);
 
   // The lock word: sharer count, an exclusive bit, and a "waiters" bit that
   // sends releases to the slow path (m_, to wake them).  Uncontended holds

@@ -113,7 +113,7 @@ std::vector<std::pair<int, int>> find_path(Graph& g, int from, int to) {
 
 // A held entry as a lock: "\"class\" (name)".
 std::string describe_entry(const HeldLock& h) {
-  const char* cls = h.class_name.load(std::memory_order_relaxed);
+  const char* cls = h.cls.load(std::memory_order_relaxed)->name();
   const char* name = h.lock_name.load(std::memory_order_relaxed);
   std::string s = std::string("\"") + cls + "\"";
   if (name != nullptr && std::string_view(name) != cls) s += std::string(" (") + name + ")";
@@ -123,7 +123,7 @@ std::string describe_entry(const HeldLock& h) {
 // The held lock `h` (class a) is held while `lock` (class b) is acquired at
 // `site`, and the graph has no a -> b yet: record it, or report a reversal.
 void slow_order(Actor& me, const HeldLock& h, const LockBase& lock, const Site& site) {
-  const int a = h.class_id.load(std::memory_order_relaxed), b = lock.lock_class().id();
+  const int a = h.cls.load(std::memory_order_relaxed)->id(), b = lock.lock_class().id();
   const bool with_stacks = stacks();
   Graph& g = graph();
   std::unique_lock<std::mutex> lk(g.mu);
@@ -145,7 +145,7 @@ void slow_order(Actor& me, const HeldLock& h, const LockBase& lock, const Site& 
   for (auto [x, y] : find_path(g, b, a)) msg += edge_text(x, y, g.edges.at({x, y}), with_stacks) + "\n";
   lk.unlock();
   if (!msg.empty() && msg.back() == '\n') msg.pop_back();
-  detail::deliver(Report{ReportKind::kOrderReversal, std::move(msg), h.class_name.load(std::memory_order_relaxed),
+  detail::deliver(Report{ReportKind::kOrderReversal, std::move(msg), h.cls.load(std::memory_order_relaxed)->name(),
                          lock.lock_class().name(), format_site(hfile, hline), format_site(site)},
                   detail::Severity::kOrder);
 }
@@ -176,10 +176,10 @@ bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t
       return false;
     }
     if (!order) continue;
-    const int a = h.class_id.load(std::memory_order_relaxed);
+    const int a = h.cls.load(std::memory_order_relaxed)->id();
     if (a < 0) continue;
-    const char* aname = h.class_name.load(std::memory_order_relaxed);
-    if (cb.sleepable() && !h.sleepable.load(std::memory_order_relaxed)) {
+    const char* aname = h.cls.load(std::memory_order_relaxed)->name();
+    if (cb.sleepable() && !h.cls.load(std::memory_order_relaxed)->sleepable()) {
       // Reported, and not recorded: a reported order must not become the
       // established one that a legal sx -> mutex order is later blamed on.
       if (first_time(ReportKind::kSleepWithLock, a, b, site))
