@@ -39,9 +39,13 @@ Registry& registry() {
 struct ImplicitActor {
   Actor* actor = nullptr;
   ~ImplicitActor() {
-    if (actor == nullptr) return;
-    if (detail::tl_actor == actor) detail::tl_actor = nullptr;
-    detail::retire_actor(actor);
+    Actor* a = actor;
+    if (a == nullptr) return;
+    // Forget it first: a lock operation later in this thread's exit gets a
+    // new actor rather than the retired (maybe deleted) one.
+    actor = nullptr;
+    if (detail::tl_actor == a) detail::tl_actor = nullptr;
+    detail::retire_actor(a);
   }
 };
 thread_local ImplicitActor tl_implicit;
