@@ -246,8 +246,9 @@ Actor* registry_next(Actor* a) { return a->reg_next_; }
 
 }  // namespace detail
 
-ActorScope::ActorScope(std::string name) : actor_(new Actor(std::move(name))) {
-  if (detail::g_fiber_actors.load(std::memory_order_relaxed)) {
+ActorScope::ActorScope(std::string name)
+    : actor_(new Actor(std::move(name))), fiber_(detail::g_fiber_actors.load(std::memory_order_relaxed)) {
+  if (fiber_) {
     previous_ = fiber_actor().get();
     fiber_actor().reset(actor_);
     g_fiber_epoch.fetch_add(1, std::memory_order_release);
@@ -258,7 +259,8 @@ ActorScope::ActorScope(std::string name) : actor_(new Actor(std::move(name))) {
 }
 
 ActorScope::~ActorScope() {
-  if (detail::g_fiber_actors.load(std::memory_order_relaxed)) {
+  // Undo the binding made at construction, even if the backend changed since.
+  if (fiber_) {
     fiber_actor().reset(previous_);
     g_fiber_epoch.fetch_add(1, std::memory_order_release);
   } else {
@@ -270,7 +272,7 @@ ActorScope::~ActorScope() {
 namespace detail {
 
 void retire_actor(Actor* a) {
-  std::string msg;
+  Report rep{ReportKind::kExitHeld, "", "", "", "", ""};
   {
     Registry& r = registry();
     std::lock_guard<std::mutex> g(r.mu);
@@ -278,31 +280,41 @@ void retire_actor(Actor* a) {
     if (n > 0) {
       // Kept for good: its locks stay held, and nobody may take its address.
       a->exited_.store(true, std::memory_order_relaxed);
-      msg = "actor " + std::to_string(a->id()) + " \"" + a->name() + "\" ended holding " +
-            std::to_string(n) + " lock(s):";
-      for (int i = a->depth() - 1; i >= 0; --i)
-        if (a->held(i).lock.load(std::memory_order_relaxed) != nullptr)
-          msg += "\n  " + describe_held(a->held(i));
+      rep.actor = "actor " + std::to_string(a->id()) + " \"" + a->name() + "\"";
+      rep.message = rep.actor + " ended holding " + std::to_string(n) + " lock(s):";
+      for (int i = a->depth() - 1; i >= 0; --i) {
+        const HeldLock& h = a->held(i);
+        if (h.lock.load(std::memory_order_acquire) == nullptr) continue;
+        rep.message += "\n  " + describe_held(h);
+        if (rep.first_class.empty()) {
+          rep.first_class = h.cls.load(std::memory_order_relaxed)->name();
+          rep.first_site = format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
+        }
+      }
       if (int u = a->untracked_mutexes(); u > 0)
-        msg += "\n  and " + std::to_string(u) + " mutex(es) taken with the order checker off (not named)";
+        rep.message += "\n  and " + std::to_string(u) + " mutex(es) taken with the order checker off (not named)";
       if (a->sx_overflow > 0)
-        msg += "\n  and " + std::to_string(a->sx_overflow) + " sx hold(s) past the held-stack limit";
+        rep.message += "\n  and " + std::to_string(a->sx_overflow) + " sx hold(s) past the held-stack limit";
     }
   }
-  if (msg.empty()) {
+  if (rep.message.empty()) {
     delete a;
     return;
   }
-  Report rep{ReportKind::kExitHeld, std::move(msg), "", "", "", ""};
-  rep.actor = "actor " + std::to_string(a->id()) + " \"" + a->name() + "\"";
-  for (int i = a->depth() - 1; i >= 0; --i)
-    if (a->held(i).lock.load(std::memory_order_relaxed) != nullptr) {
-      const HeldLock& h = a->held(i);
-      rep.first_class = h.cls.load(std::memory_order_relaxed)->name();
-      rep.first_site = format_site(h.file.load(std::memory_order_relaxed), h.line.load(std::memory_order_relaxed));
-      break;
-    }
   deliver(std::move(rep), Severity::kMisuse);
+}
+
+std::string describe_owner(const Actor* owner, const LockBase& lock, std::string* site) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  for (Actor* x = r.head; x != nullptr; x = registry_next(x)) {
+    if (x != owner) continue;
+    const int i = x->find(&lock);
+    if (i >= 0 && site != nullptr)
+      *site = format_site(x->held(i).file.load(std::memory_order_relaxed), x->held(i).line.load(std::memory_order_relaxed));
+    return describe_actor(x);
+  }
+  return "an actor that has since ended";
 }
 
 void destroy_held_lock(const LockBase& lock, Actor* xowner) {
@@ -376,6 +388,9 @@ std::string dump_all_locks(bool all) {
     } else {
       out += "running";
     }
+    if (!a.exited())
+      if (int u = a.untracked_mutexes(); u > 0)
+        out += " (and " + std::to_string(u) + " mutex(es) taken with the order checker off, not named)";
     out += "\n";
     for (int i = d - 1; i >= 0; --i)
       if (a.held(i).lock.load(std::memory_order_relaxed) != nullptr)

@@ -161,6 +161,10 @@ inline HeldLock* Actor::push(const LockBase& lock, LockMode mode, const char* fi
   h.file.store(file, std::memory_order_relaxed);
   h.line.store(line, std::memory_order_relaxed);
   h.mode.store(mode, std::memory_order_relaxed);
+  h.trylock = false;
+  h.key = 0;
+  h.prof_site = -1;
+  h.since_ns = 0;
   h.lock.store(&lock, std::memory_order_release);
   depth_.store(d + 1, std::memory_order_release);
   return &h;
@@ -209,6 +213,7 @@ class ActorScope {
  private:
   Actor* actor_;  // retired (deleted, or kept if it holds locks) at scope end
   Actor* previous_;
+  bool fiber_;    // bound as a fiber's actor (else the OS thread's)
 };
 
 // Calls f(actor) for every live actor (and every exited one kept for the

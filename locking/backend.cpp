@@ -21,6 +21,8 @@ std::atomic<Backend> g_backend{Backend::kStd};
 std::atomic<long> g_live_locks[5]{};
 
 constinit std::atomic<LockClass*> g_classes[kMaxLockClasses]{};
+// Live locks per class id, outside the class (a lock may outlive its class).
+constinit std::atomic<long> g_live_by_id[kMaxLockClasses]{};
 std::atomic<int> g_class_count{0};  // high-water mark of ids handed out
 
 // Ids of dead classes, for reuse; and the number of live classes.  A raw
@@ -76,14 +78,18 @@ void set_backend(Backend b) {
 Backend current_backend() noexcept { return g_backend.load(std::memory_order_relaxed); }
 
 LockBase::LockBase(LockClass& cls, const char* name, bool sx)
-    : cls_(&cls), name_(name), backend_(current_backend()), sx_(sx) {
+    : cls_(&cls), name_(name), backend_(current_backend()), sx_(sx), class_id_(cls.id()) {
   g_live_locks[static_cast<int>(backend_)].fetch_add(1, std::memory_order_relaxed);
-  cls.live_locks_.fetch_add(1, std::memory_order_relaxed);
+  if (class_id_ >= 0) g_live_by_id[class_id_].fetch_add(1, std::memory_order_relaxed);
 }
 
 LockBase::~LockBase() {
   g_live_locks[static_cast<int>(backend_)].fetch_sub(1, std::memory_order_relaxed);
-  cls_->live_locks_.fetch_sub(1, std::memory_order_relaxed);
+  if (class_id_ >= 0) g_live_by_id[class_id_].fetch_sub(1, std::memory_order_relaxed);
+}
+
+long LockClass::live_locks() const noexcept {
+  return id_ >= 0 ? g_live_by_id[id_].load(std::memory_order_relaxed) : 0;
 }
 
 LockClass::LockClass(const char* name, LockKind kind, SameClass same_class)
@@ -124,7 +130,7 @@ LockClass::LockClass(const char* name, LockKind kind, SameClass same_class)
 
 LockClass::~LockClass() {
   if (id_ == kNoClassId) return;
-  const long live = live_locks_.load(std::memory_order_relaxed);
+  const long live = live_locks();
   ClassIds& c = class_ids();
   {
     std::lock_guard<std::mutex> g(c.mu);
@@ -137,7 +143,7 @@ LockClass::~LockClass() {
                            std::string("destroying lock class \"") + name_ + "\" while " +
                                std::to_string(live) + " lock(s) of it are alive (its id is retired)",
                            name_, "", "", ""},
-                    detail::Severity::kMisuse);
+                    detail::Severity::kWarning);
     return;
   }
   detail::forget_class(id_);

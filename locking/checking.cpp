@@ -181,12 +181,17 @@ void report_not_owned(const LockBase& lock, const Actor* owner, const char* what
   Actor& me = current_actor();
   std::string msg = std::string(what) + " lock " + describe_lock(lock) + " not held by " +
                     describe_actor(&me) + " @ " + format_site(site) + "\n  ";
+  std::string owner_site;
   if (owner == &me) {
     msg += "this actor holds it exclusively";
+    owner_site = held_site(owner, lock);
+  } else if (owner != nullptr) {
+    // Another actor's: it may be ending right now, so look it up in the
+    // registry rather than read it.
+    msg += "held exclusively by " + describe_owner(owner, lock, &owner_site);
   } else {
-    msg += owner != nullptr ? "held exclusively by " + describe_actor(owner) : "not held exclusively";
+    msg += "not held exclusively";
   }
-  std::string owner_site = held_site(owner, lock);
   if (!owner_site.empty()) msg += ", acquired @ " + owner_site;
   // A wrong-mode release: name this actor's own hold.
   if (owner != &me) {

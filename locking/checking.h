@@ -7,15 +7,16 @@
 //     only while the order checker is on (mode not kOff, and not turned off by
 //     a limit);
 //   - misuse (unlocking a lock not held or in the wrong mode, recursing on a
-//     non-recursive lock, destroying a held lock or a class in use, an actor
-//     ending with locks held, a lock built on a class of the wrong kind):
+//     non-recursive lock, destroying a held lock, an actor ending with locks
+//     held, a lock built on a class of the wrong kind):
 //     caught in every mode, off included, since it costs a comparison of the
 //     owner field or a look at the actor's own held stack; the bad operation
 //     is skipped, never half done, and the library stays consistent (no
 //     dangling owner, no dead lock left on a held stack);
 //   - failed ownership assertions (assert_owned and friends): always checked;
 //   - warnings (a limit reached, which turns the order checker off; two live
-//     classes with one name): reported, never fatal.
+//     classes with one name; a class destroyed while locks of it live, as at
+//     exit after a failed run parks its workers): reported, never fatal.
 //
 // After the handler returns: in kAbort mode the process aborts (except after
 // a warning); in kReport mode execution goes on; in kOff mode misuse and
@@ -89,7 +90,8 @@ bool order_checker_enabled() noexcept;
 // reversal prints it with the stack of the reversing acquisition, so a lock
 // taken through a helper shows its callers (as lockdep does).  Costs nothing
 // per acquisition: stacks are taken only when a new order is recorded or a
-// finding is reported.  Symbols come from Boost.Stacktrace (addr2line).
+// finding is reported.  Symbols come from Boost.Stacktrace on GCC's
+// libbacktrace (names always; files and lines where the build has -g).
 void set_stacks(bool on) noexcept;
 bool stacks() noexcept;
 

@@ -26,6 +26,7 @@ class LockBase {
   const char* name_;
   Backend backend_;
   bool sx_;
+  int class_id_;  // the live-lock count is kept by id: the class may die first
 };
 
 }  // namespace faultline::locking

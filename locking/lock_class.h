@@ -10,8 +10,9 @@
 // reported once (ReportKind::kLimit) and turns the order checker off for the
 // rest of the process instead of aborting it.  Two live classes with one name
 // are reported (kDuplicateName, a warning): reports name classes.  Destroying
-// a class while locks of it are alive is reported (kClassInUse) and its id
-// is then never reused.
+// a class while locks of it are alive is reported (kClassInUse, a warning: at
+// exit, locks parked with a failed run legitimately outlive their class) and
+// its id is then never reused; the locks may still be destroyed.
 #pragma once
 
 #include <atomic>
@@ -65,7 +66,7 @@ class LockClass {
   const LockStats& stats() const noexcept { return stats_; }
 
   // Locks of this class alive now.
-  long live_locks() const noexcept { return live_locks_.load(std::memory_order_relaxed); }
+  long live_locks() const noexcept;
 
   // The class with this id, or nullptr.
   static LockClass* by_id(int id) noexcept;
@@ -80,8 +81,6 @@ class LockClass {
   SameClass same_class_;
   int id_;
   LockStats stats_;
-  std::atomic<long> live_locks_{0};
-  friend class LockBase;
 };
 
 }  // namespace faultline::locking

@@ -368,23 +368,20 @@ void RecycledClassIdForgetsItsOrdersBody() FL_NO_THREAD_SAFETY_ANALYSIS {
 
 TEST_F(RobustTest, ARecycledClassIdForgetsItsOrders) { RecycledClassIdForgetsItsOrdersBody(); }
 
-void class_in_use() FL_NO_THREAD_SAFETY_ANALYSIS {
-  ScopedReportCapture cap(Mode::kReport);
+void ClassInUseBody() FL_NO_THREAD_SAFETY_ANALYSIS {
+  ScopedReportCapture cap(Mode::kAbort);  // a warning: never fatal
   auto cls = std::make_unique<LockClass>("robust short class", LockKind::kMutex);
   const int id = cls->id();
   auto m = std::make_unique<Mutex>(*cls);
   cls.reset();  // the class dies under a live lock
+  EXPECT_EQ(cap.count(ReportKind::kClassInUse), 1u);
   LockClass next("robust next class", LockKind::kMutex);
-  const bool ok = cap.count(ReportKind::kClassInUse) == 1 && next.id() != id;  // the id is retired
-  std::fprintf(stderr, "%s\n", ok ? "class in use reported" : "not reported");
-  // The lock's class is gone: it cannot be destroyed cleanly; end here.
-  std::_Exit(ok ? 0 : 1);
+  EXPECT_NE(next.id(), id);  // the id is retired, not reused
+  m.reset();  // the lock may still go (ASan: no use of the dead class)
+  EXPECT_EQ(cap.size(), 1u);
 }
 
-TEST_F(RobustDeathTest, DestroyingAClassWithLiveLocksIsReported) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(class_in_use(), ::testing::ExitedWithCode(0), "class in use reported");
-}
+TEST_F(RobustTest, DestroyingAClassWithLiveLocksIsAWarning) { ClassInUseBody(); }
 
 // ---- messages ----
 
@@ -527,7 +524,8 @@ void NestLockBody() FL_NO_THREAD_SAFETY_ANALYSIS {
   buckets[1]->unlock();
   buckets[0]->unlock();
   ASSERT_EQ(cap.count(ReportKind::kSameClass), 1u);
-  EXPECT_NE(cap.at(0).message.find("which this actor does not hold"), std::string::npos) << cap.at(0).message;
+  EXPECT_NE(cap.at(0).message.find("under nest lock \"robust other\" (table), which actor"), std::string::npos)
+      << cap.at(0).message;
 }
 
 TEST_F(RobustTest, ANestLockLetsLocksOfOneClassNest) { NestLockBody(); }

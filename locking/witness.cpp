@@ -124,7 +124,10 @@ std::string describe_entry(const HeldLock& h) {
 // `site`, and the graph has no a -> b yet: record it, or report a reversal.
 void slow_order(Actor& me, const HeldLock& h, const LockBase& lock, const Site& site) {
   const int a = h.cls.load(std::memory_order_relaxed)->id(), b = lock.lock_class().id();
+  // Symbolising a stack can take long (the first time, libbacktrace reads
+  // the binary): do it before taking the graph's mutex.
   const bool with_stacks = stacks();
+  const std::string stack = with_stacks ? detail::call_stack(3) : std::string();
   Graph& g = graph();
   std::unique_lock<std::mutex> lk(g.mu);
   if (later_has(a, b)) return;  // another actor added it meanwhile
@@ -132,7 +135,7 @@ void slow_order(Actor& me, const HeldLock& h, const LockBase& lock, const Site& 
   const std::uint32_t hline = h.line.load(std::memory_order_relaxed);
   if (!later_has(b, a)) {
     EdgeSites e{hfile, hline, site.file_name(), site.line(), false, detail::describe_actor(&me)};
-    if (with_stacks) e.stack = detail::call_stack(3);
+    e.stack = stack;
     add_edge(g, a, b, std::move(e));
     return;
   }
@@ -140,7 +143,7 @@ void slow_order(Actor& me, const HeldLock& h, const LockBase& lock, const Site& 
   std::string msg = "lock order reversal by " + detail::describe_actor(&me) + ":\n";
   msg += " 1st " + describe_entry(h) + " @ " + format_site(hfile, hline) + " (held)\n";
   msg += " 2nd " + detail::describe_lock(lock) + " @ " + format_site(site) + " (being acquired)\n";
-  if (with_stacks) msg += " call stack:\n" + detail::call_stack(3);
+  if (with_stacks) msg += " call stack:\n" + stack;
   msg += " established order " + class_name(b) + " before " + class_name(a) + ", first seen:\n";
   for (auto [x, y] : find_path(g, b, a)) msg += edge_text(x, y, g.edges.at({x, y}), with_stacks) + "\n";
   lk.unlock();
@@ -166,6 +169,13 @@ bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t
   const LockClass& cb = lock.lock_class();
   const int b = cb.id();
   const bool order = order_on() && b >= 0;
+  // lock_nest_lock: the nest lock must be held, whatever else is.
+  if (order && nest != nullptr && me.find(nest) < 0 && first_time(ReportKind::kSameClass, b, b, site))
+    deliver(Report{ReportKind::kSameClass,
+                   "acquiring " + describe_lock(lock) + " @ " + format_site(site) + " under nest lock " +
+                       describe_lock(*nest) + ", which " + describe_actor(&me) + " does not hold",
+                   cb.name(), nest->lock_class().name(), "", format_site(site)},
+            Severity::kOrder);
   const int depth = me.depth();
   for (int i = 0; i < depth; ++i) {
     const HeldLock& h = me.held(i);
@@ -194,13 +204,11 @@ bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t
       continue;
     }
     if (a == b) {
-      if (nest != nullptr && me.find(nest) >= 0) continue;  // serialised by the nest lock
-      if (nest == nullptr && cb.same_class() == SameClass::kOrdered && key > h.key) continue;
+      if (nest != nullptr) continue;  // serialised by the nest lock (checked above)
+      if (cb.same_class() == SameClass::kOrdered && key > h.key) continue;
       if (!first_time(ReportKind::kSameClass, a, b, site)) continue;
       std::string why =
-          nest != nullptr
-              ? " under nest lock " + describe_lock(*nest) + ", which this actor does not hold"
-          : cb.same_class() == SameClass::kOrdered
+          cb.same_class() == SameClass::kOrdered
               ? " with key " + std::to_string(key) + " not above held key " + std::to_string(h.key) +
                     " (use lock_nested with increasing keys)"
               : " (class does not allow nesting; use try-lock, SameClass::kOrdered or lock_nest_lock)";

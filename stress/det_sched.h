@@ -58,8 +58,9 @@
 // run()'s OS thread is left parked forever: detached, blocked on a condition
 // that never comes, holding the fibers' stacks and this scheduler's state,
 // which ~DetScheduler therefore leaks on purpose.  Their actors stay in
-// locking/'s registry, so dump_all_locks() shows who sleeps where and, with
-// the checker on (locking/ records held locks only then), who holds what.
+// locking/'s registry, so dump_all_locks() shows who sleeps where and who
+// holds what (sx holds always; mutexes by name with the checker on, by
+// number with it off).
 // Callers report (unfinished_workers(), last_events(), the dump) and exit;
 // process exit with a parked run neither crashes nor hangs.  Locks the parked
 // workers hold must not be destroyed before exit (destroying a held lock is

@@ -59,6 +59,10 @@ void checker_limit(const std::string& what);
 // witness::reset(): order checking may come back on.
 void clear_limit() noexcept;
 std::string describe_actor(const Actor* a);
+// Another actor, described under the registry lock if it is still
+// registered ("an actor that has since ended" if not); `site` gets where it
+// took `lock`, if its held stack says.
+std::string describe_owner(const Actor* owner, const LockBase& lock, std::string* site);
 // A lock class died: the order graph forgets its id (witness.cpp).
 void forget_class(int id);
 std::string describe_lock(const LockBase& l);

@@ -228,6 +228,16 @@ struct QueuingNodes {
     return std::launder(reinterpret_cast<tbb::queuing_mutex::scoped_lock*>(node[i]));
   }
   int claim(const void* m) {
+    // A slot still naming m belongs to a mutex that was destroyed while this
+    // thread held it (a reported misuse): its node is linked to the dead
+    // mutex, so drop it without releasing it.
+    for (std::uint64_t bits = used; bits != 0; bits &= bits - 1) {
+      const int s = __builtin_ctzll(bits);
+      if (owner[s] == m) {
+        owner[s] = nullptr;
+        used &= ~(std::uint64_t{1} << s);
+      }
+    }
     if (used == ~std::uint64_t{0}) {
       std::fprintf(stderr, "faultline: more than %d tbb::queuing_mutex locks held by one thread\n",
                    kSlots);
