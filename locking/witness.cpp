@@ -30,12 +30,14 @@ struct EdgeSites {
   std::string stack = {};  // its call stack then, when stacks() is on
 };
 
-// later[a] bit b: a is ordered before b (transitive closure).  Read without
-// the mutex on the fast path; written under it.
+// before[b] bit a: a is ordered before b (transitive closure).  Read without
+// the mutex on the fast path; written under it.  Indexed by the later class,
+// so the checks of one acquisition against every held lock all read the row
+// of the lock being acquired: one or two cache lines, however many are held.
 // Plain words (zero before any constructor runs: classes made during static
 // initialisation may add orders), accessed through std::atomic_ref.
-std::uint64_t g_later_words[kMaxLockClasses][kWords];
-inline std::atomic_ref<std::uint64_t> later_word(int a, int w) { return std::atomic_ref(g_later_words[a][w]); }
+std::uint64_t g_before_words[kMaxLockClasses][kWords];
+inline std::atomic_ref<std::uint64_t> before_word(int b, int w) { return std::atomic_ref(g_before_words[b][w]); }
 
 struct Graph {
   std::mutex mu;  // a raw std::mutex: the checker does not check itself
@@ -49,22 +51,24 @@ Graph& graph() {
   return *g;
 }
 
+// a is ordered before b.
 inline bool later_has(int a, int b) {
-  return (later_word(a, b >> 6).load(std::memory_order_relaxed) >> (b & 63)) & 1;
+  return (before_word(b, a >> 6).load(std::memory_order_relaxed) >> (a & 63)) & 1;
 }
 
-// Adds a -> b and closes it transitively.  Caller holds the graph mutex and
-// has checked that b does not reach a.
+// Adds a -> b and closes it transitively: a and everything before a come
+// before b and everything after b.  Caller holds the graph mutex and has
+// checked that b does not reach a.
 void close_edge(int a, int b) {
   const int n = LockClass::count();
   const int words = (n + 63) / 64;
   std::uint64_t add[kWords];
-  for (int w = 0; w < words; ++w) add[w] = later_word(b, w).load(std::memory_order_relaxed);
-  add[b >> 6] |= std::uint64_t{1} << (b & 63);
-  for (int x = 0; x < n; ++x) {
-    if (x != a && !later_has(x, a)) continue;
+  for (int w = 0; w < words; ++w) add[w] = before_word(a, w).load(std::memory_order_relaxed);
+  add[a >> 6] |= std::uint64_t{1} << (a & 63);
+  for (int y = 0; y < n; ++y) {
+    if (y != b && !later_has(b, y)) continue;
     for (int w = 0; w < words; ++w)
-      if (add[w] != 0) later_word(x, w).fetch_or(add[w], std::memory_order_relaxed);
+      if (add[w] != 0) before_word(y, w).fetch_or(add[w], std::memory_order_relaxed);
   }
 }
 
@@ -176,6 +180,7 @@ bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t
                        describe_lock(*nest) + ", which " + describe_actor(&me) + " does not hold",
                    cb.name(), nest->lock_class().name(), "", format_site(site)},
             Severity::kOrder);
+  const bool b_sleepable = cb.sleepable();
   const int depth = me.depth();
   for (int i = 0; i < depth; ++i) {
     const HeldLock& h = me.held(i);
@@ -186,10 +191,14 @@ bool check_acquire(Actor& me, const LockBase& lock, LockMode mode, std::uint32_t
       return false;
     }
     if (!order) continue;
-    const int a = h.cls.load(std::memory_order_relaxed)->id();
+    const LockClass* ca = h.cls.load(std::memory_order_relaxed);
+    const int a = ca->id();
+    // The common case first: an order already established, nothing to say.
+    if (a != b && !b_sleepable && a >= 0 && later_has(a, b)) [[likely]]
+      continue;
     if (a < 0) continue;
-    const char* aname = h.cls.load(std::memory_order_relaxed)->name();
-    if (cb.sleepable() && !h.cls.load(std::memory_order_relaxed)->sleepable()) {
+    const char* aname = ca->name();
+    if (b_sleepable && !ca->sleepable()) {
       // Reported, and not recorded: a reported order must not become the
       // established one that a legal sx -> mutex order is later blamed on.
       if (first_time(ReportKind::kSleepWithLock, a, b, site))
@@ -313,7 +322,7 @@ void reset() {
     g.seen.clear();
     const int n = LockClass::count(), words = (n + 63) / 64;
     for (int x = 0; x < n; ++x)
-      for (int w = 0; w < words; ++w) later_word(x, w).store(0, std::memory_order_relaxed);
+      for (int w = 0; w < words; ++w) before_word(x, w).store(0, std::memory_order_relaxed);
   }
   detail::clear_limit();
 }
@@ -342,7 +351,7 @@ void forget_class(int id) {
   if (!removed) return;  // no edge: no closure bit involves it
   const int n = LockClass::count(), words = (n + 63) / 64;
   for (int x = 0; x < n; ++x)
-    for (int w = 0; w < words; ++w) later_word(x, w).store(0, std::memory_order_relaxed);
+    for (int w = 0; w < words; ++w) before_word(x, w).store(0, std::memory_order_relaxed);
   for (const auto& [ab, e] : g.edges) close_edge(ab.first, ab.second);
 }
 
