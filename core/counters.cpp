@@ -128,6 +128,14 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&object_bypasses, "object_bypasses", "shadows pointed past a backing object referenced elsewhere"},
       {&bypass_unmapped, "bypass_unmapped", "mappings of a bypassed object's pages that the bypass removed (fix)"},
       {&qcollapse_kept, "qcollapse_kept", "quick collapses that kept a backing page under a fault's placeholder"},
+      {&cache_reactivations, "cache_reactivations", "cached pages given back to their object by allocation"},
+      {&fault_alloc_valid, "fault_alloc_valid", "faults whose new page came back valid from the cache (L448)"},
+      {&fault_severe_cached, "fault_severe_cached", "faults that waited for memory (L433) for a cached page"},
+      {&pageout_fallbacks, "pageout_fallbacks", "pageout blocked on an object lock (fallback)"},
+      {&pageout_fallback_lost, "pageout_fallback_lost", "... and found its page changed meanwhile"},
+      {&pageout_vnode_launders, "pageout_vnode_launders", "dirty file pages laundered after vget"},
+      {&pageout_vnode_lost, "pageout_vnode_lost", "... whose page changed while the daemon waited for the vnode"},
+      {&pageout_second_chance, "pageout_second_chance", "dirty inactive pages given a second chance (first pass)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

@@ -88,7 +88,15 @@ class Counters {
   Counter qcollapse_kept{this, 33};  // quick collapses that kept a backing page under a fault's placeholder (fix)
   Counter object_bypasses{this, 34};  // shadows pointed past a backing object referenced elsewhere (vm_object_collapse)
   Counter bypass_unmapped{this, 35};  // mappings of a bypassed object's pages that the bypass removed (fix)
-  static constexpr std::uint16_t kNamed = 36;
+  Counter cache_reactivations{this, 36};  // cached pages given back to their object by vm_page_alloc
+  Counter fault_alloc_valid{this, 37};    // faults whose new page came back valid from the cache (seed L448)
+  Counter fault_severe_cached{this, 38};  // faults that waited (L433) for a page their object had cached
+  Counter pageout_fallbacks{this, 39};    // pageout blocked on an object lock (vm_pageout_fallback_object_lock)
+  Counter pageout_fallback_lost{this, 40};  // ... and found the page moved, freed or held meanwhile
+  Counter pageout_vnode_launders{this, 41}; // dirty file pages laundered after vget (the vnode path)
+  Counter pageout_vnode_lost{this, 42};     // ... whose page changed while the daemon waited for the vnode
+  Counter pageout_second_chance{this, 43};  // dirty inactive pages requeued on a first pass (PG_WINATCFLS)
+  static constexpr std::uint16_t kNamed = 44;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -236,8 +236,7 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
     // too.
     if ((m->oflags & kVpoBusy) == 0 && m->busy == 0 && m->fully_valid()) {
       MutexLock pq(pmap.vm.page_queues);
-      // A page in the cache queue stays there: it must not be mapped.
-      if (m->queue != PageQueue::kCache) pmap_enter_quick(pmap, addr, m, entry.protection);
+      pmap_enter_quick(pmap, addr, m, entry.protection);
     }
     lobject->mtx.unlock();
   }
@@ -385,10 +384,15 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         // seed L433-447: allocate, unless memory is severely short.
         fs.m = nullptr;
-        if (!vm.count_severe())
+        if (!vm.count_severe()) {
           fs.m = page_alloc(*fs.object, fs.pindex,
                             (fs.vp != nullptr || fs.object->backing_object != nullptr) ? kAllocNormal
                                                                                        : kAllocZero);
+        } else if (object_has_cached(*fs.object, fs.pindex)) {
+          // The page is in memory, cached; the seed waits all the same
+          // (its lookup at L331 does not see cached pages).  Counted only.
+          cnt.bump(cnt.fault_severe_cached);
+        }
         if (fs.m == nullptr) {
           unlock_and_deallocate(fs);
           vm_wait(vm, "pfault");
@@ -396,7 +400,11 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           retry = true;
           break;
         }
-        if (fs.m->fully_valid()) break;
+        // L448: a cached page given back by the allocation, still valid.
+        if (fs.m->fully_valid()) {
+          cnt.bump(cnt.fault_alloc_valid);
+          break;
+        }
       }
 
       // readrest: seed L462-631, ask the pager.

@@ -513,11 +513,15 @@ TEST_F(FaultTest, AReusedCachedPageIsNeverTakenForZeros) {
   Object* o = m->object;
   {
     MutexLock l(o->mtx);
+    // As if laundered to swap (a default object's page is freed, not cached).
+    o->type = ObjectType::kSwap;
+    o->swap[m->pindex].assign(m->data, m->data + vm().page_size());
     MutexLock pq(vm().page_queues);
     pmap_remove_all(m);
-    m->dirty.store(0);  // as if laundered
+    m->dirty.store(0);
     m->flags |= kPgZero;  // even a stale flag must not be trusted from the cache
     page_cache(m);
+    ASSERT_EQ(m->queue, PageQueue::kCache);
   }
   Object* other = object_allocate(vm(), ObjectType::kDefault, 1024);
   {

@@ -69,6 +69,12 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
       ++shadows_found[o->backing_object];
       reach(o->backing_object);
     }
+    {
+      locking::MutexLock fq(vm.free_mtx);
+      for (auto& [pindex, m] : o->cache)
+        if (o->pages.count(pindex) != 0)
+          bad(o->describe() + ": pindex " + std::to_string(pindex) + " both resident and cached");
+    }
     for (auto& [pindex, m] : o->pages) {
       if (m->object != o || m->pindex != pindex)
         bad(page_name(m) + ": indexed by " + o->describe() + " at " + std::to_string(pindex) +
@@ -143,7 +149,10 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
             (expect != nullptr ? page_name(expect) : std::string("nothing")));
       else if (deeper && writable)
         bad(where + ": maps " + page_name(pe.page) + " of a backing object writable under " + page_name(expect));
-      else if (deeper && (!expect->fully_valid() || std::memcmp(expect->data, pe.page->data, ps) != 0))
+      else if (deeper && !expect->fully_valid())
+        bad(where + ": maps " + page_name(pe.page) + " of a backing object under " + page_name(expect) +
+            ", which is not valid");
+      else if (deeper && std::memcmp(expect->data, pe.page->data, ps) != 0)
         bad(where + ": maps " + page_name(pe.page) + " of a backing object under " + page_name(expect) +
             ", whose bytes differ");
       else if (writable && (!top_hit || (e->eflags & kEntryNeedsCopy) != 0))
@@ -187,6 +196,20 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
     }
     if (p->queue == PageQueue::kFree && (p->object != nullptr || !p->pv.empty()))
       bad(page_name(p) + ": free but owned or mapped");
+    if (p->queue == PageQueue::kCache) {
+      // Cached: in its object's cache only (lookups must not find it),
+      // clean, idle and unmapped.  The object's cache is under free_mtx.
+      if (p->object == nullptr) {
+        bad(page_name(p) + ": cached with no object");
+      } else {
+        auto c = p->object->cache.find(p->pindex);
+        if (c == p->object->cache.end() || c->second != p)
+          bad(page_name(p) + ": cached but not in " + p->object->describe() + "'s cache");
+      }
+      if (!p->pv.empty() || p->any_busy() || p->hold_count != 0 || p->wire_count != 0 || p->is_dirty() ||
+          p->valid == 0)
+        bad(page_name(p) + ": cached but mapped, busy, held, wired, dirty or invalid");
+    }
     if (p->object == nullptr && p->queue != PageQueue::kFree && p->wire_count == 0 && p->hold_count == 0)
       bad(page_name(p) + ": neither free nor owned (lost)");
     if (p->object != nullptr && objects.count(p->object) == 0)

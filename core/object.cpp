@@ -30,7 +30,10 @@ Object::Object(Vm& v, ObjectType t, Pindex sz)
   vm.live_objects.fetch_add(1, std::memory_order_relaxed);
 }
 
-Object::~Object() { vm.live_objects.fetch_sub(1, std::memory_order_relaxed); }
+Object::~Object() {
+  FL_KASSERT(cache.empty(), "destroying an object with cached pages");
+  vm.live_objects.fetch_sub(1, std::memory_order_relaxed);
+}
 
 std::string Object::describe() const { return "object " + std::to_string(id); }
 
@@ -82,7 +85,10 @@ void object_set_writeable_dirty(Object& o) {
 void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
   o.mtx.assert_owned();
   Vm& vm = o.vm;
-  if (o.pages.empty()) return;
+  if (o.pages.empty()) {
+    page_cache_free(o, start, end);  // 7.0's skipmemq
+    return;
+  }
   // 7.0 vm_object.c 1814-1851: paging in progress for the whole scan, so a
   // deallocate or a collapse that looks at this object while the scan
   // sleeps on a busy page ("vmopar", the object still locked) waits for it
@@ -119,6 +125,7 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
     if (!slept) break;
   }
   object_pip_wakeup(o);
+  page_cache_free(o, start, end);
 }
 
 namespace {
@@ -146,6 +153,7 @@ void object_terminate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
       }
     }
   }
+  page_cache_free(*o, 0, 0);
   o->swap.clear();
   o->type = ObjectType::kDead;
   o->mtx.unlock();
@@ -336,8 +344,10 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
       // marks it dead first; faults that reach it while the scan or the
       // swap copy sleeps meet seed L323.
       backing_scan(object, kCollapseWait);
-      if (backing->type == ObjectType::kSwap)
+      if (backing->type == ObjectType::kSwap) {
         swap_pager_copy(*backing, *object, object->backing_offset, true);
+        page_cache_free(*backing, 0, 0);  // their data went up with the swap
+      }
       auto& sh = backing->shadows;
       sh.erase(std::remove(sh.begin(), sh.end(), object), sh.end());
       --backing->shadow_count;
@@ -465,7 +475,10 @@ Object* object_split(Object* orig, Pindex offidxstart, Pindex size) FL_NO_THREAD
     orig->mtx.lock();
   }
   // 1357-1370: the range's swap moves too (the original keeps the rest).
-  if (orig->type == ObjectType::kSwap) swap_pager_copy(*orig, *nobj, offidxstart, false);
+  if (orig->type == ObjectType::kSwap) {
+    swap_pager_copy(*orig, *nobj, offidxstart, false);
+    page_cache_transfer(*orig, offidxstart, *nobj);
+  }
   orig->mtx.unlock();
   for (auto& [pindex, m] : nobj->pages) page_wakeup(m);
   nobj->mtx.unlock();

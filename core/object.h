@@ -63,6 +63,10 @@ class Object {
   ObjectType type FL_GUARDED_BY(mtx);
   Pindex size FL_GUARDED_BY(mtx);                    // in pages
   std::map<Pindex, Page*> pages FL_GUARDED_BY(mtx);  // resident pages by pindex
+  // Cached pages by pindex (7.0's object->cache): under vm.free_mtx; adding
+  // one also needs mtx, taking one out does not (vm_page_alloc reclaims a
+  // cached page of any object under the free-queue mutex alone).
+  std::map<Pindex, Page*> cache;
   int ref_count FL_GUARDED_BY(mtx) = 1;
   int shadow_count FL_GUARDED_BY(mtx) = 0;
   Object* backing_object FL_GUARDED_BY(mtx) = nullptr;

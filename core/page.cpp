@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/object.h"
+#include "core/pager.h"
 #include "core/pmap.h"
 #include "core/vm.h"
 #include "locking/kassert.h"
@@ -71,41 +72,18 @@ void enqueue_free(Vm& vm, Page* m) {
 }
 
 
-// Takes a page off the cache queue for reuse, removing it from its object.
-// The cached page's object is try-locked (we hold `object`, and another
-// object's lock after the page queues would invert the order).  As 7.x's
-// vm_page_select_cache, a cached page that cannot be taken now (its object
-// locked elsewhere, or the page busy, held or wired) is deactivated: it
-// leaves the cache, so the free + cache count stops promising memory that
-// allocations cannot get, and VM_WAIT then sleeps instead of spinning.
-Page* reuse_cached_locked(Vm& vm, Object& object, std::uint32_t reserve) FL_NO_THREAD_SAFETY_ANALYSIS {
-  vm.page_queues.assert_owned();
-  Page* next = nullptr;
-  for (Page* c = vm.cache.head; c != nullptr; c = next) {
-    next = c->q_next;
-    if (vm.free_count.load() + vm.cache_count.load() <= reserve) return nullptr;
-    Object* co = c->object;
-    const bool other = co != &object;
-    if (other && !co->mtx.try_lock()) {
-      page_deactivate(c);
-      continue;
-    }
-    if (c->any_busy() || c->hold_count != 0 || c->wire_count != 0) {
-      page_deactivate(c);
-      if (other) co->mtx.unlock();
-      continue;
-    }
-    pageq_remove(c);
-    page_remove(c);
-    if (other) co->mtx.unlock();
-    return c;
-  }
-  return nullptr;
-}
-
-Page* reuse_cached(Vm& vm, Object& object, std::uint32_t reserve) {
-  MutexLock pq(vm.page_queues);
-  return reuse_cached_locked(vm, object, reserve);
+// vm_page_cache_remove (7.0 vm_page.c 888-914): a cached page leaves its
+// object's cache and the cache list, and belongs to no one.  Only the
+// free-queue mutex is needed (not the object's lock).
+void cache_remove(Vm& vm, Page* m) FL_REQUIRES(vm.free_mtx) {
+  vm.free_mtx.assert_owned();
+  FL_KASSERT(m->queue == PageQueue::kCache && m->object != nullptr, "vm_page_cache_remove: page not cached");
+  [[maybe_unused]] const std::size_t erased = m->object->cache.erase(m->pindex);
+  FL_KASSERT(erased == 1, "a cached page missing from its object's cache");
+  vm.cache.unlink(m);
+  vm.cache_count.fetch_sub(1, std::memory_order_relaxed);
+  m->queue = PageQueue::kNone;
+  m->object = nullptr;
 }
 
 }  // namespace
@@ -120,40 +98,54 @@ void wake_pagedaemon(Vm& vm) {
   }
 }
 
-Page* page_alloc(Object& object, Pindex pindex, unsigned flags) {
+Page* page_alloc(Object& object, Pindex pindex, unsigned flags) FL_NO_THREAD_SAFETY_ANALYSIS {
   object.mtx.assert_owned();
   Vm& vm = object.vm;
   const std::uint32_t reserve = (flags & kAllocSystem) != 0 ? 0 : vm.config().free_reserved;
   Page* m = nullptr;
+  bool reactivated = false;
   {
     MutexLock f(vm.free_mtx);
-    if (vm.free_list.count != 0 &&
-        vm.free_count.load(std::memory_order_relaxed) + vm.cache_count.load(std::memory_order_relaxed) >
-            reserve) {
+    // 1031-1035: the reserve is checked first, so even giving a cached page
+    // back to its own object can fail.
+    if (vm.free_count.load(std::memory_order_relaxed) + vm.cache_count.load(std::memory_order_relaxed) <= reserve) {
+      // (m stays null: the daemon is woken below, after free_mtx.)
+    } else if (auto c = object.cache.find(pindex); c != object.cache.end()) {
+      // 1040-1047: (object, pindex) has a cached page.
+      if ((flags & kAllocIfNotCached) != 0) return nullptr;
+      m = c->second;
+      cache_remove(vm, m);
+      reactivated = true;
+    } else if (vm.free_list.count != 0) {
       // Prezeroed pages sit at the tail, freed ones at the head.
       m = (flags & kAllocZero) != 0 ? vm.free_list.tail : vm.free_list.head;
       vm.free_list.unlink(m);
       vm.free_count.fetch_sub(1, std::memory_order_relaxed);
       m->queue = PageQueue::kNone;
+    } else {
+      // vm_phys_alloc_pages takes a cached page when no free one is left:
+      // the oldest, whatever object it caches (1072-1083: emptied).
+      m = vm.cache.head;
+      cache_remove(vm, m);
+      m->valid = 0;
     }
-  }
-  bool from_cache = false;
-  if (m == nullptr && (flags & kAllocIfNotCached) == 0) {
-    m = (flags & kAllocQueuesHeld) != 0 ? reuse_cached_locked(vm, object, reserve)
-                                        : reuse_cached(vm, object, reserve);
-    from_cache = m != nullptr;
   }
   if (m == nullptr) {
     wake_pagedaemon(vm);
     return nullptr;
   }
+  if (reactivated) {
+    vm.counters().bump(vm.counters().v_reactivated);
+    vm.counters().bump(vm.counters().cache_reactivations);
+  }
+  // 1136-1137: vm_paging_needed.
   if (vm.count_min()) wake_pagedaemon(vm);
   // The page is on no queue and in no object: nobody else can reach it.
   // Only a free page can be known to be zero: a cached page holds data.
-  const bool zeroed = !from_cache && (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0;
+  const bool zeroed = (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0;
   m->flags = zeroed ? kPgZero : 0;
   m->act_count = 0;
-  m->valid = 0;
+  if (!reactivated) m->valid = 0;
   m->dirty = 0;
   m->busy = 0;
   m->oflags = kVpoBusy;
@@ -169,7 +161,7 @@ void page_free(Page* m) {
   FL_KASSERT(m->busy == 0, "freeing a page with I/O in progress");
   FL_KASSERT(m->wire_count == 0, "freeing a wired page");
   FL_KASSERT(m->pv.empty(), "freeing a mapped page");
-  FL_KASSERT(m->queue != PageQueue::kFree, "freeing a free page");
+  FL_KASSERT(m->queue != PageQueue::kFree && m->queue != PageQueue::kCache, "freeing a free or cached page");
   pageq_remove(m);
   if (m->object != nullptr) page_remove(m);  // also clears VPO_BUSY, waking sleepers
   m->valid = 0;
@@ -230,9 +222,6 @@ void page_rename(Page* m, Object& new_object, Pindex new_pindex) {
   m->vm->page_queues.assert_owned();
   page_remove(m);
   page_insert(m, new_object, new_pindex);
-  // A cached page must be clean: it leaves the cache before being dirtied
-  // (as 7.x vm_page_rename does).
-  if (m->queue == PageQueue::kCache) page_deactivate(m);
   page_dirty(m);
 }
 
@@ -284,10 +273,7 @@ void pageq_remove(Page* m) {
   switch (m->queue) {
     case PageQueue::kActive: vm.active.unlink(m); break;
     case PageQueue::kInactive: vm.inactive.unlink(m); break;
-    case PageQueue::kCache:
-      vm.cache.unlink(m);
-      vm.cache_count.fetch_sub(1, std::memory_order_relaxed);
-      break;
+    case PageQueue::kCache: FL_KASSERT(false, "pageq_remove of a cached page"); return;
     case PageQueue::kFree: FL_KASSERT(false, "pageq_remove of a free page"); return;
     case PageQueue::kNone: return;
   }
@@ -298,7 +284,6 @@ void page_activate(Page* m) {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
   if (m->queue == PageQueue::kActive) return;
-  if (m->queue == PageQueue::kCache) vm.counters().bump(vm.counters().v_reactivated);
   pageq_remove(m);
   if (m->wire_count == 0) {
     vm.active.push_tail(m);
@@ -312,7 +297,6 @@ void page_deactivate(Page* m) {
   vm.page_queues.assert_owned();
   if (m->queue == PageQueue::kInactive) return;
   if (m->wire_count == 0) {
-    if (m->queue == PageQueue::kCache) vm.counters().bump(vm.counters().v_reactivated);
     pageq_remove(m);
     vm.inactive.push_tail(m);
     m->queue = PageQueue::kInactive;
@@ -321,19 +305,72 @@ void page_deactivate(Page* m) {
 
 void page_cache(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = *m->vm;
+  Object& o = *m->object;
   vm.page_queues.assert_owned();
-  m->object->mtx.assert_owned();
-  FL_KASSERT(!m->any_busy() && m->hold_count == 0 && m->wire_count == 0, "caching a busy page");
-  FL_KASSERT(m->dirty == 0, "caching a dirty page");
-  FL_KASSERT(m->pv.empty(), "caching a mapped page");
-  if (m->queue == PageQueue::kCache) return;
+  o.mtx.assert_owned();
+  FL_KASSERT(!m->any_busy() && m->hold_count == 0 && m->wire_count == 0, "vm_page_cache: busy, held or wired page");
+  pmap_remove_all(m);
+  FL_KASSERT(!m->is_dirty(), "vm_page_cache: caching a dirty page");
+  // 1523-1533: nothing would come back from the pager: free it.  (A
+  // device's pages are fictitious in 7.0, never on a paging queue; the
+  // model's are copies, which are freed here rather than kept.)
+  if (m->valid == 0 || o.type == ObjectType::kDefault || o.type == ObjectType::kDevice ||
+      (o.type == ObjectType::kSwap && !pager_has_page(o, m->pindex, nullptr, nullptr))) {
+    page_free(m);
+    return;
+  }
   pageq_remove(m);
+  o.pages.erase(m->pindex);  // out of the resident set, still m's object
+  m->flags &= static_cast<std::uint8_t>(~kPgZero);
+  MutexLock f(vm.free_mtx);
+  [[maybe_unused]] const bool inserted = o.cache.emplace(m->pindex, m).second;
+  FL_KASSERT(inserted, "vm_page_cache: offset already cached");
   vm.cache.push_tail(m);
   m->queue = PageQueue::kCache;
   vm.cache_count.fetch_add(1, std::memory_order_relaxed);
   vm.counters().bump(vm.counters().v_tcached);
-  MutexLock f(vm.free_mtx);
   wake_free_waiters(vm);
+}
+
+bool object_has_cached(Object& object, Pindex pindex) FL_NO_THREAD_SAFETY_ANALYSIS {
+  object.mtx.assert_owned();
+  MutexLock f(object.vm.free_mtx);
+  return object.cache.count(pindex) != 0;
+}
+
+void page_cache_free(Object& object, Pindex start, Pindex end) FL_NO_THREAD_SAFETY_ANALYSIS {
+  object.mtx.assert_owned();
+  Vm& vm = object.vm;
+  MutexLock f(vm.free_mtx);
+  // 7.0 vm_page.c 805-860: the pages stay where they are in the physical
+  // allocator and become free; free + cache does not change, so no wakeup.
+  auto it = object.cache.lower_bound(start);
+  while (it != object.cache.end() && (end == 0 || it->first < end)) {
+    Page* m = it->second;
+    ++it;
+    cache_remove(vm, m);
+    m->valid = 0;
+    m->flags = 0;
+    m->queue = PageQueue::kFree;
+    vm.free_list.push_head(m);
+    vm.free_count.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void page_cache_transfer(Object& orig, Pindex offidxstart, Object& nobj) FL_NO_THREAD_SAFETY_ANALYSIS {
+  orig.mtx.assert_owned();
+  nobj.mtx.assert_owned();
+  Vm& vm = orig.vm;
+  MutexLock f(vm.free_mtx);
+  FL_KASSERT(nobj.cache.empty(), "vm_page_cache_transfer: the new object has cached pages");
+  auto it = orig.cache.lower_bound(offidxstart);
+  while (it != orig.cache.end() && it->first - offidxstart < nobj.size) {
+    Page* m = it->second;
+    it = orig.cache.erase(it);
+    m->object = &nobj;
+    m->pindex -= offidxstart;
+    nobj.cache.emplace(m->pindex, m);
+  }
 }
 
 void page_wire(Page* m) {
@@ -464,11 +501,7 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   for (;;) {
     pmap_remove_all(m);
     page_remove(m);
-    // From the cache too, as 7.x's vm_page_alloc can (its queue mutex is
-    // recursive): refusing cached pages here livelocked, since VM_WAIT does
-    // not sleep while free + cache is above free_min (found by the
-    // fibers-mt stress run, where the spinning fiber starved the rest).
-    Page* mnew = page_alloc(object, pindex, kAllocNormal | kAllocQueuesHeld);
+    Page* mnew = page_alloc(object, pindex, kAllocNormal);
     if (mnew == nullptr) {
       page_insert(m, object, pindex);
       vm.page_queues.unlock();
@@ -480,13 +513,10 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
       // there: a fault may have busied it meanwhile and be mapping it with
       // the object unlocked, and page_remove would clear its busy bit.  The
       // caller retries its fault, which then waits for the page.
-      // A page cached meanwhile (its loan ended, then pageout) counts as
-      // gone, as in 7.x, whose lookups do not see cached pages; taken out
-      // of its object here it would stay in the cache with no object, and
-      // the next allocation to reuse it crashed (issue 13's fault-storm
-      // seed 9 with sends).
-      if (page_lookup(object, pindex) == m && !m->any_busy() && m->queue != PageQueue::kCache) continue;
-      return;  // the page went away (or got busy, or cached) while we waited
+      // A page cached meanwhile (its loan ended, then pageout) is gone from
+      // the lookup, as in 7.0.
+      if (page_lookup(object, pindex) == m && !m->any_busy()) continue;
+      return;  // the page went away (or got busy) while we waited
     }
     mnew->oflags &= static_cast<std::uint8_t>(~kVpoBusy);  // VM_ALLOC_NOBUSY
     if (m->cow == 0) {

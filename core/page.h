@@ -4,7 +4,13 @@
 // Who protects what (protocol.md):
 //   object, pindex, valid, dirty, oflags (VPO_*), busy   the owning object's mutex
 //   queue, flags (PG_*), wire/hold counts, cow, pv list   the page-queues mutex
-//   the free list and a free page's queue field          the free-queue mutex
+//   the free and cache lists, a free or cached page's     the free-queue mutex
+//   queue field, an object's cache
+// A cached page (7.0's PG_CACHED, after the 2007 cache rework the seed is
+// from) is on no page queue and in no object's resident set: it sits on the
+// cache list and in its object's cache, with its bytes and valid bits, until
+// vm_page_alloc either gives it back for the same (object, pindex) or takes
+// it for anything else.  page_lookup does not see it.
 // The bytes are written only by the page's busy holder (zeroing, copying,
 // pager I/O) or by user writes through a writable pmap mapping (pmap lock).
 //
@@ -97,18 +103,20 @@ struct PageList {
 enum AllocFlags : unsigned {
   kAllocNormal = 0,
   kAllocZero = 1,         // prefer a prezeroed page (PG_ZERO is then set)
-  kAllocIfNotCached = 2,  // fail rather than reuse a cached page
+  kAllocIfNotCached = 2,  // fail if (object, pindex) has a cached page (VM_ALLOC_IFNOTCACHED)
   kAllocSystem = 4,       // may dip into the reserve (pageout, pmap)
-  kAllocQueuesHeld = 8,   // the caller holds the page queues (cowfault)
 };
 
 // ---- allocation (vm_page_alloc / vm_page_free / VM_WAIT) ----
 
-// Allocates a page for (object, pindex), inserted and VPO_BUSY, or nullptr
-// if free + cache pages are at the reserve.  Requires: object locked, and
-// the page queues held exactly when flags has kAllocQueuesHeld (the kernel's
-// queue mutex is recursive; ours is not, so the caller says).  May reuse a
-// cached page of another object it can try-lock.
+// vm_page_alloc (7.0 vm_page.c 1005-1140): a page for (object, pindex),
+// inserted and VPO_BUSY, or nullptr if free + cache is at the reserve.  If
+// (object, pindex) has a cached page, that page comes back with its bytes and
+// valid bits (a reactivation: the caller must look at m->valid, as the seed
+// does at L448), or, with kAllocIfNotCached, nullptr.  Otherwise a free page,
+// or failing that the oldest cached page of any object, emptied (no lock of
+// its object is needed: the cache is under the free-queue mutex).
+// Requires: object locked; the page queues may be held (cowfault).
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags);
 // Frees a page: out of its object and queues, no mappings left.
 // Requires: the page's object (if any) locked, and the page queues.
@@ -149,9 +157,22 @@ bool page_sleep_if_busy(Page* m, bool also_soft, const char* wmesg);
 void pageq_remove(Page* m);
 void page_activate(Page* m);
 void page_deactivate(Page* m);
-// Moves a clean, unbusy, unmapped page to the cache queue.  Also requires m's
-// object locked.
+// vm_page_cache (7.0 vm_page.c 1508-1603): unmaps a clean, idle page and
+// moves it from its object's resident pages to its object's cache, keeping
+// bytes and valid bits; a page with nothing to come back to (invalid, of a
+// default object, or of a swap object without a swap copy) is freed instead.
+// Also requires m's object locked.
 void page_cache(Page* m);
+// Whether (object, pindex) has a cached page (for counters and tests: the
+// model's own code, like 7.0's, never asks).  Requires: object locked.
+bool object_has_cached(Object& object, Pindex pindex);
+// vm_page_cache_free: frees the cached pages of `object` in [start, end)
+// (end 0: to the end).  Requires: object locked.
+void page_cache_free(Object& object, Pindex start, Pindex end);
+// vm_page_cache_transfer (vm_object_split): the cached pages of `orig` from
+// offidxstart on that fall inside `nobj` move to it, rebased.  Requires: nobj
+// locked (its cache empty), orig locked.
+void page_cache_transfer(Object& orig, Pindex offidxstart, Object& nobj);
 void page_wire(Page* m);
 // Unwires; at zero wirings the page goes to the active (activate) or inactive
 // queue.

@@ -30,6 +30,30 @@ Object* hog_memory(Vm& vm, unsigned flags) {
   return hog;
 }
 
+// Takes every free page (not the cached ones: allocation takes free pages
+// first) into a new object.  Requires nothing held.
+Object* hog_free_pages(Vm& vm) {
+  Object* hog = object_allocate(vm, ObjectType::kDefault, 1024);
+  MutexLock l(hog->mtx);
+  Pindex i = 0;
+  while (vm.free_count.load() > 0) page_alloc(*hog, i++, kAllocSystem);
+  return hog;
+}
+
+// Caches m (clean, idle, unmapped) as pageout would after laundering it to
+// swap: its object becomes a swap object with a copy of m, since 7.0 frees
+// rather than caches a page that nothing could bring back.  Requires: m's
+// object locked.
+void cache_laundered(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Object& o = *m->object;
+  o.type = ObjectType::kSwap;
+  o.swap[m->pindex].assign(m->data, m->data + o.vm.page_size());
+  m->dirty.store(0);
+  m->valid = kPageBitsAll;
+  MutexLock pq(o.vm.page_queues);
+  page_cache(m);
+}
+
 // A write to lent page m of o, on a thread of its own: vm_page_cowfault
 // with o and the page queues held, as the fault calls it.
 std::thread cowfault_on_thread(Object* o, Page* m) {
@@ -147,91 +171,146 @@ TEST_F(CoreTest, AllocStopsAtTheReserveAndSystemAllocationsDipIn) {
   object_deallocate(o);
 }
 
-TEST_F(CoreTest, CachedPagesAreReusedUnlessForbidden) {
+// 7.0's cache (vm_page.c 1508-1603, 1040-1083): a cached page leaves the
+// resident set (lookups miss it) but keeps its bytes and valid bits; an
+// allocation takes free pages first, then the oldest cached page of any
+// object, emptied.
+TEST_F(CoreTest, CachedPagesAreInvisibleAndReclaimedOnlyWhenNoFreePageIsLeft) {
   Object* a = object_allocate(vm(), ObjectType::kDefault, 1024);
   Object* b = object_allocate(vm(), ObjectType::kDefault, 1024);
-  const std::uint32_t reserve = vm().config().free_reserved;
-  const std::uint32_t ncached = reserve + 2;  // more than the reserve
+  const std::uint32_t ncached = vm().config().free_reserved + 2;  // more than the reserve
   Page* first_cached = nullptr;
   {
     MutexLock l(a->mtx);
     for (Pindex i = 0; i < ncached; ++i) {
       Page* m = page_alloc(*a, i, kAllocNormal);
-      m->valid = kPageBitsAll;
       page_wakeup(m);
-      MutexLock pq(vm().page_queues);
-      page_cache(m);
+      cache_laundered(m);
       EXPECT_EQ(m->queue, PageQueue::kCache);
       if (i == 0) first_cached = m;
     }
     EXPECT_EQ(vm().cache_count.load(), ncached);
+    EXPECT_EQ(page_lookup(*a, 1), nullptr) << "vm_page_lookup sees resident pages only";
+    EXPECT_TRUE(object_has_cached(*a, 1));
   }
   {
     MutexLock l(b->mtx);
     Pindex i = 0;
-    // Cached pages count as free: the free list can be drained entirely.
-    while (free_pages() > 0) ASSERT_NE(page_alloc(*b, i++, kAllocNormal), nullptr);
-    EXPECT_EQ(page_alloc(*b, i, kAllocIfNotCached), nullptr);
-    Page* m = page_alloc(*b, i, kAllocNormal);
+    while (free_pages() > 0) {
+      Page* m = page_alloc(*b, i++, kAllocNormal);
+      ASSERT_NE(m, nullptr);
+      EXPECT_NE(m->queue, PageQueue::kCache);
+    }
+    // IFNOTCACHED refuses only a cached page of (b, i) itself.
+    Page* m = page_alloc(*b, i, kAllocIfNotCached);
     EXPECT_EQ(m, first_cached);  // the oldest cached page, taken out of object a
+    EXPECT_EQ(m->valid, 0) << "another object's cached page comes emptied";
     EXPECT_EQ(vm().cache_count.load(), ncached - 1);
     EXPECT_EQ(vm().counters().v_tcached.load(), ncached);
+    EXPECT_EQ(vm().counters().cache_reactivations.load(), 0u);
   }
   {
     MutexLock l(a->mtx);
-    EXPECT_EQ(page_lookup(*a, 0), nullptr);
-    EXPECT_NE(page_lookup(*a, 1), nullptr);
+    EXPECT_FALSE(object_has_cached(*a, 0));
+    EXPECT_TRUE(object_has_cached(*a, 1));
   }
   free_all(*b);
-  object_deallocate(a);
+  object_deallocate(a);  // terminate frees its cached pages
+  EXPECT_EQ(vm().cache_count.load(), 0u);
+  EXPECT_EQ(free_pages(), 256u);
   object_deallocate(b);
 }
 
-TEST_F(CoreTest, CachedPagesThatCannotBeTakenAreDeactivated) {
-  Object* a = object_allocate(vm(), ObjectType::kDefault, 1024);
-  Object* b = object_allocate(vm(), ObjectType::kDefault, 1024);
-  const std::uint32_t ncached = vm().config().free_reserved + 3;
+// The reactivation the seed checks for at L448: allocating (object, pindex)
+// when it has a cached page returns that page, valid, bytes intact; with
+// VM_ALLOC_IFNOTCACHED (read-around) the allocation fails instead.
+TEST_F(CoreTest, ACachedPageComesBackToItsOwnIndexValidWithItsBytes) {
+  Object* a = object_allocate(vm(), ObjectType::kDefault, 8);
+  Page* m = nullptr;
   {
     MutexLock l(a->mtx);
-    for (Pindex i = 0; i < ncached; ++i) {
-      Page* m = page_alloc(*a, i, kAllocNormal);
-      m->valid = kPageBitsAll;
-      page_wakeup(m);
-      MutexLock pq(vm().page_queues);
-      page_cache(m);
-    }
+    m = page_alloc(*a, 3, kAllocNormal);
+    std::memset(m->data, 0x77, vm().page_size());
+    page_wakeup(m);
+    cache_laundered(m);
+    ASSERT_EQ(m->queue, PageQueue::kCache);
+    EXPECT_EQ(page_alloc(*a, 3, kAllocIfNotCached), nullptr);
+    EXPECT_TRUE(object_has_cached(*a, 3)) << "a refused IFNOTCACHED allocation leaves the page cached";
+    Page* again = page_alloc(*a, 3, kAllocNormal);
+    EXPECT_EQ(again, m);
+    EXPECT_EQ(again->valid, kPageBitsAll);
+    EXPECT_EQ(again->oflags & kVpoBusy, kVpoBusy);
+    EXPECT_EQ(again->data[0], std::byte{0x77});
+    EXPECT_EQ(again->data[vm().page_size() - 1], std::byte{0x77});
+    EXPECT_EQ(page_lookup(*a, 3), m);
+    EXPECT_FALSE(object_has_cached(*a, 3));
+    EXPECT_EQ(vm().counters().cache_reactivations.load(), 1u);
+    page_wakeup(m);
   }
-  {
-    MutexLock l(b->mtx);
-    Pindex i = 0;
-    while (vm().free_count.load() > 0) ASSERT_NE(page_alloc(*b, i++, kAllocNormal), nullptr);
-    // Another thread holds object a: its cached pages cannot be taken now.
-    std::atomic<int> phase{0};
-    std::thread holder([&] {
-      MutexLock la(a->mtx);
-      phase = 1;
-      while (phase.load() != 2) std::this_thread::yield();
-    });
-    while (phase.load() != 1) std::this_thread::yield();
-    EXPECT_EQ(page_alloc(*b, i, kAllocNormal), nullptr);
-    phase = 2;
-    holder.join();
-    // As vm_page_select_cache: the ones it looked at left the cache for
-    // the inactive queue (it stops once free + cache is down to the
-    // reserve), so free + cache no longer counts them and VM_WAIT sleeps.
-    EXPECT_EQ(vm().cache_count.load(), vm().config().free_reserved);
-    EXPECT_TRUE(vm().count_min());
-  }
-  {
-    MutexLock l(a->mtx);
-    std::uint32_t inactive = 0;
-    for (auto& [pindex, m] : a->pages) inactive += m->queue == PageQueue::kInactive;
-    EXPECT_EQ(inactive, 3u);
-  }
-  free_all(*b);
   free_all(*a);
   object_deallocate(a);
+}
+
+// vm_page_cache frees a page that nothing could bring back (1523-1533): an
+// invalid page, a default object's, a swap object's without a swap copy.
+TEST_F(CoreTest, CachingAPageWithNothingBehindItFreesIt) {
+  Object* a = object_allocate(vm(), ObjectType::kDefault, 8);
+  {
+    MutexLock l(a->mtx);
+    Page* d = page_alloc(*a, 0, kAllocNormal);
+    d->valid = kPageBitsAll;
+    page_wakeup(d);
+    Page* s = page_alloc(*a, 1, kAllocNormal);
+    s->valid = kPageBitsAll;
+    page_wakeup(s);
+    MutexLock pq(vm().page_queues);
+    page_cache(d);  // default object
+    EXPECT_EQ(d->queue, PageQueue::kFree);
+    a->type = ObjectType::kSwap;  // swap, but no copy of page 1
+    page_cache(s);
+    EXPECT_EQ(s->queue, PageQueue::kFree);
+  }
+  EXPECT_EQ(vm().cache_count.load(), 0u);
+  EXPECT_EQ(free_pages(), 256u);
+  object_deallocate(a);
+}
+
+// The cache is under the free-queue mutex: reclaiming another object's
+// cached page needs no lock of that object (the pre-rework cache try-locked
+// it and deactivated what it could not take).
+TEST_F(CoreTest, ACachedPageIsReclaimedWhileItsObjectIsLockedElsewhere) {
+  Object* a = object_allocate(vm(), ObjectType::kDefault, 8);
+  Page* m = nullptr;
+  {
+    MutexLock l(a->mtx);
+    m = page_alloc(*a, 0, kAllocNormal);
+    page_wakeup(m);
+    cache_laundered(m);
+  }
+  Object* hog = hog_free_pages(vm());
+  std::atomic<int> phase{0};
+  std::thread holder([&] {
+    MutexLock la(a->mtx);
+    phase = 1;
+    while (phase.load() != 2) std::this_thread::yield();
+  });
+  while (phase.load() != 1) std::this_thread::yield();
+  Object* b = object_allocate(vm(), ObjectType::kDefault, 8);
+  {
+    MutexLock l(b->mtx);
+    EXPECT_EQ(page_alloc(*b, 0, kAllocSystem), m);
+  }
+  phase = 2;
+  holder.join();
+  {
+    MutexLock l(a->mtx);
+    EXPECT_FALSE(object_has_cached(*a, 0));
+  }
+  free_all(*b);
+  free_all(*hog);
+  object_deallocate(a);
   object_deallocate(b);
+  object_deallocate(hog);
 }
 
 TEST_F(CoreTest, SleepOnBusyPageUntilWakeup) {
@@ -336,27 +415,28 @@ TEST_F(CoreTest, CowfaultThatWaitedForMemoryLeavesAPageBusiedMeanwhileAlone) {
 }
 
 // vm_page_cowfault sleeps for memory; meanwhile the loan ends and pageout
-// caches the page (clean, unwired now).  7.x's lookup no longer sees a
-// cached page, so its cowfault returns.  The model's cache keeps the page
-// in its object: starting over took the cached page out of its object,
-// leaving it in the cache with none, and the allocation that reused it
-// crashed (issue 13: fault-storm seed 9 with sends, SIGSEGV in
-// reuse_cached_locked).  Here the cowfault returns, the page stays cached
-// in its object, and the allocation takes the other cached pages.
+// caches the page (clean, unwired now).  The lookup no longer sees it, so
+// the cowfault returns (7.0 vm_page.c 1953-1957).  The pre-rework cache kept
+// the page in its object, the cowfault started over on it and took it out
+// of its object while it stayed in the cache, and the allocation that
+// reused it crashed (issue 13: fault-storm seed 9 with sends, SIGSEGV in
+// reuse_cached_locked).
 TEST_F(CoreTest, CowfaultWhoseLentPageGotCachedMeanwhileLeavesIt) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
   Page* m = lent_page(*o, 0x3c);
   ASSERT_NE(m, nullptr);
-  Object* hog = hog_memory(vm(), kAllocSystem);  // the reserve too: only the cache is left
+  Object* hog = hog_memory(vm(), kAllocSystem);  // the reserve too: nothing left
   ASSERT_EQ(free_pages(), 0u);
   std::thread writer = cowfault_on_thread(o, m);
   while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
   {
-    // The send completes and pageout caches the page: first in the cache.
+    // The send completes and pageout caches the page.
     MutexLock l(o->mtx);
-    MutexLock pq(vm().page_queues);
-    page_loan_end(m);
-    page_cache(m);
+    {
+      MutexLock pq(vm().page_queues);
+      page_loan_end(m);
+    }
+    cache_laundered(m);
   }
   // Enough other cached pages to wake the writer (free + cache at free_min).
   const std::uint32_t ncached = vm().config().free_min + 2;
@@ -364,36 +444,35 @@ TEST_F(CoreTest, CowfaultWhoseLentPageGotCachedMeanwhileLeavesIt) {
   {
     MutexLock lc(c->mtx);  // the younger object first, as the order checker wants
     MutexLock l(hog->mtx);
-    MutexLock pq(vm().page_queues);
     for (Pindex i = 0; i < ncached; ++i) {
       Page* p = page_lookup(*hog, i);
       ASSERT_NE(p, nullptr);
-      page_rename(p, *c, i);
-      p->dirty = 0;
-      p->valid = kPageBitsAll;
-      page_cache(p);
+      {
+        MutexLock pq(vm().page_queues);
+        page_rename(p, *c, i);
+      }
+      cache_laundered(p);
     }
   }
   writer.join();
   {
     MutexLock l(o->mtx);
-    EXPECT_EQ(page_lookup(*o, 0), m);
+    EXPECT_EQ(page_lookup(*o, 0), nullptr);
+    EXPECT_TRUE(object_has_cached(*o, 0));
     EXPECT_EQ(m->object, o);
     EXPECT_EQ(m->queue, PageQueue::kCache);
     EXPECT_EQ(m->cow, 0u);
   }
   free_all(*hog);
-  free_all(*c);
-  free_all(*o);
   object_deallocate(o);
   object_deallocate(c);
   object_deallocate(hog);
 }
 
-// vm_page_cowfault allocates as any other caller does, the cache included.
-// With no free page but free + cache above free_min, refusing the cache
-// livelocked: VM_WAIT returns at once (memory is not short) and the
-// cowfault tried again, forever.
+// vm_page_cowfault allocates as any other caller does, the cache included:
+// with no free page but free + cache above free_min, VM_WAIT returns at once
+// (memory is not short), so an allocation that refused the cache would try
+// again forever.
 TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 4);
   Page* m = lent_page(*o, 0x5a);
@@ -405,13 +484,11 @@ TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
     for (Pindex i = 0; i < ncached; ++i) {
       Page* p = page_alloc(*c, i, kAllocNormal);
       ASSERT_NE(p, nullptr);
-      p->valid = kPageBitsAll;
       page_wakeup(p);
-      MutexLock pq(vm().page_queues);
-      page_cache(p);
+      cache_laundered(p);
     }
   }
-  Object* hog = hog_memory(vm(), kAllocIfNotCached);
+  Object* hog = hog_free_pages(vm());
   ASSERT_EQ(free_pages(), 0u);
   ASSERT_FALSE(vm().count_min()) << "the cache alone must keep memory above free_min";
   std::atomic<bool> done{false};
@@ -431,7 +508,7 @@ TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
   EXPECT_EQ(vm().cache_count.load(), ncached - 1);
   {
     MutexLock l(c->mtx);
-    EXPECT_EQ(page_lookup(*c, 0), nullptr) << "the copy is the oldest cached page";
+    EXPECT_FALSE(object_has_cached(*c, 0)) << "the copy is the oldest cached page";
   }
   {
     MutexLock l(o->mtx);
@@ -443,7 +520,6 @@ TEST_F(CoreTest, CowfaultTakesACachedPageWhenNoneIsFree) {
     page_loan_end(m);  // m left the object: the lender frees it
   }
   free_all(*o);
-  free_all(*c);
   object_deallocate(o);
   object_deallocate(c);
   object_deallocate(hog);

@@ -107,6 +107,9 @@ void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANA
         pmap_remove_all(m);
         page_set_validclean(m, base, ps - base);
         if (m->is_dirty()) m->dirty.store(kPageBitsAll, std::memory_order_relaxed);
+      } else {
+        // 429-432: a cached last page is not zeroed but thrown away.
+        page_cache_free(*o, nsize / ps, nobjsize);
       }
     }
     o->size = nobjsize;

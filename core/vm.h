@@ -80,10 +80,12 @@ class Vm {
   locking::Mutex page_queues{page_queues_lock_class, "page queues"};
   locking::Mutex free_mtx{free_queue_lock_class, "free queue"};
 
-  // Queues.  active/inactive/cache under page_queues; free under free_mtx.
+  // Queues.  active/inactive under page_queues; free and cache under
+  // free_mtx (7.0 keeps cached pages in the physical allocator's free lists,
+  // in a pool of their own, and allocation takes free ones first).
   PageList active FL_GUARDED_BY(page_queues);
   PageList inactive FL_GUARDED_BY(page_queues);
-  PageList cache FL_GUARDED_BY(page_queues);
+  PageList cache FL_GUARDED_BY(free_mtx);
   PageList free_list FL_GUARDED_BY(free_mtx);
 
   // Counts readable without locks (vm_page_count_severe reads them racily in
