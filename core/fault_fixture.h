@@ -130,10 +130,17 @@ class FaultTest : public CoreTest {
 
   // Writes o's resident page at `pindex` to its pager and frees it (as the
   // pageout daemon's laundering does): o becomes a swap object if it was not.
-  void launder_and_free(Object& o, Pindex pindex) {
+  void launder_and_free(Object& o, Pindex pindex) { launder(o, pindex, false); }
+  // The same, but the clean page is cached (a later pass of the daemon):
+  // lookups miss it, an allocation of (o, pindex) gets it back.
+  Page* launder_and_cache(Object& o, Pindex pindex) { return launder(o, pindex, true); }
+
+ private:
+  Page* launder(Object& o, Pindex pindex, bool cache) {
     MutexLock l(o.mtx);
     Page* m = page_lookup(o, pindex);
-    ASSERT_NE(m, nullptr);
+    EXPECT_NE(m, nullptr);
+    if (m == nullptr) return nullptr;
     {
       MutexLock pq(vm().page_queues);
       pmap_remove_all(m);
@@ -142,11 +149,20 @@ class FaultTest : public CoreTest {
     page_io_start(m);
     PagerResult rt{};
     pager_put_pages(o, &m, 1, &rt);
-    ASSERT_EQ(rt, PagerResult::kOk);
+    EXPECT_EQ(rt, PagerResult::kOk);
     MutexLock pq(vm().page_queues);
     page_io_finish(m);
-    page_free(m);
+    if (!cache) {
+      page_free(m);
+      return nullptr;
+    }
+    m->dirty.store(0);  // written back
+    page_cache(m);
+    EXPECT_EQ(m->queue, PageQueue::kCache);
+    return m;
   }
+
+ public:
 
   // Runs `f` on another thread (and waits for it) when this thread is about
   // to take `lock` for the nth time from now on: a window that the code

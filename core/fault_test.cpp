@@ -361,6 +361,69 @@ TEST_F(FaultTest, SevereShortageWaitsForMemoryThenRetries) {
   object_deallocate(hog);
 }
 
+// ---- L433 and L448 against 7.0's page cache ----
+
+// A fault on a page its object has cached: the lookup (L331) misses it, the
+// allocation (L441) gives it back, valid, and L448 takes it without the
+// pager.  Fails without L448's check: the pager reads the page again
+// (v_pageins) over the bytes it already has.
+TEST_F(FaultTest, FaultOnACachedPageGetsItBackWithoutThePager) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 0xcafe), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  Page* m = launder_and_cache(*o, 0);
+  ASSERT_NE(m, nullptr);
+  const std::uint64_t pageins = cnt().v_pageins.load();
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0xcafeu);
+  EXPECT_EQ(pmap_extract(map().pmap, va), m) << "the cached page itself comes back";
+  EXPECT_EQ(cnt().fault_alloc_valid.load(), 1u);
+  EXPECT_EQ(cnt().cache_reactivations.load(), 1u);
+  EXPECT_EQ(cnt().v_pageins.load(), pageins) << "no pager I/O for a page still in memory";
+}
+
+// A fault on a cached page when memory is severely short: the seed does not
+// see the page (L331) and waits for memory (L433-447) before its
+// allocation would have given the page back.
+TEST_F(FaultTest, FaultOnACachedPageWaitsWhenMemoryIsSeverelyShort) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 0xbeef), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  Page* m = launder_and_cache(*o, 0);
+  ASSERT_NE(m, nullptr);
+  Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
+  {
+    MutexLock l(hog->mtx);
+    Pindex i = 0;
+    while (!vm().count_severe()) ASSERT_NE(page_alloc(*hog, i++, kAllocSystem), nullptr);
+  }
+  {
+    MutexLock l(o->mtx);
+    ASSERT_TRUE(object_has_cached(*o, 0)) << "the hog must leave the page cached";
+  }
+  std::atomic<bool> done{false};
+  std::uint64_t v = 0;
+  std::thread faulter([&] {
+    EXPECT_EQ(load(va, &v), Kern::kSuccess);
+    done = true;
+  });
+  while (locking::sleepers(&vm().free_count) == 0) std::this_thread::yield();
+  EXPECT_FALSE(done.load());
+  EXPECT_EQ(cnt().fault_severe_cached.load(), 1u);
+  {
+    MutexLock l(hog->mtx);
+    MutexLock pq(vm().page_queues);
+    while (!hog->pages.empty()) page_free(hog->pages.begin()->second);
+  }
+  faulter.join();
+  EXPECT_EQ(v, 0xbeefu);
+  EXPECT_EQ(retries(Retry::kNoFreePage), 1u);
+  EXPECT_EQ(pmap_extract(map().pmap, va), m) << "after the wait, the cache gives the page back";
+  EXPECT_EQ(cnt().fault_alloc_valid.load(), 1u);
+  object_deallocate(hog);
+}
+
 // ---- L462-566: the pager, read-ahead, major faults ----
 
 TEST_F(FaultTest, SwapInReadsTheClusterAround) {
