@@ -135,6 +135,9 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&pageout_fallback_lost, "pageout_fallback_lost", "... and found its page changed meanwhile"},
       {&pageout_vnode_launders, "pageout_vnode_launders", "dirty file pages laundered after vget"},
       {&pageout_vnode_lost, "pageout_vnode_lost", "... whose page changed while the daemon waited for the vnode"},
+      {&pmap_enter_waits, "pmap_enter_waits", "pmap_enter waited for memory for a page-table page"},
+      {&shootdown_waits, "shootdown_waits", "removals or write-protects that waited for accesses in flight"},
+      {&mmu_stale_walks, "mmu_stale_walks", "accesses whose translation changed between walk and use (refault)"},
       {&pageout_second_chance, "pageout_second_chance", "dirty inactive pages given a second chance (first pass)"},
   };
   std::vector<VmstatRow> out;

@@ -96,7 +96,10 @@ class Counters {
   Counter pageout_vnode_launders{this, 41}; // dirty file pages laundered after vget (the vnode path)
   Counter pageout_vnode_lost{this, 42};     // ... whose page changed while the daemon waited for the vnode
   Counter pageout_second_chance{this, 43};  // dirty inactive pages requeued on a first pass (PG_WINATCFLS)
-  static constexpr std::uint16_t kNamed = 44;
+  Counter pmap_enter_waits{this, 44};   // pmap_enter waited for memory for a page-table page
+  Counter shootdown_waits{this, 45};    // a removal or write-protect waited for accesses in flight
+  Counter mmu_stale_walks{this, 46};    // accesses whose PTE lost validity or write between walk and use
+  static constexpr std::uint16_t kNamed = 47;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -514,7 +514,8 @@ TEST_F(FaultTest, PagerThatMovesThePageMakesTheFaultLookAgain) {
   EXPECT_EQ(calls.load(), 3);
   EXPECT_EQ(cnt().v_pageins.load(), 3u);
   EXPECT_EQ(cnt().v_majflt.load(), 1u);
-  EXPECT_EQ(vm().free_count.load(), free_before - 1);  // the two disposed pages went back
+  // The two disposed pages went back; the page and its page-table page did not.
+  EXPECT_EQ(vm().free_count.load(), free_before - 2);
   {
     MutexLock l(o->mtx);
     EXPECT_EQ(o->pages.size(), 1u);
@@ -902,7 +903,7 @@ TEST_F(FaultTest, WiredIsRefreshedByTheRelookup) {
           MutexLock l(map().pmap.mtx);
           const PmapEntry* e = map().pmap.find(va);
           if (e == nullptr || e->page == nullptr) return false;
-          entered_wired = e->wired ? 1 : 0;
+          entered_wired = e->wired() ? 1 : 0;
           return true;
         },
         [] {});
@@ -1189,14 +1190,14 @@ TEST_F(FaultTest, WiringWiresAndUnwiringActivates) {
     EXPECT_EQ(m->wire_count, 1);
     EXPECT_EQ(m->queue, PageQueue::kNone);
   }
-  EXPECT_EQ(vm().wired_count.load(), 3u);
+  EXPECT_EQ(vm().wired_count.load(), 3u + 1);  // and the page-table page
   vm_fault_unwire(map(), va, va + 3 * ps());
   {
     map_lock(map());
     map().lookup_entry(va)->wired_count = 0;
     map_unlock(map());
   }
-  EXPECT_EQ(vm().wired_count.load(), 0u);
+  EXPECT_EQ(vm().wired_count.load(), 1u);  // the page-table page, for the mappings left
   MutexLock pq(vm().page_queues);
   EXPECT_EQ(vm().active.count, 3u);
 }

@@ -102,7 +102,7 @@ std::vector<std::string> check_invariants(Vm& vm, const std::vector<Map*>& maps,
   for (Map* map : maps) {
     locking::SxSharedLock l(map->lock);
     // Copy the translations out: objects come before the pmap in the order.
-    const std::vector<std::pair<std::uint64_t, PmapEntry>> snapshot = map->pmap.snapshot();
+    const std::vector<std::pair<std::uint64_t, Translation>> snapshot = map->pmap.snapshot();
     for (auto& [va, pe] : snapshot) {
       translations[{&map->pmap, va}] = pe.page;
       const MapEntry* e = map->lookup_entry(va);
@@ -269,8 +269,8 @@ std::string describe_address(Map& map, std::uint64_t va, bool take_locks) FL_NO_
     if (take_locks) map.pmap.mtx.lock();
     if (PmapEntry* pe = map.pmap.find(va); pe != nullptr) {
       const Page* m = pe->page;
-      out += fmt::format(" pmap -> page #{} prot {} wired {} modified {} word {};", m->index, pe->prot, pe->wired,
-                         pe->modified, word_at(m->data, off));
+      out += fmt::format(" pmap -> page #{} prot {} wired {} modified {} word {};", m->index, pe->prot(),
+                         pe->wired(), pe->modified(), word_at(m->data, off));
     } else {
       out += " pmap: no translation;";
     }

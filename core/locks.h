@@ -1,12 +1,19 @@
 // The VM's lock classes and their declared order (protocol.md):
 //
-//   vm map -> vnode -> device -> vm object (chain: top first, key = depth)
-//          -> page queues -> free queue -> pmap
+//   vm map -> vnode -> device -> vm object (chain: top first, key = age)
+//          -> page queues -> pmap -> free queue
 //
-// Anything that needs the reverse (the pageout daemon holds the page queues
-// and wants an object) must try-lock and skip on failure, as the 7.x daemon
-// does.  declare_vm_lock_order() installs this order in the checker, so the
-// first acquisition against it is reported even if it never deadlocks.
+// (7.0's pmap_enter allocates page-table pages holding the page queues and
+// the pmap, and the free queue mutex is a leaf lock.)
+//
+// Anything that needs the reverse must try-lock, and on failure let go of what
+// it holds before it blocks: the pageout daemon holds the page queues and
+// wants a page's object, and 7.0's vm_pageout_fallback_object_lock drops the
+// page queues, waits for the object lock, retakes the queues and revalidates
+// the page (pageout.cpp); vm_object_deallocate, going up to a shadow, pauses
+// and starts over.  declare_vm_lock_order() installs this order in the
+// checker, so the first acquisition against it is reported even if it never
+// deadlocks.
 #pragma once
 
 #include "locking/locking.h"

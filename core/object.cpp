@@ -30,9 +30,19 @@ Object::Object(Vm& v, ObjectType t, Pindex sz)
   vm.live_objects.fetch_add(1, std::memory_order_relaxed);
 }
 
-Object::~Object() {
-  FL_KASSERT(cache.empty(), "destroying an object with cached pages");
+Object::~Object() = default;
+
+void object_free(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
+  FL_KASSERT(o->cache.empty() && o->pages.empty(), "freeing an object with pages");
+  Vm& vm = o->vm;
   vm.live_objects.fetch_sub(1, std::memory_order_relaxed);
+  // A scan may hold o's address from before its pages went, and lock it
+  // (vm_pageout_fallback_object_lock): o stays until no scan runs.  A scan
+  // that starts after this load found o's pages gone already.
+  if (vm.scan_running())
+    vm.defer_free(o);
+  else
+    delete o;
 }
 
 std::string Object::describe() const { return "object " + std::to_string(id); }
@@ -157,7 +167,7 @@ void object_terminate(Object* o) FL_NO_THREAD_SAFETY_ANALYSIS {
   o->swap.clear();
   o->type = ObjectType::kDead;
   o->mtx.unlock();
-  delete o;
+  object_free(o);
 }
 
 }  // namespace
@@ -368,7 +378,7 @@ void object_collapse(Object* object) FL_NO_THREAD_SAFETY_ANALYSIS {
       backing->ref_count = 0;
       backing->type = ObjectType::kDead;
       backing->mtx.unlock();
-      delete backing;
+      object_free(backing);
       vm.counters().bump(vm.counters().object_collapses);
       continue;
     }

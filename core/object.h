@@ -84,6 +84,10 @@ class Object {
 // vm_object_allocate: a new object with one reference.
 Object* object_allocate(Vm& vm, ObjectType type, Pindex size);
 
+// Frees a dead object, unlocked, with no pages (uma_zfree): deferred while a
+// pageout scan runs (see Vm::defer_free).
+void object_free(Object* o);
+
 // vm_object_reference: requires o unlocked / _locked: requires o locked.
 void object_reference(Object& o);
 void object_reference_locked(Object& o) FL_REQUIRES(o.mtx);

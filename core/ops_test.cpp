@@ -1,6 +1,8 @@
 // The operations that race with the fault, each on its own semantics:
 // pageout, truncation, fork, exit, mprotect, mlock.
 #include <atomic>
+#include <cstring>
+#include <functional>
 #include <thread>
 
 #include "core/fault_fixture.h"
@@ -57,7 +59,7 @@ TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
   age(o);
   // Memory is short (free + cache below target): the daemon launders.
   Object* hog = hog_memory();
-  PageoutStats st = pageout_scan(vm());
+  PageoutStats st = pageout_scan(vm(), 1);  // not the first pass: no second chance
   EXPECT_EQ(st.laundered, 4u);
   EXPECT_EQ(cnt().v_pgpgout.load(), 4u);
   {
@@ -88,6 +90,268 @@ TEST_F(OpsTest, PageoutLaundersADirtyPageAndAFaultBringsItBack) {
   EXPECT_GE(cnt().v_majflt.load(), 1u);
 }
 
+// ---- vm_pageout_scan's lock drops (7.0 vm_pageout.c) ----
+
+// Runs one pageout scan (pass `pass`) on this thread while another thread
+// holds `held` (an object's mutex, or a vnode's lock shared), so the scan
+// must wait for it where 7.0 waits: the object lock in
+// vm_pageout_fallback_object_lock (page queues dropped), the vnode in
+// vget(LK_TIMELOCK) (everything dropped).  When the scan is about to wait
+// (`wait_point` on `wait_object`), `meanwhile` runs on the holder's thread,
+// still holding, and then the holder lets go.
+template <class Lock, class Unlock>
+PageoutStats scan_while_held(Vm& vm, int pass, Lock lock, Unlock unlock, locking::Point wait_point,
+                             const void* wait_object, std::function<void()> meanwhile) {
+  struct Ctx {
+    std::thread::id scanner;
+    locking::Point point;
+    const void* object;
+    std::atomic<int> phase{0};  // 1: holder holds; 2: scan waits; 3: holder done
+  } ctx{std::this_thread::get_id(), wait_point, wait_object};
+  std::thread holder([&] {
+    lock();
+    ctx.phase = 1;
+    while (ctx.phase.load() != 2) std::this_thread::yield();
+    meanwhile();
+    unlock();
+    ctx.phase = 3;
+  });
+  while (ctx.phase.load() != 1) std::this_thread::yield();
+  locking::set_point_hook(
+      [](const locking::PointInfo& info, void* p) {
+        auto* c = static_cast<Ctx*>(p);
+        if (std::this_thread::get_id() != c->scanner || info.point != c->point || info.object != c->object ||
+            c->phase.load() != 1)
+          return;
+        c->phase = 2;
+        while (c->phase.load() != 3) std::this_thread::yield();
+      },
+      &ctx);
+  PageoutStats st = pageout_scan(vm, pass);
+  locking::set_point_hook(nullptr, nullptr);
+  if (ctx.phase.load() == 1) ctx.phase = 2;  // never waited: let the holder go
+  holder.join();
+  EXPECT_EQ(ctx.phase.load(), 3);
+  return st;
+}
+
+class PageoutTest : public OpsTest {
+ protected:
+  // One clean, valid, inactive page of a swap object (so it would be
+  // cached), and memory short so that the daemon scans.
+  Page* inactive_clean_page(Object** out) {
+    std::uint64_t va = mmap_anon(1);
+    EXPECT_EQ(store(va, 0x5ca9), Kern::kSuccess);
+    Object* o = pmap_extract(map().pmap, va)->object;
+    {
+      MutexLock l(o->mtx);
+      Page* m = page_lookup(*o, 0);
+      o->type = ObjectType::kSwap;  // as if laundered before
+      o->swap[0].assign(m->data, m->data + ps());
+      MutexLock pq(vm().page_queues);
+      pmap_remove_all(m);
+      m->dirty.store(0);
+    }
+    age(o);
+    *out = o;
+    MutexLock l(o->mtx);
+    return page_lookup(*o, 0);
+  }
+  PageoutStats scan_with_object_held(Object* o, std::function<void()> meanwhile) {
+    return scan_while_held(
+        vm(), 0, [o]() FL_NO_THREAD_SAFETY_ANALYSIS { o->mtx.lock(); },
+        [o]() FL_NO_THREAD_SAFETY_ANALYSIS { o->mtx.unlock(); }, locking::Point::kLock, &o->mtx,
+        std::move(meanwhile));
+  }
+};
+
+// The object's try-lock fails, the daemon waits for it with the page queues
+// dropped, and meanwhile the page is freed: the revalidation (same queue,
+// same object, still before the marker; 259-261) sends it on.  Without it
+// the daemon would free the free page ("freeing a free or cached page").
+TEST_F(PageoutTest, FallbackLockFindsThePageFreedMeanwhile) {
+  Object* o = nullptr;
+  Page* m = inactive_clean_page(&o);
+  Object* hog = hog_memory();
+  PageoutStats st = scan_with_object_held(o, [&]() FL_NO_THREAD_SAFETY_ANALYSIS {
+    MutexLock pq(vm().page_queues);
+    page_free(m);  // e.g. munmap of a one-mapping object
+  });
+  EXPECT_EQ(cnt().pageout_fallbacks.load(), 1u);
+  EXPECT_EQ(cnt().pageout_fallback_lost.load(), 1u);
+  EXPECT_EQ(st.cached + st.freed, 0u);
+  EXPECT_EQ(m->queue, PageQueue::kFree);
+  release_hog(hog);
+}
+
+// ... and meanwhile the page moves to the active queue (a fault used it):
+// not cached.
+TEST_F(PageoutTest, FallbackLockFindsThePageMovedMeanwhile) {
+  Object* o = nullptr;
+  Page* m = inactive_clean_page(&o);
+  Object* hog = hog_memory();
+  PageoutStats st = scan_with_object_held(o, [&]() FL_NO_THREAD_SAFETY_ANALYSIS {
+    MutexLock pq(vm().page_queues);
+    page_activate(m);
+  });
+  EXPECT_EQ(cnt().pageout_fallback_lost.load(), 1u);
+  EXPECT_EQ(st.cached, 0u);
+  EXPECT_EQ(m->queue, PageQueue::kActive);
+  release_hog(hog);
+}
+
+// ... and meanwhile a fault busies it: the revalidation passes (same queue,
+// object and place) and the busy check after it leaves the page (778-782).
+TEST_F(PageoutTest, FallbackLockFindsThePageBusiedMeanwhile) {
+  Object* o = nullptr;
+  Page* m = inactive_clean_page(&o);
+  Object* hog = hog_memory();
+  PageoutStats st = scan_with_object_held(o, [&]() FL_NO_THREAD_SAFETY_ANALYSIS { page_busy(m); });
+  EXPECT_EQ(cnt().pageout_fallbacks.load(), 1u);
+  EXPECT_EQ(cnt().pageout_fallback_lost.load(), 0u);
+  EXPECT_EQ(st.cached, 0u);
+  EXPECT_EQ(st.skipped, 1u);
+  EXPECT_EQ(m->queue, PageQueue::kInactive);
+  {
+    MutexLock l(o->mtx);
+    page_wakeup(m);
+  }
+  release_hog(hog);
+}
+
+// With nothing in the way the fallback's page is cached as usual.
+TEST_F(PageoutTest, FallbackLockThenCachesAnUnchangedPage) {
+  Object* o = nullptr;
+  Page* m = inactive_clean_page(&o);
+  Object* hog = hog_memory();
+  PageoutStats st = scan_with_object_held(o, [] {});
+  EXPECT_EQ(cnt().pageout_fallbacks.load(), 1u);
+  EXPECT_EQ(cnt().pageout_fallback_lost.load(), 0u);
+  EXPECT_EQ(st.cached, 1u);
+  EXPECT_EQ(m->queue, PageQueue::kCache);
+  release_hog(hog);
+}
+
+// A dirty page goes round the inactive queue once more on the daemon's first
+// pass (PG_WINATCFLS, 864-878) and is laundered on the next.
+TEST_F(PageoutTest, ADirtyPageGetsASecondChanceOnTheFirstPass) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 0xd1), Kern::kSuccess);
+  Object* o = pmap_extract(map().pmap, va)->object;
+  age(o);
+  Object* hog = hog_memory();
+  PageoutStats st = pageout_scan(vm(), 0);
+  EXPECT_EQ(st.second_chance, 1u);
+  EXPECT_EQ(st.laundered, 0u);
+  st = pageout_scan(vm(), 0);
+  EXPECT_EQ(st.laundered, 1u) << "the second time round it is laundered, even on a first pass";
+  EXPECT_EQ(cnt().pageout_second_chance.load(), 1u);
+  release_hog(hog);
+}
+
+class VnodePageoutTest : public PageoutTest {
+ protected:
+  // A file of one page mapped shared and written (dirty), inactive, and
+  // memory short.
+  void SetUp() override {
+    PageoutTest::SetUp();
+    vp_ = &new_vnode(ps());
+    o_ = vnode_pager_alloc(*vp_);
+    va_ = mmap_object(o_, 1, kProtRead | kProtWrite);
+    ASSERT_EQ(store(va_, 0xf11e), Kern::kSuccess);
+    {
+      MutexLock l(o_->mtx);
+      m_ = page_lookup(*o_, 0);
+    }
+    ASSERT_NE(m_, nullptr);
+    ASSERT_TRUE(m_->is_dirty() || [&] {
+      MutexLock pq(vm().page_queues);
+      return pmap_is_modified(m_);
+    }());
+    age(o_);
+    hog_ = hog_memory();
+  }
+  void TearDown() override {
+    release_hog(hog_);
+    PageoutTest::TearDown();
+  }
+  std::uint64_t file_word() {
+    locking::SxSharedLock l(vp_->lock);
+    std::uint64_t v = 0;
+    std::memcpy(&v, vp_->contents.data(), sizeof v);
+    return v;
+  }
+  PageoutStats scan_with_vnode_held(std::function<void()> meanwhile) {
+    return scan_while_held(
+        vm(), 1, [this]() FL_NO_THREAD_SAFETY_ANALYSIS { vp_->lock.slock(); },
+        [this]() FL_NO_THREAD_SAFETY_ANALYSIS { vp_->lock.sunlock(); }, locking::Point::kPause, vp_,
+        std::move(meanwhile));
+  }
+  Vnode* vp_ = nullptr;
+  Object* o_ = nullptr;
+  std::uint64_t va_ = 0;
+  Page* m_ = nullptr;
+  Object* hog_ = nullptr;
+};
+
+// A dirty file page: the daemon takes a reference on the object, drops the
+// page queues and the object, waits for the vnode (held shared by someone,
+// e.g. a fault), relocks, revalidates and launders (943-1016).
+TEST_F(VnodePageoutTest, LaundersAfterWaitingForTheVnode) {
+  PageoutStats st = scan_with_vnode_held([] {});
+  EXPECT_EQ(st.laundered, 1u);
+  EXPECT_EQ(cnt().pageout_vnode_launders.load(), 1u);
+  EXPECT_EQ(file_word(), 0xf11eu);
+  MutexLock l(o_->mtx);
+  EXPECT_EQ(o_->ref_count, 2) << "the daemon's reference is gone again (the vnode's and the mapping's remain)";
+  EXPECT_FALSE(m_->is_dirty());
+}
+
+// ... and while it waits the page is referenced and reactivated: the
+// revalidation after vget (976-981) leaves it alone.
+TEST_F(VnodePageoutTest, PageMovedWhileTheDaemonWaitedForTheVnodeIsLeft) {
+  PageoutStats st = scan_with_vnode_held([&]() FL_NO_THREAD_SAFETY_ANALYSIS {
+    MutexLock l(o_->mtx);
+    MutexLock pq(vm().page_queues);
+    page_activate(m_);
+  });
+  EXPECT_EQ(st.laundered, 0u);
+  EXPECT_EQ(cnt().pageout_vnode_lost.load(), 1u);
+  EXPECT_EQ(file_word(), 0u) << "nothing written";
+  EXPECT_EQ(m_->queue, PageQueue::kActive);
+}
+
+// ... and while it waits a fault busies the page: left (990-991).
+TEST_F(VnodePageoutTest, PageBusiedWhileTheDaemonWaitedForTheVnodeIsLeft) {
+  PageoutStats st = scan_with_vnode_held([&]() FL_NO_THREAD_SAFETY_ANALYSIS {
+    MutexLock l(o_->mtx);
+    page_busy(m_);
+  });
+  EXPECT_EQ(st.laundered, 0u);
+  EXPECT_EQ(cnt().pageout_vnode_lost.load(), 1u);
+  MutexLock l(o_->mtx);
+  page_wakeup(m_);
+}
+
+// The vnode stays locked past VLKTIMEOUT: vget gives up and the page waits
+// for another scan.
+TEST_F(VnodePageoutTest, VgetGivesUpAfterTheTimeout) {
+  std::atomic<bool> release{false};
+  std::thread holder([&]() FL_NO_THREAD_SAFETY_ANALYSIS {
+    vp_->lock.slock();
+    while (!release.load()) std::this_thread::yield();
+    vp_->lock.sunlock();
+  });
+  while (vp_->lock.try_xlock() ? (vp_->lock.xunlock(), true) : false) std::this_thread::yield();
+  PageoutStats st = pageout_scan(vm(), 1);
+  release = true;
+  holder.join();
+  EXPECT_EQ(st.laundered, 0u);
+  EXPECT_EQ(st.skipped, 1u);
+  EXPECT_EQ(file_word(), 0u);
+  EXPECT_EQ(m_->queue, PageQueue::kInactive);
+}
+
 TEST_F(OpsTest, PageoutWritesADirtyDevicePageBackToTheDevice) {
   Device& dev = new_device(2);
   Object* o = dev_pager_alloc(dev);
@@ -97,7 +361,7 @@ TEST_F(OpsTest, PageoutWritesADirtyDevicePageBackToTheDevice) {
   ASSERT_EQ(store(va + ps(), 0xde71ce), Kern::kSuccess);
   age(o, pmap_extract(map().pmap, va + ps()));
   Object* hog = hog_memory();
-  EXPECT_EQ(pageout_scan(vm()).laundered, 1u);
+  EXPECT_EQ(pageout_scan(vm(), 1).laundered, 1u);
   {
     MutexLock dl(dev.lock);
     std::uint64_t v = 0;
@@ -253,7 +517,7 @@ TEST_F(OpsTest, CleanOnlyPageRemoveWriteProtectsBeforeItTestsDirtiness) {
   {
     MutexLock g(map().pmap.mtx);
     ASSERT_NE(map().pmap.find(va), nullptr);
-    ASSERT_NE(map().pmap.find(va)->prot & kProtWrite, 0) << "the clean page must be mapped writable for this test";
+    ASSERT_NE(map().pmap.find(va)->prot() & kProtWrite, 0) << "the clean page must be mapped writable for this test";
   }
   // The clean page's pmap is locked twice: to write-protect it, then to
   // unmap it.  A store in between must fault rather than land in a page
@@ -366,14 +630,14 @@ TEST_F(OpsTest, MprotectReadOnlyMakesWritesFail) {
 TEST_F(OpsTest, MlockWiresAndMunlockReleases) {
   std::uint64_t va = mmap_anon(4);
   ASSERT_EQ(map_wire(map(), va, va + 4 * ps(), true), Kern::kSuccess);
-  EXPECT_EQ(vm().wired_count.load(), 4u);
+  EXPECT_EQ(vm().wired_count.load(), 4u + 1);  // and the page-table page of their translations
   // Wired pages are never candidates for pageout.
   PageoutStats st = pageout_scan(vm());
   EXPECT_EQ(st.laundered + st.cached, 0u);
   ASSERT_EQ(map_wire(map(), va, va + 4 * ps(), true), Kern::kSuccess);  // mlock twice is once
-  EXPECT_EQ(vm().wired_count.load(), 4u);
+  EXPECT_EQ(vm().wired_count.load(), 4u + 1);
   ASSERT_EQ(map_unwire(map(), va, va + 4 * ps(), true), Kern::kSuccess);
-  EXPECT_EQ(vm().wired_count.load(), 0u);
+  EXPECT_EQ(vm().wired_count.load(), 1u);  // the translations stay, so does their page-table page
   // munmap of mlocked memory unwires first.
   ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
   ASSERT_EQ(map_munmap(map(), va, va + 4 * ps()), Kern::kSuccess);

@@ -98,40 +98,58 @@ void wake_pagedaemon(Vm& vm) {
   }
 }
 
+namespace {
+
+// The allocation proper, under free_mtx: a cached page of (object, pindex)
+// if it has one (*reactivated), else a free page, else the oldest cached
+// page, emptied; nullptr at the reserve (or, with kAllocIfNotCached, when
+// (object, pindex) is cached: *refused).
+Page* take_page(Vm& vm, Object* object, Pindex pindex, unsigned flags, bool* reactivated, bool* refused)
+    FL_NO_THREAD_SAFETY_ANALYSIS {
+  const std::uint32_t reserve = (flags & kAllocSystem) != 0 ? 0 : vm.config().free_reserved;
+  MutexLock f(vm.free_mtx);
+  // 1031-1035: the reserve is checked first, so even giving a cached page
+  // back to its own object can fail.
+  if (vm.free_count.load(std::memory_order_relaxed) + vm.cache_count.load(std::memory_order_relaxed) <= reserve)
+    return nullptr;
+  Page* m = nullptr;
+  Page* cached = nullptr;
+  if (object != nullptr)
+    if (auto c = object->cache.find(pindex); c != object->cache.end()) cached = c->second;
+  if (cached != nullptr) {
+    // 1040-1047: (object, pindex) has a cached page.
+    if ((flags & kAllocIfNotCached) != 0) {
+      *refused = true;
+      return nullptr;
+    }
+    m = cached;
+    cache_remove(vm, m);
+    *reactivated = true;
+  } else if (vm.free_list.count != 0) {
+    // Prezeroed pages sit at the tail, freed ones at the head.
+    m = (flags & kAllocZero) != 0 ? vm.free_list.tail : vm.free_list.head;
+    vm.free_list.unlink(m);
+    vm.free_count.fetch_sub(1, std::memory_order_relaxed);
+    m->queue = PageQueue::kNone;
+  } else {
+    // vm_phys_alloc_pages takes a cached page when no free one is left:
+    // the oldest, whatever object it caches (1072-1083: emptied).
+    m = vm.cache.head;
+    cache_remove(vm, m);
+    m->valid = 0;
+  }
+  return m;
+}
+
+}  // namespace
+
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags) FL_NO_THREAD_SAFETY_ANALYSIS {
   object.mtx.assert_owned();
   Vm& vm = object.vm;
-  const std::uint32_t reserve = (flags & kAllocSystem) != 0 ? 0 : vm.config().free_reserved;
-  Page* m = nullptr;
-  bool reactivated = false;
-  {
-    MutexLock f(vm.free_mtx);
-    // 1031-1035: the reserve is checked first, so even giving a cached page
-    // back to its own object can fail.
-    if (vm.free_count.load(std::memory_order_relaxed) + vm.cache_count.load(std::memory_order_relaxed) <= reserve) {
-      // (m stays null: the daemon is woken below, after free_mtx.)
-    } else if (auto c = object.cache.find(pindex); c != object.cache.end()) {
-      // 1040-1047: (object, pindex) has a cached page.
-      if ((flags & kAllocIfNotCached) != 0) return nullptr;
-      m = c->second;
-      cache_remove(vm, m);
-      reactivated = true;
-    } else if (vm.free_list.count != 0) {
-      // Prezeroed pages sit at the tail, freed ones at the head.
-      m = (flags & kAllocZero) != 0 ? vm.free_list.tail : vm.free_list.head;
-      vm.free_list.unlink(m);
-      vm.free_count.fetch_sub(1, std::memory_order_relaxed);
-      m->queue = PageQueue::kNone;
-    } else {
-      // vm_phys_alloc_pages takes a cached page when no free one is left:
-      // the oldest, whatever object it caches (1072-1083: emptied).
-      m = vm.cache.head;
-      cache_remove(vm, m);
-      m->valid = 0;
-    }
-  }
+  bool reactivated = false, refused = false;
+  Page* m = take_page(vm, &object, pindex, flags, &reactivated, &refused);
   if (m == nullptr) {
-    wake_pagedaemon(vm);
+    if (!refused) wake_pagedaemon(vm);
     return nullptr;
   }
   if (reactivated) {
@@ -151,6 +169,28 @@ Page* page_alloc(Object& object, Pindex pindex, unsigned flags) FL_NO_THREAD_SAF
   m->oflags = kVpoBusy;
   FL_KASSERT(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty(), "allocating a page that is wired, held, lent or mapped");
   page_insert(m, object, pindex);
+  return m;
+}
+
+Page* page_alloc_noobj(Vm& vm, unsigned flags) {
+  bool reactivated = false, refused = false;
+  Page* m = take_page(vm, nullptr, 0, flags, &reactivated, &refused);
+  if (m == nullptr) {
+    wake_pagedaemon(vm);
+    return nullptr;
+  }
+  if (vm.count_min()) wake_pagedaemon(vm);
+  FL_KASSERT(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty(), "allocating a page that is wired, held, lent or mapped");
+  if ((flags & kAllocZero) != 0 && (m->flags & kPgZero) == 0) page_zero(m);
+  m->flags = 0;
+  m->act_count = 0;
+  m->valid = 0;
+  m->dirty = 0;
+  m->busy = 0;
+  m->oflags = 0;
+  // VM_ALLOC_WIRED: wired from the start, on no queue.
+  m->wire_count = 1;
+  vm.wired_count.fetch_add(1, std::memory_order_relaxed);
   return m;
 }
 
@@ -297,6 +337,7 @@ void page_deactivate(Page* m) {
   vm.page_queues.assert_owned();
   if (m->queue == PageQueue::kInactive) return;
   if (m->wire_count == 0) {
+    m->flags &= static_cast<std::uint8_t>(~kPgWinatcfls);
     pageq_remove(m);
     vm.inactive.push_tail(m);
     m->queue = PageQueue::kInactive;
@@ -393,6 +434,7 @@ void page_unwire(Page* m, bool activate) {
     vm.active.push_tail(m);
     m->queue = PageQueue::kActive;
   } else {
+    m->flags &= static_cast<std::uint8_t>(~kPgWinatcfls);
     vm.inactive.push_tail(m);
     m->queue = PageQueue::kInactive;
   }

@@ -44,6 +44,7 @@ inline constexpr std::uint8_t kPgZero = 1;        // known to be all zeros
 inline constexpr std::uint8_t kPgReferenced = 2;  // referenced since last scan
 inline constexpr std::uint8_t kPgWriteable = 4;   // may be mapped writable
 inline constexpr std::uint8_t kPgMarker = 8;      // a scan's place holder, not a page
+inline constexpr std::uint8_t kPgWinatcfls = 16;  // dirty, already sent round once by pageout (PG_WINATCFLS)
 // valid / dirty: one bit per eighth of a page (DEV_BSIZE blocks for 4 KiB).
 inline constexpr std::uint8_t kPageBitsAll = 0xff;
 
@@ -118,6 +119,11 @@ enum AllocFlags : unsigned {
 // its object is needed: the cache is under the free-queue mutex).
 // Requires: object locked; the page queues may be held (cowfault).
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags);
+// vm_page_alloc(NULL, 0, VM_ALLOC_NOOBJ | VM_ALLOC_WIRED | flags): a page of
+// no object, wired, not busy, zeroed if kAllocZero (a page-table page).
+// Never sleeps; nullptr when free + cache is at the reserve.  Requires:
+// free_mtx not held.
+Page* page_alloc_noobj(Vm& vm, unsigned flags);
 // Frees a page: out of its object and queues, no mappings left.
 // Requires: the page's object (if any) locked, and the page queues.
 void page_free(Page* m);

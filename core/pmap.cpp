@@ -4,6 +4,7 @@
 #include <atomic>
 #include <bit>
 #include <cstring>
+#include <thread>
 
 #include "core/vm.h"
 #include "locking/kassert.h"
@@ -12,36 +13,44 @@ namespace faultline::vm {
 
 using locking::MutexLock;
 
-PmapEntry& PageTable::insert(std::uint64_t vpn, const PmapEntry& entry) {
+void PageTable::add_leaf(std::uint64_t vpn, Page* ptp) {
+  FL_KASSERT(leaf_of(vpn >> kLeafBits) == nullptr, "adding a leaf that exists");
+  auto fresh = std::make_unique<Leaf>();
+  Leaf* leaf = fresh.get();
+  leaf->ptp = ptp;
+  dir_.emplace(vpn >> kLeafBits, std::move(fresh));
+  cached_key_ = vpn >> kLeafBits;
+  cached_ = leaf;
+}
+
+PmapEntry& PageTable::insert(std::uint64_t vpn, Page* page, std::uint32_t pte) {
   Leaf* leaf = leaf_of(vpn >> kLeafBits);
-  if (leaf == nullptr) {
-    auto fresh = std::make_unique<Leaf>();
-    leaf = fresh.get();
-    dir_.emplace(vpn >> kLeafBits, std::move(fresh));
-    cached_key_ = vpn >> kLeafBits;
-    cached_ = leaf;
-  }
+  FL_KASSERT(leaf != nullptr, "entering a translation without its page-table page");
   PmapEntry& e = leaf->e[vpn & (kLeafSize - 1)];
-  FL_KASSERT(e.page == nullptr && entry.page != nullptr, "entering a translation over one, or of no page");
-  e = entry;
+  FL_KASSERT(e.page == nullptr && page != nullptr, "entering a translation over one, or of no page");
+  e.page = page;
+  e.pte.store(pte, std::memory_order_release);
   ++leaf->count;
   ++size_;
   return e;
 }
 
-void PageTable::erase(std::uint64_t vpn) {
+Page* PageTable::erase(std::uint64_t vpn) {
   const std::uint64_t key = vpn >> kLeafBits;
   Leaf* leaf = leaf_of(key);
   FL_KASSERT(leaf != nullptr && leaf->e[vpn & (kLeafSize - 1)].page != nullptr, "removing a translation that does not exist");
-  leaf->e[vpn & (kLeafSize - 1)] = PmapEntry{};
+  PmapEntry& e = leaf->e[vpn & (kLeafSize - 1)];
+  e.page = nullptr;
+  e.pte.store(0, std::memory_order_release);
   --size_;
-  if (--leaf->count == 0) {
-    if (cached_key_ == key) {
-      cached_key_ = ~std::uint64_t{0};
-      cached_ = nullptr;
-    }
-    dir_.erase(key);
+  if (--leaf->count != 0) return nullptr;
+  Page* ptp = leaf->ptp;
+  if (cached_key_ == key) {
+    cached_key_ = ~std::uint64_t{0};
+    cached_ = nullptr;
   }
+  dir_.erase(key);
+  return ptp;
 }
 
 std::vector<std::uint64_t> PageTable::leaves_in(std::uint64_t svpn, std::uint64_t evpn) const {
@@ -71,16 +80,18 @@ std::size_t Pmap::resident() const {
   return table.size();
 }
 
-std::vector<std::pair<std::uint64_t, PmapEntry>> Pmap::snapshot() {
-  std::vector<std::pair<std::uint64_t, PmapEntry>> out;
+std::vector<std::pair<std::uint64_t, Translation>> Pmap::snapshot() {
+  std::vector<std::pair<std::uint64_t, Translation>> out;
   MutexLock l(mtx);
   out.reserve(table.size());
   table.for_each(0, ~std::uint64_t{0} >> page_shift,
-                 [&](std::uint64_t vpn, PmapEntry& e) { out.emplace_back(vpn << page_shift, e); });
+                 [&](std::uint64_t vpn, PmapEntry& e) { out.emplace_back(vpn << page_shift, e.view()); });
   return out;
 }
 
 namespace {
+
+constexpr std::uint32_t kPteW = std::uint32_t{kProtWrite} << kPteProtShift;
 
 void pv_remove(Page* m, Pmap* pmap, std::uint64_t va) {
   auto& pv = m->pv;
@@ -91,20 +102,59 @@ void pv_remove(Page* m, Pmap* pmap, std::uint64_t va) {
   if (pv.empty()) m->flags &= static_cast<std::uint8_t>(~kPgWriteable);
 }
 
-// Collects a removed or write-protected mapping's MMU bits into the page.
-void collect_bits(Page* m, const PmapEntry& e) {
-  if (e.modified) m->dirty.store(kPageBitsAll, std::memory_order_relaxed);
-  if (e.referenced) m->flags |= kPgReferenced;
+// Collects a removed or write-protected PTE's MMU bits into the page.
+void collect_bits(Page* m, std::uint32_t pte) {
+  if ((pte & kPteM) != 0) m->dirty.store(kPageBitsAll, std::memory_order_relaxed);
+  if ((pte & kPteA) != 0) m->flags |= kPgReferenced;
 }
 
-// Removes the mapping `e` at va.  Requires: page queues and pmap mutex.
+// pmap_invalidate_page: waits until every access that walked the table
+// before now has completed (the shootdown's acknowledgements).  The pmap
+// mutex is held, so no new walk starts; accesses in flight take no lock.
+void shootdown(Pmap& pmap) FL_REQUIRES(pmap.mtx) {
+  pmap.mtx.assert_owned();
+  if (pmap.inflight.load(std::memory_order_acquire) == 0) return;
+  pmap.vm.counters().bump(pmap.vm.counters().shootdown_waits);
+  while (pmap.inflight.load(std::memory_order_acquire) != 0) {
+    locking::schedule_point(locking::Point::kUser, &pmap.inflight);
+    std::this_thread::yield();
+  }
+}
+
+// A page-table page whose leaf emptied goes back to the pool (unwired and
+// freed, as pmap_unwire_pte_hold does).  Requires: the page queues.
+void free_ptp(Vm& vm, Page* ptp) FL_NO_THREAD_SAFETY_ANALYSIS {
+  vm.page_queues.assert_owned();
+  FL_KASSERT(ptp->wire_count == 1 && ptp->object == nullptr, "freeing a page-table page that is not one");
+  ptp->wire_count = 0;
+  vm.wired_count.fetch_sub(1, std::memory_order_relaxed);
+  page_free(ptp);
+}
+
+// Removes the mapping `e` at va: the PTE cleared at once (its bits are
+// final: the MMU sets bits only by compare-and-swap on a valid PTE), then
+// the shootdown, then the bits collected and the slot freed.  Requires:
+// page queues and pmap mutex.
 void remove_entry(Pmap& pmap, std::uint64_t va, PmapEntry& e) FL_REQUIRES(pmap.mtx) {
   pmap.mtx.assert_owned();
   pmap.vm.page_queues.assert_owned();
   Page* m = e.page;
-  collect_bits(m, e);
+  const std::uint32_t old = e.pte.exchange(0, std::memory_order_acq_rel);
+  shootdown(pmap);
+  collect_bits(m, old);
   pv_remove(m, &pmap, va);
-  pmap.table.erase(va >> pmap.page_shift);
+  if (Page* ptp = pmap.table.erase(va >> pmap.page_shift); ptp != nullptr) free_ptp(pmap.vm, ptp);
+}
+
+// Clears write permission (and M, collected) from a PTE; returns whether it
+// was writable.
+bool clear_write(Page* m, PmapEntry& e) {
+  std::uint32_t b = e.pte.load(std::memory_order_acquire);
+  while ((b & kPteW) != 0 && !e.pte.compare_exchange_weak(b, b & ~(kPteW | kPteM), std::memory_order_acq_rel)) {
+  }
+  if ((b & kPteW) == 0) return false;
+  collect_bits(m, b & kPteM);
+  return true;
 }
 
 // The translation at va, which must exist (a pv entry names it).
@@ -121,31 +171,66 @@ std::uint64_t first_vpn(const Pmap& pmap, std::uint64_t va) {
 
 }  // namespace
 
-void pmap_enter(Pmap& pmap, std::uint64_t va, Page* m, std::uint8_t prot, bool wired) {
+void pmap_enter(Pmap& pmap, std::uint64_t va, Page* m, std::uint8_t prot, bool wired) FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = pmap.vm;
-  MutexLock pq(vm.page_queues);
-  MutexLock l(pmap.mtx);
+  const std::uint64_t vpn = va >> pmap.page_shift;
+  vm.page_queues.lock();
+  pmap.mtx.lock();
+  // pmap_allocpte: the leaf's page-table page, waiting for memory if none.
+  while (!pmap.table.has_leaf(vpn)) {
+    if (Page* ptp = page_alloc_noobj(vm, kAllocZero); ptp != nullptr) {
+      pmap.table.add_leaf(vpn, ptp);
+      break;
+    }
+    pmap.mtx.unlock();
+    vm.page_queues.unlock();
+    vm.counters().bump(vm.counters().pmap_enter_waits);
+    vm_wait(vm, "vmwait");
+    vm.page_queues.lock();
+    pmap.mtx.lock();
+  }
   if (PmapEntry* e = pmap.find(va); e != nullptr) {
     if (e->page == m) {
-      // Same page: update protection and wiring in place.
-      e->prot = prot;
-      e->wired = wired;
+      // Same page: protection and wiring changed in place, the MMU's bits
+      // kept (write permission removed: its M collected, then a shootdown).
+      if ((prot & kProtWrite) == 0 && clear_write(m, *e)) shootdown(pmap);
+      std::uint32_t b = e->pte.load(std::memory_order_acquire);
+      while (!e->pte.compare_exchange_weak(b, pte_bits(prot, wired, (b & kPteA) != 0, (b & kPteM) != 0),
+                                           std::memory_order_acq_rel)) {
+      }
       if ((prot & kProtWrite) != 0) m->flags |= kPgWriteable;
+      pmap.mtx.unlock();
+      vm.page_queues.unlock();
       return;
     }
     remove_entry(pmap, va, *e);
+    if (!pmap.table.has_leaf(vpn)) {
+      // That was the leaf's last translation: start over for a new one.
+      pmap.mtx.unlock();
+      vm.page_queues.unlock();
+      pmap_enter(pmap, va, m, prot, wired);
+      return;
+    }
   }
-  pmap.table.insert(va >> pmap.page_shift, PmapEntry{m, prot, wired, true, false});
+  pmap.table.insert(vpn, m, pte_bits(prot, wired, true, false));
   m->pv.push_back(PvEntry{&pmap, va});
   if ((prot & kProtWrite) != 0) m->flags |= kPgWriteable;
+  pmap.mtx.unlock();
+  vm.page_queues.unlock();
 }
 
 void pmap_enter_quick(Pmap& pmap, std::uint64_t va, Page* m, std::uint8_t prot) {
   pmap.vm.page_queues.assert_owned();
   MutexLock l(pmap.mtx);
   if (pmap.find(va) != nullptr) return;
+  const std::uint64_t vpn = va >> pmap.page_shift;
+  if (!pmap.table.has_leaf(vpn)) {
+    Page* ptp = page_alloc_noobj(pmap.vm, kAllocZero);  // M_NOWAIT
+    if (ptp == nullptr) return;
+    pmap.table.add_leaf(vpn, ptp);
+  }
   const std::uint8_t p = static_cast<std::uint8_t>(prot & (kProtRead | kProtExecute));
-  pmap.table.insert(va >> pmap.page_shift, PmapEntry{m, p, false, false, false});
+  pmap.table.insert(vpn, m, pte_bits(p, false, false, false));
   m->pv.push_back(PvEntry{&pmap, va});
 }
 
@@ -165,13 +250,13 @@ void pmap_protect(Pmap& pmap, std::uint64_t sva, std::uint64_t eva, std::uint8_t
   }
   MutexLock pq(pmap.vm.page_queues);
   MutexLock l(pmap.mtx);
+  bool write_removed = false;
   pmap.table.for_each(first_vpn(pmap, sva), first_vpn(pmap, eva), [&](std::uint64_t, PmapEntry& e) {
-    if ((e.prot & kProtWrite) != 0 && (prot & kProtWrite) == 0) {
-      collect_bits(e.page, e);
-      e.modified = false;
-    }
-    e.prot = static_cast<std::uint8_t>(e.prot & prot);
+    if ((prot & kProtWrite) == 0) write_removed |= clear_write(e.page, e);
+    const std::uint32_t keep = ~(std::uint32_t{kProtAll} << kPteProtShift) | (std::uint32_t{prot} << kPteProtShift);
+    e.pte.fetch_and(keep, std::memory_order_acq_rel);
   });
+  if (write_removed) shootdown(pmap);
 }
 
 void pmap_remove_all(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
@@ -193,7 +278,7 @@ std::uint64_t pmap_remove_unwired(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
     MutexLock l(pv.pmap->mtx);
     PmapEntry& e = entry_at(*pv.pmap, pv.va);
     FL_KASSERT(e.page == m, "a pv entry names a translation of another page");
-    if (e.wired) continue;
+    if (e.wired()) continue;
     remove_entry(*pv.pmap, pv.va, e);
     ++removed;
   }
@@ -204,12 +289,7 @@ void pmap_remove_write(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   m->vm->page_queues.assert_owned();
   for (const PvEntry& pv : m->pv) {
     MutexLock l(pv.pmap->mtx);
-    PmapEntry& e = entry_at(*pv.pmap, pv.va);
-    if ((e.prot & kProtWrite) != 0) {
-      collect_bits(m, e);
-      e.modified = false;
-      e.prot = static_cast<std::uint8_t>(e.prot & ~kProtWrite);
-    }
+    if (clear_write(m, entry_at(*pv.pmap, pv.va))) shootdown(*pv.pmap);
   }
   m->flags &= static_cast<std::uint8_t>(~kPgWriteable);
 }
@@ -218,7 +298,7 @@ bool pmap_is_modified(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   m->vm->page_queues.assert_owned();
   for (const PvEntry& pv : m->pv) {
     MutexLock l(pv.pmap->mtx);
-    if (entry_at(*pv.pmap, pv.va).modified) return true;
+    if (entry_at(*pv.pmap, pv.va).modified()) return true;
   }
   return false;
 }
@@ -229,9 +309,9 @@ int pmap_ts_referenced(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   for (const PvEntry& pv : m->pv) {
     MutexLock l(pv.pmap->mtx);
     PmapEntry& e = entry_at(*pv.pmap, pv.va);
-    if (e.referenced) {
+    if ((e.pte.fetch_and(~kPteA, std::memory_order_acq_rel) & kPteA) != 0) {
       ++n;
-      e.referenced = false;
+      shootdown(*pv.pmap);
     }
   }
   return n;
@@ -250,29 +330,58 @@ bool pmap_is_prefaultable(Pmap& pmap, std::uint64_t va) {
 
 void pmap_change_wiring(Pmap& pmap, std::uint64_t va, bool wired) {
   MutexLock l(pmap.mtx);
-  if (PmapEntry* e = pmap.find(va); e != nullptr) e->wired = wired;
+  if (PmapEntry* e = pmap.find(va); e != nullptr) {
+    if (wired)
+      e->pte.fetch_or(kPteWired, std::memory_order_acq_rel);
+    else
+      e->pte.fetch_and(~kPteWired, std::memory_order_acq_rel);
+  }
 }
 
 bool pmap_access(Pmap& pmap, std::uint64_t va, bool write, std::uint64_t* value) {
   const std::uint64_t ps = pmap.vm.page_size();
   const std::uint64_t page_va = va & ~(ps - 1);
-  MutexLock l(pmap.mtx);
-  PmapEntry* found = pmap.find(page_va);
-  if (found == nullptr) return false;
-  PmapEntry& e = *found;
-  if ((e.prot & (write ? kProtWrite : kProtRead)) == 0) return false;
+  const std::uint32_t need = (write ? kProtWrite : kProtRead) << kPteProtShift;
   FL_KASSERT(va % 8 == 0, "a user access not 8-aligned");
-  // One word, as the hardware does it: atomic with respect to a kernel
-  // write to a mapped page that is not busy (page_zero_area_mapped).
-  std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(e.page->data + (va - page_va)));
-  if (write) {
-    word.store(*value, std::memory_order_relaxed);
-    e.modified = true;
-  } else {
-    *value = word.load(std::memory_order_relaxed);
+  PmapEntry* e = nullptr;
+  Page* page = nullptr;
+  std::uint32_t b = 0;
+  {
+    // The page walk (and TLB fill).
+    MutexLock l(pmap.mtx);
+    e = pmap.find(page_va);
+    if (e == nullptr) return false;
+    b = e->bits();
+    if ((b & need) == 0) return false;
+    page = e->page;
+    pmap.inflight.fetch_add(1, std::memory_order_relaxed);
   }
-  e.referenced = true;
-  return true;
+  locking::schedule_point(locking::Point::kUser, &pmap.inflight);
+  // The access sets A (and M for a store) if the translation it walked
+  // lacks them, which needs the PTE still valid and permitting it; with the
+  // bits already there it uses what it walked (a TLB hit).
+  const std::uint32_t want = kPteA | (write ? kPteM : 0u);
+  bool ok = true;
+  while ((b & want) != want) {
+    if ((b & kPteValid) == 0 || (b & need) == 0) {
+      ok = false;
+      break;
+    }
+    if (e->pte.compare_exchange_weak(b, b | want, std::memory_order_acq_rel)) break;
+  }
+  if (ok) {
+    // One word, as the hardware does it: atomic with respect to a kernel
+    // write to a mapped page that is not busy (page_zero_area_mapped).
+    std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(page->data + (va - page_va)));
+    if (write)
+      word.store(*value, std::memory_order_relaxed);
+    else
+      *value = word.load(std::memory_order_relaxed);
+  } else {
+    pmap.vm.counters().bump(pmap.vm.counters().mmu_stale_walks);
+  }
+  pmap.inflight.fetch_sub(1, std::memory_order_release);
+  return ok;
 }
 
 }  // namespace faultline::vm

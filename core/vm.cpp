@@ -1,5 +1,7 @@
 #include "core/vm.h"
 
+#include "core/object.h"
+
 #include <cstdio>
 #include <cstring>
 
@@ -132,7 +134,23 @@ Vm::Vm(const VmConfig& config) : config_(with_defaults(config)) {
   free_count.store(config_.npages, std::memory_order_relaxed);
 }
 
+void Vm::pageout_scan_end() {
+  if (scans_running_.fetch_sub(1) != 1) return;
+  std::vector<Object*> dead;
+  {
+    std::lock_guard<std::mutex> g(graveyard_mu_);
+    dead.swap(graveyard_);
+  }
+  for (Object* o : dead) delete o;
+}
+
+void Vm::defer_free(Object* o) {
+  std::lock_guard<std::mutex> g(graveyard_mu_);
+  graveyard_.push_back(o);
+}
+
 Vm::~Vm() {
+  for (Object* o : graveyard_) delete o;
   if (const auto n = live_objects.load(); n != 0)
     std::fprintf(stderr, "faultline: Vm destroyed with %lld live object(s)\n", static_cast<long long>(n));
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -131,6 +132,18 @@ class Vm {
       fixes_.fetch_and(~bit, std::memory_order_relaxed);
   }
 
+  // 7.0's objects come from a type-stable UMA zone, and the pageout
+  // daemon's fallback locks the object of a page it let go of, which may
+  // have been freed meanwhile.  Here an object is deleted only when no
+  // scan runs (object_free); one freed during a scan waits for the last
+  // scan to end.
+  void pageout_scan_begin() noexcept { scans_running_.fetch_add(1); }
+  void pageout_scan_end();
+  bool scan_running() const noexcept { return scans_running_.load() != 0; }
+  void defer_free(Object* o);
+  // The daemon's pass number (vm_pageout's `pass`); the daemon's own.
+  int pageout_pass = 0;
+
   // Next object id (stable, deterministic names in reports).
   std::uint64_t next_object_id() noexcept { return next_object_id_.fetch_add(1); }
   // Live objects (for the invariant checker and leak tests).
@@ -145,6 +158,21 @@ class Vm {
   std::atomic<std::uint32_t> io_error_ppm_{0};
   std::atomic<std::uint32_t> fixes_{kAllFixes};
   std::atomic<std::uint64_t> next_object_id_{1};
+  std::atomic<int> scans_running_{0};
+  std::mutex graveyard_mu_;  // the model's own (UMA's zone lock); never held across a model lock
+  std::vector<Object*> graveyard_;
+};
+
+// Scoped pageout_scan_begin / end.
+class ScanGuard {
+ public:
+  explicit ScanGuard(Vm& vm) : vm_(vm) { vm_.pageout_scan_begin(); }
+  ~ScanGuard() { vm_.pageout_scan_end(); }
+  ScanGuard(const ScanGuard&) = delete;
+  ScanGuard& operator=(const ScanGuard&) = delete;
+
+ private:
+  Vm& vm_;
 };
 
 }  // namespace faultline::vm

@@ -44,6 +44,7 @@ const char* op_name(Op op) noexcept {
     case Op::kAdvise: return "madvise";
     case Op::kSend: return "send";
     case Op::kDevRead: return "dev-read";
+    case Op::kFileWrite: return "file-write";
     case Op::kCount: break;
   }
   return "?";

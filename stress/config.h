@@ -36,6 +36,7 @@ enum class Op : std::uint8_t {
   kAdvise,    // madvise the anonymous region (random / sequential / normal)
   kSend,      // zero-copy send: write a page, lend it (COW loan) for a while, check it did not change
   kDevRead,   // load a word of a device mapping whose driver sometimes moves its memory
+  kFileWrite, // store to the shared file mapping the word the file holds there (zero past the lowest cut)
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

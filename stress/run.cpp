@@ -238,12 +238,12 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   for (std::size_t i = 0; i < kOps; ++i)
     if (cfg.mix[i] != 0) s += fmt::format(" {} {}", op_name(static_cast<Op>(i)), w->op_counts[i].load());
   s += "\noracle:\n";
-  s += fmt::format("  {} reads checked, {} writes committed, {} file reads checked, {} truncations;"
+  s += fmt::format("  {} reads checked, {} writes committed, {} file reads checked, {} file writes, {} truncations;"
                    " legitimate: {} SIGSEGV on mprotected scratch, {} SIGSEGV racing mlock of a COW entry,"
                    " {} SIGSEGV on a lent page of an mlocked COW entry,"
                    " {} SIGBUS during truncation, {} churn accesses unmapped\n",
                    w->reads_checked.load(), w->writes_committed.load(), w->file_reads_checked.load(),
-                   w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
+                   w->file_writes.load(), w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
                    w->segv_lent_wired.load(), w->sigbus_in_truncation.load(),
                    w->unmapped_churn.load());
   s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
@@ -290,6 +290,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   j["oracle"] = {{"reads_checked", w->reads_checked.load()},
                  {"writes_committed", w->writes_committed.load()},
                  {"file_reads_checked", w->file_reads_checked.load()},
+                 {"file_writes", w->file_writes.load()},
                  {"truncations", w->truncations.load()},
                  {"segv_on_scratch", w->segv_on_scratch.load()},
                  {"segv_racing_mlock", w->segv_racing_mlock.load()},

@@ -28,9 +28,9 @@ const std::vector<Scenario>& scenarios() {
          c.anon_pages = 96;
          c.truncator = false;
        }},
-      {"truncate", "readers of a shared file while it is truncated and regrown",
+      {"truncate", "readers and writers of a shared file mapping while it is truncated and regrown",
        [](Config& c) {
-         set_mix(c, {{Op::kFileRead, 80}, {Op::kRead, 10}, {Op::kWrite, 10}});
+         set_mix(c, {{Op::kFileRead, 70}, {Op::kFileWrite, 10}, {Op::kRead, 10}, {Op::kWrite, 10}});
          c.truncator = true;
        }},
       {"fork", "fork and exit storms: children inherit copy-on-write memory, write, and exit",
@@ -54,7 +54,8 @@ const std::vector<Scenario>& scenarios() {
        [](Config& c) {
          set_mix(c, {{Op::kRead, 30},
                      {Op::kWrite, 30},
-                     {Op::kFileRead, 15},
+                     {Op::kFileRead, 12},
+                     {Op::kFileWrite, 3},
                      {Op::kFork, 2},
                      {Op::kProtect, 3},
                      {Op::kChurn, 3},

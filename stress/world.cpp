@@ -200,7 +200,8 @@ bool World::start() {
     }
     vm::Object* fobj = vm::vnode_pager_alloc(*file_);
     std::uint64_t faddr = 0;
-    if (vm::map_mmap(*p.map, &faddr, file_size_, fobj, 0, vm::kProtRead, vm::kProtAll, 0, vm::Inherit::kShare) !=
+    if (vm::map_mmap(*p.map, &faddr, file_size_, fobj, 0, vm::kProtRead | vm::kProtWrite, vm::kProtAll, 0,
+                     vm::Inherit::kShare) !=
         Kern::kSuccess) {
       fail("setup", "mmap of the file failed");
       return false;
@@ -551,6 +552,34 @@ void World::op_file_read(Process& p, Rng& rng) {
                            zf));
 }
 
+void World::op_file_write(Process& p, Rng& rng) {
+  // The store writes what the file must hold there whatever runs
+  // meanwhile: past the lowest cut so far that is zero (truncation only
+  // ever lowers the cut, and regrowth reads zeros), so the oracle stays
+  // exact while file pages get dirtied, laundered by the vnode pager and
+  // raced by truncation.  Below the cut the operation reads instead (a
+  // store of the file's own pattern could land past a cut made meanwhile).
+  const std::uint64_t off = rng.below(file_size_ / 8) * 8;
+  if (off < zero_from_.load(std::memory_order_acquire)) {
+    op_file_read(p, rng);
+    return;
+  }
+  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
+  std::uint64_t v = 0;
+  const Kern r = access(*p.map, p.file_va + off, true, &v);
+  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+  if (r == Kern::kSuccess) {
+    file_writes.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (r == Kern::kProtectionFailure && !(t1 == t2 && t1 % 2 == 0)) {
+    sigbus_in_truncation.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  fail("file", fmt::format("process {} file offset {}: write {} with no truncation in progress", p.pid, off,
+                           vm::kern_name(r)));
+}
+
 void World::op_fork(Process& p, Rng& rng) {
   (void)rng;
   // Children fork too, so without a budget a fork storm never dies out.
@@ -684,6 +713,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kAdvise: op_advise(p, rng); break;
         case Op::kSend: op_send(p, rng, j, seq); break;
         case Op::kDevRead: op_dev_read(p, rng); break;
+        case Op::kFileWrite: op_file_write(p, rng); break;
         case Op::kCount: break;
       }
     }

@@ -135,7 +135,7 @@ class World {
   // Progress and statistics.
   std::atomic<std::uint64_t> ops_done{0};
   std::array<std::atomic<std::uint64_t>, kOps> op_counts{};
-  std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0};
+  std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0}, file_writes{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0};
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
@@ -183,6 +183,7 @@ class World {
   void op_read(Process& p, Rng& rng, int j);
   void op_write(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_file_read(Process& p, Rng& rng);
+  void op_file_write(Process& p, Rng& rng);
   void op_fork(Process& p, Rng& rng);
   void op_protect(Process& p, Rng& rng);
   void op_churn(Process& p);
