@@ -138,6 +138,8 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&pmap_enter_waits, "pmap_enter_waits", "pmap_enter waited for memory for a page-table page"},
       {&shootdown_waits, "shootdown_waits", "removals or write-protects that waited for accesses in flight"},
       {&mmu_stale_walks, "mmu_stale_walks", "accesses whose translation changed between walk and use (refault)"},
+      {&socow_loans, "socow_loans", "pages lent to zero-copy sends (socow_setup)"},
+      {&lent_mapped_read_only, "lent_mapped_read_only", "lent pages entered read-only instead of writable (fix)"},
       {&pageout_second_chance, "pageout_second_chance", "dirty inactive pages given a second chance (first pass)"},
   };
   std::vector<VmstatRow> out;

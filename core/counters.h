@@ -99,7 +99,9 @@ class Counters {
   Counter pmap_enter_waits{this, 44};   // pmap_enter waited for memory for a page-table page
   Counter shootdown_waits{this, 45};    // a removal or write-protect waited for accesses in flight
   Counter mmu_stale_walks{this, 46};    // accesses whose PTE lost validity or write between walk and use
-  static constexpr std::uint16_t kNamed = 47;
+  Counter socow_loans{this, 47};        // pages lent to zero-copy sends (socow_setup)
+  Counter lent_mapped_read_only{this, 48};  // fault entries of a lent page made read-only (fix lent-page-read-only)
+  static constexpr std::uint16_t kNamed = 49;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -329,6 +329,29 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       bool readrest = false;
       if (fs.m != nullptr) {
         std::unique_lock<locking::Mutex> pq(vm.page_queues);
+        // seed L343-350: page-based COW (a loaned page) in the top object:
+        // copy it (vm_page_cowfault) and start over.  Fix
+        // cowfault-after-busy: the seed does this before its busy check
+        // (L368), so it can replace a lent page that another fault holds
+        // busy while it maps it with the object unlocked (L887-891):
+        // vm_page_remove clears that fault's VPO_BUSY, and the fault maps
+        // the socket's page into its process and wakes a page it no longer
+        // owns.  The harness found it (scenario mixed: "page not busy" at
+        // the wakeup).  With the fix the busy check comes first, and the
+        // copy waits for the page to be idle.
+        const auto lent_page_written = [&] {
+          if (fs.m->cow == 0 || (fault_type & kProtWrite) == 0 || fs.object != fs.first_object) return false;
+          page_cowfault(fs.m);
+          pq.unlock();
+          unlock_and_deallocate(fs);
+          cnt.retry(Retry::kCowLoan);
+          return true;
+        };
+        const bool busy_first = vm.fix(Fix::kCowfaultAfterBusy);
+        if (!busy_first && lent_page_written()) {
+          retry = true;
+          break;
+        }
         // seed L368-400: busy either way (VPO_BUSY or I/O): drop everything,
         // sleep on the page if it is still the page there, and start over.
         if (fs.m->any_busy()) {
@@ -347,19 +370,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           retry = true;
           break;
         }
-        // seed L343-350: page-based COW (a loaned page) in the top object.
-        // Departure: the seed takes this branch before the busy check, so
-        // it can replace a lent page that another fault holds busy while it
-        // maps it with the object unlocked (L887-891): vm_page_remove clears
-        // that fault's VPO_BUSY, and the fault maps the socket's page into
-        // its process and wakes a page it no longer owns.  The harness found
-        // it (scenario mixed: "page not busy" at the wakeup).  Checking busy
-        // first makes the copy wait for the page to be idle.
-        if (fs.m->cow != 0 && (fault_type & kProtWrite) != 0 && fs.object == fs.first_object) {
-          page_cowfault(fs.m);
-          pq.unlock();
-          unlock_and_deallocate(fs);
-          cnt.retry(Retry::kCowLoan);
+        if (busy_first && lent_page_written()) {
           retry = true;
           break;
         }
@@ -534,28 +545,27 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       if ((fault_type & kProtWrite) != 0) {
         // Writing: the first object needs its own copy.  If the backing
         // object has no other user and no name, move the page up instead.
-        // Departure: not a lent page.  Moved up, it would be the page a
-        // socket is sending and the process's page at this address at once
-        // (the seed would map it writable here; the model never maps a lent
-        // page writable, so on an mlocked COW entry, which refuses write
-        // faults, every later store failed).  The harness caught it
-        // (scenario mixed with mlock and send, fibers).  No loan can start
-        // while fs.m is busy.  Asked only when the rest allows a rename (it
-        // takes the page queues).
-        auto lent = [&] {
-          MutexLock pq(vm.page_queues);
-          return fs.m->cow != 0;
-        };
+        // Fix rename-skips-lent: not a lent page.  Moved up, it would be
+        // the page a socket is sending and the process's page at this
+        // address at once (the seed maps it writable here; with
+        // lent-page-read-only it is mapped read-only, and on an mlocked COW
+        // entry, which refuses write faults, every later store failed).
+        // The harness caught it (scenario mixed with mlock and send,
+        // fibers).  Decided under the page queues, which a loan takes too.
         bool first_locked = false;
+        bool renamed = false;
         if (fs.object->shadow_count == 1 && fs.object->ref_count == 1 && fs.object->handle == nullptr &&
-            (fs.object->type == ObjectType::kDefault || fs.object->type == ObjectType::kSwap) && !lent() &&
+            (fs.object->type == ObjectType::kDefault || fs.object->type == ObjectType::kSwap) &&
             (first_locked = fs.first_object->mtx.try_lock()) &&
             fs.object == fs.first_object->backing_object) {
-          {
-            MutexLock pq(vm.page_queues);
+          MutexLock pq(vm.page_queues);
+          if (fs.m->cow == 0 || !vm.fix(Fix::kRenameSkipsLent)) {
             page_free(fs.first_m);
             page_rename(fs.m, *fs.first_object, fs.first_pindex);
+            renamed = true;
           }
+        }
+        if (renamed) {
           page_busy(fs.m);
           fs.first_m = fs.m;
           fs.m = nullptr;
@@ -566,7 +576,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         if (fs.m != nullptr) release_page(fs);
         back_to_first_object(fs, !first_locked);
-        // Departure: the copy is dirty from birth.  The seed leaves it
+        // Fix cow-copy-dirty: the copy is dirty from birth.  The seed leaves it
         // clean unless the fault is VM_FAULT_DIRTY and still writable at
         // the end (L840-867), but a clean page of an anonymous object
         // without swap is one pageout frees as if zero-filled (7.x
@@ -578,7 +588,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         // the copy read-only.  The harness's data oracle caught both
         // (scenarios mixed and wiring).  vm_page_rename dirties a page it
         // moves for the same reason; the rename branch gets it from there.
-        if (vm.config().mutant != Mutant::kCleanCowCopy) page_dirty(fs.m);
+        if (vm.fix(Fix::kCowCopyDirty)) page_dirty(fs.m);
         cnt.bump(cnt.v_cow_faults);
       } else {
         // Reading: map the backing page read-only.
@@ -640,17 +650,8 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       }
     }
 
-    // Departure: a lent page is never mapped writable.  The seed copies a
-    // lent page on a write fault (L343-350) but maps it with the entry's
-    // protection on a read fault, so the process's next store goes straight
-    // into the page a socket is sending (vm_page_cowsetup write-protected
-    // every mapping only once).  The harness's loan oracle caught it with
-    // OS threads (scenario fault-storm).  No new loan can start meanwhile:
-    // the page is busy until our wakeup, and loans skip busy pages.
-    {
-      MutexLock pq(vm.page_queues);
-      if (fs.m->cow != 0) prot &= static_cast<std::uint8_t>(~kProtWrite);
-    }
+    // (A lent page is entered read-only by pmap_enter under fix
+    // lent-page-read-only, where a loan cannot slip in: pmap.cpp.)
 
     // seed L873-883.
     FL_KASSERT((fs.m->oflags & kVpoBusy) != 0, "vm_fault: page not busy");
@@ -762,11 +763,12 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     page_copy(src_m, dst_m);
     object->mtx.unlock();
     dst_m->valid = kPageBitsAll;
-    // Departure from the seed, as later FreeBSD does: the copy is dirty.  A
-    // clean page of a default object is one the pageout daemon may discard
-    // (nothing backs it), and once the child unwires it that would lose the
-    // copied bytes.  The harness's data oracle caught it (scenario wiring).
-    page_dirty(dst_m);
+    // Fix copy-entry-dirties, as later FreeBSD does: the copy is dirty.  A
+    // clean page of a default object is one the pageout daemon frees (7.0
+    // vm_page_cache: nothing backs it), and once the child unwires it that
+    // loses the copied bytes.  The harness's data oracle caught it
+    // (scenario wiring).
+    if (vm.fix(Fix::kCopyEntryDirties)) page_dirty(dst_m);
     dst_object->mtx.unlock();
     pmap_enter(dst_map.pmap, vaddr, dst_m, prot, false);
     dst_object->mtx.lock();

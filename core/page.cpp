@@ -524,7 +524,6 @@ void page_loan_end(Page* m) {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
   FL_KASSERT(m->cow != 0, "ending a loan that was not made");
-  if (m->object != nullptr) m->object->mtx.assert_owned();
   --m->cow;
   page_unwire(m, false);
   if (m->wire_count == 0 && m->object == nullptr) {
@@ -551,13 +550,13 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
       vm_wait(vm, "cowflt");
       object.mtx.lock();
       vm.page_queues.lock();
-      // Departure from 7.x, which starts over whenever the page is still
+      // Fix cowfault-leaves-busy; 7.x starts over whenever the page is still
       // there: a fault may have busied it meanwhile and be mapping it with
       // the object unlocked, and page_remove would clear its busy bit.  The
       // caller retries its fault, which then waits for the page.
       // A page cached meanwhile (its loan ended, then pageout) is gone from
       // the lookup, as in 7.0.
-      if (page_lookup(object, pindex) == m && !m->any_busy()) continue;
+      if (page_lookup(object, pindex) == m && (!m->any_busy() || !vm.fix(Fix::kCowfaultLeavesBusy))) continue;
       return;  // the page went away (or got busy) while we waited
     }
     mnew->oflags &= static_cast<std::uint8_t>(~kVpoBusy);  // VM_ALLOC_NOBUSY

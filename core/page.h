@@ -211,7 +211,7 @@ void page_set_validclean(Page* m, std::uint32_t base, std::uint32_t size);
 // write-protects every mapping.  Requires: the page queues.
 void page_loan(Page* m);
 // The loan is over: unwires, and frees m if the object let go of it meanwhile
-// (cowfault).  Requires: the page queues, and m's object locked if it has one.
+// (cowfault).  Requires: the page queues.
 void page_loan_end(Page* m);
 // A write fault hit a loaned page: a private copy replaces m in its object
 // and the loaner keeps m.  Requires: m's object and the page queues locked;

@@ -142,9 +142,10 @@ void device_release_object(Device& dev) FL_NO_THREAD_SAFETY_ANALYSIS {
 
 namespace {
 
-// The simulated device: time passes, and the operation may fail.
-bool do_io(Vm& vm, const void* what) {
-  locking::schedule_point(locking::Point::kIo, what, vm.config().io_latency_us);
+// The simulated device: the caller sleeps while the transfer takes its time
+// (no mutex may be held), and the operation may fail.
+bool do_io(Vm& vm, const void* what, const char* wmesg) {
+  locking::io_sleep(what, wmesg, vm.config().io_latency_us);
   const std::uint32_t rate = vm.io_error_ppm();
   return rate == 0 || vm.draw_ppm() >= rate;
 }
@@ -182,11 +183,12 @@ void finish_others(Object& o, Page** m, int count, int reqpage, bool ok) FL_REQU
 // the device works (or fails), `fill(i)` copies page i in; then the pages
 // are valid and the others settled.  Requires: o locked; returns so.
 template <class Fill>
-PagerResult transfer_in(Object& o, Page** m, int count, int reqpage, Fill fill) FL_NO_THREAD_SAFETY_ANALYSIS {
+PagerResult transfer_in(Object& o, Page** m, int count, int reqpage, const char* wmesg, Fill fill)
+    FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = o.vm;
   object_pip_add(o, 1);
   o.mtx.unlock();
-  const bool ok = do_io(vm, &o);
+  const bool ok = do_io(vm, &o, wmesg);
   if (ok)
     for (int i = 0; i < count; ++i) fill(i);
   o.mtx.lock();
@@ -253,7 +255,7 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       }
       blocks[static_cast<std::size_t>(i)] = it->second;
     }
-    return transfer_in(o, m, count, reqpage, [&](int i) {
+    return transfer_in(o, m, count, reqpage, "swread", [&](int i) {
       std::memcpy(m[i]->data, blocks[static_cast<std::size_t>(i)].data(), ps);
     });
   }
@@ -266,7 +268,7 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
     // The caller holds the vnode lock (the fault takes it shared through
     // vnode_pager_lock), so the file cannot be truncated under the read.
     vp->lock.assert_locked();
-    return transfer_in(o, m, count, reqpage, [&](int i) {
+    return transfer_in(o, m, count, reqpage, "vnread", [&](int i) {
       vp->lock.assert_locked();  // (for the analysis: the lambda is checked on its own)
       const std::uint64_t off = m[i]->pindex * ps;
       const std::uint64_t file_size = vp->size;
@@ -297,7 +299,9 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       page_free(m[reqpage]);
       return PagerResult::kOk;
     }
-    return transfer_in(o, m, count, reqpage, [&](int i) {
+    // (7.0's device pager does no I/O: it hands back a fictitious page.  The
+    // model copies the device's memory, and waits as a read would.)
+    return transfer_in(o, m, count, reqpage, "devread", [&](int i) {
       MutexLock dl(dev->lock);
       const std::uint64_t off = m[i]->pindex * ps;
       if (m[i]->pindex < dev->npages)
@@ -319,6 +323,15 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
   std::vector<std::vector<std::byte>> blocks(static_cast<std::size_t>(count));
   Vnode* vp = o.type == ObjectType::kVnode ? vnode_of(o) : nullptr;
   Device* dev = device_of(o);
+  const bool to_swap = o.type == ObjectType::kSwap;
+  if (to_swap) {
+    // swap_pager_putpages assigns the blocks (swp_pager_meta_build) before
+    // the write starts, with the object locked; what the blocks hold is
+    // written by the I/O.  A failed write leaves the block assigned and
+    // its contents unwritten (7.0's swp_pager_async_iodone cannot free it
+    // from interrupt context); the page stays dirty.  Unwritten: poison.
+    for (int i = 0; i < count; ++i) o.swap[m[i]->pindex].assign(ps, std::byte{0xdb});
+  }
   object_pip_add(o, 1);
   o.mtx.unlock();
   // The pages are soft busy and write-protected: their bytes are stable.
@@ -327,7 +340,11 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
     b.assign(m[i]->data, m[i]->data + ps);
   }
   std::vector<bool> ok(static_cast<std::size_t>(count));
-  for (int i = 0; i < count; ++i) ok[static_cast<std::size_t>(i)] = do_io(vm, m[i]);
+  // The waits of 7.0's synchronous writes: swap's bwait "swwrt", the vnode
+  // pager's VOP_WRITE ending in the buffer's "biowr" (the model's device
+  // write-back has no 7.0 counterpart).
+  const char* wmesg = vp != nullptr ? "biowr" : dev != nullptr ? "devwrt" : "swwrt";
+  for (int i = 0; i < count; ++i) ok[static_cast<std::size_t>(i)] = do_io(vm, m[i], wmesg);
   if (vp != nullptr) {
     vp->lock.assert_xlocked();
     for (int i = 0; i < count; ++i) {
@@ -351,7 +368,11 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
   for (int i = 0; i < count; ++i) {
     const bool good = ok[static_cast<std::size_t>(i)];
     rtvals[i] = good ? PagerResult::kOk : PagerResult::kError;
-    if (good && vp == nullptr && dev == nullptr) o.swap[m[i]->pindex] = std::move(blocks[static_cast<std::size_t>(i)]);
+    if (good && to_swap) {
+      auto slot = o.swap.find(m[i]->pindex);
+      FL_KASSERT(slot != o.swap.end(), "a swap block assigned for a write went away during it");
+      slot->second = std::move(blocks[static_cast<std::size_t>(i)]);
+    }
   }
   vm.counters().bump(vm.counters().v_pgpgout, static_cast<std::uint64_t>(count));
 }

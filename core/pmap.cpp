@@ -175,6 +175,19 @@ void pmap_enter(Pmap& pmap, std::uint64_t va, Page* m, std::uint8_t prot, bool w
   Vm& vm = pmap.vm;
   const std::uint64_t vpn = va >> pmap.page_shift;
   vm.page_queues.lock();
+  // Fix lent-page-read-only: a lent page is never mapped writable.  The
+  // seed copies a lent page on a write fault (L343-350) but enters it with
+  // the entry's protection on a read fault (L873-891), and a loan may start
+  // at any moment before that (socow_setup takes only the page queues), so
+  // the process's next store would go into the page a socket is sending.
+  // Checked here, under the page queues the loan also takes, so no loan can
+  // slip in between the check and the translation.
+  const auto lent_read_only = [&] {
+    if (m->cow == 0 || (prot & kProtWrite) == 0 || !vm.fix(Fix::kLentPageReadOnly)) return;
+    prot &= static_cast<std::uint8_t>(~kProtWrite);
+    vm.counters().bump(vm.counters().lent_mapped_read_only);
+  };
+  lent_read_only();
   pmap.mtx.lock();
   // pmap_allocpte: the leaf's page-table page, waiting for memory if none.
   while (!pmap.table.has_leaf(vpn)) {
@@ -189,6 +202,7 @@ void pmap_enter(Pmap& pmap, std::uint64_t va, Page* m, std::uint8_t prot, bool w
     vm.page_queues.lock();
     pmap.mtx.lock();
   }
+  lent_read_only();  // (again after a sleep)
   if (PmapEntry* e = pmap.find(va); e != nullptr) {
     if (e->page == m) {
       // Same page: protection and wiring changed in place, the MMU's bits
@@ -321,6 +335,15 @@ Page* pmap_extract(Pmap& pmap, std::uint64_t va) {
   MutexLock l(pmap.mtx);
   PmapEntry* e = pmap.find(va);
   return e != nullptr ? e->page : nullptr;
+}
+
+Page* pmap_extract_and_hold(Pmap& pmap, std::uint64_t va, std::uint8_t prot) {
+  MutexLock pq(pmap.vm.page_queues);
+  MutexLock l(pmap.mtx);
+  PmapEntry* e = pmap.find(va);
+  if (e == nullptr || (e->prot() & prot) != prot) return nullptr;
+  page_hold(e->page);
+  return e->page;
 }
 
 bool pmap_is_prefaultable(Pmap& pmap, std::uint64_t va) {

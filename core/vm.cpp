@@ -26,6 +26,12 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kForkWaitsForWiring: return "fork-waits-for-wiring";
     case Fix::kQcollapseSkipsInvalid: return "qcollapse-skips-invalid";
     case Fix::kBypassUnmaps: return "bypass-unmaps";
+    case Fix::kLentPageReadOnly: return "lent-page-read-only";
+    case Fix::kCowfaultAfterBusy: return "cowfault-after-busy";
+    case Fix::kCowfaultLeavesBusy: return "cowfault-leaves-busy";
+    case Fix::kRenameSkipsLent: return "rename-skips-lent";
+    case Fix::kCopyEntryDirties: return "copy-entry-dirties";
+    case Fix::kCowCopyDirty: return "cow-copy-dirty";
     case Fix::kCount: break;
   }
   return "?";
@@ -72,6 +78,42 @@ const char* fix_what(Fix f) noexcept {
              "process reads whatever the page holds next; the fix removes the mappings of the backing "
              "pages the shadow covers, as collapse-unmaps does before a collapse frees one (other processes' "
              "translations of those pages go too, and are faulted back in; wired ones stay)";
+    case Fix::kLentPageReadOnly:
+      return "socow_setup (7.0 uipc_cow.c) lends a page holding only the page queues and write-protects its "
+             "mappings once; the seed copies a lent page on a write fault (L343-350) but a read fault enters "
+             "it with the entry's protection (L873-891), writable on a writable entry, so the process's next "
+             "store changes the bytes the socket is sending, with no fault and no copy; the fix drops write "
+             "permission for a lent page in pmap_enter, under the page queues the loan takes too";
+    case Fix::kCowfaultAfterBusy:
+      return "the seed runs vm_page_cowfault on a lent page (L343-350) before its busy check (L368), so a "
+             "write copies a page another fault holds busy while it maps it with the object unlocked "
+             "(L887-891): vm_page_remove clears that fault's VPO_BUSY, and it maps the socket's page and "
+             "wakes a page it no longer owns (\"page not busy\"); the fix checks busy first";
+    case Fix::kCowfaultLeavesBusy:
+      return "vm_page_cowfault (7.0 vm_page.c 1947-1955) waits for memory with the lent page back in its "
+             "object and unbusy, then starts over whenever the lookup still finds it, though a fault may "
+             "have busied it meanwhile and be mapping it with the object unlocked: vm_page_remove clears "
+             "that fault's busy bit; the fix returns instead and the write fault retries, waiting for the "
+             "page";
+    case Fix::kRenameSkipsLent:
+      return "the COW rename shortcut (seed L698-760) moves a backing page up into the top object when the "
+             "backing object has no other user, lent or not; a lent page moved up is the socket's and the "
+             "process's at once, mapped writable, so the process's stores change the bytes being sent "
+             "(and with fix lent-page-read-only it is mapped read-only, so on an mlocked COW entry every "
+             "store fails); the fix copies a lent page instead, deciding under the page queues the loan "
+             "takes too";
+    case Fix::kCopyEntryDirties:
+      return "vm_fault_copy_entry (seed L1110-1130) leaves the child's copies of a wired entry clean; a "
+             "clean page of a default object is one pageout frees as if zero-filled (7.0 vm_page_cache), "
+             "so once the child unwires it the copied bytes are lost; the fix dirties them, as later "
+             "FreeBSD does";
+    case Fix::kCowCopyDirty:
+      return "the seed's COW copy (L757-758) stays clean unless the fault is VM_FAULT_DIRTY and still "
+             "writable at the end (L840-867); a wire fault, or a write fault whose re-lookup finds write "
+             "permission gone (mprotect during the pager I/O, L837), leaves it clean while a collapse has "
+             "already discarded the backing page it copied, and pageout frees a clean default page as if "
+             "zero-filled: the process reads zeros or an older value; the fix dirties the copy at once "
+             "(--mutant clean-cow-copy also turns the fix off)";
     case Fix::kCount: break;
   }
   return "?";
@@ -118,7 +160,11 @@ Vm::Vm(const VmConfig& config) : config_(with_defaults(config)) {
     throw std::invalid_argument("VmConfig: " + err);
   declare_vm_lock_order();
   io_error_ppm_.store(config_.io_error_ppm, std::memory_order_relaxed);
-  fixes_.store(config_.fixes, std::memory_order_relaxed);
+  // --mutant clean-cow-copy is the seed's clean COW copy: fix cow-copy-dirty off.
+  fixes_.store(config_.mutant == Mutant::kCleanCowCopy
+                   ? config_.fixes & ~(1u << static_cast<unsigned>(Fix::kCowCopyDirty))
+                   : config_.fixes,
+               std::memory_order_relaxed);
   memory_ = std::make_unique<std::byte[]>(std::size_t{config_.npages} * config_.page_size);  // zeroed
   pages_ = std::make_unique<Page[]>(config_.npages);
   MutexLock f(free_mtx);

@@ -39,6 +39,12 @@ enum class Fix : std::uint8_t {
   kForkWaitsForWiring,     // vmspace_fork: wait for entries an mlock is faulting in
   kQcollapseSkipsInvalid,  // vm_object_backing_scan (quick): keep a backing page under an invalid shadow page
   kBypassUnmaps,           // vm_object_collapse bypass: unmap the bypassed object's pages the shadow covers
+  kLentPageReadOnly,       // pmap_enter: never map a page lent to a send writable
+  kCowfaultAfterBusy,      // vm_fault: a write to a lent page waits for the page to be idle before copying it
+  kCowfaultLeavesBusy,     // vm_page_cowfault: after its VM_WAIT, leave a page another fault has busied
+  kRenameSkipsLent,        // vm_fault: the COW rename shortcut copies a lent page instead of moving it up
+  kCopyEntryDirties,       // vm_fault_copy_entry: the child's copies are dirty
+  kCowCopyDirty,           // vm_fault: the COW copy is dirty from birth
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"

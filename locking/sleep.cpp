@@ -151,6 +151,19 @@ void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& si
   me.clear_sleeping();
 }
 
+void io_sleep(const void* what, const char* wmesg, std::uint32_t us, const Site& site) {
+  Actor& me = current_actor();
+  if (detail::order_on()) check_sleep_locks(me, nullptr, what, wmesg, site);
+  if (detail::g_point_hook.load(std::memory_order_acquire) != nullptr) {
+    schedule_point(Point::kIo, what, us);  // the executor spends the time
+    return;
+  }
+  if (us == 0) return;
+  me.set_sleeping(what, wmesg, site.file_name(), site.line());
+  std::this_thread::sleep_for(std::chrono::microseconds(us));
+  me.clear_sleeping();
+}
+
 std::size_t wakeup(const void* chan) {
   schedule_point(Point::kWakeup, chan);
   Bucket& b = bucket_for(detail::wait_kind_for(current_backend()), chan);

@@ -76,6 +76,13 @@ inline SleepResult tsleep(const void* chan, const char* wmesg, Timeout timeout =
 // identifies the pauser in traces, `wmesg` names the wait as pause's does.
 void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& site = Site::current());
 
+// A wait for I/O to complete (7.0's pagers sleep on the buffer or the page:
+// "swread", "vnread"), `us` microseconds, holding no mutex: a mutex held is
+// reported as for any sleep.  A schedule point (Point::kIo) lets the
+// harness's executor spend the time; with no hook installed the thread
+// really sleeps.
+void io_sleep(const void* what, const char* wmesg, std::uint32_t us, const Site& site = Site::current());
+
 // Wakes every sleeper on `chan`; returns how many.
 std::size_t wakeup(const void* chan);
 // Wakes the longest sleeper on `chan`; returns whether there was one.

@@ -8,6 +8,7 @@
 #include "core/invariants.h"
 #include "core/page.h"
 #include "core/pageout.h"
+#include "core/socow.h"
 #include "locking/locking.h"
 #include "stress/trace.h"
 
@@ -42,31 +43,6 @@ std::uint64_t thread_stream(std::uint32_t pid, int j) {
 }
 constexpr std::uint64_t kTruncatorStream = ~std::uint64_t{0} - 1;
 constexpr std::uint64_t kDeviceStream = std::uint64_t{1} << 62;
-
-// map_lookup share-locks the map only when it succeeds, a conditional
-// acquire the thread-safety analysis cannot express.
-void lookup_done(vm::Map& m) FL_NO_THREAD_SAFETY_ANALYSIS { vm::map_lookup_done(m); }
-
-// Ends a loan under the lock of the object the page is in now: the one it
-// was lent from, or another if a fork's split or a collapse moved it (7.0
-// moves lent pages with the rest), or none if a copy replaced it.  As the
-// pageout daemon does: the page's object is stable under the page queues,
-// and cannot go while it holds the page; only a try-lock is in order there.
-template <class Pause>
-void end_loan(vm::Vm& vm, vm::Page* m, Pause pause) FL_NO_THREAD_SAFETY_ANALYSIS {
-  for (;;) {
-    vm.page_queues.lock();
-    vm::Object* cur = m->object;
-    if (cur == nullptr || cur->mtx.try_lock()) {
-      vm::page_loan_end(m);
-      if (cur != nullptr) cur->mtx.unlock();
-      vm.page_queues.unlock();
-      return;
-    }
-    vm.page_queues.unlock();
-    pause();
-  }
-}
 
 }  // namespace
 
@@ -459,53 +435,41 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
 }
 
 void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
-  // Write this thread's slot of a page, then lend the page to a "socket"
-  // (vm_page_cowsetup: wired, write-protected) while the send takes a pager
-  // I/O's time.  Other threads keep writing their slots of the page: each
-  // such write must fault, copy the page for the process (the seed's
-  // L343-350 retry) and leave the lent bytes alone.  The oracle: the page
-  // the socket holds is byte for byte what was lent.
+  // Write this thread's slot of a page, then send the page zero-copy: 7.0's
+  // socow_setup lends it (vm_page_cowsetup: write-protected, wired; the
+  // page queues only, whatever the page is doing) while the send takes a
+  // pager I/O's time, and socow_iodone ends the loan.  Other threads keep
+  // writing their slots of the page: each such write must fault, copy the
+  // page for the process (the seed's L343-350 retry) and leave the lent
+  // bytes alone.  The oracle: the page the socket holds is byte for byte
+  // what was lent.
   const std::uint64_t page = rng.below(p.npages[kAnon]);
   if (write_slot(p, kAnon, page, j, seq) != Kern::kSuccess) return;
   const std::uint64_t va = p.va[kAnon] + page * vm.page_size();
-  vm::Lookup lk;
-  if (vm::map_lookup(*p.map, va, vm::kProtRead, &lk) != Kern::kSuccess) {
-    loans_skipped.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  vm::Object* o = lk.object;
-  vm::Page* m = nullptr;
-  std::vector<std::byte> lent;
-  {
-    locking::MutexLock ol(o->mtx);
-    m = vm::page_lookup(*o, lk.pindex);
-    // Only a resident, valid, idle page of the top object (the write just
-    // made it so, unless pageout or a fork got there first).  Busy first:
-    // a COW fault validates the busy copy it fills holding only the backing
-    // object's lock (TSan caught reading valid first).
-    if (m != nullptr && (m->any_busy() || !m->fully_valid())) m = nullptr;
-    if (m != nullptr) {
-      // The reference keeps o alive however the process changes meanwhile.
-      vm::object_reference_locked(*o);
-      // The map is read-locked until lookup_done, so the entry's wiring
-      // holds; an mlock or munlock in progress may be past this page.
-      if ((lk.entry->eflags & vm::kEntryUserWired) != 0 || p.wires_active.load() != 0)
-        p.lent_wired[page].store(true);
-      locking::MutexLock pq(vm.page_queues);
-      vm::page_loan(m);
-      lent.assign(m->data, m->data + vm.page_size());
-    }
-  }
-  lookup_done(*p.map);
+  // The wired-refusal excuse: a write refused because the page is lent and
+  // its entry user-wired (checked before and after the loan; an mlock or
+  // munlock in progress counts).
+  const auto note_wired = [&] {
+    vm::map_lock_read(*p.map);
+    const vm::MapEntry* e = p.map->lookup_entry(va);
+    if ((e != nullptr && (e->eflags & vm::kEntryUserWired) != 0) || p.wires_active.load() != 0)
+      p.lent_wired[page].store(true);
+    vm::map_unlock_read(*p.map);
+  };
+  note_wired();
+  vm::Page* m = vm::socow_setup(*p.map, va);
   if (m == nullptr) {
     loans_skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  note_wired();
+  // Write-protected everywhere (a shootdown waited for stores in flight),
+  // and no kernel path writes a mapped anonymous page: the bytes are stable.
+  std::vector<std::byte> lent(m->data, m->data + vm.page_size());
   loans.fetch_add(1, std::memory_order_relaxed);
   ex_.pause_us(cfg.io_latency_us);
   const bool intact = std::memcmp(lent.data(), m->data, lent.size()) == 0;
-  end_loan(vm, m, [this] { ex_.pause_us(1); });
-  vm::object_deallocate(o);
+  vm::socow_iodone(m);
   if (!intact)
     fail("loan", fmt::format("process {} anon page {}: the page lent to a send changed while lent (a write"
                              " went to the lent page instead of a copy)", p.pid, page));
