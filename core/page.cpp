@@ -449,7 +449,11 @@ void page_unhold(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = *m->vm;
   vm.page_queues.assert_owned();
   FL_KASSERT(m->hold_count != 0, "unholding a page that is not held");
-  if (--m->hold_count != 0 || m->object != nullptr || m->queue != PageQueue::kNone) return;
+  // A page freed while held waits for its last unhold (7.0's PQ_HOLD).  One
+  // wired meanwhile has left that queue (vm_page_wire dequeues it) and is
+  // freed by its unwiring instead: socow_setup wires a page it holds, which
+  // munmap may have freed under the hold, and socow_iodone frees it.
+  if (--m->hold_count != 0 || m->object != nullptr || m->queue != PageQueue::kNone || m->wire_count != 0) return;
   // Freed while held: free it for real now.
   enqueue_free(vm, m);
 }

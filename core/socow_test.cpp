@@ -63,6 +63,33 @@ TEST_F(SocowTest, AWriteCopiesTheLentPageAndIodoneFreesTheOriginal) {
   EXPECT_EQ(m->queue, PageQueue::kFree);
 }
 
+// socow_setup holds the page (pmap_extract_and_hold) before it takes the
+// page queues to lend it; munmap may free the page in between, which leaves
+// it to the last unhold (7.0's PQ_HOLD).  The loan wires it, taking it off
+// that queue (vm_page_wire), so the unhold must not free it: socow_iodone
+// does.  The model's unhold freed it, wired and lent, and the next
+// allocation panicked ("allocating a page that is wired, held, lent or
+// mapped": scenario mixed --mix mlock=20,send=20 --anon-pages 4, seed 1).
+TEST_F(SocowTest, APageFreedUnderTheHoldIsFreedByIodoneNotByTheUnhold) {
+  std::uint64_t va = mmap_anon(1);
+  ASSERT_EQ(store(va, 0x4011), Kern::kSuccess);
+  Page* m = pmap_extract_and_hold(map().pmap, va, kProtRead);
+  ASSERT_NE(m, nullptr);
+  ASSERT_EQ(map_munmap(map(), va, va + ps()), Kern::kSuccess);  // frees it, held
+  EXPECT_EQ(m->object, nullptr);
+  const std::uint32_t free_before = vm().free_count.load();
+  {
+    MutexLock pq(vm().page_queues);
+    page_loan(m);
+    page_unhold(m);
+    EXPECT_NE(m->queue, PageQueue::kFree);
+  }
+  EXPECT_EQ(vm().free_count.load(), free_before) << "the unhold freed a wired, lent page";
+  socow_iodone(m);
+  EXPECT_EQ(m->queue, PageQueue::kFree);
+  EXPECT_EQ(vm().free_count.load(), free_before + 1);
+}
+
 // A read fault entering a page lent meanwhile: the seed enters it with the
 // entry's protection (L873-891), writable here, and the process's next
 // store changes the lent bytes without a fault.  Fix lent-page-read-only
