@@ -673,51 +673,70 @@ TEST_F(FaultTest, CowCopiesWhenTheBackingObjectIsSharedAndRenamesWhenNot) {
 // whose backing object is otherwise unused would have renamed it; mapped
 // read-only (a lent page never is writable) on a user-wired COW entry, every
 // later store was refused (vm_map_lookup) and the process got SIGSEGV.
-TEST_F(FaultTest, CowCopiesALentPageOfTheBackingObjectInsteadOfRenamingIt) {
-  Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
-  std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
-  ASSERT_EQ(store(a, 70), Kern::kSuccess);
-  ASSERT_EQ(store(a + ps(), 80), Kern::kSuccess);
-  Page* m = pmap_extract(map().pmap, a + ps());
-  // As after a fork; b's first write gives b a shadow of o.
-  std::uint64_t b = cow_mapping_of(o, a, 2);
-  ASSERT_EQ(store(b, 300), Kern::kSuccess);
-  Object* b_shadow = pmap_extract(map().pmap, b)->object;
-  ASSERT_NE(b_shadow, o);
-  object_reference(*o);  // the loan's (page_loan_end locks o)
-  {
-    MutexLock l(o->mtx);
-    MutexLock pq(vm().page_queues);
-    page_loan(m);
+// The COW rename shortcut meets a page of the backing object lent to a
+// send, on an mlocked COW entry (7.x refuses write faults there).  With fix
+// rename-skips-lent the page is copied for the process and its stores
+// land; without it (7.x) the lent page moves up, is entered read-only (fix
+// lent-page-read-only) and every store to the mlocked page is refused.
+class LentRenameTest : public FaultTest {
+ protected:
+  void run(bool fix) {
+    vm().set_fix(Fix::kRenameSkipsLent, fix);
+    const std::uint64_t ps = vm().page_size();
+    Object* o = object_allocate(vm(), ObjectType::kDefault, 2);
+    std::uint64_t a = mmap_object(o, 2, kProtRead | kProtWrite);
+    ASSERT_EQ(store(a, 70), Kern::kSuccess);
+    ASSERT_EQ(store(a + ps, 80), Kern::kSuccess);
+    Page* m = pmap_extract(map().pmap, a + ps);
+    // As after a fork; b's first write gives b a shadow of o.
+    std::uint64_t b = cow_mapping_of(o, a, 2);
+    ASSERT_EQ(store(b, 300), Kern::kSuccess);
+    Object* b_shadow = pmap_extract(map().pmap, b)->object;
+    ASSERT_NE(b_shadow, o);
+    object_reference(*o);  // the loan's (a send holds one)
+    {
+      MutexLock pq(vm().page_queues);
+      page_loan(m);
+    }
+    // a goes; o is left with b's shadow as its only user, and the loan's
+    // reference.  Dropping that one while pageout launders the lent page
+    // leaves o uncollapsed behind b's shadow, still with the lent page (a
+    // collapse would move it up): the state this test needs.
+    ASSERT_EQ(map_munmap(map(), a, a + 2 * ps), Kern::kSuccess);
+    deallocate_during_pageout(o, b_shadow, 1, [&] { object_deallocate(o); });
+    ASSERT_EQ(cnt().object_collapses.load(), 0u);
+    // mlock: the wire fault of page 1 writes through b's shadow to o's page.
+    ASSERT_EQ(map_wire(map(), b, b + 2 * ps, true), Kern::kSuccess);
+    std::uint64_t lent = 0;
+    if (fix) {
+      EXPECT_EQ(cnt().v_cow_optim.load(), 0u) << "the lent page was moved up instead of copied";
+      EXPECT_NE(pmap_extract(map().pmap, b + ps), m);
+      EXPECT_EQ(store(b + ps, 81), Kern::kSuccess) << "a store to an mlocked page was refused";
+      std::uint64_t v = 0;
+      ASSERT_EQ(load(b + ps, &v), Kern::kSuccess);
+      EXPECT_EQ(v, 81u);
+    } else {
+      EXPECT_EQ(cnt().v_cow_optim.load(), 1u) << "7.x moves the lent page up";
+      EXPECT_EQ(pmap_extract(map().pmap, b + ps), m);
+      EXPECT_EQ(store(b + ps, 81), Kern::kProtectionFailure) << "7.x refuses the store: COW entry, user-wired";
+    }
+    std::memcpy(&lent, m->data, sizeof lent);
+    EXPECT_EQ(lent, 80u);
+    ASSERT_EQ(map_unwire(map(), b, b + 2 * ps, true), Kern::kSuccess);
+    {
+      MutexLock pq(vm().page_queues);
+      page_loan_end(m);
+    }
+    object_reference(*o);
+    ASSERT_EQ(map_munmap(map(), b, b + 2 * ps), Kern::kSuccess);
+    object_deallocate(o);
+    vm().set_fix(Fix::kRenameSkipsLent, true);
   }
-  // a goes; o is left with b's shadow as its only user, and the loan's
-  // reference (a send holds one).  Dropping that one while pageout launders
-  // the lent page leaves o uncollapsed behind b's shadow, still with the
-  // lent page (a collapse would move it up): the state this test needs.
-  ASSERT_EQ(map_munmap(map(), a, a + 2 * ps()), Kern::kSuccess);
-  deallocate_during_pageout(o, b_shadow, 1, [&] { object_deallocate(o); });
-  ASSERT_EQ(cnt().object_collapses.load(), 0u);
-  // mlock: the wire fault of page 1 writes through b's shadow to o's page.
-  ASSERT_EQ(map_wire(map(), b, b + 2 * ps(), true), Kern::kSuccess);
-  EXPECT_EQ(cnt().v_cow_optim.load(), 0u) << "the lent page was moved up instead of copied";
-  EXPECT_NE(pmap_extract(map().pmap, b + ps()), m);
-  EXPECT_EQ(store(b + ps(), 81), Kern::kSuccess) << "a store to an mlocked page was refused";
-  std::uint64_t lent = 0;
-  std::memcpy(&lent, m->data, sizeof lent);
-  EXPECT_EQ(lent, 80u);
-  std::uint64_t v = 0;
-  ASSERT_EQ(load(b + ps(), &v), Kern::kSuccess);
-  EXPECT_EQ(v, 81u);
-  ASSERT_EQ(map_unwire(map(), b, b + 2 * ps(), true), Kern::kSuccess);
-  object_reference(*o);
-  ASSERT_EQ(map_munmap(map(), b, b + 2 * ps()), Kern::kSuccess);
-  {
-    MutexLock l(o->mtx);
-    MutexLock pq(vm().page_queues);
-    page_loan_end(m);
-  }
-  object_deallocate(o);
-}
+};
+
+TEST_F(LentRenameTest, CowCopiesALentPageOfTheBackingObjectInsteadOfRenamingIt) { run(true); }
+
+TEST_F(LentRenameTest, WithoutTheFixTheRenameMovesALentPageUpAndTheMlockedStoreIsRefused) { run(false); }
 
 TEST_F(FaultTest, LastOtherReferenceGoneCollapsesTheChain) {
   Object* o = object_allocate(vm(), ObjectType::kDefault, 2);

@@ -142,6 +142,40 @@ TEST_F(LockingTest, PauseIsATimedSchedulePointAndNotUnderAMutex) {
   EXPECT_NE(cap.at(0).message.find("\"tbadpause\""), std::string::npos) << cap.at(0).message;
 }
 
+// io_sleep: a pager's wait for its transfer ("swread", ...), a schedule
+// point of kind kIo with the latency, and a sleep: reported under a mutex.
+TEST_F(LockingTest, IoSleepIsAnIoSchedulePointAndNotUnderAMutex) {
+  ScopedReportCapture cap(Mode::kReport);
+  struct Seen {
+    const void* object = nullptr;
+    std::uint32_t arg = 0;
+    int n = 0;
+  } seen;
+  set_point_hook(
+      [](const PointInfo& info, void* ctx) {
+        auto* s = static_cast<Seen*>(ctx);
+        if (info.point != Point::kIo) return;
+        s->object = info.object;
+        s->arg = info.arg;
+        ++s->n;
+      },
+      &seen);
+  int page = 0;
+  io_sleep(&page, "swread", 20);
+  set_point_hook(nullptr, nullptr);
+  EXPECT_EQ(seen.n, 1);
+  EXPECT_EQ(seen.object, &page);
+  EXPECT_EQ(seen.arg, 20u);
+  EXPECT_EQ(cap.size(), 0u);
+  Mutex other(other_class, "other");
+  {
+    MutexLock l(other);
+    io_sleep(&page, "vnread", 1);  // no hook: the thread really sleeps
+  }
+  ASSERT_EQ(cap.count(ReportKind::kSleepWithLock), 1u);
+  EXPECT_NE(cap.at(0).message.find("\"vnread\""), std::string::npos) << cap.at(0).message;
+}
+
 TEST_F(LockingTest, DumpShowsSleepersAndHeldLocks) {
   ScopedReportCapture cap(Mode::kReport);
   Flag f;
