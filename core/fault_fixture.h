@@ -92,6 +92,12 @@ class FaultTest : public CoreTest {
   }
 
   Kern load(std::uint64_t va, std::uint64_t* v) { return load_in(map(), va, v); }
+  // The translation at va as it is now (no page: none).
+  Translation pte_at(std::uint64_t va) {
+    MutexLock l(map().pmap.mtx);
+    const PmapEntry* e = map().pmap.find(va);
+    return e != nullptr ? e->view() : Translation{};
+  }
   Kern store(std::uint64_t va, std::uint64_t v) { return store_in(map(), va, v); }
   std::uint64_t retries(Retry r) { return vm().counters().retries_of(r); }
   Counters& cnt() { return vm().counters(); }

@@ -336,13 +336,14 @@ TEST_F(VnodePageoutTest, PageBusiedWhileTheDaemonWaitedForTheVnodeIsLeft) {
 // The vnode stays locked past VLKTIMEOUT: vget gives up and the page waits
 // for another scan.
 TEST_F(VnodePageoutTest, VgetGivesUpAfterTheTimeout) {
-  std::atomic<bool> release{false};
+  std::atomic<bool> release{false}, held{false};
   std::thread holder([&]() FL_NO_THREAD_SAFETY_ANALYSIS {
     vp_->lock.slock();
+    held = true;
     while (!release.load()) std::this_thread::yield();
     vp_->lock.sunlock();
   });
-  while (vp_->lock.try_xlock() ? (vp_->lock.xunlock(), true) : false) std::this_thread::yield();
+  while (!held.load()) std::this_thread::yield();
   PageoutStats st = pageout_scan(vm(), 1);
   release = true;
   holder.join();

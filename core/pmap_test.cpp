@@ -119,7 +119,7 @@ TEST_F(PmapTest, AStoreRacingRemoveWriteBeforeItSetsModifiedFaults) {
   ASSERT_EQ(load(va, &v), Kern::kSuccess);  // read fault: maps the page
   ASSERT_EQ(vm_fault(map(), va, kProtRead | kProtWrite, kFaultNormal), Kern::kSuccess);  // writable, M clear
   Page* m = pmap_extract(map().pmap, va);
-  ASSERT_FALSE(map().pmap.find(va)->modified());
+  ASSERT_FALSE(pte_at(va).modified);
   std::thread racer;
   std::atomic<bool> returned{false};
   at_first_point(
@@ -155,7 +155,7 @@ TEST_F(PmapTest, AStoreInFlightDuringRemoveWriteCompletesBeforeItReturns) {
   std::uint64_t va = mmap_anon(1);
   ASSERT_EQ(store(va, 1), Kern::kSuccess);  // M set
   Page* m = pmap_extract(map().pmap, va);
-  ASSERT_TRUE(map().pmap.find(va)->modified());
+  ASSERT_TRUE(pte_at(va).modified);
   std::thread racer;
   std::atomic<bool> returned{false};
   std::uint64_t seen_at_return = 0;

@@ -112,7 +112,7 @@ TEST_F(LentPageTest, AReadFaultEntersALentPageReadOnly) {
   ASSERT_NE(m, nullptr);
   ASSERT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kSuccess);
   EXPECT_EQ(pmap_extract(map().pmap, va), m);
-  EXPECT_EQ(map().pmap.find(va)->prot() & kProtWrite, 0);
+  EXPECT_EQ(pte_at(va).prot & kProtWrite, 0);
   EXPECT_EQ(cnt().lent_mapped_read_only.load(), 1u);
   ASSERT_EQ(store(va, 0x2222), Kern::kSuccess);  // faults, copies
   std::uint64_t lent = 0;
@@ -129,7 +129,7 @@ TEST_F(LentPageTest, WithoutTheFixAStoreChangesTheLentPage) {
   ASSERT_NE(m, nullptr);
   // A write fault would copy (L343-350); the read fault maps it writable.
   ASSERT_EQ(vm_fault(map(), va, kProtRead, kFaultNormal), Kern::kSuccess);
-  EXPECT_NE(map().pmap.find(va)->prot() & kProtWrite, 0);
+  EXPECT_NE(pte_at(va).prot & kProtWrite, 0);
   std::uint64_t w = 0x2222;
   EXPECT_TRUE(pmap_access(map().pmap, va, true, &w)) << "no fault: the store goes into the lent page";
   std::uint64_t lent = 0;

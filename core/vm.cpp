@@ -51,9 +51,8 @@ const char* fix_what(Fix f) noexcept {
       return "swap_pager_copy (7.0) gives the object collapsed into the backing object's swap block wherever "
              "it has no block of its own, even under a valid resident page of its own (its comment says the "
              "source is thrown away there); once that page is clean and reclaimed, the next fault reads the "
-             "older data back: the data oracle finds lost writes (scenario wiring, threads, seed 11: 16 of "
-             "40 runs). Whether 7.x itself reaches a clean valid page without swap there is not "
-             "established (the model's page cache is of the older era, issue 13); the fix does what the "
+             "older data back: the data oracle finds it (the default campaign with the fix off fails COW "
+             "isolation in seconds, 7.0's page cache caching the clean page); the fix does what the "
              "comment says";
     case Fix::kForkWaitsForWiring:
       return "vm_map_wire (7.0) counts an entry wired, marks it in transition and unlocks the map to fault "
