@@ -80,7 +80,14 @@ bool fallback_object_lock(Vm& vm, Page* m, Page** next) FL_NO_THREAD_SAFETY_ANAL
   object->mtx.lock();
   vm.page_queues.lock();
   *next = marker.q_next;
-  const bool unchanged = m->queue == queue && m->object == object && m->q_next == &marker;
+  // 7.0 asks whether m is on the same queue and followed by the marker,
+  // then whether it has the same object.  The model asks the marker first:
+  // only the page queues move it, so that read is race-free, and m is still
+  // right before it exactly when m is still on that queue just before it
+  // (a page that left a queue is put back at an end of one, never before a
+  // marker in the middle).  Only then are m's fields read: a page that left
+  // may be on the free list, where the free-queue mutex guards them.
+  const bool unchanged = marker.q_prev == m && m->queue == queue && m->object == object;
   remove_marker(vm, &marker);
   Counters& cnt = vm.counters();
   cnt.bump(cnt.pageout_fallbacks);
@@ -263,7 +270,7 @@ rescan0:
         if (!vnode_locked) {
           ++st.skipped;  // pageout_lock_miss
           clean = false;
-        } else if (m->queue != PageQueue::kInactive || m->object != object || m->q_next != &marker) {
+        } else if (marker.q_prev != m || m->queue != PageQueue::kInactive || m->object != object) {
           cnt.bump(cnt.pageout_vnode_lost);
           ++st.skipped;
           clean = false;
