@@ -140,6 +140,7 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&mmu_stale_walks, "mmu_stale_walks", "accesses whose translation changed between walk and use (refault)"},
       {&socow_loans, "socow_loans", "pages lent to zero-copy sends (socow_setup)"},
       {&lent_mapped_read_only, "lent_mapped_read_only", "lent pages entered read-only instead of writable (fix)"},
+      {&rename_lent_copied, "rename_lent_copied", "COW renames of a lent backing page refused: copied (fix)"},
       {&pageout_second_chance, "pageout_second_chance", "dirty inactive pages given a second chance (first pass)"},
   };
   std::vector<VmstatRow> out;

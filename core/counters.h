@@ -101,7 +101,8 @@ class Counters {
   Counter mmu_stale_walks{this, 46};    // accesses whose PTE lost validity or write between walk and use
   Counter socow_loans{this, 47};        // pages lent to zero-copy sends (socow_setup)
   Counter lent_mapped_read_only{this, 48};  // fault entries of a lent page made read-only (fix lent-page-read-only)
-  static constexpr std::uint16_t kNamed = 49;
+  Counter rename_lent_copied{this, 49};  // COW renames refused for a lent page, which was copied (fix rename-skips-lent)
+  static constexpr std::uint16_t kNamed = 50;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

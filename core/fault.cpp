@@ -563,6 +563,8 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
             page_free(fs.first_m);
             page_rename(fs.m, *fs.first_object, fs.first_pindex);
             renamed = true;
+          } else {
+            cnt.bump(cnt.rename_lent_copied);
           }
         }
         if (renamed) {

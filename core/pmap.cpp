@@ -337,6 +337,12 @@ Page* pmap_extract(Pmap& pmap, std::uint64_t va) {
   return e != nullptr ? e->page : nullptr;
 }
 
+Translation pmap_translation(Pmap& pmap, std::uint64_t va) {
+  MutexLock l(pmap.mtx);
+  PmapEntry* e = pmap.find(va);
+  return e != nullptr ? e->view() : Translation{};
+}
+
 Page* pmap_extract_and_hold(Pmap& pmap, std::uint64_t va, std::uint8_t prot) {
   MutexLock pq(pmap.vm.page_queues);
   MutexLock l(pmap.mtx);

@@ -204,6 +204,9 @@ bool pmap_is_modified(Page* m);
 int pmap_ts_referenced(Page* m);
 // pmap_extract: the page mapped at va, or nullptr.
 Page* pmap_extract(Pmap& pmap, std::uint64_t va);
+// The translation at va as read under the pmap mutex (page nullptr: none).
+// For oracles and diagnostics.
+Translation pmap_translation(Pmap& pmap, std::uint64_t va);
 // pmap_extract_and_hold: the page mapped at va with `prot` allowed, held
 // (vm_page_hold), or nullptr.  Requires: no page queues held.
 Page* pmap_extract_and_hold(Pmap& pmap, std::uint64_t va, std::uint8_t prot);

@@ -189,6 +189,43 @@ TEST_P(Mutants, AreCaughtByTheDataOracleAndTheReplayLineFailsTheSameWay) {
   EXPECT_NE(out.find("replay: " + replay), std::string::npos) << out;
 }
 
+// Named fixes: each one's replay line finds its 7.x race with the fix off
+// and passes with it on (core/README.md lists them).  The first failing seed
+// of the line's range is used, so a change of schedule does not break the
+// test, while a line that no longer reaches the race does.
+struct FixLine {
+  const char* fix;
+  const char* line;  // without --seed
+  const char* finding;
+};
+
+class FixLines : public ::testing::TestWithParam<FixLine> {};
+
+TEST_P(FixLines, FailWithTheFixOffAndPassWithItOn) {
+  const FixLine& f = GetParam();
+  std::string out;
+  std::uint64_t seed = 1;
+  for (; seed <= 5; ++seed)
+    if (replay_quietly(fmt::format("{} --seed {} --no-fix {}", f.line, seed, f.fix), &out) == 1) break;
+  ASSERT_LE(seed, 5u) << f.fix << ": seeds 1..5 pass with the fix off\n" << out;
+  EXPECT_NE(out.find(f.finding), std::string::npos) << out;
+  EXPECT_EQ(replay_quietly(fmt::format("{} --seed {}", f.line, seed), &out), 0) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Protocol, FixLines,
+    ::testing::Values(FixLine{"rename-skips-lent",
+                              "faultline --scenario mixed --ops 2000 --workers 3 --anon-pages 2 --child-ops 2"
+                              " --io-latency-us 2000 --pages 48 --mix read=10,write=5,file-read=0,fork=30,mlock=30,"
+                              "send=30,munmap=0,mprotect=0,dev-read=0,file-write=0,madvise=0",
+                              "write failed: KERN_PROTECTION_FAILURE"}),
+    [](const auto& info) {
+      std::string n = info.param.fix;
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
+
 // The quiescent checks during a run catch a broken protocol early, by the
 // invariant checker: a fork that leaves the parent's translations writable
 // is seen at the first check after the fork, long before the end of the

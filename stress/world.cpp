@@ -143,8 +143,7 @@ Process& World::new_process(Process* parent, int nworkers) {
   p->nslots = static_cast<std::size_t>(cfg.anon_pages + cfg.scratch_pages) * static_cast<std::size_t>(cfg.workers);
   p->committed = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
   p->pending = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
-  p->lent_wired = std::make_unique<std::atomic<bool>[]>(cfg.anon_pages);
-  for (std::uint32_t i = 0; i < cfg.anon_pages; ++i) p->lent_wired[i].store(false, std::memory_order_relaxed);
+  p->wiring = std::make_unique<Process::Wiring[]>(cfg.anon_pages);
   for (std::size_t i = 0; i < p->nslots; ++i) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
@@ -311,23 +310,48 @@ bool World::wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std:
   // a wired page, the process's next store faults, and the fault is refused
   // until munlock, even after the loan ended (nothing restores write access
   // but a fault).  Only such a page, and only while its entry is
-  // user-wired.
-  bool lent_and_wired = false;
-  if (p.lent_wired[page].load()) {
+  // user-wired.  A send whose socow_setup is still being accounted
+  // (lending) may have lent the page after it was wired: it counts as lent.
+  //
+  // A loan that began before the mlock is different: the mlock's fault
+  // copies a lent page (seed L343-350; fix rename-skips-lent when it sits
+  // in a backing object), so the wired page is not lent and is mapped
+  // writable.  But if the loan was still on when the mlock began, a write
+  // fault that found the lent page before the mlock wired it may copy it
+  // afterwards: vm_page_cowfault's pmap_remove_all removes the wired
+  // translation too, and the user-wired entry then refuses every write
+  // fault (a read fault maps the copy back).  That refusal is 7.x's, and
+  // its mark is a missing translation (or a writable one, if a read fault
+  // has mapped the copy since); a read-only translation of a page that is
+  // not lent-while-wired is not.
+  Process::Wiring& w = p.wiring[page];
+  const bool lent = w.lent.load() || w.lending.load() != 0;
+  const bool wired_during_loan = w.wired_during_loan.load();
+  bool user_wired = false;
+  vm::Translation t;
+  if (lent || wired_during_loan) {
     vm::map_lock_read(*p.map);
     const vm::MapEntry* e = p.map->lookup_entry(va);
-    lent_and_wired = e != nullptr && (e->eflags & vm::kEntryUserWired) != 0;
+    user_wired = e != nullptr && (e->eflags & vm::kEntryUserWired) != 0;
     vm::map_unlock_read(*p.map);
+    t = vm::pmap_translation(p.map->pmap, va);
   }
-  // Checked last: an mlock or munlock since the access began, even one that
-  // ran while this looked at the entry, explains the refusal.
-  if (p.wires_active.load() != 0 || p.wire_gen.load() != g1) {
+  // Checked last: an mlock or munlock of this page since the access began,
+  // even one that ran while this looked at the entry, explains the refusal.
+  if (w.active.load() != 0 || w.gen.load() != g1) {
     segv_racing_mlock.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
-  if (!lent_and_wired) return false;
-  segv_lent_wired.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  if (!user_wired) return false;
+  if (lent) {
+    segv_lent_wired.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (wired_during_loan && (t.page == nullptr || (t.prot & vm::kProtWrite) != 0)) {
+    segv_cowfault_unmapped.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
 }
 
 bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
@@ -335,7 +359,7 @@ bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool
   const std::size_t idx = p.slot_index(region, page, slot);
   const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(slot);
   const std::uint64_t c1 = p.committed[idx].load();
-  const std::uint64_t g1 = p.wire_gen.load();
+  const std::uint64_t g1 = region == kAnon ? p.wiring[page].gen.load() : 0;
   std::uint64_t v = 0;
   *result = access(*p.map, va, false, &v);
   const std::uint64_t p2 = p.pending[idx].load();
@@ -404,7 +428,7 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
   const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(j);
   std::uint64_t v = make_value(p.pid, ++seq);
   if (region != kChurn) p.pending[p.slot_index(region, page, j)].store(v);
-  const std::uint64_t g1 = p.wire_gen.load();
+  const std::uint64_t g1 = region == kAnon ? p.wiring[page].gen.load() : 0;
   const Kern r = access(*p.map, va, true, &v);
   // 7.x's vm_map_lookup refuses a write fault on a user-wired COW entry
   // (MAP_ENTRY_USER_WIRED and MAP_ENTRY_COW): once mlock has copied the
@@ -448,21 +472,30 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const std::uint64_t va = p.va[kAnon] + page * vm.page_size();
   // The wired-refusal excuse: a write refused because the page is lent and
   // its entry user-wired (checked before and after the loan; an mlock or
-  // munlock in progress counts).
+  // munlock in progress counts).  From before socow_setup until that check
+  // after it, `lending` stands for it: a store refused meanwhile may have
+  // met a page lent after it was wired.  Once the check found the page
+  // neither wired nor being wired, the loan preceded any wiring, and an
+  // mlock must copy a lent page (seed L343-350), never keep it; `loans`
+  // tells an mlock that begins while the loan is on (see wired_refusal).
   const auto note_wired = [&] {
     vm::map_lock_read(*p.map);
     const vm::MapEntry* e = p.map->lookup_entry(va);
-    if ((e != nullptr && (e->eflags & vm::kEntryUserWired) != 0) || p.wires_active.load() != 0)
-      p.lent_wired[page].store(true);
+    if ((e != nullptr && (e->eflags & vm::kEntryUserWired) != 0) || p.wiring[page].active.load() != 0)
+      p.wiring[page].lent.store(true);
     vm::map_unlock_read(*p.map);
   };
+  p.wiring[page].loans.fetch_add(1);
+  p.wiring[page].lending.fetch_add(1);
   note_wired();
   vm::Page* m = vm::socow_setup(*p.map, va);
+  if (m != nullptr) note_wired();
+  p.wiring[page].lending.fetch_sub(1);
   if (m == nullptr) {
+    p.wiring[page].loans.fetch_sub(1);
     loans_skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  note_wired();
   // Write-protected everywhere (a shootdown waited for stores in flight),
   // and no kernel path writes a mapped anonymous page: the bytes are stable.
   std::vector<std::byte> lent(m->data, m->data + vm.page_size());
@@ -470,6 +503,7 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   ex_.pause_us(cfg.io_latency_us);
   const bool intact = std::memcmp(lent.data(), m->data, lent.size()) == 0;
   vm::socow_iodone(m);
+  p.wiring[page].loans.fetch_sub(1);
   if (!intact)
     fail("loan", fmt::format("process {} anon page {}: the page lent to a send changed while lent (a write"
                              " went to the lent page instead of a copy)", p.pid, page));
@@ -618,32 +652,47 @@ void World::op_churn(Process& p) {
     fail("ops", fmt::format("process {}: mmap of the churn region failed: {}", p.pid, vm::kern_name(r)));
 }
 
-void World::op_wire(Process& p, Rng& rng, int j) {
+void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const std::uint64_t ps = vm.page_size();
   const std::uint64_t page = rng.below(p.npages[kAnon] > 1 ? p.npages[kAnon] - 1 : 1);
-  const std::uint64_t start = p.va[kAnon] + page * ps, end = start + std::min<std::uint64_t>(2, p.npages[kAnon]) * ps;
-  p.wire_gen.fetch_add(1);
-  p.wires_active.fetch_add(1);
+  const std::uint64_t npages = std::min<std::uint64_t>(2, p.npages[kAnon]);
+  const std::uint64_t start = p.va[kAnon] + page * ps, end = start + npages * ps;
+  // Brackets an mlock or munlock of the range for wired_refusal.
+  const auto bracket = [&](int delta) {
+    for (std::uint64_t i = page; i < page + npages; ++i) {
+      if (delta > 0 && p.wiring[i].loans.load() != 0) p.wiring[i].wired_during_loan.store(true);
+      if (delta > 0) p.wiring[i].gen.fetch_add(1);
+      p.wiring[i].active.fetch_add(delta);
+      if (delta < 0) p.wiring[i].gen.fetch_add(1);
+    }
+  };
+  bracket(+1);
   const Kern r = vm::map_wire(*p.map, start, end, true);
-  p.wires_active.fetch_sub(1);
-  p.wire_gen.fetch_add(1);
+  bracket(-1);
   if (r != Kern::kSuccess) {
     if (r != Kern::kResourceShortage && r != Kern::kFailure)
       fail("ops", fmt::format("process {}: mlock failed: {}", p.pid, vm::kern_name(r)));
     return;
   }
-  // Wired pages are resident and mapped: this read must not need a fault
-  // that fails (unless a send lent the page: see wired_refusal), and must
-  // see this thread's last write.
+  // Wired pages are resident and mapped writable (mlock copied them): a
+  // program mlocks a buffer to fill it.  These stores must not fault, unless
+  // a send lent the page since or another mlock or munlock of it raced (see
+  // wired_refusal), and the read must see the first.
+  for (std::uint64_t i = npages; i-- > 0;) write_slot(p, kAnon, page + i, j, seq);
   Kern rr = Kern::kSuccess;
   if (!read_slot(p, kAnon, page, j, true, "read of a wired page", &rr))
     fail("data", fmt::format("process {}: read of a wired page failed: {}", p.pid, vm::kern_name(rr)));
-  p.wire_gen.fetch_add(1);
-  p.wires_active.fetch_add(1);
+  // The flags are cleared before the munlock, not after it: an mlock of
+  // the page that begins meanwhile (another thread's, overlapping this
+  // range) sets them again and must keep them.  While this munlock runs,
+  // `active` excuses a refusal anyway.
+  bracket(+1);
+  for (std::uint64_t i = page; i < page + npages; ++i) {
+    p.wiring[i].lent.store(false);
+    p.wiring[i].wired_during_loan.store(false);
+  }
   const Kern ru = vm::map_unwire(*p.map, start, end, true);
-  for (std::uint64_t a = start; a < end; a += ps) p.lent_wired[(a - p.va[kAnon]) / ps].store(false);
-  p.wires_active.fetch_sub(1);
-  p.wire_gen.fetch_add(1);
+  bracket(-1);
   if (ru != Kern::kSuccess) fail("ops", fmt::format("process {}: munlock failed", p.pid));
 }
 
@@ -673,7 +722,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kFork: op_fork(p, rng); break;
         case Op::kProtect: op_protect(p, rng); break;
         case Op::kChurn: op_churn(p); break;
-        case Op::kWire: op_wire(p, rng, j); break;
+        case Op::kWire: op_wire(p, rng, j, seq); break;
         case Op::kAdvise: op_advise(p, rng); break;
         case Op::kSend: op_send(p, rng, j, seq); break;
         case Op::kDevRead: op_dev_read(p, rng); break;

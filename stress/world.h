@@ -77,13 +77,24 @@ class Process {
   std::uint64_t file_va = 0;
   std::uint64_t device_va = 0;
   std::atomic<int> live_workers{0};
-  // mlock in progress in this process (see op_write: a write racing it may
-  // legitimately fail).
-  std::atomic<int> wires_active{0};
-  std::atomic<std::uint64_t> wire_gen{0};
-  // Per anonymous page: a send lent it while its entry was user-wired, and
-  // no munlock of it has finished since (see World::wired_refusal).
-  std::unique_ptr<std::atomic<bool>[]> lent_wired;
+  // Per anonymous page, what the oracle knows of its wiring (see
+  // World::wired_refusal): mlocks and munlocks covering it in progress, a
+  // generation bumped before and after each, sends lending it whose
+  // socow_setup is not known to have preceded every wiring, whether a send
+  // lent it while its entry was user-wired, loans of it in progress, and
+  // whether an mlock of it began during one; the two flags hold until an
+  // munlock of the page finishes.
+  // Per page, not per process: the entries mlock wires are clipped to its
+  // range, so only the pages of that range can meet a wired refusal.
+  struct Wiring {
+    std::atomic<int> active{0};
+    std::atomic<std::uint64_t> gen{0};
+    std::atomic<int> lending{0};
+    std::atomic<bool> lent{false};
+    std::atomic<int> loans{0};
+    std::atomic<bool> wired_during_loan{false};
+  };
+  std::unique_ptr<Wiring[]> wiring;
   bool exited = false;  // by its last thread
 
   // Oracle state for the anonymous and scratch regions.
@@ -137,7 +148,7 @@ class World {
   std::array<std::atomic<std::uint64_t>, kOps> op_counts{};
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0}, file_writes{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
-  std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0};
+  std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
@@ -172,7 +183,8 @@ class World {
   // A checked read of one slot (c1, access, p2, c2).  False if the access failed.
   // Whether a KERN_PROTECTION_FAILURE on anonymous page `page` (at va) is
   // 7.x's refusal of a write fault on a user-wired COW entry: an mlock or
-  // munlock ran during the access (wire_gen was g1 before it), or a send
+  // munlock of that page ran during the access (its wiring generation was g1
+  // before it), or a send
   // lent the page while it was wired and the entry is still user-wired.
   // Counts it.
   bool wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std::uint64_t g1);
@@ -187,7 +199,7 @@ class World {
   void op_fork(Process& p, Rng& rng);
   void op_protect(Process& p, Rng& rng);
   void op_churn(Process& p);
-  void op_wire(Process& p, Rng& rng, int j);
+  void op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_advise(Process& p, Rng& rng);
   void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_dev_read(Process& p, Rng& rng);
