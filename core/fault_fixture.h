@@ -140,6 +140,21 @@ class FaultTest : public CoreTest {
   // The same, but the clean page is cached (a later pass of the daemon):
   // lookups miss it, an allocation of (o, pindex) gets it back.
   Page* launder_and_cache(Object& o, Pindex pindex) { return launder(o, pindex, true); }
+  // A one-page anonymous mapping at *va holding `word`, its page laundered
+  // and cached; returns the cached page (nullptr, with a test failure, if
+  // that did not work).
+  Page* cached_anon_page(std::uint64_t word, std::uint64_t* va) {
+    *va = mmap_anon(1);
+    EXPECT_EQ(store(*va, word), Kern::kSuccess);
+    Page* m = pmap_extract(map().pmap, *va);
+    if (m == nullptr) {
+      ADD_FAILURE() << "the store mapped no page";
+      return nullptr;
+    }
+    Page* cached = launder_and_cache(*m->object, 0);
+    EXPECT_NE(cached, nullptr);
+    return cached;
+  }
 
  private:
   Page* launder(Object& o, Pindex pindex, bool cache) {

@@ -368,10 +368,8 @@ TEST_F(FaultTest, SevereShortageWaitsForMemoryThenRetries) {
 // pager.  Fails without L448's check: the pager reads the page again
 // (v_pageins) over the bytes it already has.
 TEST_F(FaultTest, FaultOnACachedPageGetsItBackWithoutThePager) {
-  std::uint64_t va = mmap_anon(1);
-  ASSERT_EQ(store(va, 0xcafe), Kern::kSuccess);
-  Object* o = pmap_extract(map().pmap, va)->object;
-  Page* m = launder_and_cache(*o, 0);
+  std::uint64_t va = 0;
+  Page* m = cached_anon_page(0xcafe, &va);
   ASSERT_NE(m, nullptr);
   const std::uint64_t pageins = cnt().v_pageins.load();
   std::uint64_t v = 0;
@@ -387,11 +385,10 @@ TEST_F(FaultTest, FaultOnACachedPageGetsItBackWithoutThePager) {
 // see the page (L331) and waits for memory (L433-447) before its
 // allocation would have given the page back.
 TEST_F(FaultTest, FaultOnACachedPageWaitsWhenMemoryIsSeverelyShort) {
-  std::uint64_t va = mmap_anon(1);
-  ASSERT_EQ(store(va, 0xbeef), Kern::kSuccess);
-  Object* o = pmap_extract(map().pmap, va)->object;
-  Page* m = launder_and_cache(*o, 0);
+  std::uint64_t va = 0;
+  Page* m = cached_anon_page(0xbeef, &va);
   ASSERT_NE(m, nullptr);
+  Object* o = m->object;
   Object* hog = object_allocate(vm(), ObjectType::kDefault, 1024);
   {
     MutexLock l(hog->mtx);

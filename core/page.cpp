@@ -114,7 +114,8 @@ Page* take_page(Vm& vm, Object* object, Pindex pindex, unsigned flags, bool* rea
     return nullptr;
   Page* m = nullptr;
   Page* cached = nullptr;
-  if (object != nullptr)
+  // vm_page_cache_lookup (868-879) searches only an object with cached pages.
+  if (object != nullptr && !object->cache.empty())
     if (auto c = object->cache.find(pindex); c != object->cache.end()) cached = c->second;
   if (cached != nullptr) {
     // 1040-1047: (object, pindex) has a cached page.
@@ -141,6 +142,20 @@ Page* take_page(Vm& vm, Object* object, Pindex pindex, unsigned flags, bool* rea
   return m;
 }
 
+// A page just taken by take_page is on no queue and in no object: nobody
+// else can reach it.  Its state starts over (a reactivated page keeps its
+// valid bits).
+void init_taken(Page* m, bool keep_valid, bool zeroed, bool vpo_busy) {
+  FL_KASSERT(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty(),
+             "allocating a page that is wired, held, lent or mapped");
+  m->flags = zeroed ? kPgZero : 0;
+  m->act_count = 0;
+  if (!keep_valid) m->valid = 0;
+  m->dirty = 0;
+  m->busy = 0;
+  m->oflags = vpo_busy ? kVpoBusy : 0;
+}
+
 }  // namespace
 
 Page* page_alloc(Object& object, Pindex pindex, unsigned flags) FL_NO_THREAD_SAFETY_ANALYSIS {
@@ -158,16 +173,8 @@ Page* page_alloc(Object& object, Pindex pindex, unsigned flags) FL_NO_THREAD_SAF
   }
   // 1136-1137: vm_paging_needed.
   if (vm.count_min()) wake_pagedaemon(vm);
-  // The page is on no queue and in no object: nobody else can reach it.
   // Only a free page can be known to be zero: a cached page holds data.
-  const bool zeroed = (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0;
-  m->flags = zeroed ? kPgZero : 0;
-  m->act_count = 0;
-  if (!reactivated) m->valid = 0;
-  m->dirty = 0;
-  m->busy = 0;
-  m->oflags = kVpoBusy;
-  FL_KASSERT(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty(), "allocating a page that is wired, held, lent or mapped");
+  init_taken(m, reactivated, (m->flags & kPgZero) != 0 && (flags & kAllocZero) != 0, true);
   page_insert(m, object, pindex);
   return m;
 }
@@ -180,14 +187,8 @@ Page* page_alloc_noobj(Vm& vm, unsigned flags) {
     return nullptr;
   }
   if (vm.count_min()) wake_pagedaemon(vm);
-  FL_KASSERT(m->wire_count == 0 && m->hold_count == 0 && m->cow == 0 && m->pv.empty(), "allocating a page that is wired, held, lent or mapped");
   if ((flags & kAllocZero) != 0 && (m->flags & kPgZero) == 0) page_zero(m);
-  m->flags = 0;
-  m->act_count = 0;
-  m->valid = 0;
-  m->dirty = 0;
-  m->busy = 0;
-  m->oflags = 0;
+  init_taken(m, false, false, false);
   // VM_ALLOC_WIRED: wired from the start, on no queue.
   m->wire_count = 1;
   vm.wired_count.fetch_add(1, std::memory_order_relaxed);

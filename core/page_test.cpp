@@ -257,12 +257,14 @@ TEST_F(CoreTest, CachingAPageWithNothingBehindItFreesIt) {
   Object* a = object_allocate(vm(), ObjectType::kDefault, 8);
   {
     MutexLock l(a->mtx);
-    Page* d = page_alloc(*a, 0, kAllocNormal);
-    d->valid = kPageBitsAll;
-    page_wakeup(d);
-    Page* s = page_alloc(*a, 1, kAllocNormal);
-    s->valid = kPageBitsAll;
-    page_wakeup(s);
+    const auto resident = [&](Pindex i) {
+      Page* p = page_alloc(*a, i, kAllocNormal);
+      p->valid = kPageBitsAll;
+      page_wakeup(p);
+      return p;
+    };
+    Page* d = resident(0);
+    Page* s = resident(1);
     MutexLock pq(vm().page_queues);
     page_cache(d);  // default object
     EXPECT_EQ(d->queue, PageQueue::kFree);

@@ -267,23 +267,15 @@ rescan0:
         vnode_locked = vget_timelock(*vp);
         object->mtx.lock();
         vm.page_queues.lock();
-        if (!vnode_locked) {
-          ++st.skipped;  // pageout_lock_miss
-          clean = false;
-        } else if (marker.q_prev != m || m->queue != PageQueue::kInactive || m->object != object) {
-          cnt.bump(cnt.pageout_vnode_lost);
-          ++st.skipped;
-          clean = false;
-        } else if (m->any_busy()) {
-          cnt.bump(cnt.pageout_vnode_lost);
-          ++st.skipped;
-          clean = false;
-        } else if (m->hold_count != 0) {
-          requeue(vm, m);
-          cnt.bump(cnt.pageout_vnode_lost);
-          ++st.skipped;
-          clean = false;
-        }
+        // The page's fields are read only once it is known to be still
+        // right before the marker (a page that left may be free).
+        const bool moved =
+            vnode_locked && (marker.q_prev != m || m->queue != PageQueue::kInactive || m->object != object);
+        const bool held = vnode_locked && !moved && !m->any_busy() && m->hold_count != 0;
+        clean = vnode_locked && !moved && !m->any_busy() && !held;
+        if (held) requeue(vm, m);  // 998-1002: a held page goes to the queue's tail
+        if (!clean) ++st.skipped;  // without the vnode: pageout_lock_miss
+        if (vnode_locked && !clean) cnt.bump(cnt.pageout_vnode_lost);
       }
       if (clean) {
         if (launder(vm, m)) {

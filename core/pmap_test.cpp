@@ -25,6 +25,30 @@ class PmapTest : public FaultTest {
     while (page_alloc(*hog, i, kAllocNormal) != nullptr) ++i;
     return hog;
   }
+  // Runs `body` once, at the schedule point of the next user access, which
+  // has walked its translation and not yet used it (the MMU's window).
+  void in_the_mmu_window(std::function<void()> body) {
+    at_first_point(
+        [this](const locking::PointInfo& info) {
+          return info.point == locking::Point::kUser && info.object == &map().pmap.inflight;
+        },
+        std::move(body));
+  }
+  // Starts pmap_remove_write(m) on another thread (as pageout about to
+  // launder) and waits until it waits for the access in flight or has
+  // returned.  `then` runs on that thread after it returns.
+  void remove_write_racing_the_access(Page* m, std::function<void()> then = {}) {
+    racer_ = std::thread([this, m, then] {
+      MutexLock pq(vm().page_queues);
+      pmap_remove_write(m);
+      if (then) then();
+      returned_ = true;
+    });
+    while (cnt().shootdown_waits.load() == 0 && !returned_.load()) std::this_thread::yield();
+  }
+  std::thread racer_;
+  std::atomic<bool> returned_{false};
+
   void release(Object* hog) {
     {
       MutexLock l(hog->mtx);
@@ -120,24 +144,11 @@ TEST_F(PmapTest, AStoreRacingRemoveWriteBeforeItSetsModifiedFaults) {
   ASSERT_EQ(vm_fault(map(), va, kProtRead | kProtWrite, kFaultNormal), Kern::kSuccess);  // writable, M clear
   Page* m = pmap_extract(map().pmap, va);
   ASSERT_FALSE(pte_at(va).modified);
-  std::thread racer;
-  std::atomic<bool> returned{false};
-  at_first_point(
-      [this](const locking::PointInfo& info) {
-        return info.point == locking::Point::kUser && info.object == &map().pmap.inflight;
-      },
-      [&] {
-        racer = std::thread([&] {
-          MutexLock pq(vm().page_queues);
-          pmap_remove_write(m);
-          returned = true;
-        });
-        // It clears write, then waits for this access (the shootdown).
-        while (cnt().shootdown_waits.load() == 0 && !returned.load()) std::this_thread::yield();
-      });
+  // It clears write, then waits for this access (the shootdown).
+  in_the_mmu_window([&] { remove_write_racing_the_access(m); });
   std::uint64_t w = 0x5708e;
   EXPECT_FALSE(pmap_access(map().pmap, va, true, &w)) << "the store must fault";
-  racer.join();
+  racer_.join();
   EXPECT_EQ(cnt().mmu_stale_walks.load(), 1u);
   std::uint64_t now = 0;
   std::memcpy(&now, m->data, sizeof now);
@@ -156,26 +167,16 @@ TEST_F(PmapTest, AStoreInFlightDuringRemoveWriteCompletesBeforeItReturns) {
   ASSERT_EQ(store(va, 1), Kern::kSuccess);  // M set
   Page* m = pmap_extract(map().pmap, va);
   ASSERT_TRUE(pte_at(va).modified);
-  std::thread racer;
-  std::atomic<bool> returned{false};
   std::uint64_t seen_at_return = 0;
-  at_first_point(
-      [this](const locking::PointInfo& info) {
-        return info.point == locking::Point::kUser && info.object == &map().pmap.inflight;
-      },
-      [&] {
-        racer = std::thread([&] {
-          MutexLock pq(vm().page_queues);
-          pmap_remove_write(m);
-          std::memcpy(&seen_at_return, m->data, sizeof seen_at_return);  // what a pager would copy
-          returned = true;
-        });
-        while (cnt().shootdown_waits.load() == 0 && !returned.load()) std::this_thread::yield();
-        EXPECT_FALSE(returned.load()) << "pmap_remove_write returned with a store in flight";
-      });
+  in_the_mmu_window([&] {
+    remove_write_racing_the_access(m, [&] {
+      std::memcpy(&seen_at_return, m->data, sizeof seen_at_return);  // what a pager would copy
+    });
+    EXPECT_FALSE(returned_.load()) << "pmap_remove_write returned with a store in flight";
+  });
   std::uint64_t w = 0x2222;
   EXPECT_TRUE(pmap_access(map().pmap, va, true, &w));
-  racer.join();
+  racer_.join();
   EXPECT_EQ(seen_at_return, 0x2222u);
   EXPECT_TRUE(m->is_dirty()) << "the modified bit was collected";
   std::uint64_t v = 0;
@@ -194,16 +195,12 @@ TEST_F(PmapTest, IsModifiedMissesAStoreInFlightAndRemoveAllCollectsIt) {
   ASSERT_EQ(vm_fault(map(), va, kProtRead | kProtWrite, kFaultNormal), Kern::kSuccess);
   Page* m = pmap_extract(map().pmap, va);
   bool modified_in_window = true;
-  at_first_point(
-      [this](const locking::PointInfo& info) {
-        return info.point == locking::Point::kUser && info.object == &map().pmap.inflight;
-      },
-      [&] {
-        std::thread([&] {
-          MutexLock pq(vm().page_queues);
-          modified_in_window = pmap_is_modified(m);
-        }).join();
-      });
+  in_the_mmu_window([&] {
+    std::thread([&] {
+      MutexLock pq(vm().page_queues);
+      modified_in_window = pmap_is_modified(m);
+    }).join();
+  });
   std::uint64_t w = 0x77;
   EXPECT_TRUE(pmap_access(map().pmap, va, true, &w));
   EXPECT_FALSE(modified_in_window);

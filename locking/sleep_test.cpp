@@ -108,26 +108,29 @@ TEST_F(LockingTest, SleepingWithANonSleepableLockIsReported) {
   EXPECT_NE(cap.at(0).message.find("\"tbad\""), std::string::npos);
 }
 
-// pause(9): a schedule point the harness spends as time (kPause, with the
-// duration), and a sleep: taken holding a mutex, it is reported.
-TEST_F(LockingTest, PauseIsATimedSchedulePointAndNotUnderAMutex) {
+// A timed sleep of the lock library: one schedule point of kind `kind` on
+// `chan`, with the duration as its argument, and a sleep: taken holding a
+// mutex, it is reported with its wait message.
+using TimedSleep = void (*)(const void*, const char*, std::uint32_t, const Site&);
+void expect_timed_sleep(TimedSleep sleep, Point kind, const char* wmesg, const char* wmesg_under_mutex) {
   ScopedReportCapture cap(Mode::kReport);
   struct Seen {
+    Point kind;
     const void* object = nullptr;
     std::uint32_t arg = 0;
     int n = 0;
-  } seen;
+  } seen{kind};
   set_point_hook(
       [](const PointInfo& info, void* ctx) {
         auto* s = static_cast<Seen*>(ctx);
-        if (info.point != Point::kPause) return;
+        if (info.point != s->kind) return;
         s->object = info.object;
         s->arg = info.arg;
         ++s->n;
       },
       &seen);
   int chan = 0;
-  pause(&chan, "tpause", 250);
+  sleep(&chan, wmesg, 250, Site::current());
   set_point_hook(nullptr, nullptr);
   EXPECT_EQ(seen.n, 1);
   EXPECT_EQ(seen.object, &chan);
@@ -136,44 +139,21 @@ TEST_F(LockingTest, PauseIsATimedSchedulePointAndNotUnderAMutex) {
   Mutex other(other_class, "other");
   {
     MutexLock l(other);
-    pause(&chan, "tbadpause", 1);  // no hook: the thread really sleeps
+    sleep(&chan, wmesg_under_mutex, 1, Site::current());  // no hook: the thread really sleeps
   }
   ASSERT_EQ(cap.count(ReportKind::kSleepWithLock), 1u);
-  EXPECT_NE(cap.at(0).message.find("\"tbadpause\""), std::string::npos) << cap.at(0).message;
+  EXPECT_NE(cap.at(0).message.find(std::string("\"") + wmesg_under_mutex + "\""), std::string::npos)
+      << cap.at(0).message;
 }
 
-// io_sleep: a pager's wait for its transfer ("swread", ...), a schedule
-// point of kind kIo with the latency, and a sleep: reported under a mutex.
+// pause(9): a schedule point the harness spends as time (kPause).
+TEST_F(LockingTest, PauseIsATimedSchedulePointAndNotUnderAMutex) {
+  expect_timed_sleep(&pause, Point::kPause, "tpause", "tbadpause");
+}
+
+// io_sleep: a pager's wait for its transfer ("swread", ...), of kind kIo.
 TEST_F(LockingTest, IoSleepIsAnIoSchedulePointAndNotUnderAMutex) {
-  ScopedReportCapture cap(Mode::kReport);
-  struct Seen {
-    const void* object = nullptr;
-    std::uint32_t arg = 0;
-    int n = 0;
-  } seen;
-  set_point_hook(
-      [](const PointInfo& info, void* ctx) {
-        auto* s = static_cast<Seen*>(ctx);
-        if (info.point != Point::kIo) return;
-        s->object = info.object;
-        s->arg = info.arg;
-        ++s->n;
-      },
-      &seen);
-  int page = 0;
-  io_sleep(&page, "swread", 20);
-  set_point_hook(nullptr, nullptr);
-  EXPECT_EQ(seen.n, 1);
-  EXPECT_EQ(seen.object, &page);
-  EXPECT_EQ(seen.arg, 20u);
-  EXPECT_EQ(cap.size(), 0u);
-  Mutex other(other_class, "other");
-  {
-    MutexLock l(other);
-    io_sleep(&page, "vnread", 1);  // no hook: the thread really sleeps
-  }
-  ASSERT_EQ(cap.count(ReportKind::kSleepWithLock), 1u);
-  EXPECT_NE(cap.at(0).message.find("\"vnread\""), std::string::npos) << cap.at(0).message;
+  expect_timed_sleep(&io_sleep, Point::kIo, "swread", "vnread");
 }
 
 TEST_F(LockingTest, DumpShowsSleepersAndHeldLocks) {
