@@ -274,6 +274,10 @@ int cli_main(const std::vector<std::string>& args) {
   sweep->add_option("--jobs,-j", jobs, "runs at a time (default: the machine's cores)");
   sweep->add_option("--shard", shard_text, "this job's share i/N of the seeds: every N-th, from the i-th");
   sweep->add_option("--timeout", timeout_s, "seconds a seed may take before it is killed and failed (default 600)");
+  bool swarm = false;
+  sweep->add_flag("--swarm", swarm,
+                  "swarm testing: each seed draws its own mix (some operations off), memory, sizes, workers, children\n"
+                  "and I/O latency and errors from the seed; a failing seed's replay line is its drawn configuration");
   std::string junit_path;
   sweep->add_option("--junit", junit_path,
                     "write JUnit XML here: one test case per seed, a failing seed with its first failure and replay line");
@@ -313,6 +317,7 @@ int cli_main(const std::vector<std::string>& args) {
     if (!std::isfinite(timeout_s) || timeout_s <= 0 || timeout_s > 86400)
       return usage_error(fmt::format("--timeout {} is out of range (0..86400 seconds, not 0)", timeout_s));
     so.timeout_s = timeout_s;
+    so.swarm = swarm;
     if (!shard_text.empty()) {
       if (auto e = parse_shard(shard_text, so)) return usage_error(*e);
     } else {

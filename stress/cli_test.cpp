@@ -1,6 +1,7 @@
 // Bad input exits 2 with a message naming the bad value; nothing runs.
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 
 #include <cstdio>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -256,6 +258,48 @@ TEST(Sweep, ASeedKilledByASignalKeepsItsFirstFailureLine) {
   std::remove(o.junit_path.c_str());
   std::remove(o.json_path.c_str());
   ::rmdir(dir);
+}
+
+// Swarm: a seed's configuration is a function of the seed, valid, varied
+// across seeds (operations switched off, memory, sizes, workers, I/O), with
+// reads and writes always on and the base's scenario, --ops and fixes; the
+// child runs it from its replay line, without --swarm.
+TEST(Sweep, SwarmDrawsAValidVariedConfigurationFromEachSeed) {
+  Config base;
+  find_scenario("mixed")->apply(base);
+  base.ops = 700;
+  base.fixes &= ~(1u << static_cast<unsigned>(vm::Fix::kBypassUnmaps));
+  std::set<std::string> lines;
+  std::set<std::uint32_t> pages, latencies;
+  int forks_off = 0, truncator_off = 0;
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    const Config c = swarm_config(base, seed);
+    ASSERT_FALSE(c.validate()) << "seed " << seed << ": " << *c.validate();
+    EXPECT_EQ(c.replay_line(), swarm_config(base, seed).replay_line()) << "seed " << seed;
+    EXPECT_GT(c.mix[static_cast<std::size_t>(Op::kRead)], 0u);
+    EXPECT_GT(c.mix[static_cast<std::size_t>(Op::kWrite)], 0u);
+    EXPECT_EQ(c.scenario, "mixed");
+    EXPECT_EQ(c.ops, 700u);
+    EXPECT_EQ(c.fixes, base.fixes);
+    lines.insert(c.replay_line());
+    pages.insert(c.pages);
+    latencies.insert(c.io_latency_us);
+    forks_off += c.mix[static_cast<std::size_t>(Op::kFork)] == 0;
+    truncator_off += !c.truncator;
+    const std::vector<std::string> args = seed_args(c, seed);
+    std::string joined;
+    for (const std::string& a : args) joined += a + " ";
+    EXPECT_EQ(joined.find("--swarm"), std::string::npos) << joined;
+    EXPECT_NE(joined.find(fmt::format("--pages {} ", c.pages)), std::string::npos) << joined;
+    EXPECT_NE(joined.find(fmt::format("--seed {} ", seed)), std::string::npos) << joined;
+    EXPECT_NE(joined.find("--no-fix bypass-unmaps"), std::string::npos) << joined;
+  }
+  EXPECT_EQ(lines.size(), 200u);
+  EXPECT_EQ(pages.size(), 7u);
+  EXPECT_EQ(latencies.size(), 4u);
+  EXPECT_GT(forks_off, 60);
+  EXPECT_LT(forks_off, 140);
+  EXPECT_GT(truncator_off, 20);
 }
 
 TEST(Sweep, FirstFailureLineFindsPanicsAssertionsAndSanitizers) {

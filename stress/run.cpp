@@ -242,10 +242,11 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                    " legitimate: {} SIGSEGV on mprotected scratch, {} SIGSEGV racing mlock of a COW entry,"
                    " {} SIGSEGV on a lent page of an mlocked COW entry,"
                    " {} SIGSEGV on an mlocked page a loan's copy unmapped,"
-                   " {} SIGBUS during truncation, {} churn accesses unmapped\n",
+                   " {} SIGBUS from pager read errors, {} SIGBUS during truncation, {} churn accesses unmapped\n",
                    w->reads_checked.load(), w->writes_committed.load(), w->file_reads_checked.load(),
                    w->file_writes.load(), w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
-                   w->segv_lent_wired.load(), w->segv_cowfault_unmapped.load(), w->sigbus_in_truncation.load(),
+                   w->segv_lent_wired.load(), w->segv_cowfault_unmapped.load(), w->sigbus_pager_error.load(),
+                   w->sigbus_in_truncation.load(),
                    w->unmapped_churn.load());
   s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
                    " {} device reads checked, the driver moved its memory {} times\n",
@@ -297,6 +298,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"segv_racing_mlock", w->segv_racing_mlock.load()},
                  {"segv_lent_wired", w->segv_lent_wired.load()},
                  {"segv_cowfault_unmapped", w->segv_cowfault_unmapped.load()},
+                 {"sigbus_pager_error", w->sigbus_pager_error.load()},
                  {"sigbus_in_truncation", w->sigbus_in_truncation.load()},
                  {"unmapped_churn", w->unmapped_churn.load()},
                  {"loans_checked", w->loans.load()},

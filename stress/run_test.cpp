@@ -192,6 +192,29 @@ TEST_P(Mutants, AreCaughtByTheDataOracleAndTheReplayLineFailsTheSameWay) {
   EXPECT_NE(out.find("replay: " + replay), std::string::npos) << out;
 }
 
+// Pager read errors (--io-error-ppm) make faults fail with KERN_FAILURE
+// (seed L612-619), which a process sees as SIGBUS: the oracle counts them
+// as such, and nothing else (every one of them is an injected error, and
+// with errors off there are none); data and file words stay exact through
+// the failed reads and the failed write-backs around them.
+TEST(Oracles, PagerReadErrorsAreSigbusAndTheDataStaysExact) {
+  for (const std::uint32_t ppm : {0u, 20000u}) {
+    Config c = small("mixed", ExecutorKind::kFibers, 3);
+    c.ops = 1000;
+    c.pages = 64;
+    c.io_error_ppm = ppm;
+    const RunResult r = run_once(c);
+    ASSERT_EQ(r.exit_code, 0) << "--io-error-ppm " << ppm << ": " << describe(r);
+    const std::uint64_t sigbus = r.report["oracle"]["sigbus_pager_error"].get<std::uint64_t>();
+    if (ppm == 0) {
+      EXPECT_EQ(sigbus, 0u);
+    } else {
+      EXPECT_GT(sigbus, 0u) << "no injected read error reached a user access";
+      EXPECT_GT(r.report["counters"]["v_pageouts"].get<std::uint64_t>(), 50u) << "too few write-backs to meet errors";
+    }
+  }
+}
+
 // Named fixes: each one's replay line finds its 7.x race with the fix off
 // and passes with it on (core/README.md lists them).  The faultline binary
 // runs them, a sweep finding the first failing seed of a range (a race may end

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -23,6 +24,8 @@
 #include <tbb/global_control.h>
 #include <tbb/parallel_for_each.h>
 #include <tbb/task_arena.h>
+
+#include "stress/rng.h"
 
 extern char** environ;
 
@@ -188,6 +191,32 @@ std::vector<std::uint64_t> shard_seeds(const SweepOptions& o) {
   return seeds;
 }
 
+Config swarm_config(const Config& base, std::uint64_t seed) {
+  Config c = base;
+  Rng rng = Rng::stream(seed, 0x5a4a2d);  // a stream no run uses
+  const auto pick = [&rng](std::initializer_list<std::uint32_t> from) {
+    return *(from.begin() + rng.below(from.size()));
+  };
+  for (std::size_t k = 0; k < kOps; ++k) {
+    const Op op = static_cast<Op>(k);
+    if (op == Op::kRead || op == Op::kWrite || c.mix[k] == 0) continue;
+    c.mix[k] = rng.below(2) == 0 ? 0 : c.mix[k] * pick({1, 2, 4});
+  }
+  c.pages = pick({40, 48, 64, 96, 128, 192, 256});
+  c.anon_pages = pick({2, 4, 8, 16, 32, 64});
+  c.scratch_pages = pick({1, 2, 4, 8});
+  c.churn_pages = pick({1, 2, 4});
+  c.processes = static_cast<int>(pick({1, 2, 3}));
+  c.workers = static_cast<int>(pick({2, 3, 4, 6, 8}));
+  c.child_workers = static_cast<int>(1 + rng.below(static_cast<std::uint64_t>(std::min(3, c.workers))));
+  c.child_ops = static_cast<int>(pick({2, 5, 20, 100}));
+  c.max_live_processes = std::max(c.processes, static_cast<int>(pick({4, 8})));
+  c.io_latency_us = pick({0, 20, 200, 2000});
+  c.io_error_ppm = pick({0, 0, 0, 1000, 20000});
+  c.truncator = base.truncator && rng.below(4) != 0;
+  return c;
+}
+
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   Config c = base;
   c.seed = seed;
@@ -253,6 +282,7 @@ int sweep_command(const Config& base, const SweepOptions& o) {
               executor_name(base.executor), static_cast<unsigned long long>(o.first_seed),
               static_cast<unsigned long long>(o.first_seed + o.count - 1));
   if (o.shard_count > 1) std::printf(", shard %d/%d", o.shard_index, o.shard_count);
+  if (o.swarm) std::printf(", swarm (each seed draws its configuration)");
   std::printf(": %zu runs, %d at a time\n", seeds.size(), jobs);
   std::fflush(stdout);
   struct sigaction sa {};
@@ -270,7 +300,8 @@ int sweep_command(const Config& base, const SweepOptions& o) {
   arena.execute([&] {
     tbb::parallel_for_each(seeds.begin(), seeds.end(), [&](std::uint64_t seed) {
       if (g_interrupted.load()) return;
-      SeedResult r = run_child(o.self_exe, seed_args(base, seed), seed, o.timeout_s);
+      const Config cfg = o.swarm ? swarm_config(base, seed) : base;
+      SeedResult r = run_child(o.self_exe, seed_args(cfg, seed), seed, o.timeout_s);
       SeedOutcome out;
       out.seed = seed;
       out.seconds = r.seconds;
@@ -282,7 +313,7 @@ int sweep_command(const Config& base, const SweepOptions& o) {
         out.failure = r.why.empty() ? first : first.empty() ? r.why : r.why + ": " + first;
         if (out.failure.empty()) out.failure = fmt::format("exit code {}", r.code);
         out.replay = "faultline";
-        for (const std::string& a : seed_args(base, seed))
+        for (const std::string& a : seed_args(cfg, seed))
           if (a != "--quiet") out.replay += " " + a;
         out.output = tail_of(r.output, 64 * 1024);
       }
@@ -361,3 +392,4 @@ int sweep_command(const Config& base, const SweepOptions& o) {
 }
 
 }  // namespace faultline::stress
+

@@ -25,7 +25,17 @@ struct SweepOptions {
   std::string junit_path;  // --junit: JUnit XML, a test case per seed
   std::string json_path;   // --json: the sweep's results as JSON
   std::string self_exe = "/proc/self/exe";
+  bool swarm = false;  // --swarm: each seed draws its configuration (swarm_config)
 };
+
+// Swarm testing (Groce et al., ISSTA 2012): seed `seed`'s configuration
+// drawn from the seed over `base` (the scenario's defaults and the command
+// line): the operation mix with some operations switched off, memory
+// pressure, sizes, worker counts, children, I/O latency and error rate.
+// Reads and writes stay on (the data oracle needs them); the scenario,
+// executor, --ops and the fixes are the base's.  The seed's replay line is
+// the drawn configuration, so a failure replays without --swarm.
+Config swarm_config(const Config& base, std::uint64_t seed);
 
 // "A..B" (inclusive) or "A" into first/count; a message naming the bad value
 // otherwise.

@@ -354,6 +354,16 @@ bool World::wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std:
   return false;
 }
 
+bool World::pager_error(Kern r) {
+  // KERN_FAILURE from vm_fault is its pager-error return and nothing else
+  // (seed L612-619: a read error frees the page, the fault fails, the
+  // process gets SIGBUS); the pager fails only when --io-error-ppm injects
+  // errors.
+  if (r != Kern::kFailure || cfg.io_error_ppm == 0) return false;
+  sigbus_pager_error.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
                       Kern* result) {
   const std::size_t idx = p.slot_index(region, page, slot);
@@ -372,6 +382,7 @@ bool World::read_slot(Process& p, int region, std::uint64_t page, int slot, bool
     *result = Kern::kSuccess;
     return true;
   }
+  if (pager_error(*result)) return true;  // SIGBUS: nothing read (*result says so)
   if (*result != Kern::kSuccess) return false;
   check_read(p, region, page, slot, owner, c1, v, p2, c2, when);
   return true;
@@ -401,6 +412,7 @@ void World::op_read(Process& p, Rng& rng, int j) {
       unmapped_churn.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    if (pager_error(r)) return;
     if (r != Kern::kSuccess) {
       fail("data", fmt::format("process {} churn page {} read failed: {}", p.pid, page, vm::kern_name(r)));
       return;
@@ -440,7 +452,7 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
   const bool refused = r == Kern::kProtectionFailure && region == kAnon && wired_refusal(p, page, va, g1);
   if (region == kChurn) {
     if (r == Kern::kInvalidAddress) unmapped_churn.fetch_add(1, std::memory_order_relaxed);
-    else if (r != Kern::kSuccess)
+    else if (r != Kern::kSuccess && !pager_error(r))
       fail("data", fmt::format("process {} churn page {} write failed: {}", p.pid, page, vm::kern_name(r)));
     return r;
   }
@@ -451,6 +463,8 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
     segv_on_scratch.fetch_add(1, std::memory_order_relaxed);  // mprotect'ed meanwhile: SIGSEGV
   } else if (refused) {
     // counted by wired_refusal
+  } else if (pager_error(r)) {
+    // SIGBUS: the store did not happen (pending says it may have)
   } else {
     fail("data", fmt::format("process {} {} page {} write failed: {}\n  now: {}", p.pid, region_name(region), page,
                              vm::kern_name(r), vm::describe_address(*p.map, va)));
@@ -514,6 +528,7 @@ void World::op_dev_read(Process& p, Rng& rng) {
   std::uint64_t v = 0;
   const Kern r = access(*p.map, p.device_va + off, false, &v);
   device_reads_checked.fetch_add(1, std::memory_order_relaxed);
+  if (pager_error(r)) return;
   if (r != Kern::kSuccess) {
     fail("device", fmt::format("process {} device offset {}: {}", p.pid, off, vm::kern_name(r)));
     return;
@@ -538,6 +553,7 @@ void World::op_file_read(Process& p, Rng& rng) {
       sigbus_in_truncation.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    if (pager_error(r)) return;
     fail("file", fmt::format("process {} file offset {}: {} with no truncation in progress", p.pid, off,
                              vm::kern_name(r)));
     return;
@@ -574,6 +590,7 @@ void World::op_file_write(Process& p, Rng& rng) {
     sigbus_in_truncation.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  if (pager_error(r)) return;
   fail("file", fmt::format("process {} file offset {}: write {} with no truncation in progress", p.pid, off,
                            vm::kern_name(r)));
 }
@@ -680,7 +697,8 @@ void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   // wired_refusal), and the read must see the first.
   for (std::uint64_t i = npages; i-- > 0;) write_slot(p, kAnon, page + i, j, seq);
   Kern rr = Kern::kSuccess;
-  if (!read_slot(p, kAnon, page, j, true, "read of a wired page", &rr))
+  // (Not even a pager read error: a wired page is resident.)
+  if (!read_slot(p, kAnon, page, j, true, "read of a wired page", &rr) || rr != Kern::kSuccess)
     fail("data", fmt::format("process {}: read of a wired page failed: {}", p.pid, vm::kern_name(rr)));
   // The flags are cleared before the munlock, not after it: an mlock of
   // the page that begins meanwhile (another thread's, overlapping this
@@ -812,7 +830,14 @@ std::uint64_t World::check_every_slot(Process& p, const char* when) {
     for (std::uint64_t page = 0; page < p.npages[region] && !failed(); ++page) {
       for (int slot = 0; slot < p.slots_per_page; ++slot) {
         Kern r = Kern::kSuccess;
-        if (!read_slot(p, region, page, slot, true, when, &r))
+        // A pager read error is a SIGBUS for that read: read again.
+        bool ok = read_slot(p, region, page, slot, true, when, &r);
+        for (int tries = 1; ok && r == Kern::kFailure && tries < 100; ++tries)
+          ok = read_slot(p, region, page, slot, true, when, &r);
+        if (ok && r == Kern::kFailure)
+          fail("data", fmt::format("{}: process {} {} page {}: 100 pager read errors in a row", when, p.pid,
+                                   region_name(region), page));
+        if (!ok)
           fail("data", fmt::format("{}: process {} {} page {} unreadable: {}", when, p.pid, region_name(region), page,
                                    vm::kern_name(r)));
         ++reads;

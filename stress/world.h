@@ -149,6 +149,7 @@ class World {
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0}, file_writes{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
+  std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
@@ -188,6 +189,10 @@ class World {
   // lent the page while it was wired and the entry is still user-wired.
   // Counts it.
   bool wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std::uint64_t g1);
+  // Whether an access's result is a pager read error (SIGBUS), which only
+  // --io-error-ppm causes.  Counts it.
+  bool pager_error(vm::Kern r);
+  // A pager read error counts as no failure: true with *result kFailure.
   bool read_slot(Process& p, int region, std::uint64_t page, int slot, bool owner, const char* when,
                  vm::Kern* result);
   bool inherited_ok(const Process& p, std::size_t idx, std::uint64_t v) const;
