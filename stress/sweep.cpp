@@ -193,7 +193,10 @@ std::vector<std::uint64_t> shard_seeds(const SweepOptions& o) {
 
 Config swarm_config(const Config& base, std::uint64_t seed) {
   Config c = base;
-  Rng rng = Rng::stream(seed, 0x5a4a2d);  // a stream no run uses
+  // Not a stream a run draws from (world.cpp: pid << 20 | thread, with
+  // threads below 512; executors 1e6 + n, 2e6 + n, 3e6 + n; the truncator
+  // and the device near 2^64 and at 2^62).
+  Rng rng = Rng::stream(seed, 0x5a4a2d);
   const auto pick = [&rng](std::initializer_list<std::uint32_t> from) {
     return *(from.begin() + rng.below(from.size()));
   };

@@ -692,9 +692,10 @@ void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     return;
   }
   // Wired pages are resident and mapped writable (mlock copied them): a
-  // program mlocks a buffer to fill it.  These stores must not fault, unless
+  // program mlocks a buffer to fill it.  These stores must succeed, unless
   // a send lent the page since or another mlock or munlock of it raced (see
-  // wired_refusal), and the read must see the first.
+  // wired_refusal), and the read must see the store to the range's first
+  // page (the last one made).
   for (std::uint64_t i = npages; i-- > 0;) write_slot(p, kAnon, page + i, j, seq);
   Kern rr = Kern::kSuccess;
   // (Not even a pager read error: a wired page is resident.)
