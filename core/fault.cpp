@@ -762,7 +762,9 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     // bytes of a page being read are the pager's until it is done).
     if (src_m == nullptr || !src_m->fully_valid())
       fatal(src_m == nullptr ? "vm_fault_copy_entry: page missing" : "vm_fault_copy_entry: page not valid", vaddr);
-    page_copy(src_m, dst_m);
+    // The parent's threads may store to the wired page meanwhile (seed
+    // L1174: the source stays mapped writable): a word at a time.
+    page_copy_mapped(src_m, dst_m);
     object->mtx.unlock();
     dst_m->valid = kPageBitsAll;
     // Fix copy-entry-dirties, as later FreeBSD does: the copy is dirty.  A

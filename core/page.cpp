@@ -479,6 +479,16 @@ void page_zero_invalid(Page* m) {
   m->valid = kPageBitsAll;
 }
 
+void page_copy_mapped(const Page* src, Page* dst) {
+  src->object->mtx.assert_owned();
+  const std::uint32_t size = src->vm->page_size();
+  for (std::uint32_t off = 0; off < size; off += 8) {
+    std::atomic_ref<std::uint64_t> from(*reinterpret_cast<std::uint64_t*>(src->data + off));
+    const std::uint64_t w = from.load(std::memory_order_relaxed);
+    std::memcpy(dst->data + off, &w, sizeof w);
+  }
+}
+
 void page_zero_area_mapped(Page* m, std::uint32_t base, std::uint32_t size) {
   m->object->mtx.assert_owned();
   FL_KASSERT(base + size <= m->vm->page_size(), "zeroing past the end of a page");

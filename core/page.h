@@ -200,6 +200,12 @@ void page_zero_invalid(Page* m);
 // through std::atomic_ref (the hardware's word-sized accesses), and a store
 // may land before or after the zeroing.  Requires: m's object locked.
 void page_zero_area_mapped(Page* m, std::uint32_t base, std::uint32_t size);
+// pmap_copy_page from a page that may be mapped writable (a wired page
+// vm_fault_copy_entry copies for a fork: the parent's threads go on storing
+// to it through their translations, which nothing write-protects): a 64-bit
+// word at a time through std::atomic_ref, each word as it was before or
+// after a store made meanwhile.  Requires: src's object locked.
+void page_copy_mapped(const Page* src, Page* dst);
 // vm_page_set_validclean: [base, base+size) valid and clean, by DEV_BSIZE
 // chunks, inclusive of the partial chunks the range touches.
 // Requires: m's object locked and the page queues.
