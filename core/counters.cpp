@@ -70,6 +70,22 @@ std::uint64_t Counters::sum(std::uint16_t index) const noexcept {
   return total;
 }
 
+void Counters::note_first(std::uint16_t index) noexcept {
+  std::atomic<std::uint64_t>& first = first_[index];
+  if (first.load(std::memory_order_relaxed) != 0) return;
+  const StampSource fn = stamp_fn_.load(std::memory_order_acquire);
+  const std::uint64_t stamp = (fn != nullptr ? fn(stamp_ctx_.load(std::memory_order_relaxed)) : 0) + 1;
+  std::uint64_t seen = first.load(std::memory_order_relaxed);
+  while ((seen == 0 || stamp < seen) && !first.compare_exchange_weak(seen, stamp, std::memory_order_relaxed)) {
+  }
+}
+
+std::optional<std::uint64_t> Counters::first_stamp(const Counter& c) const noexcept {
+  const std::uint64_t v = first_[c.index_].load(std::memory_order_relaxed);
+  if (v == 0) return std::nullopt;
+  return v - 1;
+}
+
 const char* retry_name(Retry r) noexcept {
   switch (r) {
     case Retry::kCowLoan: return "cow_loan";
@@ -142,6 +158,21 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&lent_mapped_read_only, "lent_mapped_read_only", "lent pages entered read-only instead of writable (fix)"},
       {&rename_lent_copied, "rename_lent_copied", "COW renames of a lent backing page refused: copied (fix)"},
       {&pageout_second_chance, "pageout_second_chance", "dirty inactive pages given a second chance (first pass)"},
+      {&fault_lookup_errors, "fault_lookup_errors", "faults whose map lookup failed (L233-246)"},
+      {&fault_wire_override, "fault_wire_override", "user wires of a read-only COW entry, looked up for write (L249-271)"},
+      {&fault_resident, "fault_resident", "faults that found their page resident and valid (L401-416)"},
+      {&fault_readrest, "fault_readrest", "faults that found their page resident, not fully valid (L408-414)"},
+      {&fault_past_eof, "fault_past_eof", "faults past the end of their object (L423-427)"},
+      {&fault_pager_errors, "fault_pager_errors", "faults failed by a pager error or a bad page (L601-620)"},
+      {&fault_pager_absent, "fault_pager_absent", "pager calls that found no page: on down the chain (L621-630)"},
+      {&fault_cached_behind, "fault_cached_behind", "pages behind a sequential fault cached or deactivated (L483-525)"},
+      {&fault_chain_steps, "fault_chain_steps", "fault steps down to a backing object (L673-682)"},
+      {&fault_cow_copies, "fault_cow_copies", "write faults that copied a backing page (L753-758)"},
+      {&fault_backing_read, "fault_backing_read", "read faults mapping a backing page read-only (L781-783)"},
+      {&fault_relookup_errors, "fault_relookup_errors", "faults failed by the re-lookup after the pager (L820)"},
+      {&fault_prot_narrowed, "fault_prot_narrowed", "faults whose re-lookup took write permission away (L837)"},
+      {&fault_wirings, "fault_wirings", "pages wired by wiring faults (L904-905)"},
+      {&prefault_entered, "prefault_entered", "neighbours handed to pmap_enter_quick by prefault (L891-894)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

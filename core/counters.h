@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,16 +103,46 @@ class Counters {
   Counter socow_loans{this, 47};        // pages lent to zero-copy sends (socow_setup)
   Counter lent_mapped_read_only{this, 48};  // fault entries of a lent page made read-only (fix lent-page-read-only)
   Counter rename_lent_copied{this, 49};  // COW renames refused for a lent page, which was copied (fix rename-skips-lent)
-  static constexpr std::uint16_t kNamed = 50;
+  // The fault's own branches (seed lines), for the reach catalogue (reach.h).
+  Counter fault_lookup_errors{this, 50};   // the map lookup failed (L233-246)
+  Counter fault_wire_override{this, 51};   // a user wire of a read-only COW entry looked up again (L249-271)
+  Counter fault_resident{this, 52};        // the page was resident, valid, not busy (L401-416)
+  Counter fault_readrest{this, 53};        // ... resident but not fully valid: read the rest (L408-414)
+  Counter fault_past_eof{this, 54};        // past the end of the object: KERN_PROTECTION_FAILURE (L423-427)
+  Counter fault_pager_errors{this, 55};    // the pager failed or the page is bad (L601-620)
+  Counter fault_pager_absent{this, 56};    // the pager had no page: on down the chain (L621-630)
+  Counter fault_cached_behind{this, 57};   // pages behind a sequential fault cached or deactivated (L483-525)
+  Counter fault_chain_steps{this, 58};     // steps down to a backing object (L673-682)
+  Counter fault_cow_copies{this, 59};      // write faults that copied a backing page up (L753-758)
+  Counter fault_backing_read{this, 60};    // read faults mapping a backing page read-only (L781-783)
+  Counter fault_relookup_errors{this, 61}; // the re-lookup after the pager failed for good (L820)
+  Counter fault_prot_narrowed{this, 62};   // the re-lookup took write permission away (L837)
+  Counter fault_wirings{this, 63};         // pages wired by a wiring fault (L904-905)
+  Counter prefault_entered{this, 64};      // neighbours handed to pmap_enter_quick by vm_fault_prefault (L891-894)
+  static constexpr std::uint16_t kNamed = 65;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 
   void bump(const Counter& c, std::uint64_t n = 1) noexcept {
     std::atomic<std::uint64_t>& slot = mine().v[c.index_];
-    slot.store(slot.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    const std::uint64_t old = slot.load(std::memory_order_relaxed);
+    slot.store(old + n, std::memory_order_relaxed);
+    if (old == 0 && n != 0) [[unlikely]] note_first(c.index_);
   }
   void retry(Retry r) noexcept { bump(retries[static_cast<std::size_t>(r)]); }
   std::uint64_t retries_of(Retry r) const noexcept { return retries[static_cast<std::size_t>(r)].load(); }
+
+  // When a count first moved: a stamp from the source set here (the harness
+  // gives the number of operations completed), read the first time each
+  // thread's block counts the event, so at most once per thread and event.
+  // The earliest stamp stored wins.  No source: stamp 0.
+  using StampSource = std::uint64_t (*)(const void* ctx);
+  void set_stamp_source(StampSource fn, const void* ctx) noexcept {
+    stamp_ctx_.store(ctx, std::memory_order_relaxed);
+    stamp_fn_.store(fn, std::memory_order_release);
+  }
+  // The stamp of a counter's first event; nullopt if it never happened.
+  std::optional<std::uint64_t> first_stamp(const Counter& c) const noexcept;
 
   // Every named counter, in vmstat -s order.
   struct VmstatRow {
@@ -134,10 +165,14 @@ class Counters {
   Block& mine() noexcept;
   Block& add_block();
   std::uint64_t sum(std::uint16_t index) const noexcept;
+  void note_first(std::uint16_t index) noexcept;
 
   const std::uint64_t id_;  // unique among all Counters ever made (the thread caches key on it)
   mutable std::mutex mtx_;
   std::vector<std::unique_ptr<Block>> blocks_;  // one per thread that counted; kept to the end
+  std::atomic<StampSource> stamp_fn_{nullptr};
+  std::atomic<const void*> stamp_ctx_{nullptr};
+  std::array<std::atomic<std::uint64_t>, kAll> first_{};  // stamp + 1; 0: never
 };
 
 }  // namespace faultline::vm

@@ -237,6 +237,7 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
     if ((m->oflags & kVpoBusy) == 0 && m->busy == 0 && m->fully_valid()) {
       MutexLock pq(pmap.vm.page_queues);
       pmap_enter_quick(pmap, addr, m, entry.protection);
+      pmap.vm.counters().bump(pmap.vm.counters().prefault_entered);
     }
     lobject->mtx.unlock();
   }
@@ -271,8 +272,11 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     Lookup lk;
     Kern result = map_lookup(map, vaddr, fault_type, &lk);
     if (result != Kern::kSuccess) {
-      if (result != Kern::kProtectionFailure || (fault_flags & kFaultWireMask) != kFaultUserWire)
+      if (result != Kern::kProtectionFailure || (fault_flags & kFaultWireMask) != kFaultUserWire) {
+        cnt.bump(cnt.fault_lookup_errors);
         return fail(result);  // (no stack to grow in this model)
+      }
+      cnt.bump(cnt.fault_wire_override);
       // A user wire of a read-only COW segment: COW it now, against the
       // maximum protection, or the wirer could never write it.
       result = map_lookup(map, vaddr, kProtRead | kProtWrite | kProtOverrideWrite, &lk);
@@ -380,8 +384,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         pq.unlock();
         page_busy(fs.m);
         if (!fs.m->fully_valid()) {
+          cnt.bump(cnt.fault_readrest);
           readrest = true;
         } else {
+          cnt.bump(cnt.fault_resident);
           break;  // found
         }
       }
@@ -390,6 +396,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       if (!readrest && (trypager || fs.object == fs.first_object)) {
         // seed L423-427: past the end of the object (truncated): SIGBUS.
         if (fs.pindex >= fs.object->size) {
+          cnt.bump(cnt.fault_past_eof);
           unlock_and_deallocate(fs);
           return fail(Kern::kProtectionFailure);
         }
@@ -455,6 +462,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
             if (mt->any_busy()) continue;
             if (!mt->fully_valid()) break;
             if (mt->hold_count != 0 || mt->wire_count != 0) continue;
+            cnt.bump(cnt.fault_cached_behind);
             pmap_remove_all(mt);
             if (mt->is_dirty())
               page_deactivate(mt);
@@ -497,8 +505,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           }
           fs.m = nullptr;
           unlock_and_deallocate(fs);
+          cnt.bump(cnt.fault_pager_errors);
           return fail(rv == PagerResult::kError ? Kern::kFailure : Kern::kProtectionFailure);
         }
+        cnt.bump(cnt.fault_pager_absent);
         // seed L621-630: not here below the top object: free our page and go
         // on down.  In the top object the busy page stays, so nobody else
         // inserts one there meanwhile.
@@ -529,6 +539,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         break;  // found
       }
       FL_KASSERT(next != fs.object, "object loop");
+      cnt.bump(cnt.fault_chain_steps);
       next->mtx.lock();
       object_pip_add(*next, 1);
       if (fs.object != fs.first_object) object_pip_wakeup(*fs.object);
@@ -575,6 +586,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         } else {
           page_copy(fs.m, fs.first_m);
           fs.first_m->valid = kPageBitsAll;
+          cnt.bump(cnt.fault_cow_copies);
         }
         if (fs.m != nullptr) release_page(fs);
         back_to_first_object(fs, !first_locked);
@@ -595,6 +607,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       } else {
         // Reading: map the backing page read-only.
         prot &= static_cast<std::uint8_t>(~kProtWrite);
+        cnt.bump(cnt.fault_backing_read);
       }
     }
 
@@ -619,6 +632,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
             cnt.retry(Retry::kMapLookupFailed);
             continue;
           }
+          cnt.bump(cnt.fault_relookup_errors);
           return fail(result);
         }
         fs.entry = rl.entry;
@@ -634,6 +648,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           continue;
         }
         // Write -> read while unlocked: we may no longer map it writable.
+        if ((prot & kProtWrite) != 0 && (rl.prot & kProtWrite) == 0) cnt.bump(cnt.fault_prot_narrowed);
         prot &= rl.prot;
       }
     }
@@ -672,9 +687,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       MutexLock pq(vm.page_queues);
       fs.m->flags |= kPgReferenced;
       if ((fault_flags & kFaultWireMask) != 0) {
-        if (wired)
+        if (wired) {
           page_wire(fs.m);
-        else
+          cnt.bump(cnt.fault_wirings);
+        } else
           page_unwire(fs.m, true);
       } else {
         page_activate(fs.m);

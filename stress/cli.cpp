@@ -125,6 +125,9 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
                  " collapse-unmaps, swap-copy-keeps-resident, fork-waits-for-wiring, qcollapse-skips-invalid, bypass-unmaps");
   CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
   copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
+  CLI::Option* rr = app.add_flag("--require-reach", c.require_reach,
+                                 "fail the run if a window of the reach catalogue (faultline list windows) was never entered");
+  copies.push_back({rr, [](Config& to, const Config& from) { to.require_reach = from.require_reach; }});
   CLI::Option* q = app.add_flag("--quiet,-q", c.quiet, "only the verdict and failures");
   copies.push_back({q, [](Config& to, const Config& from) { to.quiet = from.quiet; }});
   return copies;
@@ -258,10 +261,11 @@ int cli_main(const std::vector<std::string>& args) {
   app.set_help_all_flag("--help-all");
   Parsed p;
   std::vector<OptionCopy> copies = add_run_options(app, p);
-  CLI::App* list = app.add_subcommand("list", "list the scenarios, or (list fixes) the fixes of 7.x races");
+  CLI::App* list = app.add_subcommand(
+      "list", "list the scenarios, the fixes of 7.x races (list fixes), or the reach catalogue (list windows)");
   std::string list_what = "scenarios";
-  list->add_option("what", list_what, "scenarios (default) or fixes")
-      ->check(CLI::IsMember({"scenarios", "fixes"}));
+  list->add_option("what", list_what, "scenarios (default), fixes or windows")
+      ->check(CLI::IsMember({"scenarios", "fixes", "windows"}));
   CLI::App* sweep = app.add_subcommand(
       "sweep",
       "run a range of seeds, each in its own process, on all cores; the run options (before or after\n"
@@ -302,6 +306,13 @@ int cli_main(const std::vector<std::string>& args) {
       // Each on by default; --no-fix NAME turns it off (7.x as written there).
       for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
         std::printf("%s\n    %s\n", vm::fix_name(static_cast<vm::Fix>(f)), vm::fix_what(static_cast<vm::Fix>(f)));
+      return 0;
+    }
+    if (list_what == "windows") {
+      // The reach catalogue: what --require-reach asks a run to enter.
+      for (const vm::Window& w : vm::reach_catalogue())
+        std::printf("%-26s %-40s %s\n", w.name, w.where, w.what);
+      std::printf("%zu windows\n", vm::reach_catalogue().size());
       return 0;
     }
     for (const Scenario& s : scenarios()) std::printf("%-16s %s\n", s.name, s.what);

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/reach.h"
 #include "stress/cli.h"
 #include "stress/config.h"
 #include "stress/scenario.h"
@@ -174,6 +175,16 @@ TEST(Cli, ListFixesNamesEveryFix) {
   const std::string out = ::testing::internal::GetCapturedStdout();
   for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
     EXPECT_NE(out.find(vm::fix_name(static_cast<vm::Fix>(f))), std::string::npos) << out;
+}
+TEST(Cli, ListWindowsNamesEveryWindowOfTheCatalogue) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(cli_main({"list", "windows"}), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  for (const vm::Window& w : vm::reach_catalogue()) {
+    EXPECT_NE(out.find(w.name), std::string::npos) << out;
+    EXPECT_NE(out.find(w.where), std::string::npos) << out;
+  }
+  EXPECT_NE(out.find(fmt::format("{} windows", vm::reach_catalogue().size())), std::string::npos) << out;
 }
 TEST(Cli, ListAndHelpExitZero) {
   ::testing::internal::CaptureStdout();

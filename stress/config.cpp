@@ -177,6 +177,7 @@ std::string Config::replay_line() const {
     if ((fixes >> f & 1u) == 0) s += fmt::format(" --no-fix {}", vm::fix_name(static_cast<vm::Fix>(f)));
   if (!pagedaemon) s += " --no-pagedaemon";
   if (!truncator) s += " --no-truncator";
+  if (require_reach) s += " --require-reach";
   return s;
 }
 
@@ -218,6 +219,7 @@ nlohmann::ordered_json Config::to_json() const {
       {"abort-on-report", abort_on_report},
       {"mutant", vm::mutant_name(mutant)},
       {"fixes-off", fixes_off()},
+      {"require-reach", require_reach},
       {"mix", weights},
   };
 }

@@ -86,6 +86,7 @@ struct Config {
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
   std::uint32_t fixes = vm::kAllFixes;    // --no-fix NAME clears one: 7.x's own race comes back
   bool quiet = false;
+  bool require_reach = false;       // --require-reach: fail if a window of the reach catalogue was never entered
   Mix mix{};
 
   // The names of the fixes turned off, in Fix order.

@@ -69,6 +69,43 @@ std::string format_failures(const std::vector<Failure>& fs) {
   return out;
 }
 
+}  // namespace
+
+std::vector<std::string> unreached(const std::vector<vm::ReachRow>& rows) {
+  std::vector<std::string> out;
+  for (const vm::ReachRow& r : rows)
+    if (r.count == 0) out.push_back(r.window->name);
+  return out;
+}
+
+std::string format_reach(const std::vector<vm::ReachRow>& rows, const char* first_label) {
+  std::size_t reached = 0;
+  for (const vm::ReachRow& r : rows) reached += r.count != 0;
+  std::string out = fmt::format("reach: {} of {} windows entered\n", reached, rows.size());
+  out += fmt::format("  {:<26} {:<40} {:>12} {:>12}\n", "window", "where", "count", first_label);
+  for (const vm::ReachRow& r : rows) {
+    out += fmt::format("  {:<26} {:<40} {:>12} {:>12}{}\n", r.window->name, r.window->where, r.count,
+                       r.first ? fmt::format("{}", *r.first) : "-", r.count == 0 ? "  NEVER" : "");
+  }
+  return out;
+}
+
+nlohmann::ordered_json reach_json(const std::vector<vm::ReachRow>& rows) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (const vm::ReachRow& r : rows) {
+    nlohmann::ordered_json e = {{"count", r.count}};
+    if (r.first) e["first_after_ops"] = *r.first;
+    j[r.window->name] = e;
+  }
+  return j;
+}
+
+std::string never_reached_message(const std::vector<std::string>& names) {
+  return fmt::format("never reached: {}", fmt::join(names, ", "));
+}
+
+namespace {
+
 std::string coverage_table(const vm::Counters& c) {
   std::string out;
   for (std::size_t i = 0; i < static_cast<std::size_t>(vm::Retry::kCount); ++i) {
@@ -208,6 +245,11 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   res.quiescent_checks_skipped = w->quiescent_checks_skipped.load();
   for (std::size_t i = 0; i < static_cast<std::size_t>(vm::Retry::kCount); ++i)
     res.retries.push_back(c.retries_of(static_cast<vm::Retry>(i)));
+  res.reach = vm::reach_table(c);
+  if (cfg.require_reach && !w->setup_error()) {
+    const std::vector<std::string> never = unreached(res.reach);
+    if (!never.empty()) res.failures.push_back({"reach", never_reached_message(never)});
+  }
   res.exit_code = res.failures.empty() ? 0 : w->setup_error() ? 2 : 1;
 
   std::string s;
@@ -262,6 +304,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     s += "  invariants checked at the end only (--check-every 0)\n";
   s += "vmstat -s:\n" + c.format_vmstat();
   s += "fault retry paths taken (seed's RetryFault):\n" + coverage_table(c);
+  s += format_reach(res.reach, "first (ops)");
   s += "lock profile, top contenders:\n" + locking::format_profile(locking::profile_by_class(), 8);
   if (trace) {
     std::string error;
@@ -315,6 +358,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   nlohmann::ordered_json retries = nlohmann::ordered_json::object();
   for (std::size_t i = 0; i < res.retries.size(); ++i) retries[vm::retry_name(static_cast<vm::Retry>(i))] = res.retries[i];
   j["retries"] = retries;
+  j["reach"] = reach_json(res.reach);
   nlohmann::ordered_json profile = nlohmann::ordered_json::array();
   for (const locking::ProfileRow& r : locking::profile_by_class())
     profile.push_back({{"class", r.lock_class},

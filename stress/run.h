@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/reach.h"
 #include "stress/config.h"
 #include "stress/world.h"
 
@@ -25,6 +26,7 @@ struct RunResult {
   std::uint64_t quiescent_checks = 0, quiescent_checks_skipped = 0;  // during the run (cfg.check_every)
   double seconds = 0;
   std::vector<std::uint64_t> retries;  // per vm::Retry
+  std::vector<vm::ReachRow> reach;     // the reach catalogue's windows: count, first stamp
   // Everything the summary says, for --json: "seconds", "operations", "faults", "schedule",
   // "processes", "oracle", "quiescent_checks", "counters" (vmstat names),
   // "retries" (per retry path), "lock_profile" (per class), "failures".
@@ -43,6 +45,14 @@ struct RunOptions {
   // verdict and findings before the process exits.
   std::function<void(const std::string& verdict, const std::vector<Failure>& failures)> on_fatal;
 };
+
+// The reach table (its rows, the header of the "first" column), the names
+// of the windows never entered, the message --require-reach fails with, and
+// the JSON object {"window": {"count": n, "first_after_ops": k}, ...}.
+std::string format_reach(const std::vector<vm::ReachRow>& rows, const char* first_label);
+std::vector<std::string> unreached(const std::vector<vm::ReachRow>& rows);
+std::string never_reached_message(const std::vector<std::string>& names);
+nlohmann::ordered_json reach_json(const std::vector<vm::ReachRow>& rows);
 
 // [{"oracle": ..., "what": ...}, ...]
 nlohmann::ordered_json failures_json(const std::vector<Failure>& fs);

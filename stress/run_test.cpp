@@ -1,9 +1,8 @@
-// Whole runs, in process (FixLines runs the faultline binary): every
+// Whole runs, in process: every
 // scenario passes on the correct protocol, and deterministic runs replay
 // exactly.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <fstream>
@@ -215,81 +214,55 @@ TEST(Oracles, PagerReadErrorsAreSigbusAndTheDataStaysExact) {
   }
 }
 
-// Named fixes: each one's replay line finds its 7.x race with the fix off
-// and passes with it on (core/README.md lists them).  The faultline binary
-// runs them, a sweep finding the first failing seed of a range (a race may end
-// in a panic, which a sweep's child process survives), so a change of
-// schedule does not break the test, while a line that no longer reaches the
-// race does.
-struct FixLine {
-  const char* fix;
-  const char* line;   // options, without --seed
-  const char* seeds;  // the range swept with the fix off
-  const char* finding;
-};
+// The reach catalogue: unique names, each window its own counter, and the
+// run's table counts what happened: a window a run cannot enter (no
+// truncator: no truncation sleeps) reads zero, and --require-reach then
+// fails the run naming it; one the run entered has its count and the
+// operations completed when it was first entered.
+TEST(Reach, CatalogueWindowsAreDistinctAndTheRunCountsThem) {
+  std::set<std::string> names;
+  std::set<const vm::Counter*> counters;
+  vm::Counters probe;
+  for (const vm::Window& w : vm::reach_catalogue()) {
+    EXPECT_TRUE(names.insert(w.name).second) << "two windows named " << w.name;
+    EXPECT_TRUE(counters.insert(&w.counter(probe)).second) << w.name << " shares its counter";
+    EXPECT_EQ(vm::find_window(w.name), &w);
+  }
+  EXPECT_GE(names.size(), 40u);
 
-// Runs the faultline binary with `args`; its exit code, its output in *out.
-int run_faultline(const std::string& args, std::string* out) {
-  out->clear();
-  std::FILE* p = ::popen((std::string(FAULTLINE_EXE) + " " + args + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out->append(buf, n);
-  const int status = ::pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// The line of issue 13's crash: sends under memory pressure.
-constexpr const char* kFaultStormWithSends =
-    "--scenario fault-storm --executor fibers --processes 2 --workers 8 --ops 2000 --pages 96 --anon-pages 64 --file-pages 32"
-    " --device-pages 4 --child-workers 2 --child-ops 100 --max-processes 8 --max-forks 200 --io-latency-us 20"
-    " --io-error-ppm 0 --mix read=60,write=40,send=20 --sched random --no-truncator";
-
-class FixLines : public ::testing::TestWithParam<FixLine> {};
-
-TEST_P(FixLines, FailWithTheFixOffAndPassWithItOn) {
-  const FixLine& f = GetParam();
-  std::string out;
-  ASSERT_EQ(run_faultline(fmt::format("{} --no-fix {} --quiet sweep --seeds {} -j2", f.line, f.fix, f.seeds), &out), 1)
-      << f.fix << ": seeds " << f.seeds << " pass with the fix off\n" << out;
-  // Seeds finish in any order: the lowest failing one.
-  std::uint64_t seed = 0;
-  std::string first;
-  for (std::size_t at = out.find("\nseed "); at != std::string::npos; at = out.find("\nseed ", at + 1)) {
-    const std::uint64_t s = std::stoull(out.substr(at + 6));
-    if (seed == 0 || s < seed) {
-      seed = s;
-      first = out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+  Config c = small("fault-storm", ExecutorKind::kFibers, 5);
+  c.truncator = false;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  ASSERT_EQ(r.reach.size(), vm::reach_catalogue().size());
+  for (const vm::ReachRow& row : r.reach) {
+    EXPECT_EQ(row.count, r.report["reach"][row.window->name]["count"].get<std::uint64_t>());
+    EXPECT_EQ(row.first.has_value(), row.count != 0) << row.window->name;
+    if (row.first) {
+      EXPECT_LE(*row.first, r.ops) << row.window->name;
     }
   }
-  ASSERT_NE(seed, 0u) << out;
-  EXPECT_NE(first.find(f.finding), std::string::npos) << first;
-  EXPECT_EQ(run_faultline(fmt::format("{} --seed {} --quiet", f.line, seed), &out), 0) << out;
-  EXPECT_NE(out.find("pass: PASS"), std::string::npos) << out;
-}
+  const auto row_of = [&](const char* name) {
+    for (const vm::ReachRow& row : r.reach)
+      if (std::string(row.window->name) == name) return row;
+    ADD_FAILURE() << name;
+    return vm::ReachRow{};
+  };
+  EXPECT_EQ(row_of("truncate.sleep_busy").count, 0u);
+  EXPECT_EQ(row_of("fault.resident").count, r.report["counters"]["fault_resident"].get<std::uint64_t>());
+  EXPECT_GT(row_of("fault.resident").count, 0u);
+  EXPECT_GT(row_of("retry.busy_page").count, 0u);
+  EXPECT_NE(r.summary.find("truncate.sleep_busy"), std::string::npos) << r.summary;
 
-INSTANTIATE_TEST_SUITE_P(
-    Protocol, FixLines,
-    ::testing::Values(
-        FixLine{"rename-skips-lent",
-                "--scenario mixed --ops 2000 --workers 3 --anon-pages 2 --child-ops 2 --io-latency-us 2000 --pages 48"
-                " --mix read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,"
-                "file-write=0,madvise=0",
-                "1..20", "write failed: KERN_PROTECTION_FAILURE"},
-        FixLine{"bypass-unmaps",
-                "--scenario mixed --ops 2000 --scratch-pages 2 --anon-pages 8 --pages 40 --workers 4 --child-ops 5"
-                " --mix read=30,write=30,fork=20,mprotect=20,file-read=0,munmap=0,mlock=0,send=0,dev-read=0,"
-                "file-write=0,madvise=0",
-                "1..20", "panic: terminating an object with a mapped page"},
-        FixLine{"collapse-unmaps", "--ops 2000", "1..8", "panic: vm_object_backing_scan: freeing a mapped page"},
-        FixLine{"cowfault-after-busy", kFaultStormWithSends, "1..20", "FAIL killed by signal"},
-        FixLine{"cowfault-leaves-busy", kFaultStormWithSends, "1..20", "panic: page not busy"}),
-    [](const auto& info) {
-      std::string n = info.param.fix;
-      for (char& ch : n)
-        if (ch == '-') ch = '_';
-      return n;
-    });
+  c.require_reach = true;
+  r = run_once(c);
+  ASSERT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_EQ(r.failures.back().oracle, "reach");
+  EXPECT_EQ(r.failures.back().what.rfind("never reached: ", 0), 0u) << r.failures.back().what;
+  EXPECT_NE(r.failures.back().what.find("truncate.sleep_busy"), std::string::npos) << r.failures.back().what;
+  EXPECT_EQ(r.failures.back().what.find("fault.resident"), std::string::npos) << r.failures.back().what;
+  EXPECT_NE(c.replay_line().find(" --require-reach"), std::string::npos);
+}
 
 // The quiescent checks during a run catch a broken protocol early, by the
 // invariant checker: a fork that leaves the parent's translations writable

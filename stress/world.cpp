@@ -69,6 +69,9 @@ World::World(const Config& c, Executor& ex)
       ex_(ex),
       file_size_(static_cast<std::uint64_t>(c.file_pages) * vm.page_size()),
       zero_from_(file_size_) {
+  // The reach table's "first": how many operations had completed.
+  vm.counters().set_stamp_source(
+      [](const void* w) { return static_cast<const World*>(w)->ops_done.load(std::memory_order_relaxed); }, this);
   file_ = std::make_unique<vm::Vnode>(vm, file_size_);
   {
     locking::SxExclusiveLock vl(file_->lock);

@@ -1,0 +1,94 @@
+// Named fixes: the faultline binary runs each one's replay line both ways
+// (core/README.md lists the lines).  In an executable of its own, labelled
+// `replay`: these runs test replay lines, not the memory model, so the tsan
+// test preset leaves them out (under TSan they took about 230 s of CI).
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace faultline::stress {
+namespace {
+
+// Named fixes: each one's replay line finds its 7.x race with the fix off
+// and passes with it on (core/README.md lists them).  The faultline binary
+// runs them, a sweep finding the first failing seed of a range (a race may end
+// in a panic, which a sweep's child process survives), so a change of
+// schedule does not break the test, while a line that no longer reaches the
+// race does.
+struct FixLine {
+  const char* fix;
+  const char* line;   // options, without --seed
+  const char* seeds;  // the range swept with the fix off
+  const char* finding;
+};
+
+// Runs the faultline binary with `args`; its exit code, its output in *out.
+int run_faultline(const std::string& args, std::string* out) {
+  out->clear();
+  std::FILE* p = ::popen((std::string(FAULTLINE_EXE) + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out->append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The line of issue 13's crash: sends under memory pressure.
+constexpr const char* kFaultStormWithSends =
+    "--scenario fault-storm --executor fibers --processes 2 --workers 8 --ops 2000 --pages 96 --anon-pages 64 --file-pages 32"
+    " --device-pages 4 --child-workers 2 --child-ops 100 --max-processes 8 --max-forks 200 --io-latency-us 20"
+    " --io-error-ppm 0 --mix read=60,write=40,send=20 --sched random --no-truncator";
+
+class FixLines : public ::testing::TestWithParam<FixLine> {};
+
+TEST_P(FixLines, FailWithTheFixOffAndPassWithItOn) {
+  const FixLine& f = GetParam();
+  std::string out;
+  ASSERT_EQ(run_faultline(fmt::format("{} --no-fix {} --quiet sweep --seeds {} -j2", f.line, f.fix, f.seeds), &out), 1)
+      << f.fix << ": seeds " << f.seeds << " pass with the fix off\n" << out;
+  // Seeds finish in any order: the lowest failing one.
+  std::uint64_t seed = 0;
+  std::string first;
+  for (std::size_t at = out.find("\nseed "); at != std::string::npos; at = out.find("\nseed ", at + 1)) {
+    const std::uint64_t s = std::stoull(out.substr(at + 6));
+    if (seed == 0 || s < seed) {
+      seed = s;
+      first = out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+    }
+  }
+  ASSERT_NE(seed, 0u) << out;
+  EXPECT_NE(first.find(f.finding), std::string::npos) << first;
+  EXPECT_EQ(run_faultline(fmt::format("{} --seed {} --quiet", f.line, seed), &out), 0) << out;
+  EXPECT_NE(out.find("pass: PASS"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Protocol, FixLines,
+    ::testing::Values(
+        FixLine{"rename-skips-lent",
+                "--scenario mixed --ops 2000 --workers 3 --anon-pages 2 --child-ops 2 --io-latency-us 2000 --pages 48"
+                " --mix read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,"
+                "file-write=0,madvise=0",
+                "1..20", "write failed: KERN_PROTECTION_FAILURE"},
+        FixLine{"bypass-unmaps",
+                "--scenario mixed --ops 2000 --scratch-pages 2 --anon-pages 8 --pages 40 --workers 4 --child-ops 5"
+                " --mix read=30,write=30,fork=20,mprotect=20,file-read=0,munmap=0,mlock=0,send=0,dev-read=0,"
+                "file-write=0,madvise=0",
+                "1..20", "panic: terminating an object with a mapped page"},
+        FixLine{"collapse-unmaps", "--ops 2000", "1..8", "panic: vm_object_backing_scan: freeing a mapped page"},
+        FixLine{"cowfault-after-busy", kFaultStormWithSends, "1..20", "FAIL killed by signal"},
+        FixLine{"cowfault-leaves-busy", kFaultStormWithSends, "1..20", "panic: page not busy"}),
+    [](const auto& info) {
+      std::string n = info.param.fix;
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
+
+}  // namespace
+}  // namespace faultline::stress
