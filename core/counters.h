@@ -119,7 +119,8 @@ class Counters {
   Counter fault_prot_narrowed{this, 62};   // the re-lookup took write permission away (L837)
   Counter fault_wirings{this, 63};         // pages wired by a wiring fault (L904-905)
   Counter prefault_entered{this, 64};      // neighbours handed to pmap_enter_quick by vm_fault_prefault (L891-894)
-  static constexpr std::uint16_t kNamed = 65;
+  Counter fault_zero_invalid{this, 65};    // pages mapped partly invalid: the rest zeroed (L879-881)
+  static constexpr std::uint16_t kNamed = 66;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

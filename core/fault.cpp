@@ -395,7 +395,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           fs.object->type != ObjectType::kDefault && ((fault_flags & kFaultWireMask) == 0 || wired);
       if (!readrest && (trypager || fs.object == fs.first_object)) {
         // seed L423-427: past the end of the object (truncated): SIGBUS.
-        if (fs.pindex >= fs.object->size) {
+        if (fs.pindex >= fs.object->size && vm.config().mutant != Mutant::kNoEofCheck) {
           cnt.bump(cnt.fault_past_eof);
           unlock_and_deallocate(fs);
           return fail(Kern::kProtectionFailure);
@@ -672,9 +672,11 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
 
     // seed L873-883.
     FL_KASSERT((fs.m->oflags & kVpoBusy) != 0, "vm_fault: page not busy");
+    // (7.0 also prints a warning here; the model counts instead.  The
+    // vnode pager leaves the page a file ends in partly invalid.)
     if (!fs.m->fully_valid()) {
       page_zero_invalid(fs.m);
-      std::fprintf(stderr, "faultline: vm_fault: page %u partially invalid on fault\n", fs.m->index);
+      cnt.bump(cnt.fault_zero_invalid);
     }
     fs.object->mtx.unlock();
 

@@ -48,6 +48,7 @@ TEST_F(FaultTest, UserWireOfInaccessibleSegmentForcesCowAgainstMaxProtection) {
     const MapEntry* e = map().lookup_entry(va);
     EXPECT_EQ(e->max_protection.load() & kProtWrite, 0);
   }
+  EXPECT_EQ(cnt().fault_wire_override.load(), 1u);
   vm_fault_unwire(map(), va, va + ps());
   map_lock(map());
   map().lookup_entry(va)->wired_count = 0;

@@ -180,11 +180,12 @@ void finish_others(Object& o, Page** m, int count, int reqpage, bool ok) FL_REQU
 }
 
 // The transfer of a get_pages call: with pip held and the object unlocked,
-// the device works (or fails), `fill(i)` copies page i in; then the pages
-// are valid and the others settled.  Requires: o locked; returns so.
-template <class Fill>
-PagerResult transfer_in(Object& o, Page** m, int count, int reqpage, const char* wmesg, Fill fill)
-    FL_NO_THREAD_SAFETY_ANALYSIS {
+// the device works (or fails), `fill(i)` copies page i in; then page i is
+// valid up to `valid_bytes(i)` (the whole page but for a file's last one)
+// and the others settled.  Requires: o locked; returns so.
+template <class Fill, class ValidBytes>
+PagerResult transfer_in(Object& o, Page** m, int count, int reqpage, const char* wmesg, Fill fill,
+                        ValidBytes valid_bytes) FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = o.vm;
   object_pip_add(o, 1);
   o.mtx.unlock();
@@ -197,7 +198,23 @@ PagerResult transfer_in(Object& o, Page** m, int count, int reqpage, const char*
     finish_others(o, m, count, reqpage, false);
     return PagerResult::kError;
   }
-  for (int i = 0; i < count; ++i) m[i]->valid = kPageBitsAll;
+  const std::uint32_t ps = vm.page_size();
+  for (int i = 0; i < count; ++i) {
+    const std::uint32_t n = valid_bytes(i);
+    if (n >= ps) {
+      m[i]->valid = kPageBitsAll;
+    } else {
+      // 7.0 vnode_pager_generic_getpages (the loop after the read): a page
+      // the file ends in is made valid and clean only up to the end of the
+      // file, in DEV_BSIZE blocks; the rest of it reads as zeros but stays
+      // invalid.  A read-ahead page left so is met by a later fault as
+      // resident but not fully valid (seed L408-414); the fault's own page
+      // is zeroed and validated at L879-881.
+      m[i]->valid = 0;
+      MutexLock pq(vm.page_queues);
+      page_set_validclean(m[i], 0, n);
+    }
+  }
   vm.counters().bump(vm.counters().v_pgpgin, static_cast<std::uint64_t>(count));
   finish_others(o, m, count, reqpage, true);
   return PagerResult::kOk;
@@ -255,13 +272,14 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       }
       blocks[static_cast<std::size_t>(i)] = it->second;
     }
-    return transfer_in(o, m, count, reqpage, "swread", [&](int i) {
-      std::memcpy(m[i]->data, blocks[static_cast<std::size_t>(i)].data(), ps);
-    });
+    return transfer_in(
+        o, m, count, reqpage, "swread",
+        [&](int i) { std::memcpy(m[i]->data, blocks[static_cast<std::size_t>(i)].data(), ps); },
+        [ps](int) { return ps; });
   }
   if (o.type == ObjectType::kVnode) {
     Vnode* vp = vnode_of(o);
-    if (vp == nullptr || m[reqpage]->pindex >= o.size) {
+    if (vp == nullptr || (m[reqpage]->pindex >= o.size && vm.config().mutant != Mutant::kNoEofCheck)) {
       finish_others(o, m, count, reqpage, false);
       return PagerResult::kBad;
     }
@@ -275,6 +293,10 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
       const std::uint64_t n = off >= file_size ? 0 : std::min<std::uint64_t>(ps, file_size - off);
       if (n != 0) std::memcpy(m[i]->data, vp->contents.data() + off, n);
       if (n < ps) std::memset(m[i]->data + n, 0, ps - n);  // zeros past EOF
+    }, [&](int i) {
+      vp->lock.assert_locked();
+      const std::uint64_t off = m[i]->pindex * ps;
+      return static_cast<std::uint32_t>(off >= vp->size ? 0 : std::min<std::uint64_t>(ps, vp->size - off));
     });
   }
   if (o.type == ObjectType::kDevice) {
@@ -308,7 +330,7 @@ PagerResult pager_get_pages(Object& o, Page** m, int count, int reqpage) FL_NO_T
         std::memcpy(m[i]->data, dev->memory.data() + off, ps);
       else
         std::memset(m[i]->data, 0, ps);  // a driver that maps past its memory reads zeros
-    });
+    }, [ps](int) { return ps; });
   }
   finish_others(o, m, count, reqpage, false);
   return PagerResult::kFail;

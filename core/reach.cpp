@@ -18,8 +18,11 @@ const std::vector<Window>& reach_catalogue() {
       // vm_fault, in the order of the seed listing.
       {"fault.lookup_error", kSeed, "seed L233-246", "the map lookup failed: no entry, or no permission",
        FL_C(fault_lookup_errors)},
-      {"fault.wire_override", kSeed, "seed L249-271", "a user wire of a read-only COW entry looks up for write",
-       FL_C(fault_wire_override)},
+      // (No workload operation mlocks an inaccessible entry: the stress
+      // world's mprotect makes its scratch region read-only, which a user
+      // wire's read lookup passes.)
+      {"fault.wire_override", kSeed, "seed L249-271", "a user wire of an inaccessible COW entry looks up for write",
+       FL_C(fault_wire_override), "FaultTest.UserWireOfInaccessibleSegmentForcesCowAgainstMaxProtection"},
       {"fault.dead_object", kSeed, "seed L323", "the search met an object marked dead by a collapse",
        FL_C(fault_dead_objects)},
       {"retry.cow_loan", kRetryW, "seed L343-350", "a write fault on a lent page: copied, retried", FL_R(kCowLoan)},
@@ -66,6 +69,8 @@ const std::vector<Window>& reach_catalogue() {
        FL_R(kMapChanged)},
       {"fault.prot_narrowed", kSeed, "seed L837", "the re-lookup took write permission away: mapped read-only",
        FL_C(fault_prot_narrowed)},
+      {"fault.zero_invalid", kSeed, "seed L879-881", "the page to map was partly invalid: the rest zeroed",
+       FL_C(fault_zero_invalid)},
       {"fault.prefault", kSeed, "seed L891-894", "resident neighbours handed to pmap_enter_quick",
        FL_C(prefault_entered)},
       {"fault.wire", kSeed, "seed L904-905", "a wiring fault wired its page", FL_C(fault_wirings)},
@@ -74,8 +79,13 @@ const std::vector<Window>& reach_catalogue() {
       // The windows around the fault.
       {"collapse.merge", kWin, "vm_object_collapse", "a backing object merged into its shadow",
        FL_C(object_collapses)},
+      // (A collapse that waits runs only when neither object has paging in
+      // progress, and every page the model busies has its object's paging
+      // in progress held meanwhile; in 7.x a vm_page_grab caller, which the
+      // model has not, busies pages without it.)
       {"collapse.sleep_busy", kWin, "vm_object_backing_scan \"vmocol\"",
-       "a collapse slept on a busy page, the objects unlocked", FL_C(collapse_sleeps)},
+       "a collapse slept on a busy page, the objects unlocked", FL_C(collapse_sleeps),
+       "CollapseTest.BackingScanSleepsOnABusyPageThenStartsOver"},
       {"collapse.swap_copy_wait", kWin, "swap_pager_copy", "a collapse's swap copy waited for memory, both objects unlocked",
        FL_C(swap_copy_waits)},
       {"collapse.bypass", kWin, "vm_object_collapse", "a shadow pointed past a backing object referenced elsewhere",

@@ -28,6 +28,10 @@ struct Window {
   const char* where;  // "seed L423-427", "vm_object_backing_scan"
   const char* what;
   const Counter& (*counter)(const Counters&);
+  // Null for a window the workload enters (--require-reach asks for it);
+  // else the unit test that forces it, the workload having no operation
+  // that can (reach.cpp says why), and --require-reach does not ask.
+  const char* forced_by = nullptr;
 };
 
 // Every declared window, in catalogue order.

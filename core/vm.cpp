@@ -13,6 +13,7 @@ const char* mutant_name(Mutant m) noexcept {
     case Mutant::kSkipTimestampRecheck: return "skip-timestamp-recheck";
     case Mutant::kNoWriteProtectAtFork: return "no-write-protect-at-fork";
     case Mutant::kCleanCowCopy: return "clean-cow-copy";
+    case Mutant::kNoEofCheck: return "no-eof-check";
     case Mutant::kCount: break;
   }
   return "?";

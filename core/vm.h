@@ -25,6 +25,7 @@ enum class Mutant : std::uint8_t {
   kSkipTimestampRecheck,  // vm_fault: trust the lookup made before the pager ran (seed L801-838)
   kNoWriteProtectAtFork,  // vmspace_fork: leave the parent's translations writable
   kCleanCowCopy,          // vm_fault: leave the COW copy clean (the departure undone)
+  kNoEofCheck,            // vm_fault (seed L423-427) and the vnode pager ignore the file's size: no SIGBUS past EOF
   kCount
 };
 const char* mutant_name(Mutant m) noexcept;
