@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "locking/kassert.h"
+#include "stress/campaign.h"
 #include "stress/run.h"
 #include "stress/scenario.h"
 #include "stress/sweep.h"
@@ -104,6 +105,9 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--io-error-ppm", &Config::io_error_ppm, "pager I/O errors, parts per million");
   bind("--perturb-ppm", &Config::perturb_ppm, "threads, fibers-mt: chance of a seeded yield (or, threads only, short delay) per schedule point");
   bind("--max-steps", &Config::max_steps, "deterministic fibers: schedule-point budget (0: none)");
+  bind("--stall-steps", &Config::stall_steps,
+       "deterministic fibers: fail (livelock) if no operation completes in this many schedule points"
+       " (default 50000000; 0: off)");
   bind("--check-every", &Config::check_every,
        "stop everything every this many operations for a quiescent check of the data and the invariants"
        " (0: only at the end)");
@@ -119,7 +123,7 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   app.add_flag("--no-truncator", p.no_truncator, "no truncator");
   app.add_option("--mutant", p.mutant_text,
                  "self-test: inject a known protocol fault (skip-timestamp-recheck, no-write-protect-at-fork,"
-                 " clean-cow-copy); the run must fail");
+                 " clean-cow-copy, no-eof-check); the run must fail");
   app.add_option("--no-fix", p.no_fix,
                  "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written): dead-object-retry,"
                  " collapse-unmaps, swap-copy-keeps-resident, fork-waits-for-wiring, qcollapse-skips-invalid, bypass-unmaps");
@@ -128,6 +132,10 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   CLI::Option* rr = app.add_flag("--require-reach", c.require_reach,
                                  "fail the run if a window of the reach catalogue (faultline list windows) was never entered");
   copies.push_back({rr, [](Config& to, const Config& from) { to.require_reach = from.require_reach; }});
+  CLI::Option* pr = app.add_flag("--print-reach", c.print_reach,
+                                 "print the reach table's counts on one line, 'reach-counts: n,n,...' in catalogue"
+                                 " order (a sweep's children do, for the sweep's table)");
+  copies.push_back({pr, [](Config& to, const Config& from) { to.print_reach = from.print_reach; }});
   CLI::Option* q = app.add_flag("--quiet,-q", c.quiet, "only the verdict and failures");
   copies.push_back({q, [](Config& to, const Config& from) { to.quiet = from.quiet; }});
   return copies;
@@ -240,12 +248,131 @@ int run_command(const Config& cfg) {
     }
   }
   for (const Failure& f : r.failures) std::printf("FAIL [%s] %s\n", f.oracle.c_str(), f.what.c_str());
+  if (cfg.print_reach) {
+    std::string counts;
+    for (const vm::ReachRow& row : r.reach) counts += fmt::format("{}{}", counts.empty() ? "" : ",", row.count);
+    std::printf("reach-counts: %s\n", counts.c_str());
+  }
   std::printf("%s: %s\n", code == 0 ? "pass" : "verdict", verdict.c_str());
   if (code != 0) std::printf("replay: %s\n", cfg.replay_line().c_str());
   if (!cfg.json_path.empty()) {
     if (!cfg.expect_digest.empty()) r.report["expect_digest"] = cfg.expect_digest;
     if (!write_json(cfg.json_path, r.report, cfg, code, verdict, r.failures)) {
       std::printf("faultline: --json '%s': could not write it: %s\n", cfg.json_path.c_str(), std::strerror(errno));
+      if (code == 0) code = 2;
+    }
+  }
+  std::fflush(stdout);
+  return code;
+}
+
+// One run's options, as on the command line, into a Config.
+std::optional<std::string> config_of(const std::vector<std::string>& args, Config& out) {
+  CLI::App app;
+  Parsed p;
+  std::vector<OptionCopy> copies = add_run_options(app, p);
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::ParseError& e) {
+    return e.what();
+  }
+  return resolve(p, copies, out);
+}
+
+int campaign_command(bool quiet, const std::string& json_path) {
+  const std::vector<CampaignRun>& runs = default_campaign();
+  std::vector<Config> cfgs(runs.size());
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (auto e = config_of(runs[i].args, cfgs[i]))
+      return usage_error(fmt::format("campaign run {}: {}", runs[i].name, *e));
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<vm::ReachRow> total;
+  std::vector<std::string> firsts;
+  nlohmann::ordered_json jruns = nlohmann::ordered_json::array();
+  int code = 0;
+  std::vector<std::string> failed_runs;
+  std::printf("faultline: the default campaign, %zu runs one after another; the reach tables summed, and every"
+              " window of the catalogue must be entered (faultline list windows)\n",
+              runs.size());
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    Config cfg = cfgs[i];
+    cfg.quiet = quiet;
+    std::printf("=== run %zu/%zu, %s: %s\n    %s\n", i + 1, runs.size(), runs[i].name, runs[i].why,
+                cfg.replay_line().c_str());
+    std::fflush(stdout);
+    RunOptions opts;
+    opts.progress = !quiet;
+    opts.handle_sigint = true;
+    opts.handle_crash = true;
+    const RunResult r = run_once(cfg, opts);
+    // The first run's whole summary (the campaign's main run); one line of
+    // the others.
+    if (i == 0 && !quiet) {
+      std::printf("%s", r.summary.c_str());
+    } else {
+      std::size_t entered = 0;
+      for (const vm::ReachRow& row : r.reach) entered += row.count != 0;
+      std::printf("  %llu operations in %.1f s, %zu windows entered\n", static_cast<unsigned long long>(r.ops),
+                  r.seconds, entered);
+    }
+    for (const Failure& f : r.failures) std::printf("FAIL [%s] %s\n", f.oracle.c_str(), f.what.c_str());
+    std::printf("run %zu/%zu %s: %s\n", i + 1, runs.size(), runs[i].name, r.verdict.c_str());
+    if (r.exit_code != 0) {
+      std::printf("replay: %s\n", cfg.replay_line().c_str());
+      code = std::max(code, r.exit_code);
+      failed_runs.push_back(runs[i].name);
+    }
+    std::fflush(stdout);
+    if (total.empty()) {
+      total = r.reach;
+      firsts.assign(total.size(), "-");
+    } else {
+      for (std::size_t k = 0; k < total.size(); ++k) total[k].count += r.reach[k].count;
+    }
+    for (std::size_t k = 0; k < total.size(); ++k)
+      if (firsts[k] == "-" && r.reach[k].first)
+        firsts[k] = fmt::format("{}: {}", runs[i].name, *r.reach[k].first);
+    jruns.push_back({{"name", runs[i].name},
+                     {"why", runs[i].why},
+                     {"replay", cfg.replay_line()},
+                     {"pass", r.exit_code == 0},
+                     {"verdict", r.verdict},
+                     {"seconds", r.seconds},
+                     {"operations", r.ops},
+                     {"reach", reach_json(r.reach)}});
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("campaign %s", format_reach(total, "first (run: ops)", firsts).c_str());
+  const std::vector<std::string> never = unreached(total);
+  std::string verdict;
+  if (!never.empty()) {
+    std::printf("FAIL [reach] %s\n", never_reached_message(never).c_str());
+    code = std::max(code, 1);
+  }
+  std::printf("campaign: %zu runs in %.1f s; %zu of them failed; %zu windows never reached\n", runs.size(), secs,
+              failed_runs.size(), never.size());
+  if (code == 0)
+    verdict = "PASS";
+  else
+    verdict = fmt::format("FAIL ({}{}{})", failed_runs.empty() ? "" : "runs failed: ",
+                          fmt::join(failed_runs, ", "),
+                          never.empty() ? "" : fmt::format("{}{} windows never reached", failed_runs.empty() ? "" : "; ",
+                                                           never.size()));
+  std::printf("%s: %s\n", code == 0 ? "pass" : "verdict", verdict.c_str());
+  if (!json_path.empty()) {
+    nlohmann::ordered_json j;
+    j["faultline"] = {{"version", FL_VERSION}, {"invariants", invariants_compiled_in()}};
+    j["campaign"] = true;
+    j["verdict"] = verdict;
+    j["pass"] = code == 0;
+    j["exit_code"] = code;
+    j["seconds"] = secs;
+    j["runs"] = jruns;
+    j["reach"] = reach_json(total);
+    j["never_reached"] = never;
+    if (!write_file(json_path, j.dump(2) + "\n")) {
+      std::printf("faultline: --json '%s': could not write it: %s\n", json_path.c_str(), std::strerror(errno));
       if (code == 0) code = 2;
     }
   }
@@ -266,6 +393,12 @@ int cli_main(const std::vector<std::string>& args) {
   std::string list_what = "scenarios";
   list->add_option("what", list_what, "scenarios (default), fixes or windows")
       ->check(CLI::IsMember({"scenarios", "fixes", "windows"}));
+  CLI::App* campaign = app.add_subcommand(
+      "campaign",
+      "the default campaign (what faultline runs with no arguments): the mixed scenario's long run, then short runs\n"
+      "aimed at the windows it does not enter; fails if a run fails or a window of the catalogue is never entered.\n"
+      "Takes --quiet and --json only");
+  campaign->fallthrough();
   CLI::App* sweep = app.add_subcommand(
       "sweep",
       "run a range of seeds, each in its own process, on all cores; the run options (before or after\n"
@@ -317,6 +450,16 @@ int cli_main(const std::vector<std::string>& args) {
     }
     for (const Scenario& s : scenarios()) std::printf("%-16s %s\n", s.name, s.what);
     return 0;
+  }
+  if (args.empty() || campaign->parsed()) {
+    if (sweep->parsed()) return usage_error("campaign and sweep: one at a time");
+    for (const CLI::Option* o : app.get_options())
+      if (o->count() != 0 && !o->check_lname("quiet") && !o->check_lname("json"))
+        return usage_error(fmt::format("campaign: {} is not a campaign option (it takes --quiet and --json; a"
+                                       " single run takes the others)",
+                                       o->get_name()));
+    if (auto e = unwritable({{"--json", p.cfg.json_path}})) return usage_error(*e);
+    return campaign_command(p.cfg.quiet, p.cfg.json_path);
   }
   Config cfg;
   if (auto err = resolve(p, copies, cfg)) return usage_error(*err);

@@ -167,6 +167,7 @@ std::string Config::replay_line() const {
     s += fmt::format(" --sched {}", sched_name(sched));
     if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);
     if (max_steps != 0) s += fmt::format(" --max-steps {}", max_steps);
+    if (stall_steps != Config{}.stall_steps) s += fmt::format(" --stall-steps {}", stall_steps);
   } else {
     s += fmt::format(" --perturb-ppm {}", perturb_ppm);
     if (executor == ExecutorKind::kFibersMt) s += fmt::format(" --os-threads {}", os_threads);
@@ -211,6 +212,7 @@ nlohmann::ordered_json Config::to_json() const {
       {"io-error-ppm", io_error_ppm},
       {"perturb-ppm", perturb_ppm},
       {"max-steps", max_steps},
+      {"stall-steps", stall_steps},
       {"check-every", check_every},
       {"watchdog", watchdog_s},
       {"trace", trace_path},

@@ -76,6 +76,7 @@ struct Config {
   std::uint32_t io_error_ppm = 0;   // pager I/O failures
   std::uint32_t perturb_ppm = 20000;  // threads, fibers-mt: chance of a seeded yield (threads: or delay) per schedule point
   std::uint64_t max_steps = 0;      // fibers: schedule point budget (0: none)
+  std::uint64_t stall_steps = 50000000;  // fibers: no operation completed in this many schedule points fails (0: off)
   std::uint64_t check_every = 10000; // a quiescent check (World::quiescent_check) every this many operations; 0: at the end only
   double watchdog_s = 20;           // threads, fibers-mt: no progress for this long fails
   std::string trace_path;           // --trace: Chrome trace JSON of the run (stress/trace.h)
@@ -87,6 +88,7 @@ struct Config {
   std::uint32_t fixes = vm::kAllFixes;    // --no-fix NAME clears one: 7.x's own race comes back
   bool quiet = false;
   bool require_reach = false;       // --require-reach: fail if a window of the reach catalogue was never entered
+  bool print_reach = false;         // --print-reach: a "reach-counts:" line (what a sweep's children print)
   Mix mix{};
 
   // The names of the fixes turned off, in Fix order.

@@ -427,6 +427,16 @@ struct DetCore {
     }
 
     if (opt.max_steps != 0 && steps >= opt.max_steps) park_self(me);
+    if (opt.stall_steps != 0 && (steps & 1023) == 0 && opt.progress) {
+      const std::uint64_t p = opt.progress();
+      if (p != last_progress) {
+        last_progress = p;
+        last_progress_step = steps;
+      } else if (steps - last_progress_step >= opt.stall_steps) {
+        stalled = true;
+        park_self(me);
+      }
+    }
 
     const bool sleeps =
         (info.point == locking::Point::kIo || info.point == locking::Point::kPause) && info.arg > 0;
@@ -650,7 +660,9 @@ struct DetCore {
   bf::context* dispatcher_ctx = nullptr;  // set while the dispatcher is ready
   int forced = kNoOne;                    // chosen at a schedule point, for the yield's pick_next
   bool dispatcher_wanted = false;         // a worker ended: let the dispatcher free it
-  bool stopping = false;                  // the step limit was reached
+  bool stopping = false;                  // the step limit was reached, or no progress (stalled)
+  bool stalled = false;                   // no progress for opt.stall_steps steps
+  std::uint64_t last_progress = 0, last_progress_step = 0;
   int running = kNoOne;                   // worker id running now, kNoOne for main / dispatcher
   int last_run = kNoOne;                  // the last worker that ran
   std::int64_t live = 0;                  // workers that have not returned
@@ -735,7 +747,8 @@ void detail::DetCore::thread_main() {
   // Main never blocks, so it is always ready while a worker runs, and the
   // algorithm returns it only when no worker can run.
   if (live > 0) boost::this_fiber::yield();
-  const DetOutcome o = stopping   ? DetOutcome::kStepLimit
+  const DetOutcome o = stalled    ? DetOutcome::kStall
+                       : stopping ? DetOutcome::kStepLimit
                        : live > 0 ? DetOutcome::kDeadlock
                                   : DetOutcome::kDone;
   publish(o);
@@ -756,6 +769,8 @@ const char* det_outcome_name(DetOutcome o) noexcept {
       return "deadlock";
     case DetOutcome::kStepLimit:
       return "step-limit";
+    case DetOutcome::kStall:
+      return "stall";
   }
   return "?";
 }

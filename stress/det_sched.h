@@ -52,7 +52,8 @@
 //
 // Outcomes.  kDone: every worker returned.  kDeadlock: no worker is ready, no
 // worker sleeps in virtual time, yet some have not returned: every one of them
-// is blocked.  kStepLimit: DetOptions::max_steps steps passed.  After
+// is blocked.  kStepLimit: DetOptions::max_steps steps passed.  kStall: no
+// progress for DetOptions::stall_steps steps (a livelock).  After
 // kDeadlock and kStepLimit the blocked fibers cannot be unwound (Boost.Fiber
 // cannot destroy a suspended fiber, and their locks are held by them), so
 // run()'s OS thread is left parked forever: detached, blocked on a condition
@@ -107,11 +108,17 @@ struct DetOptions {
   std::size_t stack_bytes = 64 * 1024;        // per fiber, rounded up to pages
   std::uint64_t max_steps = 0;                // 0 = unbounded; else run() ends with kStepLimit
   std::uint32_t step_ns = 1000;               // virtual time that passes per schedule point
+  // Liveness counted in steps: if `progress` (a count of completed work,
+  // read every 1,024 steps) has not moved for stall_steps steps, run() ends
+  // with kStall: workers keep reaching schedule points (spinning, retrying,
+  // a daemon scanning) but none gets anything done.  0: not checked.
+  std::function<std::uint64_t()> progress;
+  std::uint64_t stall_steps = 0;
 };
 
-enum class DetOutcome : std::uint8_t { kDone, kDeadlock, kStepLimit };
+enum class DetOutcome : std::uint8_t { kDone, kDeadlock, kStepLimit, kStall };
 
-// "done", "deadlock", "step-limit".
+// "done", "deadlock", "step-limit", "stall".
 const char* det_outcome_name(DetOutcome o) noexcept;
 
 // One schedule point passed: `worker` reached `point` as step `step` (from 1),

@@ -6,6 +6,7 @@
 // hold nothing park harmlessly and stay in this process.
 #include "stress/det_sched.h"
 
+#include <atomic>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -522,6 +523,42 @@ TEST_P(DetSchedPolicyTest, MaxStepsStopsTheRun) {
   again.spawn("after", [] { schedule_point(Point::kUser, nullptr); });
   EXPECT_EQ(again.run(), DetOutcome::kDone);
   EXPECT_EQ(again.steps(), 1u);
+}
+
+// Liveness in steps: workers that keep reaching schedule points while the
+// progress count stands still end the run with kStall, within 1,024 steps
+// of the limit; one that makes progress every few steps is never stopped.
+TEST_P(DetSchedPolicyTest, NoProgressForStallStepsStopsTheRun) {
+  std::atomic<std::uint64_t> done{0};
+  DetOptions o = options(GetParam(), 3);
+  o.stall_steps = 20000;
+  o.progress = [&done] { return done.load(); };
+  {
+    DetScheduler s(o);
+    s.spawn("worker", [&done] {
+      for (int i = 0; i < 5000; ++i) {  // progress for 10,000 steps, then none
+        schedule_point(Point::kUser, nullptr);
+        done.fetch_add(1);
+      }
+      for (;;) schedule_point(Point::kTryLock, nullptr);
+    });
+    s.spawn("spinner", [] {
+      for (;;) schedule_point(Point::kUser, nullptr);
+    });
+    ASSERT_EQ(s.run(), DetOutcome::kStall);
+    EXPECT_GE(s.steps(), 10000u + 20000u - 1024u);
+    EXPECT_LE(s.steps(), 10000u + 20000u + 2048u);
+    EXPECT_EQ(done.load(), 5000u);
+  }  // its thread stays parked
+  done.store(0);
+  DetScheduler busy(o);
+  busy.spawn("busy", [&done] {
+    for (int i = 0; i < 60000; ++i) {
+      schedule_point(Point::kUser, nullptr);
+      if (i % 7 == 0) done.fetch_add(1);
+    }
+  });
+  EXPECT_EQ(busy.run(), DetOutcome::kDone);
 }
 
 // kRandom picks among the ready workers and the one that reached the point:

@@ -225,8 +225,13 @@ class DetExecutor final : public Executor {
       case DetOutcome::kDone: return RunEnd::kDone;
       case DetOutcome::kDeadlock: return RunEnd::kDeadlock;
       case DetOutcome::kStepLimit: return RunEnd::kStepLimit;
+      case DetOutcome::kStall: return RunEnd::kStall;
     }
     return RunEnd::kDone;
+  }
+
+  void watch_progress(const std::atomic<std::uint64_t>* done) override {
+    progress_.store(done, std::memory_order_relaxed);
   }
 
   // Virtual time: the scheduler runs others until it has passed.
@@ -244,15 +249,21 @@ class DetExecutor final : public Executor {
   }
 
  private:
-  static DetOptions options(const Config& cfg) {
+  DetOptions options(const Config& cfg) {
     DetOptions o;
     o.seed = cfg.seed;
     o.policy = cfg.sched == SchedKind::kPct ? Policy::kPct : Policy::kRandom;
     o.pct_depth = cfg.pct_depth;
     o.pct_expected_steps = 20 * cfg.ops * static_cast<std::uint64_t>(cfg.processes * cfg.workers) + 1000;
     o.max_steps = cfg.max_steps;
+    o.stall_steps = cfg.stall_steps;
+    o.progress = [this] {
+      const std::atomic<std::uint64_t>* p = progress_.load(std::memory_order_relaxed);
+      return p != nullptr ? p->load(std::memory_order_relaxed) : 0;
+    };
     return o;
   }
+  std::atomic<const std::atomic<std::uint64_t>*> progress_{nullptr};  // before sched_: its options read it
   DetScheduler sched_;
 };
 

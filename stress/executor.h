@@ -13,6 +13,7 @@
 // returns once every body has returned, or when the schedule cannot go on.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,7 +24,7 @@
 
 namespace faultline::stress {
 
-enum class RunEnd : std::uint8_t { kDone, kDeadlock, kStepLimit };
+enum class RunEnd : std::uint8_t { kDone, kDeadlock, kStepLimit, kStall };
 
 class Executor {
  public:
@@ -36,6 +37,9 @@ class Executor {
   // time otherwise.  Callable from a body.
   virtual void pause_us(std::uint32_t us) = 0;
   // Deterministic fibers only.
+  // The count of completed operations, for a deterministic executor's
+  // liveness check in schedule steps (Config::stall_steps).  Set before run().
+  virtual void watch_progress(const std::atomic<std::uint64_t>*) {}
   virtual std::uint64_t steps() const { return 0; }
   virtual std::uint64_t digest() const { return 0; }
   virtual std::vector<std::string> unfinished() const { return {}; }

@@ -74,18 +74,28 @@ std::string format_failures(const std::vector<Failure>& fs) {
 std::vector<std::string> unreached(const std::vector<vm::ReachRow>& rows) {
   std::vector<std::string> out;
   for (const vm::ReachRow& r : rows)
-    if (r.count == 0) out.push_back(r.window->name);
+    if (r.count == 0 && r.window->forced_by == nullptr) out.push_back(r.window->name);
   return out;
 }
 
-std::string format_reach(const std::vector<vm::ReachRow>& rows, const char* first_label) {
-  std::size_t reached = 0;
-  for (const vm::ReachRow& r : rows) reached += r.count != 0;
-  std::string out = fmt::format("reach: {} of {} windows entered\n", reached, rows.size());
-  out += fmt::format("  {:<26} {:<40} {:>12} {:>12}\n", "window", "where", "count", first_label);
+std::string format_reach(const std::vector<vm::ReachRow>& rows, const char* first_label,
+                         const std::vector<std::string>& firsts) {
+  std::size_t reached = 0, workload = 0;
   for (const vm::ReachRow& r : rows) {
-    out += fmt::format("  {:<26} {:<40} {:>12} {:>12}{}\n", r.window->name, r.window->where, r.count,
-                       r.first ? fmt::format("{}", *r.first) : "-", r.count == 0 ? "  NEVER" : "");
+    reached += r.count != 0 && r.window->forced_by == nullptr;
+    workload += r.window->forced_by == nullptr;
+  }
+  std::string out = fmt::format("reach: {} of {} windows entered ({} more forced by unit tests only)\n", reached,
+                                workload, rows.size() - workload);
+  out += fmt::format("  {:<26} {:<40} {:>12} {:>14}\n", "window", "where", "count", first_label);
+  for (const vm::ReachRow& r : rows) {
+    const char* note = r.window->forced_by != nullptr ? "" : r.count == 0 ? "  NEVER" : "";
+    out += fmt::format("  {:<26} {:<40} {:>12} {:>14}{}{}\n", r.window->name, r.window->where, r.count,
+                       !firsts.empty() ? firsts[static_cast<std::size_t>(&r - rows.data())]
+                       : r.first       ? fmt::format("{}", *r.first)
+                                       : "-",
+                       note,
+                       r.window->forced_by != nullptr ? fmt::format("  (test only: {})", r.window->forced_by) : "");
   }
   return out;
 }
@@ -210,7 +220,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   if (end != RunEnd::kDone) {
+    const std::string stall = fmt::format(
+        "no operation completed in {} schedule points while workers ran (livelock; --stall-steps)", cfg.stall_steps);
     const char* what = end == RunEnd::kDeadlock ? "every simulated thread is blocked (deadlock)"
+                       : end == RunEnd::kStall  ? stall.c_str()
                                                 : "the schedule-point budget ran out";
     std::printf("FAIL [liveness] %s after %llu steps; unfinished:", what,
                 static_cast<unsigned long long>(ex->steps()));
@@ -284,12 +297,12 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                    " legitimate: {} SIGSEGV on mprotected scratch, {} SIGSEGV racing mlock of a COW entry,"
                    " {} SIGSEGV on a lent page of an mlocked COW entry,"
                    " {} SIGSEGV on an mlocked page a loan's copy unmapped,"
-                   " {} SIGBUS from pager read errors, {} SIGBUS during truncation, {} churn accesses unmapped\n",
+                   " {} SIGBUS from pager read errors, {} SIGBUS past the end of the short file, {} SIGBUS racing a"
+                   " truncation, {} churn accesses unmapped\n",
                    w->reads_checked.load(), w->writes_committed.load(), w->file_reads_checked.load(),
                    w->file_writes.load(), w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
                    w->segv_lent_wired.load(), w->segv_cowfault_unmapped.load(), w->sigbus_pager_error.load(),
-                   w->sigbus_in_truncation.load(),
-                   w->unmapped_churn.load());
+                   w->sigbus_past_eof.load(), w->sigbus_in_truncation.load(), w->unmapped_churn.load());
   s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
                    " {} device reads checked, the driver moved its memory {} times\n",
                    w->loans.load(), w->loans_skipped.load(), w->device_reads_checked.load(),
@@ -342,6 +355,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"segv_lent_wired", w->segv_lent_wired.load()},
                  {"segv_cowfault_unmapped", w->segv_cowfault_unmapped.load()},
                  {"sigbus_pager_error", w->sigbus_pager_error.load()},
+                 {"sigbus_past_eof", w->sigbus_past_eof.load()},
                  {"sigbus_in_truncation", w->sigbus_in_truncation.load()},
                  {"unmapped_churn", w->unmapped_churn.load()},
                  {"loans_checked", w->loans.load()},

@@ -49,7 +49,9 @@ struct RunOptions {
 // The reach table (its rows, the header of the "first" column), the names
 // of the windows never entered, the message --require-reach fails with, and
 // the JSON object {"window": {"count": n, "first_after_ops": k}, ...}.
-std::string format_reach(const std::vector<vm::ReachRow>& rows, const char* first_label);
+// `firsts`, if given, is the "first" column's text per row.
+std::string format_reach(const std::vector<vm::ReachRow>& rows, const char* first_label,
+                         const std::vector<std::string>& firsts = {});
 std::vector<std::string> unreached(const std::vector<vm::ReachRow>& rows);
 std::string never_reached_message(const std::vector<std::string>& names);
 nlohmann::ordered_json reach_json(const std::vector<vm::ReachRow>& rows);

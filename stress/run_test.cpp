@@ -214,6 +214,30 @@ TEST(Oracles, PagerReadErrorsAreSigbusAndTheDataStaysExact) {
   }
 }
 
+// Truncation in two steps (shrink, a while short, grow): a file access
+// past the end of the short file must fail (seed L423-427, SIGBUS), one
+// inside it must not, and the oracle tells which from the cut it knows.
+// The vnode pager leaves the last page of the short file partly valid, so
+// faults also read the rest of a resident page (L408-414) and zero the
+// invalid part of the one they map (L879-881).  With the size checks gone
+// (mutant no-eof-check) a read past the end succeeds, and the file oracle
+// says so.
+TEST(Oracles, AccessesPastTheEndOfTheShortFileFailAndOnlyThey) {
+  Config c = small("truncate", ExecutorKind::kFibers, 2);
+  c.ops = 2000;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_GT(r.report["oracle"]["sigbus_past_eof"].get<std::uint64_t>(), 0u);
+  for (const char* k : {"fault_past_eof", "fault_readrest", "fault_zero_invalid"})
+    EXPECT_GT(r.report["counters"][k].get<std::uint64_t>(), 0u) << k;
+  c.mutant = vm::Mutant::kNoEofCheck;
+  r = run_once(c);
+  ASSERT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_EQ(r.failures.front().oracle, "file");
+  EXPECT_NE(r.failures.front().what.find("past the end of the file"), std::string::npos) << r.failures.front().what;
+  EXPECT_NE(r.failures.front().what.find("no SIGBUS"), std::string::npos) << r.failures.front().what;
+}
+
 // The reach catalogue: unique names, each window its own counter, and the
 // run's table counts what happened: a window a run cannot enter (no
 // truncator: no truncation sleeps) reads zero, and --require-reach then

@@ -25,7 +25,9 @@
 #include <tbb/parallel_for_each.h>
 #include <tbb/task_arena.h>
 
+#include "core/reach.h"
 #include "stress/rng.h"
+#include "stress/run.h"
 
 extern char** environ;
 
@@ -148,6 +150,21 @@ std::string tail_of(const std::string& out, std::size_t max) {
   return "[... " + std::to_string(from) + " bytes cut ...]\n" + out.substr(from);
 }
 
+// A child's "reach-counts: n,n,..." line (--print-reach); empty if none.
+std::vector<std::uint64_t> reach_counts(const std::string& text) {
+  std::vector<std::uint64_t> out;
+  const std::string output = "\n" + text;
+  const std::size_t at = output.rfind("\nreach-counts: ");
+  if (at == std::string::npos) return out;
+  std::istringstream in(output.substr(at + 15, output.find('\n', at + 1) - at - 15));
+  for (std::string n; std::getline(in, n, ',');) {
+    const auto v = to_u64(n);
+    if (!v) return {};
+    out.push_back(*v);
+  }
+  return out;
+}
+
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sweep_sigint(int) { g_interrupted.store(true); }
 
@@ -223,6 +240,8 @@ Config swarm_config(const Config& base, std::uint64_t seed) {
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   Config c = base;
   c.seed = seed;
+  // --require-reach applies to the sweep's table, not to each seed's.
+  c.require_reach = false;
   // The replay line is the complete configuration; its words hold no spaces.
   std::istringstream in(c.replay_line());
   std::vector<std::string> args;
@@ -230,6 +249,7 @@ std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   in >> w;  // "faultline"
   while (in >> w) args.push_back(w);
   args.push_back("--quiet");
+  args.push_back("--print-reach");
   return args;
 }
 
@@ -298,6 +318,11 @@ int sweep_command(const Config& base, const SweepOptions& o) {
   std::mutex mtx;
   std::vector<SeedOutcome> outcomes;
   std::atomic<std::size_t> done{0}, passed{0}, failed{0};
+  // The reach table over the seeds: per window, the seeds that entered it,
+  // the lowest of them, and the events in all.
+  const std::size_t nwin = vm::reach_catalogue().size();
+  std::vector<std::uint64_t> reach_total(nwin, 0), reach_seeds(nwin, 0), reach_lowest(nwin, UINT64_MAX);
+  std::size_t reach_reported = 0;
   auto last_progress = t0;
   tbb::task_arena arena(jobs);
   arena.execute([&] {
@@ -317,10 +342,21 @@ int sweep_command(const Config& base, const SweepOptions& o) {
         if (out.failure.empty()) out.failure = fmt::format("exit code {}", r.code);
         out.replay = "faultline";
         for (const std::string& a : seed_args(cfg, seed))
-          if (a != "--quiet") out.replay += " " + a;
+          if (a != "--quiet" && a != "--print-reach") out.replay += " " + a;
         out.output = tail_of(r.output, 64 * 1024);
       }
+      const std::vector<std::uint64_t> counts = reach_counts(r.output);
       std::lock_guard<std::mutex> l(mtx);
+      if (counts.size() == reach_seeds.size()) {
+        ++reach_reported;
+        for (std::size_t k = 0; k < counts.size(); ++k) {
+          reach_total[k] += counts[k];
+          if (counts[k] != 0) {
+            ++reach_seeds[k];
+            reach_lowest[k] = std::min(reach_lowest[k], seed);
+          }
+        }
+      }
       ++done;
       if (out.passed) {
         ++passed;
@@ -349,6 +385,20 @@ int sweep_command(const Config& base, const SweepOptions& o) {
   std::sort(outcomes.begin(), outcomes.end(),
             [](const SeedOutcome& a, const SeedOutcome& b) { return a.seed < b.seed; });
   int code = failed.load() == 0 && done.load() == seeds.size() ? 0 : 1;
+  std::vector<vm::ReachRow> reach;
+  std::vector<std::string> firsts;
+  for (std::size_t k = 0; k < nwin; ++k) {
+    reach.push_back({&vm::reach_catalogue()[k], reach_total[k], std::nullopt});
+    firsts.push_back(reach_seeds[k] == 0 ? "-" : fmt::format("{} ({})", reach_seeds[k], reach_lowest[k]));
+  }
+  std::printf("sweep %s", format_reach(reach, "seeds (lowest)", firsts).c_str());
+  if (reach_reported != done.load())
+    std::printf("(%zu of %zu seeds reported their reach: the others died first)\n", reach_reported, done.load());
+  const std::vector<std::string> never = unreached(reach);
+  if (base.require_reach && !never.empty()) {
+    std::printf("FAIL [reach] %s\n", never_reached_message(never).c_str());
+    code = 1;
+  }
   const std::string suite = fmt::format("faultline.{}.{}", base.scenario, executor_name(base.executor));
   if (!o.junit_path.empty()) {
     if (write_file(o.junit_path, junit_xml(suite, outcomes, secs)))
@@ -383,6 +433,14 @@ int sweep_command(const Config& base, const SweepOptions& o) {
       per.push_back(std::move(e));
     }
     j["seeds"] = per;
+    nlohmann::ordered_json jr = nlohmann::ordered_json::object();
+    for (std::size_t k = 0; k < nwin; ++k) {
+      nlohmann::ordered_json e = {{"seeds", reach_seeds[k]}, {"count", reach_total[k]}};
+      if (reach_seeds[k] != 0) e["lowest_seed"] = reach_lowest[k];
+      jr[vm::reach_catalogue()[k].name] = e;
+    }
+    j["reach"] = jr;
+    j["never_reached"] = never;
     if (write_file(o.json_path, j.dump(2) + "\n"))
       std::printf("json: %zu seeds written to %s\n", outcomes.size(), o.json_path.c_str());
     else {

@@ -69,6 +69,7 @@ World::World(const Config& c, Executor& ex)
       ex_(ex),
       file_size_(static_cast<std::uint64_t>(c.file_pages) * vm.page_size()),
       zero_from_(file_size_) {
+  ex_.watch_progress(&ops_done);
   // The reach table's "first": how many operations had completed.
   vm.counters().set_stamp_source(
       [](const void* w) { return static_cast<const World*>(w)->ops_done.load(std::memory_order_relaxed); }, this);
@@ -548,17 +549,24 @@ void World::op_file_read(Process& p, Rng& rng) {
   std::uint64_t v = 0;
   const Kern r = access(*p.map, p.file_va + off, false, &v);
   const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
-  const bool quiet = t1 == t2 && t1 % 2 == 0;  // no truncation overlapped the read
+  const bool quiet = t1 == t2 && t1 % 2 == 0;  // no truncation step overlapped the read
   file_reads_checked.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t pattern = file_word(off);
+  bool must_fail = false;
+  const bool may_fail = past_eof(off, t1, t2, &must_fail);
   if (r != Kern::kSuccess) {
-    if (r == Kern::kProtectionFailure && !quiet) {
-      sigbus_in_truncation.fetch_add(1, std::memory_order_relaxed);
+    if (r == Kern::kProtectionFailure && may_fail) {
+      (quiet ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
       return;
     }
     if (pager_error(r)) return;
-    fail("file", fmt::format("process {} file offset {}: {} with no truncation in progress", p.pid, off,
-                             vm::kern_name(r)));
+    fail("file", fmt::format("process {} file offset {}: {} inside the file (truncation steps {}..{})", p.pid,
+                             off, vm::kern_name(r), t1, t2));
+    return;
+  }
+  if (must_fail) {
+    fail("file", fmt::format("process {} file offset {} read {:#x} past the end of the file (cut at {}): no SIGBUS",
+                             p.pid, off, v, cuts_[(t1 / 4) % kCuts].load()));
     return;
   }
   const std::uint64_t expect = off >= zf ? 0 : pattern;
@@ -585,17 +593,22 @@ void World::op_file_write(Process& p, Rng& rng) {
   std::uint64_t v = 0;
   const Kern r = access(*p.map, p.file_va + off, true, &v);
   const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+  bool must_fail = false;
+  const bool may_fail = past_eof(off, t1, t2, &must_fail);
   if (r == Kern::kSuccess) {
+    if (must_fail)
+      fail("file", fmt::format("process {} file offset {}: a store past the end of the file (cut at {}): no SIGBUS",
+                               p.pid, off, cuts_[(t1 / 4) % kCuts].load()));
     file_writes.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (r == Kern::kProtectionFailure && !(t1 == t2 && t1 % 2 == 0)) {
-    sigbus_in_truncation.fetch_add(1, std::memory_order_relaxed);
+  if (r == Kern::kProtectionFailure && may_fail) {
+    (t1 == t2 ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
     return;
   }
   if (pager_error(r)) return;
-  fail("file", fmt::format("process {} file offset {}: write {} with no truncation in progress", p.pid, off,
-                           vm::kern_name(r)));
+  fail("file", fmt::format("process {} file offset {}: write {} inside the file (truncation steps {}..{})", p.pid,
+                           off, vm::kern_name(r), t1, t2));
 }
 
 void World::op_fork(Process& p, Rng& rng) {
@@ -793,26 +806,58 @@ void World::pagedaemon() {
   }
 }
 
+// ftruncate(2) to a random length, a while with the file short, then back
+// to its full length: two operations, each one vnode_pager_setsize under
+// the exclusive vnode lock (as 7.x's VOP_SETATTR), with the lock dropped
+// between them, so faults meet the short file (seed L423-427: past its end
+// they fail, SIGBUS) and its partly valid last page.
 void World::truncator() {
   Rng rng = Rng::stream(cfg.seed, kTruncatorStream);
-  while (!actors_stop_.load(std::memory_order_relaxed)) {
+  for (std::uint64_t k = 0; !actors_stop_.load(std::memory_order_relaxed); ++k) {
     const std::uint64_t cut = rng.below(file_size_ / 8) * 8;
+    cuts_[k % kCuts].store(cut, std::memory_order_relaxed);
     {
       QuiesceScope in(actors_gate_);
-      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: in progress
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+1: shrinking
       {
         locking::SxExclusiveLock vl(file_->lock);
         vm::vnode_pager_setsize(*file_, cut);
-        vm::vnode_pager_setsize(*file_, file_size_);
       }
       std::uint64_t zf = zero_from_.load();
       while (cut < zf && !zero_from_.compare_exchange_weak(zf, cut)) {
       }
-      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // even: done
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+2: short
+    }
+    ex_.pause_us(200);
+    {
+      QuiesceScope in(actors_gate_);
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+3: growing
+      {
+        locking::SxExclusiveLock vl(file_->lock);
+        vm::vnode_pager_setsize(*file_, file_size_);
+      }
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+4: whole again
       truncations.fetch_add(1, std::memory_order_relaxed);
     }
     ex_.pause_us(500);
   }
+}
+
+bool World::past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must) const {
+  const std::uint64_t ps = vm.page_size();
+  // Pages [0, ceil(size / ps)) are inside the object (vnode_pager_setsize).
+  const auto beyond = [&](std::uint64_t size) { return off / ps >= (size + ps - 1) / ps; };
+  *must = false;
+  if (t1 == t2 && t1 % 2 == 0) {
+    *must = t1 % 4 == 2 && beyond(cuts_[(t1 / 4) % kCuts].load(std::memory_order_relaxed));
+    return *must;
+  }
+  // Truncations t1/4 .. the last one begun by t2 overlapped the access.
+  const std::uint64_t last = t2 % 4 == 0 ? t2 / 4 - 1 : t2 / 4;
+  if (last + 1 - t1 / 4 >= kCuts) return true;  // too many to tell: its cut is forgotten
+  for (std::uint64_t k = t1 / 4; k <= last; ++k)
+    if (beyond(cuts_[k % kCuts].load(std::memory_order_relaxed))) return true;
+  return false;
 }
 
 void World::final_data_check() {

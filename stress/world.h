@@ -29,6 +29,7 @@
 // see exactly that, and SIGBUS is legitimate only during one.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -148,6 +149,7 @@ class World {
   std::array<std::atomic<std::uint64_t>, kOps> op_counts{};
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0}, file_writes{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
+  std::atomic<std::uint64_t> sigbus_past_eof{0};  // file accesses past the end of the shrunk file (seed L423)
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
@@ -220,8 +222,17 @@ class World {
   std::unique_ptr<vm::Device> device_;
   std::atomic<std::uint64_t> device_calls_{0};  // d_mmap calls: which ones say "moving" derives from the seed
   const std::uint64_t file_size_;
-  std::atomic<std::uint64_t> trunc_seq_{0};   // odd while a truncation runs
+  // Truncation k moves trunc_seq_ from 4k to 4k+4: odd while vnode_pager_setsize
+  // runs (4k+1 shrinking, 4k+3 growing back), 4k+2 while the file is short.
+  std::atomic<std::uint64_t> trunc_seq_{0};
+  static constexpr std::uint64_t kCuts = 64;
+  std::array<std::atomic<std::uint64_t>, kCuts> cuts_{};  // truncation k's cut, at k % kCuts
   std::atomic<std::uint64_t> zero_from_;      // bytes: words past the lowest cut read 0
+  // Whether an access to file offset `off` that ran while trunc_seq_ went
+  // from t1 to t2 may fail past the end of the file (seed L423-427): the
+  // file was cut below off's page at some point in between.  `must`: the
+  // file was short all along (t1 == t2), so it must fail.
+  bool past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must) const;
   std::chrono::steady_clock::time_point deadline_{};
   std::uint64_t region_weights_[kRegions] = {};
 

@@ -1,0 +1,21 @@
+#include "stress/campaign.h"
+
+namespace faultline::stress {
+
+const std::vector<CampaignRun>& default_campaign() {
+  static const std::vector<CampaignRun> runs = {
+      {"mixed", "every operation at once under memory pressure: most windows", {}},
+      {"pager-errors", "pager read errors (seed L601-620: fault.pager_error)",
+       {"--scenario", "pageout", "--ops", "2000", "--io-error-ppm", "20000"}},
+      {"lent-rename", "a COW rename meeting a page lent to a send (fault.rename_lent_copied)",
+       {"--scenario", "mixed", "--ops", "2000", "--workers", "3", "--anon-pages", "2", "--child-ops", "2",
+        "--io-latency-us", "2000", "--pages", "48", "--mix",
+        "read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,file-write=0,madvise=0",
+        "--seed", "1"}},
+      {"fork-quick-collapse", "a fork's quick collapse under a fault's placeholder (collapse.qcollapse_kept)",
+       {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "80"}},
+  };
+  return runs;
+}
+
+}  // namespace faultline::stress
