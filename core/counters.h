@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#ifndef FL_COUNTERS
+#define FL_COUNTERS 1
+#endif
+
 namespace faultline::vm {
 
 // Why vm_fault went back to RetryFault (protocol.md's table).
@@ -125,11 +129,19 @@ class Counters {
   const std::array<Counter, kRetries> retries;
 
   void bump(const Counter& c, std::uint64_t n = 1) noexcept {
-    std::atomic<std::uint64_t>& slot = mine().v[c.index_];
-    const std::uint64_t old = slot.load(std::memory_order_relaxed);
-    slot.store(old + n, std::memory_order_relaxed);
-    if (old == 0 && n != 0) [[unlikely]] note_first(c.index_);
+    if constexpr (kCounting) {
+      std::atomic<std::uint64_t>& slot = mine().v[c.index_];
+      const std::uint64_t old = slot.load(std::memory_order_relaxed);
+      slot.store(old + n, std::memory_order_relaxed);
+      if (old == 0 && n != 0) [[unlikely]] note_first(c.index_);
+    } else {
+      (void)c;
+      (void)n;
+    }
   }
+  // FL_COUNTERS=OFF (cmake -DFL_COUNTERS=OFF): bump does nothing, every
+  // count reads 0; only for measuring what counting costs.
+  static constexpr bool kCounting = FL_COUNTERS != 0;
   void retry(Retry r) noexcept { bump(retries[static_cast<std::size_t>(r)]); }
   std::uint64_t retries_of(Retry r) const noexcept { return retries[static_cast<std::size_t>(r)].load(); }
 

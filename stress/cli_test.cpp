@@ -46,6 +46,20 @@ TEST(Cli, UnknownOptionIsNamed) { expect_usage_error({"--bogus", "3"}, "--bogus"
 TEST(Cli, UnknownScenarioIsNamed) { expect_usage_error({"--scenario", "teleport"}, "teleport"); }
 TEST(Cli, UnknownFixIsNamed) { expect_usage_error({"--no-fix", "teleport"}, "teleport"); }
 TEST(Cli, UnknownListIsNamed) { expect_usage_error({"list", "teleports"}, "teleports"); }
+// The campaign is one fixed set of runs: any other run option is refused,
+// by name, before anything runs.
+TEST(Cli, CampaignRefusesRunOptionsByName) {
+  expect_usage_error({"campaign", "--seed", "3"}, "--seed");
+  expect_usage_error({"campaign", "--ops", "10"}, "--ops");
+  expect_usage_error({"--scenario", "fork", "campaign"}, "--scenario");
+  expect_usage_error({"campaign", "--json", "/nonexistent-dir/x.json"}, "/nonexistent-dir/x.json");
+}
+TEST(Cli, StallStepsIsInTheReplayLineWhenNotTheDefault) {
+  Config c;
+  EXPECT_EQ(c.replay_line().find("--stall-steps"), std::string::npos);
+  c.stall_steps = 1000;
+  EXPECT_NE(c.replay_line().find(" --stall-steps 1000"), std::string::npos) << c.replay_line();
+}
 TEST(Cli, UnwritableTracePathIsNamed) {
   expect_usage_error({"--trace", "/nonexistent-dir/t.json", "--ops", "1"}, "/nonexistent-dir/t.json");
   expect_usage_error({"--trace-events", "0", "--trace", "/tmp/faultline-cli-test.json"}, "--trace-events 0");

@@ -50,6 +50,54 @@ const std::vector<Scenario>& scenarios() {
          set_mix(c, {{Op::kRead, 40}, {Op::kWrite, 40}, {Op::kWire, 8}, {Op::kFork, 1}});
          c.truncator = false;
        }},
+      // After FreeBSD stress2's misc/mmap28.sh (one process: a shared file
+      // mapping, ftruncate to half, then reads across the whole original
+      // length, some past the new end): here several processes read (and
+      // some write) the whole shared mapping while the file is cut to a
+      // random length, left short a while, and grown back.
+      {"truncate-shared", "readers across a whole shared file mapping while the file is cut, left short, and regrown"
+                          " (after stress2 mmap28)",
+       [](Config& c) {
+         set_mix(c, {{Op::kFileRead, 85}, {Op::kFileWrite, 5}, {Op::kRead, 5}, {Op::kWrite, 5}});
+         c.file_pages = 64;
+         c.pagedaemon = true;
+         c.truncator = true;
+       }},
+      // After stress2's misc/mmap8.sh (mprotect read-only, mlock, mprotect
+      // read-write, munmap of memory a child shares after fork) and
+      // misc/mmap10.sh (threads racing mmap/munmap, mlock/munlock and
+      // mprotect while the process forks, under swap pressure).
+      {"wire-storm", "forks racing mprotect, mlock/munlock, munmap/mmap and madvise under memory pressure"
+                     " (after stress2 mmap8, mmap10)",
+       [](Config& c) {
+         set_mix(c, {{Op::kRead, 25},
+                     {Op::kWrite, 25},
+                     {Op::kFork, 8},
+                     {Op::kProtect, 15},
+                     {Op::kWire, 15},
+                     {Op::kChurn, 8},
+                     {Op::kAdvise, 4}});
+         c.pages = 128;
+         c.truncator = false;
+         c.max_live_processes = 12;
+         c.max_forks = 400;
+       }},
+      // After stress2's misc/collapse.sh (process trees six levels deep,
+      // three children each, writing inherited memory and exiting at random
+      // times "to collapse some portion of the chain", under swap
+      // pressure): children fork too, one thread each, so shadow chains
+      // grow deep and collapse as their processes exit.
+      {"fork-tree", "deep fork trees whose processes write inherited memory and exit: long shadow chains"
+                    " collapsing (after stress2 collapse.sh)",
+       [](Config& c) {
+         set_mix(c, {{Op::kRead, 40}, {Op::kWrite, 40}, {Op::kFork, 12}});
+         c.pages = 128;
+         c.child_workers = 1;
+         c.child_ops = 60;
+         c.truncator = false;
+         c.max_live_processes = 24;
+         c.max_forks = 1500;
+       }},
       {"mixed", "all of the above at once, with memory pressure (the default)",
        [](Config& c) {
          set_mix(c, {{Op::kRead, 30},
