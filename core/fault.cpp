@@ -281,7 +281,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       // maximum protection, or the wirer could never write it.
       result = map_lookup(map, vaddr, kProtRead | kProtWrite | kProtOverrideWrite, &lk);
       if (result != Kern::kSuccess) return fail(result);
-      if ((lk.entry->protection & kProtWrite) == 0)
+      if ((lk.entry->protection & kProtWrite) == 0 && vm.config().mutant != Mutant::kWireKeepsMaxWrite)
         lk.entry->max_protection.fetch_and(static_cast<std::uint8_t>(~kProtWrite),
                                            std::memory_order_relaxed);
     }

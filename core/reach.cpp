@@ -18,11 +18,8 @@ const std::vector<Window>& reach_catalogue() {
       // vm_fault, in the order of the seed listing.
       {"fault.lookup_error", kSeed, "seed L233-246", "the map lookup failed: no entry, or no permission",
        FL_C(fault_lookup_errors)},
-      // (No workload operation mlocks an inaccessible entry: the stress
-      // world's mprotect makes its scratch region read-only, which a user
-      // wire's read lookup passes.)
       {"fault.wire_override", kSeed, "seed L249-271", "a user wire of an inaccessible COW entry looks up for write",
-       FL_C(fault_wire_override), "FaultTest.UserWireOfInaccessibleSegmentForcesCowAgainstMaxProtection"},
+       FL_C(fault_wire_override)},
       {"fault.dead_object", kSeed, "seed L323", "the search met an object marked dead by a collapse",
        FL_C(fault_dead_objects)},
       {"retry.cow_loan", kRetryW, "seed L343-350", "a write fault on a lent page: copied, retried", FL_R(kCowLoan)},

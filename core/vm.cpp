@@ -14,6 +14,7 @@ const char* mutant_name(Mutant m) noexcept {
     case Mutant::kNoWriteProtectAtFork: return "no-write-protect-at-fork";
     case Mutant::kCleanCowCopy: return "clean-cow-copy";
     case Mutant::kNoEofCheck: return "no-eof-check";
+    case Mutant::kWireKeepsMaxWrite: return "wire-keeps-max-write";
     case Mutant::kCount: break;
   }
   return "?";

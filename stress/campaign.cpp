@@ -12,6 +12,8 @@ const std::vector<CampaignRun>& default_campaign() {
         "--io-latency-us", "2000", "--pages", "48", "--mix",
         "read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,file-write=0,madvise=0",
         "--seed", "1"}},
+      {"mlock-inaccessible", "mlock of PROT_NONE pages (seed L249-271: fault.wire_override)",
+       {"--scenario", "wiring", "--ops", "300", "--mix", "mlock-none=5"}},
       {"fork-quick-collapse", "a fork's quick collapse under a fault's placeholder (collapse.qcollapse_kept)",
        {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "80"}},
   };

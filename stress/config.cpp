@@ -45,6 +45,7 @@ const char* op_name(Op op) noexcept {
     case Op::kSend: return "send";
     case Op::kDevRead: return "dev-read";
     case Op::kFileWrite: return "file-write";
+    case Op::kWireNone: return "mlock-none";
     case Op::kCount: break;
   }
   return "?";

@@ -37,6 +37,7 @@ enum class Op : std::uint8_t {
   kSend,      // zero-copy send: write a page, lend it (COW loan) for a while, check it did not change
   kDevRead,   // load a word of a device mapping whose driver sometimes moves its memory
   kFileWrite, // store to the shared file mapping the word the file holds there (zero past the lowest cut)
+  kWireNone,  // mmap a page PROT_NONE, mlock it (7.x COWs it and takes write out of its maximum protection), munmap
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

@@ -303,6 +303,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                    w->file_writes.load(), w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
                    w->segv_lent_wired.load(), w->segv_cowfault_unmapped.load(), w->sigbus_pager_error.load(),
                    w->sigbus_past_eof.load(), w->sigbus_in_truncation.load(), w->unmapped_churn.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kWireNone)] != 0)
+    s += fmt::format("  {} mlocks of a PROT_NONE page refused by their retried fault (7.x: the override lookup meets"
+                     " the maximum protection its first pass reduced)\n",
+                     w->mlock_none_refused.load());
   s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
                    " {} device reads checked, the driver moved its memory {} times\n",
                    w->loans.load(), w->loans_skipped.load(), w->device_reads_checked.load(),
@@ -356,6 +360,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"segv_cowfault_unmapped", w->segv_cowfault_unmapped.load()},
                  {"sigbus_pager_error", w->sigbus_pager_error.load()},
                  {"sigbus_past_eof", w->sigbus_past_eof.load()},
+                 {"mlock_none_refused", w->mlock_none_refused.load()},
                  {"sigbus_in_truncation", w->sigbus_in_truncation.load()},
                  {"unmapped_churn", w->unmapped_churn.load()},
                  {"loans_checked", w->loans.load()},

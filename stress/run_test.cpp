@@ -242,6 +242,24 @@ TEST(Oracles, AccessesPastTheEndOfTheShortFileFailAndOnlyThey) {
   EXPECT_NE(r.failures.front().what.find("no SIGBUS"), std::string::npos) << r.failures.front().what;
 }
 
+// mlock of an inaccessible page (operation mlock-none): 7.x's user wire
+// takes write out of the entry's maximum protection (seed L270-271), so an
+// mprotect to read/write afterwards is refused; with the mutant that leaves
+// the maximum protection alone it is not, and the run fails saying so.
+TEST(Oracles, AnMlockOfAnInaccessiblePageTakesWriteOutOfItsMaximumProtection) {
+  Config c = small("wiring", ExecutorKind::kFibers, 4);
+  c.mix[static_cast<std::size_t>(Op::kWireNone)] = 5;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_GT(r.report["counters"]["fault_wire_override"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(r.report["operations"]["by_kind"]["mlock-none"].get<std::uint64_t>(), 0u);
+  c.mutant = vm::Mutant::kWireKeepsMaxWrite;
+  r = run_once(c);
+  ASSERT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_EQ(r.failures.front().oracle, "ops");
+  EXPECT_NE(r.failures.front().what.find("not KERN_PROTECTION_FAILURE"), std::string::npos) << r.failures.front().what;
+}
+
 // The reach catalogue: unique names, each window its own counter, and the
 // run's table counts what happened: a window a run cannot enter (no
 // truncator: no truncation sleeps) reads zero, and --require-reach then

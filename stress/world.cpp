@@ -731,6 +731,41 @@ void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   if (ru != Kern::kSuccess) fail("ops", fmt::format("process {}: munlock failed", p.pid));
 }
 
+// mlock of an inaccessible page: the user wire's read lookup fails, so 7.x
+// looks up again for write against the maximum protection, copies the page
+// on write (the COW a later store would need), and, the entry not being
+// writable, takes write out of its maximum protection (seed L249-271).  So
+// after a successful mlock an mprotect to read/write must be refused.  The
+// page is this operation's own: mapped, wired, unwired and unmapped here.
+// 7.x's own quirk, which the harness met: if the wire fault has to start
+// over (RetryFault, seed L226: a busy page, VM_WAIT), its override lookup
+// runs again against the maximum protection it has already reduced, and
+// fails: the mlock fails with KERN_PROTECTION_FAILURE (counted; the
+// maximum protection has lost write all the same).
+void World::op_wire_none(Process& p) {
+  const std::uint64_t ps = vm.page_size();
+  std::uint64_t addr = 0;
+  if (vm::map_mmap(*p.map, &addr, ps, nullptr, 0, vm::kProtNone, vm::kProtAll, 0, vm::Inherit::kCopy) !=
+      Kern::kSuccess) {
+    fail("ops", fmt::format("process {}: mmap of an inaccessible page failed", p.pid));
+    return;
+  }
+  const Kern r = vm::map_wire(*p.map, addr, addr + ps, true);
+  if (r == Kern::kSuccess || r == Kern::kProtectionFailure) {
+    if (r == Kern::kProtectionFailure) mlock_none_refused.fetch_add(1, std::memory_order_relaxed);
+    const Kern rp = vm::map_protect(*p.map, addr, addr + ps, vm::kProtRead | vm::kProtWrite);
+    if (rp != Kern::kProtectionFailure)
+      fail("ops", fmt::format("process {}: mprotect read/write of a page mlocked while inaccessible: {}, not"
+                              " KERN_PROTECTION_FAILURE (the wire did not take write out of its maximum protection)",
+                              p.pid, vm::kern_name(rp)));
+    if (r == Kern::kSuccess && vm::map_unwire(*p.map, addr, addr + ps, true) != Kern::kSuccess)
+      fail("ops", fmt::format("process {}: munlock of an inaccessible page failed", p.pid));
+  } else if (r != Kern::kResourceShortage && r != Kern::kFailure) {
+    fail("ops", fmt::format("process {}: mlock of an inaccessible page failed: {}", p.pid, vm::kern_name(r)));
+  }
+  vm::map_munmap(*p.map, addr, addr + ps);
+}
+
 void World::op_advise(Process& p, Rng& rng) {
   static constexpr vm::Behavior kBehaviours[] = {vm::Behavior::kNormal, vm::Behavior::kSequential,
                                                  vm::Behavior::kRandom};
@@ -762,6 +797,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kSend: op_send(p, rng, j, seq); break;
         case Op::kDevRead: op_dev_read(p, rng); break;
         case Op::kFileWrite: op_file_write(p, rng); break;
+        case Op::kWireNone: op_wire_none(p); break;
         case Op::kCount: break;
       }
     }

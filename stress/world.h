@@ -150,6 +150,7 @@ class World {
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0}, file_writes{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
   std::atomic<std::uint64_t> sigbus_past_eof{0};  // file accesses past the end of the shrunk file (seed L423)
+  std::atomic<std::uint64_t> mlock_none_refused{0};  // mlocks of PROT_NONE pages refused on a retried fault (7.x)
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
@@ -210,6 +211,7 @@ class World {
   void op_advise(Process& p, Rng& rng);
   void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_dev_read(Process& p, Rng& rng);
+  void op_wire_none(Process& p);
   // A checked store of this thread's slot; false (failure reported) if it
   // failed for a reason the protocol does not allow.
   vm::Kern write_slot(Process& p, int region, std::uint64_t page, int j, std::uint64_t& seq);
