@@ -24,9 +24,12 @@
 // This catches lost writes (a laundered page coming back stale, a COW copy
 // made from the wrong page), COW leaks in both directions across fork,
 // non-zero fill, and torn pages.  The file's words hold a pattern; the
-// truncator cuts the file at an 8-byte boundary and regrows it, after which
-// words past the lowest cut read 0; a read not overlapping a truncation must
-// see exactly that, and SIGBUS is legitimate only during one.
+// truncator cuts the file at an 8-byte boundary, leaves it short a while,
+// and regrows it, after which words past the lowest cut read 0; a read not
+// overlapping a truncation step must see exactly that.  An access to a page
+// past the end of the short file must fail (SIGBUS), and a failed access is
+// legitimate only if its page was past a cut made while it ran
+// (World::past_eof).
 #pragma once
 
 #include <array>
