@@ -1,6 +1,7 @@
 #include "core/pager.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/pmap.h"
@@ -74,6 +75,30 @@ Object* vnode_pager_alloc(Vnode& vp) {
 
 void vnode_release_object(Vnode& vp) {
   handle_object_release<locking::SxExclusiveLock>(vp.lock, vp.object);
+}
+
+void vnode_write_last_page(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANALYSIS {
+  vp.lock.assert_xlocked();
+  const std::uint32_t ps = vp.vm.page_size();
+  Object* o = vp.object;
+  if (o == nullptr || nsize >= vp.size || nsize % ps == 0) return;
+  MutexLock l(o->mtx);
+  Page* m = nullptr;
+  // allocbuf sleeps on a busy page ("pgtblk") and looks again.
+  for (;;) {
+    m = page_lookup(*o, nsize / ps);
+    if (m == nullptr || !page_sleep_if_busy(m, false, "pgtblk")) break;
+  }
+  if (m == nullptr || m->valid == 0) return;
+  // Word by word, as the MMU's stores land (pmap_access): the page stays
+  // mapped, and a store landing after its word was copied is the window
+  // vnode_pager_setsize's zeroing then meets.
+  const std::uint64_t off = (nsize / ps) * ps;
+  for (std::uint64_t b = 0; b < nsize - off; b += 8) {
+    const std::uint64_t w = std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m->data + b))
+                                .load(std::memory_order_relaxed);
+    std::memcpy(vp.contents.data() + off + b, &w, std::min<std::uint64_t>(8, nsize - off - b));
+  }
 }
 
 void vnode_pager_setsize(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_ANALYSIS {
@@ -370,7 +395,7 @@ void pager_put_pages(Object& o, Page** m, int count, PagerResult* rtvals) FL_NO_
   if (vp != nullptr) {
     vp->lock.assert_xlocked();
     for (int i = 0; i < count; ++i) {
-      if (!ok[static_cast<std::size_t>(i)]) continue;
+      if (!ok[static_cast<std::size_t>(i)] || vm.config().mutant == Mutant::kVnodeWriteLost) continue;
       const std::uint64_t off = m[i]->pindex * ps;
       if (off >= vp->size) continue;  // truncated meanwhile: nothing to write
       const std::uint64_t n = std::min<std::uint64_t>(ps, vp->size - off);

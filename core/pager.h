@@ -85,6 +85,20 @@ Object* vnode_pager_alloc(Vnode& vp);
 // Drops the vnode's own reference on its object (vrele of the last user).
 void vnode_release_object(Vnode& vp);
 
+// The file system's part of shortening a file to `nsize` inside a page,
+// before vnode_pager_setsize: 7.0's ffs_truncate reads the new last block
+// into a buffer (UFS_BALLOC), zeroes it past the new end and writes it
+// (bwrite/bawrite), and a buffer's pages are the object's pages, so what a
+// store through a mapping left there below the new end reaches the file.
+// The model has no buffer cache: it writes the resident page's bytes below
+// nsize to the file.  Without it, vnode_pager_setsize's clearing of the
+// page's dirty bits (inclusive of the block the end falls in) loses them.
+// 7.0's vfs_busy_pages, readying a buffer's pages for I/O, removes their
+// mappings; the model leaves the page mapped, so setsize's window (a store
+// between its zeroing and its pmap_remove_all) stays open.
+// Requires: vp.lock held exclusively.
+void vnode_write_last_page(Vnode& vp, std::uint64_t nsize) FL_REQUIRES(vp.lock);
+
 // vnode_pager_setsize (truncate or extend the file): past a new, smaller
 // end the object's pages are removed (waiting on busy ones), the tail of the
 // last partial page is zeroed, the object shrinks; growing reads zeros.

@@ -15,6 +15,7 @@ const char* mutant_name(Mutant m) noexcept {
     case Mutant::kCleanCowCopy: return "clean-cow-copy";
     case Mutant::kNoEofCheck: return "no-eof-check";
     case Mutant::kWireKeepsMaxWrite: return "wire-keeps-max-write";
+    case Mutant::kVnodeWriteLost: return "vnode-write-lost";
     case Mutant::kCount: break;
   }
   return "?";

@@ -82,8 +82,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "1..20", "panic: terminating an object with a mapped page"},
         FixLine{"collapse-unmaps",
                 "--scenario mixed --processes 1 --workers 6 --ops 2000 --pages 40 --anon-pages 2 --scratch-pages 2"
-                " --churn-pages 1 --child-workers 1 --child-ops 2 --mix read=30,write=30,file-read=24,fork=4,"
-                "mprotect=12,munmap=0,mlock=0,madvise=0,send=0,dev-read=12,file-write=6 --no-truncator",
+                " --churn-pages 1 --child-workers 1 --child-ops 2 --mix read=30,write=30,file-read=30,fork=4,"
+                "mprotect=12,munmap=0,mlock=0,madvise=0,send=0,dev-read=12,file-write=0 --no-truncator",
                 "1..120", "panic: vm_object_backing_scan: freeing a mapped page"},
         FixLine{"cowfault-after-busy", kFaultStormWithSends, "1..20", "FAIL killed by signal"},
         FixLine{"cowfault-leaves-busy", kFaultStormWithSends, "1..20", "panic: page not busy"}),

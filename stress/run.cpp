@@ -303,6 +303,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                    w->file_writes.load(), w->truncations.load(), w->segv_on_scratch.load(), w->segv_racing_mlock.load(),
                    w->segv_lent_wired.load(), w->segv_cowfault_unmapped.load(), w->sigbus_pager_error.load(),
                    w->sigbus_past_eof.load(), w->sigbus_in_truncation.load(), w->unmapped_churn.load());
+  s += fmt::format("  file: {} words of new generations stored by the truncator, {} stores racing a truncation"
+                   " step (the word may keep their value), {} words read back by the final check\n",
+                   w->file_fill_words.load(), w->file_writes_racing.load(), w->file_final_words.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kWireNone)] != 0)
     s += fmt::format("  {} mlocks of a PROT_NONE page refused by their retried fault (7.x: the override lookup meets"
                      " the maximum protection its first pass reduced)\n",
@@ -353,6 +356,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"writes_committed", w->writes_committed.load()},
                  {"file_reads_checked", w->file_reads_checked.load()},
                  {"file_writes", w->file_writes.load()},
+                 {"file_writes_racing", w->file_writes_racing.load()},
+                 {"file_fill_words", w->file_fill_words.load()},
+                 {"file_final_words", w->file_final_words.load()},
                  {"truncations", w->truncations.load()},
                  {"segv_on_scratch", w->segv_on_scratch.load()},
                  {"segv_racing_mlock", w->segv_racing_mlock.load()},

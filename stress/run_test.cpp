@@ -230,13 +230,21 @@ TEST(Oracles, PagerReadErrorsAreSigbusAndTheDataStaysExact) {
 // (mutant no-eof-check) a read past the end succeeds, and the file oracle
 // says so.
 TEST(Oracles, AccessesPastTheEndOfTheShortFileFailAndOnlyThey) {
-  Config c = small("truncate", ExecutorKind::kFibers, 2);
-  c.ops = 2000;
-  RunResult r = run_once(c);
-  ASSERT_EQ(r.exit_code, 0) << describe(r);
-  EXPECT_GT(r.report["oracle"]["sigbus_past_eof"].get<std::uint64_t>(), 0u);
-  for (const char* k : {"fault_past_eof", "fault_readrest", "fault_zero_invalid"})
-    EXPECT_GT(r.report["counters"][k].get<std::uint64_t>(), 0u) << k;
+  // Resident file pages rarely meet a short file partly valid: the first
+  // seed whose run enters all three windows (each run must pass).
+  Config c;
+  RunResult r;
+  bool all = false;
+  for (std::uint64_t seed = 1; seed <= 20 && !all; ++seed) {
+    c = small("truncate", ExecutorKind::kFibers, seed);
+    c.ops = 2000;
+    r = run_once(c);
+    ASSERT_EQ(r.exit_code, 0) << "seed " << seed << ": " << describe(r);
+    all = r.report["oracle"]["sigbus_past_eof"].get<std::uint64_t>() > 0;
+    for (const char* k : {"fault_past_eof", "fault_readrest", "fault_zero_invalid"})
+      all = all && r.report["counters"][k].get<std::uint64_t>() > 0;
+  }
+  ASSERT_TRUE(all) << "no seed of 1..20 entered L423-427, L408-414 and L879-881 with SIGBUS seen";
   c.mutant = vm::Mutant::kNoEofCheck;
   r = run_once(c);
   ASSERT_EQ(r.exit_code, 1) << describe(r);
@@ -261,6 +269,28 @@ TEST(Oracles, AnMlockOfAnInaccessiblePageTakesWriteOutOfItsMaximumProtection) {
   ASSERT_EQ(r.exit_code, 1) << describe(r);
   EXPECT_EQ(r.failures.front().oracle, "ops");
   EXPECT_NE(r.failures.front().what.find("not KERN_PROTECTION_FAILURE"), std::string::npos) << r.failures.front().what;
+}
+
+// The file's words: the truncator stores a new generation over part of
+// each regrown range through a shared mapping, workers store through
+// theirs, the daemon launders the dirty pages through the vnode pager and
+// frees them, and reads (and the final check of every word) must see the
+// newest generation.  With the mutant whose vnode write-back reports
+// success without writing, a laundered word comes back as the older
+// contents of the file, and the file oracle says so.
+TEST(Oracles, AFileWordTheVnodePagerLaunderedComesBack) {
+  Config c = small("mixed", ExecutorKind::kFibers, 1);
+  c.ops = 1000;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_GT(r.report["oracle"]["file_fill_words"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(r.report["oracle"]["file_final_words"].get<std::uint64_t>(), std::uint64_t{c.file_pages} * 4096 / 8);
+  EXPECT_GT(r.report["counters"]["pageout_vnode_launders"].get<std::uint64_t>(), 0u) << "no file page was laundered";
+  c.mutant = vm::Mutant::kVnodeWriteLost;
+  r = run_once(c);
+  ASSERT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_EQ(r.failures.front().oracle, "file") << r.failures.front().what;
+  EXPECT_NE(r.failures.front().what.find("a lost write-back"), std::string::npos) << r.failures.front().what;
 }
 
 // The reach catalogue: unique names, each window its own counter, and the

@@ -68,7 +68,12 @@ World::World(const Config& c, Executor& ex)
       vm(vm_config(c)),
       ex_(ex),
       file_size_(static_cast<std::uint64_t>(c.file_pages) * vm.page_size()),
-      zero_from_(file_size_) {
+      fstate_(std::make_unique<std::atomic<std::uint32_t>[]>(file_size_ / 8)),
+      ftaint_(std::make_unique<std::atomic<std::uint64_t>[]>(file_size_ / 8)) {
+  for (std::uint64_t w = 0; w < file_size_ / 8; ++w) {
+    fstate_[w].store(0, std::memory_order_relaxed);
+    ftaint_[w].store(0, std::memory_order_relaxed);
+  }
   ex_.watch_progress(&ops_done);
   // The reach table's "first": how many operations had completed.
   vm.counters().set_stamp_source(
@@ -77,7 +82,7 @@ World::World(const Config& c, Executor& ex)
   {
     locking::SxExclusiveLock vl(file_->lock);
     for (std::uint64_t off = 0; off < file_size_; off += 8) {
-      const std::uint64_t w = file_word(off);
+      const std::uint64_t w = file_word(off, 0);
       std::memcpy(file_->contents.data() + off, &w, sizeof w);
     }
   }
@@ -115,9 +120,9 @@ std::uint64_t World::device_word(std::uint64_t off) const {
   return r.next() | 1;
 }
 
-std::uint64_t World::file_word(std::uint64_t off) const {
+std::uint64_t World::file_word(std::uint64_t off, std::uint32_t gen) const {
   // Never 0, so a zero is always recognisable as truncated-and-regrown.
-  Rng r(off * 0x9e3779b97f4a7c15ull + cfg.seed);
+  Rng r(off * 0x9e3779b97f4a7c15ull + cfg.seed + std::uint64_t{gen} * 0xd1b54a32d192ed03ull);
   return r.next() | 1;
 }
 
@@ -186,6 +191,15 @@ bool World::start() {
       return false;
     }
     p.file_va = faddr;
+    if (i == 0) {
+      fmap_ = std::make_unique<vm::Map>(vm, kBase, kBase + kMapSpan);
+      vm::Object* tobj = vm::vnode_pager_alloc(*file_);
+      if (vm::map_mmap(*fmap_, &fmap_va_, file_size_, tobj, 0, vm::kProtRead | vm::kProtWrite, vm::kProtAll, 0,
+                       vm::Inherit::kShare) != Kern::kSuccess) {
+        fail("setup", "the truncator's mmap of the file failed");
+        return false;
+      }
+    }
     vm::Object* dobj = vm::dev_pager_alloc(*device_);
     std::uint64_t daddr = 0;
     if (vm::map_mmap(*p.map, &daddr, std::uint64_t{cfg.device_pages} * ps, dobj, 0, vm::kProtRead, vm::kProtAll, 0,
@@ -542,16 +556,43 @@ void World::op_dev_read(Process& p, Rng& rng) {
                                device_word(off)));
 }
 
+bool World::file_value_ok(std::uint64_t off, std::uint64_t v, std::uint32_t s1, std::uint32_t s2, std::uint64_t t1,
+                          std::uint64_t t2) const {
+  if (v == file_expected(off, s1) || v == file_expected(off, s2)) return true;
+  // The newest generation the truncator may have begun to store by t2.
+  const auto gen_hi = static_cast<std::uint32_t>((t2 + kTruncSteps - 1) / kTruncSteps);
+  // v may be a generation from lo to gen_hi (or zeros): one the word held
+  // while an overlapping step changed it, or a racing store's.
+  const auto among = [&](std::uint32_t lo) {
+    if (v == 0) return true;
+    if (gen_hi - lo > 64) return true;  // too many generations to tell
+    for (std::uint32_t g = lo; g <= gen_hi; ++g)
+      if (v == file_word(off, g)) return true;
+    return false;
+  };
+  if (!(t1 == t2 && t1 % 2 == 0)) {
+    // A truncation step overlapped the read: a shrink cutting at or below
+    // off zeroes the word before its state says so; a store of the new
+    // generation lands before its state says so.
+    bool zeroable = false;
+    for (std::uint64_t k = t1 / kTruncSteps; k <= t2 / kTruncSteps && !zeroable; ++k)
+      if (t2 - t1 >= kCuts * kTruncSteps || cuts_[k % kCuts].load(std::memory_order_relaxed) <= off) zeroable = true;
+    if (v == 0 ? zeroable : among(s1 >> 1)) return true;
+  }
+  const std::uint64_t taint = ftaint_[off / 8].load(std::memory_order_acquire);
+  return taint != 0 && among(static_cast<std::uint32_t>((taint >> 40) & 0x7fffff));
+}
+
 void World::op_file_read(Process& p, Rng& rng) {
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
   const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
-  const std::uint64_t zf = zero_from_.load(std::memory_order_acquire);
+  const std::uint32_t s1 = fstate_[off / 8].load(std::memory_order_acquire);
   std::uint64_t v = 0;
   const Kern r = access(*p.map, p.file_va + off, false, &v);
+  const std::uint32_t s2 = fstate_[off / 8].load(std::memory_order_acquire);
   const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
   const bool quiet = t1 == t2 && t1 % 2 == 0;  // no truncation step overlapped the read
   file_reads_checked.fetch_add(1, std::memory_order_relaxed);
-  const std::uint64_t pattern = file_word(off);
   bool must_fail = false;
   const bool may_fail = past_eof(off, t1, t2, &must_fail);
   if (r != Kern::kSuccess) {
@@ -566,31 +607,31 @@ void World::op_file_read(Process& p, Rng& rng) {
   }
   if (must_fail) {
     fail("file", fmt::format("process {} file offset {} read {:#x} past the end of the file (cut at {}): no SIGBUS",
-                             p.pid, off, v, cuts_[(t1 / 4) % kCuts].load()));
+                             p.pid, off, v, cuts_[(t1 / kTruncSteps) % kCuts].load()));
     return;
   }
-  const std::uint64_t expect = off >= zf ? 0 : pattern;
-  if (quiet ? v == expect : (v == pattern || v == 0)) return;
-  fail("file", fmt::format("process {} file offset {} read {:#x}, expected {:#x} ({}; lowest cut so far {})", p.pid,
-                           off, v, expect,
-                           expect == 0 ? "past a truncation: stale data survived it" : "inside the file",
-                           zf));
+  if (file_value_ok(off, v, s1, s2, t1, t2)) return;
+  const std::uint64_t expect = file_expected(off, s2);
+  fail("file", fmt::format("process {} file offset {} read {:#x}, expected {:#x} ({}; truncation steps {}..{})",
+                           p.pid, off, v, expect,
+                           expect == 0 ? "past a truncation: stale data survived it"
+                                       : "generation " + std::to_string(s2 >> 1) +
+                                             " was stored there: a lost write-back, or stale data",
+                           t1, t2));
 }
 
 void World::op_file_write(Process& p, Rng& rng) {
-  // The store writes what the file must hold there whatever runs
-  // meanwhile: past the lowest cut so far that is zero (truncation only
-  // ever lowers the cut, and regrowth reads zeros), so the oracle stays
-  // exact while file pages get dirtied, laundered by the vnode pager and
-  // raced by truncation.  Below the cut the operation reads instead (a
-  // store of the file's own pattern could land past a cut made meanwhile).
+  // The store writes what the word holds by the oracle's record, through
+  // the shared mapping, so it dirties the page (the vnode pager launders
+  // it, truncation meets it dirty).  A store that no truncation step
+  // overlapped leaves the word as it was; one that overlapped a step may
+  // land before or after the step's change, so the word is marked as
+  // possibly holding the store's value (ftaint_) until a later step
+  // rewrites it.
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  if (off < zero_from_.load(std::memory_order_acquire)) {
-    op_file_read(p, rng);
-    return;
-  }
   const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
-  std::uint64_t v = 0;
+  const std::uint32_t s1 = fstate_[off / 8].load(std::memory_order_acquire);
+  std::uint64_t v = file_expected(off, s1);
   const Kern r = access(*p.map, p.file_va + off, true, &v);
   const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
   bool must_fail = false;
@@ -598,8 +639,19 @@ void World::op_file_write(Process& p, Rng& rng) {
   if (r == Kern::kSuccess) {
     if (must_fail) {
       fail("file", fmt::format("process {} file offset {}: a store past the end of the file (cut at {}): no SIGBUS",
-                               p.pid, off, cuts_[(t1 / 4) % kCuts].load()));
+                               p.pid, off, cuts_[(t1 / kTruncSteps) % kCuts].load()));
       return;
+    }
+    if (!(t1 == t2 && t1 % 2 == 0)) {
+      file_writes_racing.fetch_add(1, std::memory_order_relaxed);
+      const std::uint64_t mine = (std::uint64_t{1} << 63) | (std::uint64_t{s1 >> 1} << 40) | t2;
+      std::uint64_t old = ftaint_[off / 8].load();
+      std::uint64_t want = mine;
+      do {
+        if (old != 0)  // the older generation and the later finish of the two
+          want = (std::uint64_t{1} << 63) | (std::min(old >> 40 & 0x7fffff, mine >> 40 & 0x7fffff) << 40) |
+                 std::max(old & 0xffffffffff, t2);
+      } while (!ftaint_[off / 8].compare_exchange_weak(old, want));
     }
     file_writes.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -849,36 +901,77 @@ void World::pagedaemon() {
 // to its full length: two operations, each one vnode_pager_setsize under
 // the exclusive vnode lock (as 7.x's VOP_SETATTR), with the lock dropped
 // between them, so faults meet the short file (seed L423-427: past its end
-// they fail, SIGBUS) and its partly valid last page.
+// they fail, SIGBUS) and its partly valid last page.  A while later a new
+// generation of words is stored over part of the regrown range, so a page
+// that survived the cut (stale data) differs from the file, before the
+// store (zeros expected) and after it (the new generation expected).
 void World::truncator() {
   Rng rng = Rng::stream(cfg.seed, kTruncatorStream);
   for (std::uint64_t k = 0; !actors_stop_.load(std::memory_order_relaxed); ++k) {
     const std::uint64_t cut = rng.below(file_size_ / 8) * 8;
+    const std::uint64_t step = k * kTruncSteps;
     cuts_[k % kCuts].store(cut, std::memory_order_relaxed);
     {
       QuiesceScope in(actors_gate_);
-      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+1: shrinking
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+1: shrinking
       {
         locking::SxExclusiveLock vl(file_->lock);
+        vm::vnode_write_last_page(*file_, cut);
         vm::vnode_pager_setsize(*file_, cut);
       }
-      std::uint64_t zf = zero_from_.load();
-      while (cut < zf && !zero_from_.compare_exchange_weak(zf, cut)) {
-      }
-      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+2: short
+      for (std::uint64_t w = cut / 8; w < file_size_ / 8; ++w)
+        file_word_set(w, fstate_[w].load(std::memory_order_relaxed) | 1, step + 1);
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+2: short
     }
     ex_.pause_us(200);
     {
       QuiesceScope in(actors_gate_);
-      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+3: growing
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+3: growing
       {
         locking::SxExclusiveLock vl(file_->lock);
         vm::vnode_pager_setsize(*file_, file_size_);
       }
-      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 4k+4: whole again
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+4: whole again, zeros past the cut
       truncations.fetch_add(1, std::memory_order_relaxed);
     }
-    ex_.pause_us(500);
+    ex_.pause_us(200);
+    {
+      // Stores fault, and a fault may wait for memory, which only the
+      // daemon (an actor) frees: the stores pass the threads' gate, as a
+      // simulated thread's operation does, not the actors'.
+      QuiesceScope in(threads_gate_);
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+5: storing generation k+1
+      file_fill(cut, static_cast<std::uint32_t>(k + 1), step + 5, rng);
+      trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+6
+    }
+    ex_.pause_us(300);
+  }
+}
+
+void World::file_word_set(std::uint64_t w, std::uint32_t s, std::uint64_t step) {
+  fstate_[w].store(s, std::memory_order_release);
+  std::uint64_t t = ftaint_[w].load(std::memory_order_acquire);
+  while (t != 0 && (t & 0xffffffffff) < step && !ftaint_[w].compare_exchange_weak(t, 0)) {
+  }
+}
+
+// Generation `gen` over a random range of at most a page in the regrown
+// part of the file, one store per word through the truncator's mapping.
+void World::file_fill(std::uint64_t cut, std::uint32_t gen, std::uint64_t step, Rng& rng) {
+  const std::uint64_t words = file_size_ / 8;
+  const std::uint64_t first = cut / 8 + rng.below(words - cut / 8);
+  const std::uint64_t last = std::min(words, first + 1 + rng.below(vm.page_size() / 8));
+  for (std::uint64_t w = first; w < last; ++w) {
+    std::uint64_t v = file_word(w * 8, gen);
+    const Kern r = access(*fmap_, fmap_va_ + w * 8, true, &v);
+    if (r == Kern::kSuccess) {
+      file_word_set(w, gen << 1, step);
+      file_fill_words.fetch_add(1, std::memory_order_relaxed);
+    } else if (!pager_error(r)) {  // the store did not land: the word keeps its state
+      fail("file", fmt::format("the truncator's store of generation {} at file offset {}: {} inside the file", gen,
+                               w * 8, vm::kern_name(r)));
+      return;
+    }
   }
 }
 
@@ -886,16 +979,16 @@ bool World::past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool
   const std::uint64_t ps = vm.page_size();
   // Pages [0, ceil(size / ps)) are inside the object (vnode_pager_setsize).
   const auto beyond = [&](std::uint64_t size) { return off / ps >= (size + ps - 1) / ps; };
+  const auto cut = [&](std::uint64_t k) { return cuts_[k % kCuts].load(std::memory_order_relaxed); };
   *must = false;
   if (t1 == t2 && t1 % 2 == 0) {
-    *must = t1 % 4 == 2 && beyond(cuts_[(t1 / 4) % kCuts].load(std::memory_order_relaxed));
+    *must = t1 % kTruncSteps == 2 && beyond(cut(t1 / kTruncSteps));
     return *must;
   }
-  // Truncations t1/4 .. the last one begun by t2 overlapped the access.
-  const std::uint64_t last = t2 % 4 == 0 ? t2 / 4 - 1 : t2 / 4;
-  if (last + 1 - t1 / 4 >= kCuts) return true;  // too many to tell: its cut is forgotten
-  for (std::uint64_t k = t1 / 4; k <= last; ++k)
-    if (beyond(cuts_[k % kCuts].load(std::memory_order_relaxed))) return true;
+  // Truncation k's file is short from within step 6k+1 to within 6k+3.
+  if (t2 / kTruncSteps - t1 / kTruncSteps >= kCuts) return true;  // too many to tell: their cuts are forgotten
+  for (std::uint64_t k = t1 / kTruncSteps; k <= t2 / kTruncSteps; ++k)
+    if (std::max(t1, k * kTruncSteps + 1) <= std::min(t2, k * kTruncSteps + 3) && beyond(cut(k))) return true;
   return false;
 }
 
@@ -910,6 +1003,51 @@ void World::final_data_check() {
       if (p->parent == nullptr) roots.push_back(p.get());
   }
   for (Process* p : roots) check_every_slot(*p, "final check");
+  final_file_check();
+}
+
+// Every word of the file, read through the truncator's mapping, holds what
+// the oracle's record says (or, where a store raced a truncation step, what
+// that store may have left); dirty file pages the daemon laundered and freed
+// are read back from the file here.  The truncator still runs (as the
+// daemon does, for the data check before): a read the short file refuses
+// is tried again.
+void World::final_file_check() {
+  if (!fmap_ || failed()) return;
+  for (std::uint64_t w = 0; w < file_size_ / 8 && !failed(); ++w) {
+    const std::uint64_t off = w * 8;
+    for (int tries = 0;; ++tries) {
+      if (tries == 10000) {
+        fail("file", fmt::format("final check: file offset {}: 10000 reads refused in a row", off));
+        return;
+      }
+      const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
+      const std::uint32_t s1 = fstate_[w].load(std::memory_order_acquire);
+      std::uint64_t v = 0;
+      const Kern r = access(*fmap_, fmap_va_ + off, false, &v);
+      const std::uint32_t s2 = fstate_[w].load(std::memory_order_acquire);
+      const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+      bool must_fail = false;
+      const bool may_fail = past_eof(off, t1, t2, &must_fail);
+      if (r != Kern::kSuccess) {
+        if ((r == Kern::kProtectionFailure && may_fail) || pager_error(r)) continue;
+        fail("file", fmt::format("final check: file offset {}: {} inside the file", off, vm::kern_name(r)));
+        return;
+      }
+      if (must_fail) {
+        fail("file", fmt::format("final check: file offset {} read {:#x} past the end of the file: no SIGBUS", off, v));
+        return;
+      }
+      if (!file_value_ok(off, v, s1, s2, t1, t2))
+        fail("file", fmt::format("final check: file offset {} holds {:#x}, expected {:#x} ({})", off, v,
+                                 file_expected(off, s2),
+                                 (s2 & 1) != 0 ? "past a truncation: stale data survived it"
+                                               : "generation " + std::to_string(s2 >> 1) +
+                                                     " was stored there: a lost write-back, or stale data"));
+      file_final_words.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  }
 }
 
 std::uint64_t World::check_every_slot(Process& p, const char* when) {
@@ -964,6 +1102,7 @@ void World::quiescent_check(std::uint64_t done) {
   std::vector<vm::Map*> maps;
   maps.reserve(live.size());
   for (Process* p : live) maps.push_back(p->map.get());
+  if (fmap_) maps.push_back(fmap_.get());
   for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()}, {device_.get()},
                                                    {threads_gate_.parking_channel(), actors_gate_.parking_channel()}))
     fail("invariants", when + ": " + f);
@@ -980,6 +1119,7 @@ void World::finish() {
     for (auto& p : procs_)
       if (!p->exited && p->map) maps.push_back(p->map.get());
   }
+  if (fmap_) maps.push_back(fmap_.get());
   for (const std::string& f : vm::check_invariants(vm, maps, {file_.get()}, {device_.get()})) fail("invariants", f);
   for (vm::Map* m : maps) vm::map_remove_all(*m);
   vm::vnode_release_object(*file_);
@@ -987,6 +1127,7 @@ void World::finish() {
   for (const std::string& f : vm::check_invariants(vm, {})) fail("invariants", "after teardown: " + f);
   std::lock_guard<std::mutex> l(procs_mtx_);
   for (auto& p : procs_) p->map.reset();
+  fmap_.reset();
 }
 
 }  // namespace faultline::stress

@@ -153,6 +153,9 @@ class World {
   std::atomic<std::uint64_t> reads_checked{0}, writes_committed{0}, file_reads_checked{0}, file_writes{0};
   std::atomic<std::uint64_t> segv_on_scratch{0}, sigbus_in_truncation{0}, unmapped_churn{0};
   std::atomic<std::uint64_t> sigbus_past_eof{0};  // file accesses past the end of the shrunk file (seed L423)
+  std::atomic<std::uint64_t> file_fill_words{0};  // words the truncator stored after regrowing the file
+  std::atomic<std::uint64_t> file_writes_racing{0};  // stores overlapping a truncation step: the word is uncertain
+  std::atomic<std::uint64_t> file_final_words{0};    // words checked by the final check of the file
   std::atomic<std::uint64_t> mlock_none_refused{0};  // mlocks of PROT_NONE pages refused on a retried fault (7.x)
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
@@ -219,7 +222,21 @@ class World {
   // failed for a reason the protocol does not allow.
   vm::Kern write_slot(Process& p, int region, std::uint64_t page, int j, std::uint64_t& seq);
   int pick_region(Rng& rng) const;
-  std::uint64_t file_word(std::uint64_t off) const;
+  // File word `off` of generation `gen` (0: the file as created); never 0.
+  std::uint64_t file_word(std::uint64_t off, std::uint32_t gen) const;
+  // What a word in state `s` holds: (gen << 1) | zeroed.
+  std::uint64_t file_expected(std::uint64_t off, std::uint32_t s) const {
+    return (s & 1) != 0 ? 0 : file_word(off, s >> 1);
+  }
+  // Whether a file read of `off` that returned v is allowed: s1/s2 the
+  // word's state before and after it, t1/t2 trunc_seq_ likewise.
+  bool file_value_ok(std::uint64_t off, std::uint64_t v, std::uint32_t s1, std::uint32_t s2, std::uint64_t t1,
+                     std::uint64_t t2) const;
+  // The word's state changed at truncation step `step`: a store that had
+  // finished before the step began is superseded.
+  void file_word_set(std::uint64_t w, std::uint32_t s, std::uint64_t step);
+  void file_fill(std::uint64_t cut, std::uint32_t gen, std::uint64_t step, Rng& rng);
+  void final_file_check();
   std::uint64_t device_word(std::uint64_t off) const;
 
   Executor& ex_;
@@ -227,12 +244,27 @@ class World {
   std::unique_ptr<vm::Device> device_;
   std::atomic<std::uint64_t> device_calls_{0};  // d_mmap calls: which ones say "moving" derives from the seed
   const std::uint64_t file_size_;
-  // Truncation k moves trunc_seq_ from 4k to 4k+4: odd while vnode_pager_setsize
-  // runs (4k+1 shrinking, 4k+3 growing back), 4k+2 while the file is short.
+  // Truncation k moves trunc_seq_ from 6k to 6k+6: odd while the file
+  // changes (6k+1 shrinking, 6k+3 growing back, 6k+5 the new generation
+  // being stored), even while it does not (6k+2 short, 6k+4 regrown, reading
+  // zeros past the cut, 6k+6 written).
+  static constexpr std::uint64_t kTruncSteps = 6;
   std::atomic<std::uint64_t> trunc_seq_{0};
   static constexpr std::uint64_t kCuts = 64;
   std::array<std::atomic<std::uint64_t>, kCuts> cuts_{};  // truncation k's cut, at k % kCuts
-  std::atomic<std::uint64_t> zero_from_;      // bytes: words past the lowest cut read 0
+  // Per file word: its state, (gen << 1) | zeroed, and its taint: a store
+  // that overlapped a truncation step may have landed before or after it,
+  // so the word may hold what the store wrote until a later step rewrites
+  // it.  Taint: 0, or bit 63 | the store's generation << 40 | the step
+  // number when it finished.
+  std::unique_ptr<std::atomic<std::uint32_t>[]> fstate_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> ftaint_;
+  // The truncator's own process-less map of the file, through which it
+  // stores each new generation (so the pages are dirtied as a store through
+  // a mapping dirties them, and the vnode pager launders them); the final
+  // check reads the file through it.
+  std::unique_ptr<vm::Map> fmap_;
+  std::uint64_t fmap_va_ = 0;
   // Whether an access to file offset `off` that ran while trunc_seq_ went
   // from t1 to t2 may fail past the end of the file (seed L423-427): the
   // file was cut below off's page at some point in between.  `must`: the
