@@ -23,10 +23,12 @@
 //     inherited set; 0 for an initial process (zero fill).
 // This catches lost writes (a laundered page coming back stale, a COW copy
 // made from the wrong page), COW leaks in both directions across fork,
-// non-zero fill, and torn pages.  The file's words hold a pattern; the
-// truncator cuts the file at an 8-byte boundary, leaves it short a while,
-// and regrows it, after which words past the lowest cut read 0; a read not
-// overlapping a truncation step must see exactly that.  An access to a page
+// non-zero fill, and torn pages.  The file's words hold generation 0 of a
+// pattern; the truncator cuts the file at an 8-byte boundary, leaves it
+// short a while, regrows it (words past the cut read 0), then stores
+// generation k+1 over a range past the cut through a mapping of its own.
+// Each word's state (generation, zeroed) is recorded; a read no truncation
+// step overlapped must see exactly it (file_value_ok).  An access to a page
 // past the end of the short file must fail (SIGBUS), and a failed access is
 // legitimate only if its page was past a cut made while it ran
 // (World::past_eof).
