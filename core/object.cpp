@@ -122,15 +122,6 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
         break;
       }
       MutexLock pq(vm.page_queues);
-      // 7.0 (vm_object.c, vm_object_page_remove) holds the page queues lock
-      // from the wire test to the free; the model tests before taking it,
-      // so it tests again: a send may have lent (wired) the page meanwhile
-      // (socow_setup takes the page queues lock only).
-      if (p->wire_count != 0) {
-        pmap_remove_all(p);
-        if (!clean_only) p->valid = 0;
-        continue;
-      }
       if (clean_only && p->valid != 0) {
         // Write-protect first (1843): the modified bits of every mapping
         // go to the page's dirty bits, and a store from now on faults, so

@@ -310,12 +310,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     s += fmt::format("  {} mlocks of a PROT_NONE page refused by their retried fault (7.x: the override lookup meets"
                      " the maximum protection its first pass reduced)\n",
                      w->mlock_none_refused.load());
-  s += fmt::format("  {} pages lent to sends and checked intact ({} of the file; changed by a truncation while lent:"
-                   " {} zeroed past a cut inside them, {} changed after a cut below them invalidated them;"
-                   " {} sends found no idle resident page);"
+  s += fmt::format("  {} pages lent to sends and checked intact ({} sends found no idle resident page);"
                    " {} device reads checked, the driver moved its memory {} times\n",
-                   w->loans.load(), w->file_loans.load(), w->file_loans_zeroed.load(),
-                   w->file_loans_invalidated.load(), w->loans_skipped.load(),
+                   w->loans.load(), w->loans_skipped.load(),
                    w->device_reads_checked.load(),
                    w->device_moves.load());
   if (cfg.check_every != 0)
@@ -375,9 +372,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"unmapped_churn", w->unmapped_churn.load()},
                  {"loans_checked", w->loans.load()},
                  {"loans_skipped", w->loans_skipped.load()},
-                 {"file_loans", w->file_loans.load()},
-                 {"file_loans_zeroed", w->file_loans_zeroed.load()},
-                 {"file_loans_invalidated", w->file_loans_invalidated.load()},
+
                  {"device_reads_checked", w->device_reads_checked.load()},
                  {"device_moves", w->device_moves.load()}};
   j["quiescent_checks"] = {{"every", cfg.check_every},

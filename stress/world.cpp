@@ -498,17 +498,12 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   // writing their slots of the page: each such write must fault, copy the
   // page for the process (the seed's L343-350 retry) and leave the lent
   // bytes alone.  The oracle: the page the socket holds is byte for byte
-  // what was lent.  Loans vary: one in four is of a page of the shared
-  // file (send_file_page), one in four of an anonymous page as it is (read,
+  // what was lent.  Loans vary: one in three is of a page as it is (read,
   // not written first: clean if it came back from swap), and a send takes
   // one to four pager I/Os' time.
-  const std::uint64_t kind = rng.below(4);
-  if (kind == 3) {
-    send_file_page(p, rng);
-    return;
-  }
+  const bool as_it_is = rng.below(3) == 0;
   const std::uint64_t page = rng.below(p.npages[kAnon]);
-  if (kind == 2) {
+  if (as_it_is) {
     Kern rr = Kern::kSuccess;
     if (!read_slot(p, kAnon, page, j, false, "read before a send", &rr) || rr != Kern::kSuccess) return;
   } else if (write_slot(p, kAnon, page, j, seq) != Kern::kSuccess) {
@@ -553,79 +548,6 @@ void World::op_send(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   if (!intact)
     fail("loan", fmt::format("process {} anon page {}: the page lent to a send changed while lent (a write"
                              " went to the lent page instead of a copy)", p.pid, page));
-}
-
-// A zero-copy send of a page of the shared file (as a send of a file's
-// mapped page lends the vnode object's page).  Stores through any mapping
-// of the file must copy it (the object gets the copy, seed L343-350 and
-// vm_page_cowfault); only a truncation may change it while lent: cutting
-// inside the page, vnode_pager_setsize zeroes the tail of the new last page
-// in place (7.0 vnode_pager.c 395), lent or not; cutting below it,
-// vm_object_page_remove leaves the wired (lent) page in the object, invalid
-// (7.0 vm_object.c), and once the file has grown back a fault reads the
-// file into that same page.
-void World::send_file_page(Process& p, Rng& rng) {
-  const std::uint64_t ps = vm.page_size();
-  const std::uint64_t page = rng.below(cfg.file_pages);
-  const std::uint64_t va = p.file_va + page * ps;
-  std::uint64_t v = 0;
-  const Kern r = access(*p.map, va, false, &v);  // resident and mapped; past the end of a short file: no send
-  if (r != Kern::kSuccess) {
-    if (pager_error(r) || r == Kern::kProtectionFailure) {
-      loans_skipped.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    fail("loan", fmt::format("process {} file page {}: read before a send: {}", p.pid, page, vm::kern_name(r)));
-    return;
-  }
-  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
-  vm::Page* m = vm::socow_setup(*p.map, va);
-  if (m == nullptr) {
-    loans_skipped.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  // Write-protected everywhere; the bytes are stable but for a truncation.
-  std::vector<std::byte> lent(ps);
-  for (std::uint64_t b = 0; b < ps; b += 8) {
-    const std::uint64_t w = std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m->data + b))
-                                .load(std::memory_order_relaxed);
-    std::memcpy(lent.data() + b, &w, 8);
-  }
-  loans.fetch_add(1, std::memory_order_relaxed);
-  file_loans.fetch_add(1, std::memory_order_relaxed);
-  ex_.pause_us(cfg.io_latency_us * static_cast<std::uint32_t>(1 + rng.below(4)));
-  std::uint64_t first_change = ps;
-  bool changed_to_zero = true;
-  for (std::uint64_t b = 0; b < ps; b += 8) {
-    const std::uint64_t w = std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m->data + b))
-                                .load(std::memory_order_relaxed);
-    if (std::memcmp(lent.data() + b, &w, 8) == 0) continue;
-    first_change = std::min(first_change, b);
-    if (w != 0) changed_to_zero = false;
-  }
-  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
-  vm::socow_iodone(m);
-  if (first_change == ps) return;
-  // Zeroed from a cut made during the loan inside this page onwards, or
-  // invalidated by one below it?
-  bool cut_there = false, cut_below = false;
-  for (std::uint64_t k = t1 / kTruncSteps; k <= t2 / kTruncSteps; ++k) {
-    const std::uint64_t c = cuts_[k % kCuts].load(std::memory_order_relaxed);
-    const bool during = t2 - t1 >= kCuts * kTruncSteps || (t1 <= k * kTruncSteps + 1 && t2 >= k * kTruncSteps + 1);
-    if (!during) continue;
-    if (c / ps == page && c % ps != 0 && c % ps <= first_change) cut_there = true;
-    if (c <= page * ps) cut_below = true;
-  }
-  if (cut_below) {
-    file_loans_invalidated.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  if (changed_to_zero && cut_there) {
-    file_loans_zeroed.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  fail("loan", fmt::format("process {} file page {}: the page lent to a send changed while lent at byte {} (a write"
-                           " went to the lent page instead of a copy)", p.pid, page, first_change));
 }
 
 void World::op_dev_read(Process& p, Rng& rng) {

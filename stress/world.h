@@ -158,9 +158,6 @@ class World {
   std::atomic<std::uint64_t> file_fill_words{0};  // words the truncator stored after regrowing the file
   std::atomic<std::uint64_t> file_writes_racing{0};  // stores overlapping a truncation step: the word is uncertain
   std::atomic<std::uint64_t> file_final_words{0};    // words checked by the final check of the file
-  std::atomic<std::uint64_t> file_loans{0};  // sends of a file page (counted in loans too)
-  std::atomic<std::uint64_t> file_loans_zeroed{0};  // ... whose tail a truncation zeroed while lent (7.0: legitimate)
-  std::atomic<std::uint64_t> file_loans_invalidated{0};  // ... changed after a truncation below them invalidated them
   std::atomic<std::uint64_t> mlock_none_refused{0};  // mlocks of PROT_NONE pages refused on a retried fault (7.x)
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
@@ -222,7 +219,6 @@ class World {
   void op_advise(Process& p, Rng& rng);
   void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_dev_read(Process& p, Rng& rng);
-  void send_file_page(Process& p, Rng& rng);
   void op_wire_none(Process& p);
   // A checked store of this thread's slot; false (failure reported) if it
   // failed for a reason the protocol does not allow.
