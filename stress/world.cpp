@@ -976,7 +976,7 @@ void World::file_fill(std::uint64_t cut, std::uint32_t gen, std::uint64_t step, 
     if (r == Kern::kSuccess) {
       file_word_set(w, gen << 1, step);
       file_fill_words.fetch_add(1, std::memory_order_relaxed);
-    } else if (!pager_error(r)) {  // the store did not land: the word keeps its state
+    } else if (!pager_error(r)) {  // (a pager error: the store did not land, the word keeps its state)
       fail("file", fmt::format("the truncator's store of generation {} at file offset {}: {} inside the file", gen,
                                w * 8, vm::kern_name(r)));
       return;
