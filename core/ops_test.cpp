@@ -445,6 +445,59 @@ TEST_F(OpsTest, TruncationWaitsForABusyPage) {
   EXPECT_EQ(cnt().page_remove_sleeps.load(), 1u);
 }
 
+// Shortening a file to inside a block, 7.0's ffs_truncate writes that block
+// (UFS_BALLOC, then bwrite/bawrite), and allocbuf builds the buffer from
+// the object's pages, sleeping on a busy one ("pgtblk", vfs_bio.c) and
+// looking again.  The model's vnode_write_last_page does the same before
+// vnode_pager_setsize: the bytes below the cut, as they are once the page
+// is no longer busy (a store made meanwhile included), reach the file.
+TEST_F(OpsTest, TruncationWritesTheLastBlockAfterWaitingForItsBusyPage) {
+  Vnode& vp = new_vnode(4 * ps());
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = std::byte{0x11};
+  }
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);  // shared, writable
+  ASSERT_EQ(store(va + ps(), 0x2222u), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va + ps());
+  ASSERT_NE(m, nullptr);
+  {
+    MutexLock l(o->mtx);
+    page_busy(m);
+  }
+  const std::uint64_t cut = ps() + ps() / 2;
+  std::atomic<bool> done{false};
+  std::thread truncator([&] {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_write_last_page(vp, cut);
+    done = true;
+  });
+  while (locking::sleepers(m) == 0 && !done.load()) std::this_thread::yield();
+  EXPECT_FALSE(done.load()) << "\"pgtblk\": waits for the busy page";
+  // (Read without the vnode lock, which the truncator holds while it
+  // sleeps: its writes come after page_wakeup below, ordered by the lock
+  // of the page's object.)
+  const auto file_word = [&](std::uint64_t off) FL_NO_THREAD_SAFETY_ANALYSIS {
+    std::uint64_t w = 0;
+    std::memcpy(&w, vp.contents.data() + off, sizeof w);
+    return w;
+  };
+  EXPECT_EQ(file_word(ps()), 0x1111111111111111u) << "nothing written while the page is busy";
+  // The page stays mapped while busy: a store lands meanwhile.
+  ASSERT_EQ(store(va + ps() + 16, 0x4444u), Kern::kSuccess);
+  {
+    MutexLock l(o->mtx);
+    page_wakeup(m);
+  }
+  truncator.join();
+  EXPECT_EQ(file_word(ps()), 0x2222u);
+  EXPECT_EQ(file_word(ps() + 16), 0x4444u) << "the store made while the truncation slept is written";
+  EXPECT_EQ(file_word(cut), 0x1111111111111111u) << "nothing past the cut is written";
+  EXPECT_EQ(cnt().last_page_busy_waits.load(), 1u);
+  EXPECT_EQ(pmap_extract(map().pmap, va + ps()), m) << "the page stays mapped (see core/README.md)";
+}
+
 // 7.0 vnode_pager_setsize zeroes the tail of the partial last page in place,
 // mapped, and only then removes its mappings (vnode_pager.c 395, 409-410).
 // A store through a mapping between the two is not lost: it stays in the

@@ -84,10 +84,12 @@ void vnode_write_last_page(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_A
   if (o == nullptr || nsize >= vp.size || nsize % ps == 0) return;
   MutexLock l(o->mtx);
   Page* m = nullptr;
-  // allocbuf sleeps on a busy page ("pgtblk") and looks again.
+  // allocbuf sleeps on a busy page ("pgtblk"; PG_BUSY only, not the I/O
+  // count) and looks again: the object unlocked, the page may be gone.
   for (;;) {
     m = page_lookup(*o, nsize / ps);
     if (m == nullptr || !page_sleep_if_busy(m, false, "pgtblk")) break;
+    vp.vm.counters().bump(vp.vm.counters().last_page_busy_waits);
   }
   if (m == nullptr || m->valid == 0) return;
   // Word by word, as the MMU's stores land (pmap_access): the page stays

@@ -97,6 +97,16 @@ const std::vector<Window>& reach_catalogue() {
        FL_C(dealloc_pauses)},
       {"truncate.sleep_busy", kWin, "vm_object_page_remove \"vmopar\"", "a truncation slept on a busy page",
        FL_C(page_remove_sleeps)},
+      // (The workload cannot enter this one: the truncator holds the vnode
+      // lock exclusive, and the only code of the model that busies a file
+      // page is the fault, which holds that lock shared from
+      // vnode_pager_lock (seed L297) to its end, letting go only to sleep
+      // on a busy page (L381-388).  The daemon's vnode pageout holds the
+      // lock too and marks pages with the I/O count, which "pgtblk" does
+      // not wait for.)
+      {"truncate.last_page_busy", kWin, "ffs_truncate, allocbuf \"pgtblk\"",
+       "a truncation's write of the last block slept on a busy page", FL_C(last_page_busy_waits),
+       "OpsTest.TruncationWritesTheLastBlockAfterWaitingForItsBusyPage"},
       {"truncate.zero_mapped_tail", kWin, "vnode_pager_setsize", "a truncation zeroed a mapped partial last page",
        FL_C(setsize_zeroed_mapped)},
       {"munmap.free_pages", kWin, "vm_map_entry_delete", "an unmap freed a one-mapping object's pages",
