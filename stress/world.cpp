@@ -565,11 +565,11 @@ void World::op_dev_read(Process& p, Rng& rng) {
                                device_word(off)));
 }
 
-bool World::file_value_ok(std::uint64_t off, std::uint64_t v, std::uint32_t s1, std::uint32_t s2, std::uint64_t t1,
-                          std::uint64_t t2) const {
-  if (v == file_expected(off, s1) || v == file_expected(off, s2)) return true;
+bool World::file_value_ok(const FileAccess& a) const {
+  const std::uint64_t off = a.off, v = a.v;
+  if (v == file_expected(off, a.s1) || v == file_expected(off, a.s2)) return true;
   // The newest generation the truncator may have begun to store by t2.
-  const auto gen_hi = static_cast<std::uint32_t>((t2 + kTruncSteps - 1) / kTruncSteps);
+  const auto gen_hi = static_cast<std::uint32_t>((a.t2 + kTruncSteps - 1) / kTruncSteps);
   // v may be a generation from lo to gen_hi (or zeros): one the word held
   // while an overlapping step changed it, or a racing store's.
   const auto among = [&](std::uint32_t lo) {
@@ -579,54 +579,68 @@ bool World::file_value_ok(std::uint64_t off, std::uint64_t v, std::uint32_t s1, 
       if (v == file_word(off, g)) return true;
     return false;
   };
-  if (!(t1 == t2 && t1 % 2 == 0)) {
+  if (!a.quiet()) {
     // A truncation step overlapped the read: a shrink cutting at or below
     // off zeroes the word before its state says so; a store of the new
     // generation lands before its state says so.
-    bool zeroable = false;
-    for (std::uint64_t k = t1 / kTruncSteps; k <= t2 / kTruncSteps && !zeroable; ++k)
-      if (t2 - t1 >= kCuts * kTruncSteps || cuts_[k % kCuts].load(std::memory_order_relaxed) <= off) zeroable = true;
-    if (v == 0 ? zeroable : among(s1 >> 1)) return true;
+    const bool zeroable = some_truncation(a.t1, a.t2, [&](std::uint64_t k) { return cut_of(k) <= off; });
+    if (v == 0 ? zeroable : among(a.s1 >> 1)) return true;
   }
   const std::uint64_t taint = ftaint_[off / 8].load(std::memory_order_acquire);
-  return taint != 0 && among(static_cast<std::uint32_t>((taint >> 40) & 0x7fffff));
+  return taint != 0 && among(Taint::unpack(taint).gen);
+}
+
+World::FileAccess World::read_file_word(vm::Map& m, std::uint64_t va, std::uint64_t off) {
+  FileAccess a;
+  a.off = off;
+  a.t1 = trunc_seq_.load(std::memory_order_acquire);
+  a.s1 = fstate_[off / 8].load(std::memory_order_acquire);
+  a.r = access(m, va, false, &a.v);
+  a.s2 = fstate_[off / 8].load(std::memory_order_acquire);
+  a.t2 = trunc_seq_.load(std::memory_order_acquire);
+  a.may_fail = past_eof(off, a.t1, a.t2, &a.must_fail);
+  return a;
+}
+
+World::FileAccess World::store_file_word(vm::Map& m, std::uint64_t va, std::uint64_t off) {
+  FileAccess a;
+  a.off = off;
+  a.t1 = trunc_seq_.load(std::memory_order_acquire);
+  a.s1 = fstate_[off / 8].load(std::memory_order_acquire);
+  a.v = file_expected(off, a.s1);
+  a.r = access(m, va, true, &a.v);
+  a.t2 = trunc_seq_.load(std::memory_order_acquire);
+  a.may_fail = past_eof(off, a.t1, a.t2, &a.must_fail);
+  return a;
+}
+
+std::string World::stale_reason(std::uint32_t s) {
+  return (s & 1) != 0 ? "past a truncation: stale data survived it"
+                      : "generation " + std::to_string(s >> 1) + " was stored there: a lost write-back, or stale data";
 }
 
 void World::op_file_read(Process& p, Rng& rng) {
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
-  const std::uint32_t s1 = fstate_[off / 8].load(std::memory_order_acquire);
-  std::uint64_t v = 0;
-  const Kern r = access(*p.map, p.file_va + off, false, &v);
-  const std::uint32_t s2 = fstate_[off / 8].load(std::memory_order_acquire);
-  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
-  const bool quiet = t1 == t2 && t1 % 2 == 0;  // no truncation step overlapped the read
+  const FileAccess a = read_file_word(*p.map, p.file_va + off, off);
   file_reads_checked.fetch_add(1, std::memory_order_relaxed);
-  bool must_fail = false;
-  const bool may_fail = past_eof(off, t1, t2, &must_fail);
-  if (r != Kern::kSuccess) {
-    if (r == Kern::kProtectionFailure && may_fail) {
-      (quiet ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
+  if (a.r != Kern::kSuccess) {
+    if (a.r == Kern::kProtectionFailure && a.may_fail) {
+      (a.quiet() ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (pager_error(r)) return;
+    if (pager_error(a.r)) return;
     fail("file", fmt::format("process {} file offset {}: {} inside the file (truncation steps {}..{})", p.pid,
-                             off, vm::kern_name(r), t1, t2));
+                             off, vm::kern_name(a.r), a.t1, a.t2));
     return;
   }
-  if (must_fail) {
+  if (a.must_fail) {
     fail("file", fmt::format("process {} file offset {} read {:#x} past the end of the file (cut at {}): no SIGBUS",
-                             p.pid, off, v, cuts_[(t1 / kTruncSteps) % kCuts].load()));
+                             p.pid, off, a.v, cut_of(a.t1 / kTruncSteps)));
     return;
   }
-  if (file_value_ok(off, v, s1, s2, t1, t2)) return;
-  const std::uint64_t expect = file_expected(off, s2);
+  if (file_value_ok(a)) return;
   fail("file", fmt::format("process {} file offset {} read {:#x}, expected {:#x} ({}; truncation steps {}..{})",
-                           p.pid, off, v, expect,
-                           expect == 0 ? "past a truncation: stale data survived it"
-                                       : "generation " + std::to_string(s2 >> 1) +
-                                             " was stored there: a lost write-back, or stale data",
-                           t1, t2));
+                           p.pid, off, a.v, file_expected(off, a.s2), stale_reason(a.s2), a.t1, a.t2));
 }
 
 void World::op_file_write(Process& p, Rng& rng) {
@@ -638,41 +652,39 @@ void World::op_file_write(Process& p, Rng& rng) {
   // possibly holding the store's value (ftaint_) until a later step
   // rewrites it.
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
-  const std::uint32_t s1 = fstate_[off / 8].load(std::memory_order_acquire);
-  std::uint64_t v = file_expected(off, s1);
-  const Kern r = access(*p.map, p.file_va + off, true, &v);
-  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
-  bool must_fail = false;
-  const bool may_fail = past_eof(off, t1, t2, &must_fail);
-  if (r == Kern::kSuccess) {
-    if (must_fail) {
+  const FileAccess a = store_file_word(*p.map, p.file_va + off, off);
+  if (a.r == Kern::kSuccess) {
+    if (a.must_fail) {
       fail("file", fmt::format("process {} file offset {}: a store past the end of the file (cut at {}): no SIGBUS",
-                               p.pid, off, cuts_[(t1 / kTruncSteps) % kCuts].load()));
+                               p.pid, off, cut_of(a.t1 / kTruncSteps)));
       return;
     }
-    if (!(t1 == t2 && t1 % 2 == 0)) {
+    if (!a.quiet()) {
       file_writes_racing.fetch_add(1, std::memory_order_relaxed);
-      const std::uint64_t mine = (std::uint64_t{1} << 63) | (std::uint64_t{s1 >> 1} << 40) | t2;
+      // Combined with a taint already there: the older generation and the
+      // later finish of the two.
+      const Taint mine{a.s1 >> 1, a.t2};
       std::uint64_t old = ftaint_[off / 8].load();
-      std::uint64_t want = mine;
+      std::uint64_t want = 0;
       do {
-        if (old != 0)  // the older generation and the later finish of the two
-          want = (std::uint64_t{1} << 63) | (std::min(old >> 40 & 0x7fffff, mine >> 40 & 0x7fffff) << 40) |
-                 std::max(old & 0xffffffffff, t2);
+        Taint t = mine;
+        if (old != 0) {
+          const Taint o = Taint::unpack(old);
+          t = Taint{std::min(o.gen, mine.gen), std::max(o.done, mine.done)};
+        }
+        want = t.pack();
       } while (!ftaint_[off / 8].compare_exchange_weak(old, want));
     }
     file_writes.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (r == Kern::kProtectionFailure && may_fail) {
-    const bool quiet = t1 == t2 && t1 % 2 == 0;  // no truncation step overlapped the store
-    (quiet ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
+  if (a.r == Kern::kProtectionFailure && a.may_fail) {
+    (a.quiet() ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (pager_error(r)) return;
+  if (pager_error(a.r)) return;
   fail("file", fmt::format("process {} file offset {}: write {} inside the file (truncation steps {}..{})", p.pid,
-                           off, vm::kern_name(r), t1, t2));
+                           off, vm::kern_name(a.r), a.t1, a.t2));
 }
 
 void World::op_fork(Process& p, Rng& rng) {
@@ -960,7 +972,7 @@ void World::truncator() {
 void World::file_word_set(std::uint64_t w, std::uint32_t s, std::uint64_t step) {
   fstate_[w].store(s, std::memory_order_release);
   std::uint64_t t = ftaint_[w].load(std::memory_order_acquire);
-  while (t != 0 && (t & 0xffffffffff) < step && !ftaint_[w].compare_exchange_weak(t, 0)) {
+  while (t != 0 && Taint::unpack(t).done < step && !ftaint_[w].compare_exchange_weak(t, 0)) {
   }
 }
 
@@ -988,17 +1000,15 @@ bool World::past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool
   const std::uint64_t ps = vm.page_size();
   // Pages [0, ceil(size / ps)) are inside the object (vnode_pager_setsize).
   const auto beyond = [&](std::uint64_t size) { return off / ps >= (size + ps - 1) / ps; };
-  const auto cut = [&](std::uint64_t k) { return cuts_[k % kCuts].load(std::memory_order_relaxed); };
   *must = false;
   if (t1 == t2 && t1 % 2 == 0) {
-    *must = t1 % kTruncSteps == 2 && beyond(cut(t1 / kTruncSteps));
+    *must = t1 % kTruncSteps == 2 && beyond(cut_of(t1 / kTruncSteps));
     return *must;
   }
   // Truncation k's file is short from within step 6k+1 to within 6k+3.
-  if (t2 / kTruncSteps - t1 / kTruncSteps >= kCuts) return true;  // too many to tell: their cuts are forgotten
-  for (std::uint64_t k = t1 / kTruncSteps; k <= t2 / kTruncSteps; ++k)
-    if (std::max(t1, k * kTruncSteps + 1) <= std::min(t2, k * kTruncSteps + 3) && beyond(cut(k))) return true;
-  return false;
+  return some_truncation(t1, t2, [&](std::uint64_t k) {
+    return std::max(t1, k * kTruncSteps + 1) <= std::min(t2, k * kTruncSteps + 3) && beyond(cut_of(k));
+  });
 }
 
 void World::final_data_check() {
@@ -1030,29 +1040,20 @@ void World::final_file_check() {
         fail("file", fmt::format("final check: file offset {}: 10000 reads refused in a row", off));
         return;
       }
-      const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
-      const std::uint32_t s1 = fstate_[w].load(std::memory_order_acquire);
-      std::uint64_t v = 0;
-      const Kern r = access(*fmap_, fmap_va_ + off, false, &v);
-      const std::uint32_t s2 = fstate_[w].load(std::memory_order_acquire);
-      const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
-      bool must_fail = false;
-      const bool may_fail = past_eof(off, t1, t2, &must_fail);
-      if (r != Kern::kSuccess) {
-        if ((r == Kern::kProtectionFailure && may_fail) || pager_error(r)) continue;
-        fail("file", fmt::format("final check: file offset {}: {} inside the file", off, vm::kern_name(r)));
+      const FileAccess a = read_file_word(*fmap_, fmap_va_ + off, off);
+      if (a.r != Kern::kSuccess) {
+        if ((a.r == Kern::kProtectionFailure && a.may_fail) || pager_error(a.r)) continue;
+        fail("file", fmt::format("final check: file offset {}: {} inside the file", off, vm::kern_name(a.r)));
         return;
       }
-      if (must_fail) {
-        fail("file", fmt::format("final check: file offset {} read {:#x} past the end of the file: no SIGBUS", off, v));
+      if (a.must_fail) {
+        fail("file",
+             fmt::format("final check: file offset {} read {:#x} past the end of the file: no SIGBUS", off, a.v));
         return;
       }
-      if (!file_value_ok(off, v, s1, s2, t1, t2))
-        fail("file", fmt::format("final check: file offset {} holds {:#x}, expected {:#x} ({})", off, v,
-                                 file_expected(off, s2),
-                                 (s2 & 1) != 0 ? "past a truncation: stale data survived it"
-                                               : "generation " + std::to_string(s2 >> 1) +
-                                                     " was stored there: a lost write-back, or stale data"));
+      if (!file_value_ok(a))
+        fail("file", fmt::format("final check: file offset {} holds {:#x}, expected {:#x} ({})", off, a.v,
+                                 file_expected(off, a.s2), stale_reason(a.s2)));
       file_final_words.fetch_add(1, std::memory_order_relaxed);
       break;
     }

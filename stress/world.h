@@ -230,10 +230,28 @@ class World {
   std::uint64_t file_expected(std::uint64_t off, std::uint32_t s) const {
     return (s & 1) != 0 ? 0 : file_word(off, s >> 1);
   }
-  // Whether a file read of `off` that returned v is allowed: s1/s2 the
-  // word's state before and after it, t1/t2 trunc_seq_ likewise.
-  bool file_value_ok(std::uint64_t off, std::uint64_t v, std::uint32_t s1, std::uint32_t s2, std::uint64_t t1,
-                     std::uint64_t t2) const;
+  // One access to a file word, with what the oracle needs to judge it:
+  // the word's state (s1, s2) and trunc_seq_ (t1, t2) before and after it,
+  // and past_eof's verdict for that span.
+  struct FileAccess {
+    std::uint64_t off = 0;
+    vm::Kern r = vm::Kern::kSuccess;
+    std::uint64_t v = 0;
+    std::uint32_t s1 = 0, s2 = 0;
+    std::uint64_t t1 = 0, t2 = 0;
+    bool may_fail = false, must_fail = false;
+    // No truncation step overlapped the access.
+    bool quiet() const { return t1 == t2 && t1 % 2 == 0; }
+  };
+  // Reads file word `off` through map m at va (v is what it read).
+  FileAccess read_file_word(vm::Map& m, std::uint64_t va, std::uint64_t off);
+  // Stores at file word `off`, through map m at va, what the record says
+  // the word holds (v, by s1).
+  FileAccess store_file_word(vm::Map& m, std::uint64_t va, std::uint64_t off);
+  // Why a read of a word in state s that does not match it is wrong.
+  static std::string stale_reason(std::uint32_t s);
+  // Whether a file read that returned a.v is allowed.
+  bool file_value_ok(const FileAccess& a) const;
   // The word's state changed at truncation step `step`: a store that had
   // finished before the step began is superseded.
   void file_word_set(std::uint64_t w, std::uint32_t s, std::uint64_t step);
@@ -257,8 +275,21 @@ class World {
   // Per file word: its state, (gen << 1) | zeroed, and its taint: a store
   // that overlapped a truncation step may have landed before or after it,
   // so the word may hold what the store wrote until a later step rewrites
-  // it.  Taint: 0, or bit 63 | the store's generation << 40 | the step
-  // number when it finished.
+  // it.  A taint is packed in one word (0: none): bit 63, the oldest
+  // generation a tainting store wrote (23 bits, from bit 40) and the step
+  // number when the latest of them finished (40 bits).
+  struct Taint {
+    std::uint32_t gen = 0;
+    std::uint64_t done = 0;
+    static constexpr std::uint64_t kDoneMask = (std::uint64_t{1} << 40) - 1;
+    static constexpr std::uint64_t kGenMask = (std::uint64_t{1} << 23) - 1;
+    static Taint unpack(std::uint64_t w) {
+      return Taint{static_cast<std::uint32_t>((w >> 40) & kGenMask), w & kDoneMask};
+    }
+    std::uint64_t pack() const {
+      return (std::uint64_t{1} << 63) | ((std::uint64_t{gen} & kGenMask) << 40) | (done & kDoneMask);
+    }
+  };
   std::unique_ptr<std::atomic<std::uint32_t>[]> fstate_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> ftaint_;
   // The truncator's own process-less map of the file, through which it
@@ -272,6 +303,18 @@ class World {
   // file was cut below off's page at some point in between.  `must`: the
   // file was short all along (t1 == t2), so it must fail.
   bool past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must) const;
+  // Truncation k's cut (while one of the last kCuts).
+  std::uint64_t cut_of(std::uint64_t k) const { return cuts_[k % kCuts].load(std::memory_order_relaxed); }
+  // Whether pred(k) holds for a truncation k that trunc_seq_ from t1 to t2
+  // may have seen; true if the span covers too many truncations for their
+  // cuts to be still known.
+  template <typename Pred>
+  bool some_truncation(std::uint64_t t1, std::uint64_t t2, Pred pred) const {
+    if (t2 / kTruncSteps - t1 / kTruncSteps >= kCuts) return true;
+    for (std::uint64_t k = t1 / kTruncSteps; k <= t2 / kTruncSteps; ++k)
+      if (pred(k)) return true;
+    return false;
+  }
   std::chrono::steady_clock::time_point deadline_{};
   std::uint64_t region_weights_[kRegions] = {};
 
