@@ -479,12 +479,17 @@ void page_zero_invalid(Page* m) {
   m->valid = kPageBitsAll;
 }
 
+std::uint64_t page_word_mapped(const Page* m, std::uint32_t off) {
+  m->object->mtx.assert_owned();
+  FL_KASSERT(off % 8 == 0 && off < m->vm->page_size(), "page_word_mapped: a word outside the page");
+  return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m->data + off))
+      .load(std::memory_order_relaxed);
+}
+
 void page_copy_mapped(const Page* src, Page* dst) {
-  src->object->mtx.assert_owned();
   const std::uint32_t size = src->vm->page_size();
   for (std::uint32_t off = 0; off < size; off += 8) {
-    std::atomic_ref<std::uint64_t> from(*reinterpret_cast<std::uint64_t*>(src->data + off));
-    const std::uint64_t w = from.load(std::memory_order_relaxed);
+    const std::uint64_t w = page_word_mapped(src, off);
     std::memcpy(dst->data + off, &w, sizeof w);
   }
 }

@@ -206,6 +206,10 @@ void page_zero_area_mapped(Page* m, std::uint32_t base, std::uint32_t size);
 // word at a time through std::atomic_ref, each word as it was before or
 // after a store made meanwhile.  Requires: src's object locked.
 void page_copy_mapped(const Page* src, Page* dst);
+// The 64-bit word at byte `off` of a page that may be mapped writable, as
+// the MMU's stores leave it (the read side of page_copy_mapped).  Requires:
+// m's object locked.
+std::uint64_t page_word_mapped(const Page* m, std::uint32_t off);
 // vm_page_set_validclean: [base, base+size) valid and clean, by DEV_BSIZE
 // chunks, inclusive of the partial chunks the range touches.
 // Requires: m's object locked and the page queues.

@@ -97,8 +97,7 @@ void vnode_write_last_page(Vnode& vp, std::uint64_t nsize) FL_NO_THREAD_SAFETY_A
   // vnode_pager_setsize's zeroing then meets.
   const std::uint64_t off = (nsize / ps) * ps;
   for (std::uint64_t b = 0; b < nsize - off; b += 8) {
-    const std::uint64_t w = std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m->data + b))
-                                .load(std::memory_order_relaxed);
+    const std::uint64_t w = page_word_mapped(m, static_cast<std::uint32_t>(b));
     std::memcpy(vp.contents.data() + off + b, &w, std::min<std::uint64_t>(8, nsize - off - b));
   }
 }
