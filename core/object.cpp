@@ -110,12 +110,20 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
     while (it != o.pages.end() && (end == 0 || it->first < end)) {
       Page* p = it->second;
       ++it;
-      if (p->wire_count != 0) {
+      // 7.0 tests the wire count with the page queues held (it takes them
+      // at "again:" and keeps them but while vm_page_sleep_if_busy sleeps);
+      // a wired page is unmapped and, unless clean_only, made invalid, and
+      // left in the object.
+      bool wired = false;
+      {
         MutexLock pq(vm.page_queues);
-        pmap_remove_all(p);
-        if (!clean_only) p->valid = 0;
-        continue;
+        wired = p->wire_count != 0;
+        if (wired) {
+          pmap_remove_all(p);
+          if (!clean_only) p->valid = 0;
+        }
       }
+      if (wired) continue;
       if (page_sleep_if_busy(p, true, "vmopar")) {
         vm.counters().bump(vm.counters().page_remove_sleeps);
         slept = true;

@@ -451,6 +451,31 @@ TEST_F(OpsTest, TruncationWaitsForABusyPage) {
 // looking again.  The model's vnode_write_last_page does the same before
 // vnode_pager_setsize: the bytes below the cut, as they are once the page
 // is no longer busy (a store made meanwhile included), reach the file.
+// 7.0 vm_object_page_remove leaves a wired page in its object: it removes
+// its mappings and, truncating (not clean_only), makes it invalid.  The
+// pages around it are freed.
+TEST_F(OpsTest, TruncationUnmapsAndInvalidatesAWiredPageButLeavesIt) {
+  Vnode& vp = new_vnode(4 * ps());
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead);
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va + 2 * ps(), &v), Kern::kSuccess);
+  Page* wired = pmap_extract(map().pmap, va + 3 * ps());
+  ASSERT_NE(wired, nullptr);
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+  }
+  MutexLock l(o->mtx);
+  EXPECT_EQ(page_lookup(*o, 2), nullptr) << "an unwired page past the end is freed";
+  ASSERT_EQ(page_lookup(*o, 3), wired) << "a wired page stays in its object";
+  EXPECT_EQ(wired->valid, 0) << "... invalid";
+  MutexLock pq(vm().page_queues);
+  EXPECT_TRUE(wired->pv.empty()) << "... and unmapped";
+  EXPECT_EQ(wired->wire_count, 1);
+}
+
 TEST_F(OpsTest, TruncationWritesTheLastBlockAfterWaitingForItsBusyPage) {
   Vnode& vp = new_vnode(4 * ps());
   {
