@@ -15,7 +15,7 @@ const std::vector<CampaignRun>& default_campaign() {
       {"mlock-inaccessible", "mlock of PROT_NONE pages (seed L249-271: fault.wire_override)",
        {"--scenario", "wiring", "--ops", "300", "--mix", "mlock-none=5"}},
       {"fork-quick-collapse", "a fork's quick collapse under a fault's placeholder (collapse.qcollapse_kept)",
-       {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "80"}},
+       {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "168"}},
   };
   return runs;
 }
