@@ -445,12 +445,6 @@ TEST_F(OpsTest, TruncationWaitsForABusyPage) {
   EXPECT_EQ(cnt().page_remove_sleeps.load(), 1u);
 }
 
-// Shortening a file to inside a block, 7.0's ffs_truncate writes that block
-// (UFS_BALLOC, then bwrite/bawrite), and allocbuf builds the buffer from
-// the object's pages, sleeping on a busy one ("pgtblk", vfs_bio.c) and
-// looking again.  The model's vnode_write_last_page does the same before
-// vnode_pager_setsize: the bytes below the cut, as they are once the page
-// is no longer busy (a store made meanwhile included), reach the file.
 // 7.0 vm_object_page_remove leaves a wired page in its object: it removes
 // its mappings and, truncating (not clean_only), makes it invalid.  The
 // pages around it are freed.
@@ -476,6 +470,12 @@ TEST_F(OpsTest, TruncationUnmapsAndInvalidatesAWiredPageButLeavesIt) {
   EXPECT_EQ(wired->wire_count, 1);
 }
 
+// Shortening a file to inside a block, 7.0's ffs_truncate writes that block
+// (UFS_BALLOC, then bwrite/bawrite), and allocbuf builds the buffer from
+// the object's pages, sleeping on a busy one ("pgtblk", vfs_bio.c) and
+// looking again.  The model's vnode_write_last_page does the same before
+// vnode_pager_setsize: the bytes below the cut, as they are once the page
+// is no longer busy (a store made meanwhile included), reach the file.
 TEST_F(OpsTest, TruncationWritesTheLastBlockAfterWaitingForItsBusyPage) {
   Vnode& vp = new_vnode(4 * ps());
   {
