@@ -46,6 +46,7 @@ const char* op_name(Op op) noexcept {
     case Op::kDevRead: return "dev-read";
     case Op::kFileWrite: return "file-write";
     case Op::kWireNone: return "mlock-none";
+    case Op::kFilePrivate: return "file-private";
     case Op::kCount: break;
   }
   return "?";

@@ -38,6 +38,7 @@ enum class Op : std::uint8_t {
   kDevRead,   // load a word of a device mapping whose driver sometimes moves its memory
   kFileWrite, // store to the shared file mapping the word the file holds there (zero past the lowest cut)
   kWireNone,  // mmap a page PROT_NONE, mlock it (7.x COWs it and takes write out of its maximum protection), munmap
+  kFilePrivate,  // load or store a word of a private (copy-on-write) mapping of the file
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

@@ -306,6 +306,11 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   s += fmt::format("  file: {} words of new generations stored by the truncator, {} stores racing a truncation"
                    " step (the word may keep their value), {} words read back by the final check\n",
                    w->file_fill_words.load(), w->file_writes_racing.load(), w->file_final_words.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kFilePrivate)] != 0)
+    s += fmt::format("  private file mapping: {} reads of pages never copied checked against the file, {} of copied"
+                     " pages, {} stores, {} SIGBUS past the end of the short file\n",
+                     w->fpriv_reads_exact.load(), w->fpriv_reads_loose.load(), w->fpriv_writes.load(),
+                     w->fpriv_sigbus.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kWireNone)] != 0)
     s += fmt::format("  {} mlocks of a PROT_NONE page refused by their retried fault (7.x: the override lookup meets"
                      " the maximum protection its first pass reduced)\n",
@@ -360,6 +365,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"file_writes_racing", w->file_writes_racing.load()},
                  {"file_fill_words", w->file_fill_words.load()},
                  {"file_final_words", w->file_final_words.load()},
+                 {"fpriv_reads_exact", w->fpriv_reads_exact.load()},
+                 {"fpriv_reads_loose", w->fpriv_reads_loose.load()},
+                 {"fpriv_writes", w->fpriv_writes.load()},
+                 {"fpriv_sigbus", w->fpriv_sigbus.load()},
                  {"truncations", w->truncations.load()},
                  {"segv_on_scratch", w->segv_on_scratch.load()},
                  {"segv_racing_mlock", w->segv_racing_mlock.load()},

@@ -293,6 +293,40 @@ TEST(Oracles, AFileWordTheVnodePagerLaunderedComesBack) {
   EXPECT_NE(r.failures.front().what.find("a lost write-back"), std::string::npos) << r.failures.front().what;
 }
 
+// Private (copy-on-write) mappings of the file (operation file-private,
+// scenario private-file): a page never copied reads the file itself and
+// faults past the end of the short file; a copied page keeps what the
+// process stored, and a child sees no store its parent made after the
+// fork.  Each rule fails with the mutant that breaks it: the size checks
+// gone (no-eof-check), and the parent's translations left writable at fork
+// (no-write-protect-at-fork).  Only private accesses and forks run, so no
+// other oracle can report first.
+TEST(Oracles, APrivateFileMappingReadsTheFileUntilCopiedAndKeepsItsCopy) {
+  Config c = small("private-file", ExecutorKind::kFibers, 1);
+  c.ops = 2000;
+  for (Op op : {Op::kFileRead, Op::kFileWrite, Op::kRead, Op::kWrite}) c.mix[static_cast<std::size_t>(op)] = 0;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  for (const char* k : {"fpriv_reads_exact", "fpriv_reads_loose", "fpriv_writes", "fpriv_sigbus"})
+    EXPECT_GT(r.report["oracle"][k].get<std::uint64_t>(), 0u) << k;
+  EXPECT_GT(r.report["counters"]["fault_cow_copies"].get<std::uint64_t>(), 0u) << "no store copied a file page";
+  const std::pair<vm::Mutant, const char*> cases[] = {
+      // (A read past the end that succeeds, or one inside that reads the
+      // zeros the pager now returns past a cut: both are of a page never
+      // copied, judged against the file.)
+      {vm::Mutant::kNoEofCheck, "never copied"},
+      {vm::Mutant::kNoWriteProtectAtFork, "copy-on-write isolation"},
+  };
+  c.check_every = 0;  // the invariant checker would see the writable translation first
+  for (const auto& [mutant, finding] : cases) {
+    c.mutant = mutant;
+    r = run_once(c);
+    ASSERT_EQ(r.exit_code, 1) << vm::mutant_name(mutant) << ": " << describe(r);
+    EXPECT_EQ(r.failures.front().oracle, "file-private") << r.failures.front().what;
+    EXPECT_NE(r.failures.front().what.find(finding), std::string::npos) << r.failures.front().what;
+  }
+}
+
 // The reach catalogue: unique names, each window its own counter, and the
 // run's table counts what happened: a window a run cannot enter (no
 // truncator: no truncation sleeps) reads zero, and --require-reach then

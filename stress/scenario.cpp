@@ -98,6 +98,26 @@ const std::vector<Scenario>& scenarios() {
          c.max_live_processes = 24;
          c.max_forks = 1500;
        }},
+      // Private (copy-on-write) mappings of the file beside the shared
+      // ones, while the file is cut, left short and regrown and processes
+      // fork: a page no store has copied reads the file itself and faults
+      // past its end; a copied one keeps its copy.  The mixed scenario
+      // leaves file-private out (so its schedules, and the campaign's, stay
+      // as they were).
+      {"private-file", "stores and reads through private (copy-on-write) mappings of a file while it is truncated"
+                       " and regrown, and processes fork",
+       [](Config& c) {
+         set_mix(c, {{Op::kFilePrivate, 50},
+                     {Op::kFileRead, 15},
+                     {Op::kFileWrite, 10},
+                     {Op::kFork, 3},
+                     {Op::kRead, 10},
+                     {Op::kWrite, 10}});
+         c.pagedaemon = true;
+         c.truncator = true;
+         c.max_live_processes = 12;
+         c.max_forks = 300;
+       }},
       {"mixed", "all of the above at once, with memory pressure (the default)",
        [](Config& c) {
          set_mix(c, {{Op::kRead, 30},

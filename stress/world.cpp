@@ -157,6 +157,21 @@ Process& World::new_process(Process* parent, int nworkers) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
   }
+  if (cfg.mix[static_cast<std::size_t>(Op::kFilePrivate)] != 0) {
+    const std::size_t words = file_size_ / 8, pages = file_size_ / vm.page_size();
+    p->fpriv_committed = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+    p->fpriv_pending = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+    p->fpriv_maybe = std::make_unique<std::atomic<bool>[]>(pages);
+    p->fpriv_sure = std::make_unique<std::atomic<bool>[]>(pages);
+    for (std::size_t i = 0; i < words; ++i) {
+      p->fpriv_committed[i].store(0, std::memory_order_relaxed);
+      p->fpriv_pending[i].store(0, std::memory_order_relaxed);
+    }
+    for (std::size_t i = 0; i < pages; ++i) {
+      p->fpriv_maybe[i].store(false, std::memory_order_relaxed);
+      p->fpriv_sure[i].store(false, std::memory_order_relaxed);
+    }
+  }
   Process& ref = *p;
   {
     std::lock_guard<std::mutex> l(procs_mtx_);
@@ -191,6 +206,18 @@ bool World::start() {
       return false;
     }
     p.file_va = faddr;
+    if (p.fpriv_committed) {
+      // MAP_PRIVATE: the vnode object, copy-on-write (vm_mmap's
+      // MAP_COPY_ON_WRITE | MAP_NEEDS_COPY), copied by fork.
+      vm::Object* pobj = vm::vnode_pager_alloc(*file_);
+      std::uint64_t paddr = 0;
+      if (vm::map_mmap(*p.map, &paddr, file_size_, pobj, 0, vm::kProtRead | vm::kProtWrite, vm::kProtAll,
+                       vm::kEntryCow | vm::kEntryNeedsCopy, vm::Inherit::kCopy) != Kern::kSuccess) {
+        fail("setup", "private mmap of the file failed");
+        return false;
+      }
+      p.fpriv_va = paddr;
+    }
     if (i == 0) {
       fmap_ = std::make_unique<vm::Map>(vm, kBase, kBase + kMapSpan);
       vm::Object* tobj = vm::vnode_pager_alloc(*file_);
@@ -687,6 +714,125 @@ void World::op_file_write(Process& p, Rng& rng) {
                            off, vm::kern_name(a.r), a.t1, a.t2));
 }
 
+// A private (copy-on-write) mapping of the file (stores to its even pages
+// only).  A page no store of this
+// process or of its ancestors before its fork has copied reads the file
+// itself, so a read of it is judged as a read of the shared mapping
+// (file_value_ok, past_eof); past the end of the short file it must fail,
+// the fault reaching the vnode object beyond its size (seed L423-427).  A
+// copied page keeps its copy: it reads, past the end of the file too, what
+// this process stored there, or else the file as it was when the copy was
+// made (a generation of the word, or zeros) or an ancestor's store.
+void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
+  const std::uint64_t ps = vm.page_size(), words = file_size_ / 8, per_page = ps / 8;
+  const auto owner = static_cast<std::uint64_t>(p.nworkers);
+  // Stores go to even pages only, so the odd ones are never copied and
+  // their reads are judged exactly; of a page's words, thread j stores to
+  // those whose index in the page is j modulo the process's threads.
+  const bool write = rng.below(2) == 0 && per_page >= owner;
+  std::uint64_t w = rng.below(words);
+  if (write) {
+    const std::uint64_t pg = (w / per_page) & ~std::uint64_t{1};
+    std::uint64_t in = w % per_page;
+    in = in - in % owner + static_cast<std::uint64_t>(j);
+    if (in >= per_page) in -= owner;
+    w = pg * per_page + in;
+  }
+  const std::uint64_t off = w * 8, page = off / ps, va = p.fpriv_va + off;
+  if (write) {
+    const bool sure = p.fpriv_sure[page].load(), maybe = p.fpriv_maybe[page].load();
+    p.fpriv_maybe[page].store(true);
+    const std::uint64_t v = make_value(p.pid, ++seq);
+    p.fpriv_pending[w].store(v);
+    const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
+    std::uint64_t x = v;
+    const Kern r = access(*p.map, va, true, &x);
+    const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+    bool must = false;
+    const bool may = past_eof(off, t1, t2, &must);
+    if (r == Kern::kSuccess) {
+      if (must && !maybe) {
+        fail("file-private", fmt::format("process {} private file offset {}: a store past the end of the file (cut at"
+                                         " {}), its page never copied: no SIGBUS",
+                                         p.pid, off, cut_of(t1 / kTruncSteps)));
+        return;
+      }
+      p.fpriv_committed[w].store(v);
+      p.fpriv_pending[w].store(0);
+      p.fpriv_sure[page].store(true);
+      fpriv_writes.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    p.fpriv_pending[w].store(0);
+    if (r == Kern::kProtectionFailure && may && !sure) {
+      fpriv_sigbus.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (pager_error(r)) return;
+    fail("file-private", fmt::format("process {} private file offset {}: store {} ({}; truncation steps {}..{})",
+                                     p.pid, off, vm::kern_name(r),
+                                     sure ? "its page is copied" : "inside the file", t1, t2));
+    return;
+  }
+  const bool maybe1 = p.fpriv_maybe[page].load(), sure = p.fpriv_sure[page].load();
+  const std::uint64_t c1 = p.fpriv_committed[w].load();
+  const FileAccess a = read_file_word(*p.map, va, off);
+  const std::uint64_t c2 = p.fpriv_committed[w].load(), pend = p.fpriv_pending[w].load();
+  const bool copied = maybe1 || p.fpriv_maybe[page].load();
+  if (a.r != Kern::kSuccess) {
+    if (a.r == Kern::kProtectionFailure && a.may_fail && !sure) {
+      fpriv_sigbus.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (pager_error(a.r)) return;
+    fail("file-private", fmt::format("process {} private file offset {}: read {} ({}; truncation steps {}..{})",
+                                     p.pid, off, vm::kern_name(a.r),
+                                     sure ? "its page is copied" : "inside the file", a.t1, a.t2));
+    return;
+  }
+  if (!copied) {
+    fpriv_reads_exact.fetch_add(1, std::memory_order_relaxed);
+    if (a.must_fail) {
+      fail("file-private", fmt::format("process {} private file offset {} read {:#x} past the end of the file (cut at"
+                                       " {}), its page never copied: no SIGBUS",
+                                       p.pid, off, a.v, cut_of(a.t1 / kTruncSteps)));
+      return;
+    }
+    if (!file_value_ok(a))
+      fail("file-private", fmt::format("process {} private file offset {} (page never copied) read {:#x}, expected"
+                                       " {:#x} ({}; truncation steps {}..{})",
+                                       p.pid, off, a.v, file_expected(off, a.s2), stale_reason(a.s2), a.t1, a.t2));
+    return;
+  }
+  fpriv_reads_loose.fetch_add(1, std::memory_order_relaxed);
+  if (c1 != 0 || c2 != 0) {  // this process stored there: exactly its store
+    if (a.v == c1 || a.v == c2 || (pend != 0 && a.v == pend)) return;
+    fail("file-private", fmt::format("process {} private file offset {} read {}, but it stored {} there", p.pid, off,
+                                     describe_value(a.v), describe_value(c2)));
+    return;
+  }
+  if (a.v == 0 || (pend != 0 && a.v == pend)) return;
+  if (p.parent != nullptr && tag_of(a.v) == p.parent->pid) {
+    // The parent's store: one made before the fork ended, not after.
+    const std::uint64_t inh = p.fpriv_inherited ? p.fpriv_inherited[w] : 0;
+    if (inh != 0 && seq_of(a.v) <= seq_of(inh)) return;
+    fail("file-private", fmt::format("process {} private file offset {} read {}, a store its parent made after the"
+                                     " fork (the newest it may see: {}): copy-on-write isolation",
+                                     p.pid, off, describe_value(a.v), describe_value(inh)));
+    return;
+  }
+  for (const Process* anc = p.parent; anc != nullptr; anc = anc->parent)
+    if (tag_of(a.v) == anc->pid) return;
+  // A generation of the word the file held when the page was copied.
+  const auto gen_hi = static_cast<std::uint32_t>((a.t2 + kTruncSteps - 1) / kTruncSteps);
+  if (gen_hi > 4096) return;  // too many to try
+  for (std::uint32_t g = 0; g <= gen_hi; ++g)
+    if (a.v == file_word(off, g)) return;
+  fail("file-private", fmt::format("process {} private file offset {} read {}: neither a generation of the file, nor"
+                                   " a store of this process or its ancestors",
+                                   p.pid, off, describe_value(a.v)));
+}
+
 void World::op_fork(Process& p, Rng& rng) {
   (void)rng;
   // Children fork too, so without a budget a fork storm never dies out.
@@ -699,12 +845,30 @@ void World::op_fork(Process& p, Rng& rng) {
   // after it ended bounds what the child may see.
   std::vector<std::uint64_t> before(p.nslots);
   for (std::size_t i = 0; i < p.nslots; ++i) before[i] = p.committed[i].load();
+  const std::size_t fpages = p.fpriv_sure ? file_size_ / vm.page_size() : 0;
+  std::vector<bool> sure_before(fpages);
+  for (std::size_t i = 0; i < fpages; ++i) sure_before[i] = p.fpriv_sure[i].load();
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
   c.file_va = p.file_va;
   c.device_va = p.device_va;
+  c.fpriv_va = p.fpriv_va;
+  if (fpages != 0) {
+    const std::size_t words = file_size_ / 8;
+    c.fpriv_inherited = std::make_unique<std::uint64_t[]>(words);
+    for (std::size_t i = 0; i < words; ++i) {
+      const std::uint64_t pend = p.fpriv_pending[i].load(), after = p.fpriv_committed[i].load();
+      c.fpriv_inherited[i] = std::max(pend, after);  // one thread stores a word: its seqs grow
+    }
+  }
+  for (std::size_t i = 0; i < fpages; ++i) {
+    // A store that began before the fork ended may have made a copy the
+    // child shares; one that finished before the fork began surely did.
+    c.fpriv_maybe[i].store(p.fpriv_maybe[i].load());
+    c.fpriv_sure[i].store(sure_before[i]);
+  }
   c.inherited = std::make_unique<std::vector<SeqRange>[]>(c.nslots);
   for (std::size_t i = 0; i < p.nslots; ++i) {
     const std::uint64_t pend = p.pending[i].load();
@@ -870,6 +1034,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kChurn: op_churn(p); break;
         case Op::kWire: op_wire(p, rng, j, seq); break;
         case Op::kAdvise: op_advise(p, rng); break;
+        case Op::kFilePrivate: op_file_private(p, rng, j, seq); break;
         case Op::kSend: op_send(p, rng, j, seq); break;
         case Op::kDevRead: op_dev_read(p, rng); break;
         case Op::kFileWrite: op_file_write(p, rng); break;

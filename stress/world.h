@@ -82,6 +82,20 @@ class Process {
   std::uint32_t npages[kRegions] = {};
   std::uint64_t file_va = 0;
   std::uint64_t device_va = 0;
+  // The private (copy-on-write) mapping of the file, when the mix has
+  // file-private operations (0: none), and its oracle state.  Per word:
+  // what this process stored there last (committed) and is storing
+  // (pending); a word is stored only by one thread of the process
+  // (World::op_file_private).  Per page: whether a copy of it may be in this process's chain
+  // (set before each store, inherited at fork after it) and whether one
+  // surely is (set after a store, inherited as it was before the fork).
+  std::uint64_t fpriv_va = 0;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> fpriv_committed, fpriv_pending;
+  std::unique_ptr<std::atomic<bool>[]> fpriv_maybe, fpriv_sure;
+  // Per word, for a child: the newest store of its parent's it may see
+  // there (the parent's committed or pending store when the fork ended;
+  // 0: none).  A later store of the parent's must not reach the child.
+  std::unique_ptr<std::uint64_t[]> fpriv_inherited;
   std::atomic<int> live_workers{0};
   // Per anonymous page, what the oracle knows of its wiring (see
   // World::wired_refusal): mlocks and munlocks covering it in progress, a
@@ -158,6 +172,10 @@ class World {
   std::atomic<std::uint64_t> file_fill_words{0};  // words the truncator stored after regrowing the file
   std::atomic<std::uint64_t> file_writes_racing{0};  // stores overlapping a truncation step: the word is uncertain
   std::atomic<std::uint64_t> file_final_words{0};    // words checked by the final check of the file
+  // Private file mapping: reads checked exactly (no copy of the page can be
+  // in the process's chain) and loosely (one may be), stores, and accesses
+  // past the end of the short file refused (SIGBUS).
+  std::atomic<std::uint64_t> fpriv_reads_exact{0}, fpriv_reads_loose{0}, fpriv_writes{0}, fpriv_sigbus{0};
   std::atomic<std::uint64_t> mlock_none_refused{0};  // mlocks of PROT_NONE pages refused on a retried fault (7.x)
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
@@ -220,6 +238,7 @@ class World {
   void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_dev_read(Process& p, Rng& rng);
   void op_wire_none(Process& p);
+  void op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq);
   // A checked store of this thread's slot; false (failure reported) if it
   // failed for a reason the protocol does not allow.
   vm::Kern write_slot(Process& p, int region, std::uint64_t page, int j, std::uint64_t& seq);
