@@ -16,6 +16,8 @@ const std::vector<CampaignRun>& default_campaign() {
        {"--scenario", "wiring", "--ops", "300", "--mix", "mlock-none=5"}},
       {"fork-quick-collapse", "a fork's quick collapse under a fault's placeholder (collapse.qcollapse_kept)",
        {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "168"}},
+      {"private-file", "private copy-on-write mappings of the file while it is truncated (the file-private oracle)",
+       {"--scenario", "private-file", "--ops", "2000"}},
   };
   return runs;
 }
