@@ -174,7 +174,7 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&fault_wirings, "fault_wirings", "pages wired by wiring faults (L904-905)"},
       {&prefault_entered, "prefault_entered", "neighbours handed to pmap_enter_quick by prefault (L891-894)"},
       {&fault_zero_invalid, "fault_zero_invalid", "faults that zeroed the invalid part of their page (L879-881)"},
-      {&last_page_busy_waits, "last_page_busy_waits", "truncations whose last-block write slept on a busy page (pgtblk)"},
+      {&last_page_busy_waits, "last_page_busy_waits", "sleeps of a truncation's last-block write on a busy page (pgtblk)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

@@ -124,7 +124,7 @@ class Counters {
   Counter fault_wirings{this, 63};         // pages wired by a wiring fault (L904-905)
   Counter prefault_entered{this, 64};      // neighbours handed to pmap_enter_quick by vm_fault_prefault (L891-894)
   Counter fault_zero_invalid{this, 65};    // pages mapped partly invalid: the rest zeroed (L879-881)
-  Counter last_page_busy_waits{this, 66};  // a truncation's last-block write slept on a busy page (allocbuf "pgtblk")
+  Counter last_page_busy_waits{this, 66};  // sleeps of a truncation's last-block write on a busy page (allocbuf "pgtblk")
   static constexpr std::uint16_t kNamed = 67;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;

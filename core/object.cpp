@@ -113,7 +113,10 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
       // 7.0 tests the wire count with the page queues held (it takes them
       // at "again:" and keeps them but while vm_page_sleep_if_busy sleeps);
       // a wired page is unmapped and, unless clean_only, made invalid, and
-      // left in the object.
+      // left in the object.  (Unlike 7.0, the model lets the page queues go
+      // between this test and the free below; socow_setup, which wires a
+      // page with the page queues only, could wire it in between, but it
+      // lends anonymous pages no workload removes this way.  To do.)
       bool wired = false;
       {
         MutexLock pq(vm.page_queues);

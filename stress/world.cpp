@@ -740,11 +740,15 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   }
   const std::uint64_t off = w * 8, page = off / ps, va = p.fpriv_va + off;
   if (write) {
+    // t1 first: a copy another thread makes before the flags are read is
+    // made while the file is as t1 found it (a fault holds the vnode lock,
+    // a truncation step takes it exclusive), so `must` below cannot meet a
+    // copy the flags do not show.
+    const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
     const bool sure = p.fpriv_sure[page].load(), maybe = p.fpriv_maybe[page].load();
     p.fpriv_maybe[page].store(true);
     const std::uint64_t v = make_value(p.pid, ++seq);
     p.fpriv_pending[w].store(v);
-    const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
     std::uint64_t x = v;
     const Kern r = access(*p.map, va, true, &x);
     const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
@@ -777,7 +781,9 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const bool maybe1 = p.fpriv_maybe[page].load(), sure = p.fpriv_sure[page].load();
   const std::uint64_t c1 = p.fpriv_committed[w].load();
   const FileAccess a = read_file_word(*p.map, va, off);
-  const std::uint64_t c2 = p.fpriv_committed[w].load(), pend = p.fpriv_pending[w].load();
+  // Pending before committed, as the owner clears pending after it commits.
+  const std::uint64_t pend = p.fpriv_pending[w].load();
+  const std::uint64_t c2 = p.fpriv_committed[w].load();
   const bool copied = maybe1 || p.fpriv_maybe[page].load();
   if (a.r != Kern::kSuccess) {
     if (a.r == Kern::kProtectionFailure && a.may_fail && !sure) {
@@ -805,13 +811,23 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     return;
   }
   fpriv_reads_loose.fetch_add(1, std::memory_order_relaxed);
-  if (c1 != 0 || c2 != 0) {  // this process stored there: exactly its store
-    if (a.v == c1 || a.v == c2 || (pend != 0 && a.v == pend)) return;
-    fail("file-private", fmt::format("process {} private file offset {} read {}, but it stored {} there", p.pid, off,
-                                     describe_value(a.v), describe_value(c2)));
+  // One thread stores to the word, so its values' seqs grow: a store of
+  // this process's must be one committed when the read began (c1) or made
+  // since (up to the newest committed or pending after it).
+  if (a.v != 0 && tag_of(a.v) == p.pid) {
+    if (seq_of(a.v) >= seq_of(c1) && seq_of(a.v) <= std::max(seq_of(c2), seq_of(pend))) return;
+    fail("file-private", fmt::format("process {} private file offset {} read {}: its stores there were {} when the"
+                                     " read began, {} (pending {}) after it",
+                                     p.pid, off, describe_value(a.v), describe_value(c1), describe_value(c2),
+                                     describe_value(pend)));
     return;
   }
-  if (a.v == 0 || (pend != 0 && a.v == pend)) return;
+  if (c1 != 0) {  // it had stored there: exactly its store
+    fail("file-private", fmt::format("process {} private file offset {} read {}, but it had stored {} there", p.pid,
+                                     off, describe_value(a.v), describe_value(c1)));
+    return;
+  }
+  if (a.v == 0) return;
   if (p.parent != nullptr && tag_of(a.v) == p.parent->pid) {
     // The parent's store: one made before the fork ended, not after.
     const std::uint64_t inh = p.fpriv_inherited ? p.fpriv_inherited[w] : 0;
