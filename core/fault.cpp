@@ -584,7 +584,16 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           fs.m = nullptr;
           cnt.bump(cnt.v_cow_optim);
         } else {
-          page_copy(fs.m, fs.first_m);
+          // A file page (a private mapping's backing page) may be mapped
+          // writable by a shared mapping of the file meanwhile: stores land
+          // during the copy, which takes each word as it was before or
+          // after one (the harness's TSan run of private-file caught the
+          // plain memcpy racing the truncator's store).  An anonymous
+          // backing page is mapped read-only (COW) everywhere.
+          if (fs.object->type == ObjectType::kVnode)
+            page_copy_mapped(fs.m, fs.first_m);
+          else
+            page_copy(fs.m, fs.first_m);
           fs.first_m->valid = kPageBitsAll;
           cnt.bump(cnt.fault_cow_copies);
         }

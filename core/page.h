@@ -202,7 +202,9 @@ void page_zero_invalid(Page* m);
 void page_zero_area_mapped(Page* m, std::uint32_t base, std::uint32_t size);
 // pmap_copy_page from a page that may be mapped writable (a wired page
 // vm_fault_copy_entry copies for a fork: the parent's threads go on storing
-// to it through their translations, which nothing write-protects): a 64-bit
+// to it through their translations, which nothing write-protects; a file
+// page a private mapping's write fault copies, which shared mappings of
+// the file may be storing to): a 64-bit
 // word at a time through std::atomic_ref, each word as it was before or
 // after a store made meanwhile.  Requires: src's object locked.
 void page_copy_mapped(const Page* src, Page* dst);
