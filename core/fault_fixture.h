@@ -254,6 +254,13 @@ class FaultTest : public CoreTest {
     vnodes_.push_back(owned_vnodes_.back().get());
     return *vnodes_.back();
   }
+  // A file of `size` bytes, each `fill`.
+  Vnode& new_vnode_filled(std::uint64_t size, std::byte fill) {
+    Vnode& vp = new_vnode(size);
+    locking::SxExclusiveLock vl(vp.lock);
+    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = fill;
+    return vp;
+  }
   Device& new_device(Pindex npages) {
     devices_.push_back(std::make_unique<Device>(vm(), npages));
     return *devices_.back();

@@ -378,11 +378,7 @@ TEST_F(OpsTest, PageoutWritesADirtyDevicePageBackToTheDevice) {
 }
 
 TEST_F(OpsTest, TruncationMakesFaultsPastEofFailAndRegrowthReadsZeros) {
-  Vnode& vp = new_vnode(4 * ps());
-  {
-    locking::SxExclusiveLock vl(vp.lock);
-    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = std::byte{0x11};
-  }
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x11});
   Object* o = vnode_pager_alloc(vp);
   std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
   std::uint64_t v = 0;
@@ -477,11 +473,7 @@ TEST_F(OpsTest, TruncationUnmapsAndInvalidatesAWiredPageButLeavesIt) {
 // vnode_pager_setsize: the bytes below the cut, as they are once the page
 // is no longer busy (a store made meanwhile included), reach the file.
 TEST_F(OpsTest, TruncationWritesTheLastBlockAfterWaitingForItsBusyPage) {
-  Vnode& vp = new_vnode(4 * ps());
-  {
-    locking::SxExclusiveLock vl(vp.lock);
-    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = std::byte{0x11};
-  }
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x11});
   Object* o = vnode_pager_alloc(vp);
   const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);  // shared, writable
   ASSERT_EQ(store(va + ps(), 0x2222u), Kern::kSuccess);
@@ -529,11 +521,7 @@ TEST_F(OpsTest, TruncationWritesTheLastBlockAfterWaitingForItsBusyPage) {
 // page past the new end of the file, valid and clean, and a process reads it
 // there after the truncation.
 TEST_F(OpsTest, TruncationZeroesThePartialPageInPlaceAndAStoreInTheWindowSurvivesPastTheEnd) {
-  Vnode& vp = new_vnode(4 * ps());
-  {
-    locking::SxExclusiveLock vl(vp.lock);
-    for (std::uint64_t i = 0; i < vp.size; ++i) vp.contents[i] = std::byte{0x11};
-  }
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x11});
   Object* o = vnode_pager_alloc(vp);
   const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);  // shared, writable
   ASSERT_EQ(store(va + ps(), 0x2222u), Kern::kSuccess);
