@@ -175,6 +175,7 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&prefault_entered, "prefault_entered", "neighbours handed to pmap_enter_quick by prefault (L891-894)"},
       {&fault_zero_invalid, "fault_zero_invalid", "faults that zeroed the invalid part of their page (L879-881)"},
       {&last_page_busy_waits, "last_page_busy_waits", "sleeps of a truncation's last-block write on a busy page (pgtblk)"},
+      {&entry_merges, "entry_merges", "map entries joined with a neighbour (vm_map_simplify_entry)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

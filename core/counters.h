@@ -125,7 +125,8 @@ class Counters {
   Counter prefault_entered{this, 64};      // neighbours handed to pmap_enter_quick by vm_fault_prefault (L891-894)
   Counter fault_zero_invalid{this, 65};    // pages mapped partly invalid: the rest zeroed (L879-881)
   Counter last_page_busy_waits{this, 66};  // sleeps of a truncation's last-block write on a busy page (allocbuf "pgtblk")
-  static constexpr std::uint16_t kNamed = 67;
+  Counter entry_merges{this, 67};          // map entries joined with a neighbour (vm_map_simplify_entry)
+  static constexpr std::uint16_t kNamed = 68;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

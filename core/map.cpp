@@ -161,10 +161,20 @@ Kern map_lookup_locked(Map& map, std::uint64_t va, std::uint8_t fault_type, Look
 
 void map_lookup_done(Map& map) { map_unlock_read(map); }
 
-void map_clip(Map& map, std::uint64_t va) {
-  map.lock.assert_xlocked();
-  MapEntry* e = map.lookup_entry(va);
-  if (e == nullptr || e->start == va) return;
+namespace {
+
+// Entries a and b (a just below b) may be one: vm_map_simplify_entry's test
+// (7.0 vm_map.c 1248-1255, 1270-1277).  7.0 keeps the madvise behaviour in
+// eflags; the model keeps it apart, so it is compared here as well.
+bool joinable(const MapEntry& a, const MapEntry& b, std::uint32_t ps) {
+  return a.end == b.start && a.object == b.object && (a.object == nullptr || a.offset + a.pages(ps) == b.offset) &&
+         a.eflags == b.eflags && a.protection == b.protection &&
+         a.max_protection.load(std::memory_order_relaxed) == b.max_protection.load(std::memory_order_relaxed) &&
+         a.behavior == b.behavior && a.inheritance == b.inheritance && a.wired_count == b.wired_count;
+}
+
+// The split itself (_vm_map_clip_end): [start, va) stays, [va, end) is new.
+void clip_at(Map& map, MapEntry* e, std::uint64_t va) FL_REQUIRES(map.lock) {
   const std::uint32_t ps = map.vm.page_size();
   // Both halves must share one object: give a lazy entry its object now.
   if (e->object == nullptr) {
@@ -177,6 +187,70 @@ void map_clip(Map& map, std::uint64_t va) {
   e->end = va;
   object_reference(*tail.object);
   map.entries.emplace(va, tail);
+}
+
+}  // namespace
+
+MapEntry* map_simplify_entry(Map& map, MapEntry* e) {
+  map.lock.assert_xlocked();
+  // Not an entry being wired with the map unlocked (7.0 vm_map.c 1243): its wiring
+  // walks it by address when it is done.  A neighbour in transition has
+  // other eflags, so it is never joined either.
+  if ((e->eflags & kEntryInTransition) != 0) return e;
+  const std::uint32_t ps = map.vm.page_size();
+  auto it = map.entries.find(e->start);
+  FL_KASSERT(it != map.entries.end() && &it->second == e, "map_simplify_entry: entry not in its map");
+  if (it != map.entries.begin()) {
+    if (auto prev = std::prev(it); joinable(prev->second, *e, ps)) {
+      // 7.0 keeps the entry and unlinks the one below; keyed by start, the
+      // model keeps the one below and grows it.  One of the two references
+      // to the object goes (vm_object_deallocate, the map still locked).
+      Object* o = e->object;
+      prev->second.end = e->end;
+      prev->second.lastr.store(e->lastr.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      map.entries.erase(it);
+      it = prev;
+      e = &it->second;
+      map.vm.counters().bump(map.vm.counters().entry_merges);
+      if (o != nullptr) object_deallocate(o);
+    }
+  }
+  if (auto next = std::next(it); next != map.entries.end() && joinable(*e, next->second, ps)) {
+    Object* o = next->second.object;
+    e->end = next->second.end;
+    map.entries.erase(next);
+    map.vm.counters().bump(map.vm.counters().entry_merges);
+    if (o != nullptr) object_deallocate(o);
+  }
+  return e;
+}
+
+void map_clip_start(Map& map, std::uint64_t va) {
+  map.lock.assert_xlocked();
+  MapEntry* e = map.lookup_entry(va);
+  if (e == nullptr || e->start == va) return;
+  // 7.0's _vm_map_clip_start joins the entry with its neighbours before it
+  // splits it: what an earlier call split and left alike is
+  // one entry again, then cut where this call needs it.
+  e = map_simplify_entry(map, e);
+  clip_at(map, e, va);
+}
+
+void map_clip_end(Map& map, std::uint64_t va) {
+  map.lock.assert_xlocked();
+  MapEntry* e = map.lookup_entry(va);
+  if (e == nullptr || e->start == va) return;
+  clip_at(map, e, va);
+}
+
+void map_simplify_range(Map& map, std::uint64_t start, std::uint64_t end) {
+  map.lock.assert_xlocked();
+  auto it = map.entries.upper_bound(start);
+  if (it != map.entries.begin() && std::prev(it)->second.end > start) --it;
+  while (it != map.entries.end() && it->first < end) {
+    const MapEntry* e = map_simplify_entry(map, &it->second);
+    it = map.entries.upper_bound(e->start);
+  }
 }
 
 Kern map_mmap(Map& map, std::uint64_t* addr, std::uint64_t len, Object* object, Pindex offset,
@@ -290,8 +364,8 @@ void entry_delete_object(Map& map, Object* o, Pindex offidxstart, Pindex count) 
 void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock) {
   map.lock.assert_xlocked();
   const std::uint32_t ps = map.vm.page_size();
-  map_clip(map, start);
-  map_clip(map, end);
+  map_clip_start(map, start);
+  map_clip_end(map, end);
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end;) {
     MapEntry& e = it->second;
     if (e.wired_count != 0) vm_fault_unwire(map, e.start, e.end);  // munmap of mlocked memory
@@ -325,6 +399,8 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
   // transition: it may clip one an mlock is faulting in (map_wire copes).
   map_lock(map);
   if (in_transition(map, start, end)) map.vm.counters().bump(map.vm.counters().protect_in_transition);
+  // 7.0 clips the start before it checks, and keeps the clip on failure.
+  map_clip_start(map, start);
   // First pass: every entry must allow the new protection.
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     if ((prot & it->second.max_protection.load(std::memory_order_relaxed)) != prot) {
@@ -332,13 +408,7 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
       return Kern::kProtectionFailure;
     }
   }
-  if (MapEntry* e = map.lookup_entry(start);
-      e != nullptr && (prot & e->max_protection.load(std::memory_order_relaxed)) != prot) {
-    map_unlock(map);
-    return Kern::kProtectionFailure;
-  }
-  map_clip(map, start);
-  map_clip(map, end);
+  map_clip_end(map, end);
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     MapEntry& e = it->second;
     const std::uint8_t old = e.protection;
@@ -351,16 +421,20 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
       pmap_protect(map.pmap, e.start, e.end, p);
     }
   }
+  // 7.0 joins each entry with its neighbours as it goes; the map is locked
+  // throughout, so joining them all afterwards leaves the same map.
+  map_simplify_range(map, start, end);
   map_unlock(map);
   return Kern::kSuccess;
 }
 
 Kern map_madvise(Map& map, std::uint64_t start, std::uint64_t end, Behavior b) {
   map_lock(map);
-  map_clip(map, start);
-  map_clip(map, end);
+  map_clip_start(map, start);
+  map_clip_end(map, end);
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it)
     it->second.behavior = b;
+  map_simplify_range(map, start, end);
   map_unlock(map);
   return Kern::kSuccess;
 }
@@ -376,27 +450,34 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
     }
     at = e->end;
   }
-  map_clip(map, start);
-  map_clip(map, end);
-  // Entries this call wires: `fresh` ones (wired_count was 0) are faulted in
-  // with the map unlocked, marked in transition meanwhile.  As 7.x's
-  // vm_map_wire, MAP_ENTRY_USER_WIRED is set only once the faults are done:
-  // a user-wired COW entry refuses write faults (vm_map_lookup), and the
-  // faults of this very wire, or a thread writing meanwhile, must not meet
-  // that refusal.
-  // The entries this call counts a wiring of, as [start, end) when marked:
-  // by the time the faults are done, an mprotect or madvise may have
-  // clipped them (7.0 vm_map_wire 2071-2093 walks the pieces likewise).
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> touched;
+  map_clip_start(map, start);
+  map_clip_end(map, end);
+  // Every entry of the range is marked in transition until the wiring is
+  // done, as 7.0's vm_map_wire marks them: none may be deleted, joined or
+  // wired again meanwhile.  `fresh` ones (wired_count was 0) are faulted in
+  // with the map unlocked.  As 7.x's vm_map_wire, MAP_ENTRY_USER_WIRED is
+  // set only once the faults are done: a user-wired COW entry refuses write
+  // faults (vm_map_lookup), and the faults of this very wire, or a thread
+  // writing meanwhile, must not meet that refusal.
+  // Each entry is remembered as [start, end) when marked: by the time the
+  // faults are done, an mprotect or madvise may have clipped it (7.0
+  // vm_map_wire 2071-2093 walks the pieces likewise).
+  struct Marked {
+    std::uint64_t start, end;
+    bool counted;            // this call counts a wiring of it
+    std::ptrdiff_t fresh;    // its index in `fresh`, or -1
+  };
+  std::vector<Marked> marked;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> fresh;
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     MapEntry& e = it->second;
-    if (user && (e.eflags & kEntryUserWired) != 0) continue;  // mlock twice is once
-    touched.emplace_back(e.start, e.end);
-    if (e.wired_count++ == 0) {
-      e.eflags |= kEntryInTransition;
+    e.eflags |= kEntryInTransition;
+    Marked m{e.start, e.end, !(user && (e.eflags & kEntryUserWired) != 0), -1};  // mlock twice is once
+    if (m.counted && e.wired_count++ == 0) {
+      m.fresh = static_cast<std::ptrdiff_t>(fresh.size());
       fresh.emplace_back(e.start, e.end);
     }
+    marked.push_back(m);
   }
   map_unlock(map);
   Kern rv = Kern::kSuccess;
@@ -404,28 +485,29 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
   for (; done < fresh.size() && rv == Kern::kSuccess; ++done)
     rv = vm_fault_wire(map, fresh[done].first, fresh[done].second, user);
   map_lock(map);
-  for (const auto& [at, at_end] : touched) {
-    const bool was_fresh = std::find(fresh.begin(), fresh.end(), std::make_pair(at, at_end)) != fresh.end();
-    const auto pos = static_cast<std::size_t>(
-        std::find(fresh.begin(), fresh.end(), std::make_pair(at, at_end)) - fresh.begin());
+  for (const Marked& m : marked) {
     // The entry, or the pieces it was clipped into meanwhile (entries in
-    // transition are never deleted: munmap waits for them).
-    FL_KASSERT(map.entries.count(at) != 0, "map_wire: lookup failed");
-    for (auto it = map.entries.find(at); it != map.entries.end() && it->first < at_end; ++it) {
+    // transition are never deleted nor joined).
+    FL_KASSERT(map.entries.count(m.start) != 0, "map_wire: lookup failed");
+    for (auto it = map.entries.find(m.start); it != map.entries.end() && it->first < m.end; ++it) {
       MapEntry* e = &it->second;
-      FL_KASSERT(!was_fresh || (e->eflags & kEntryInTransition) != 0, "map_wire: entry left transition");
+      FL_KASSERT((e->eflags & kEntryInTransition) != 0, "map_wire: entry left transition");
       e->eflags &= static_cast<std::uint16_t>(~kEntryInTransition);
       if (rv == Kern::kSuccess) {
         if (user) e->eflags |= kEntryUserWired;
         continue;
       }
+      if (!m.counted) continue;
       // Roll back.  Fresh entries wired before the failing one are unwired
       // again (the failing one was unwired by vm_fault_wire itself, and
       // those after it were never faulted).
-      if (was_fresh && pos + 1 < done) vm_fault_unwire(map, e->start, e->end);
+      if (m.fresh >= 0 && static_cast<std::size_t>(m.fresh) + 1 < done) vm_fault_unwire(map, e->start, e->end);
       --e->wired_count;
     }
   }
+  // 7.0 vm_map_wire joins each piece with its neighbours as it clears
+  // its transition (2071-2093); the map is locked throughout.
+  map_simplify_range(map, start, end);
   map_unlock(map);
   map_wakeup(map);
   return rv;
@@ -433,8 +515,8 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
 
 Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO_THREAD_SAFETY_ANALYSIS {
   map_lock_settled(map, start, end);
-  map_clip(map, start);
-  map_clip(map, end);
+  map_clip_start(map, start);
+  map_clip_end(map, end);
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     MapEntry& e = it->second;
     if (user) {
@@ -444,6 +526,7 @@ Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_
     if (e.wired_count == 0) continue;
     if (--e.wired_count == 0) vm_fault_unwire(map, e.start, e.end);
   }
+  map_simplify_range(map, start, end);
   map_unlock(map);
   return Kern::kSuccess;
 }

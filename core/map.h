@@ -149,7 +149,20 @@ Kern map_unwire(Map& map, std::uint64_t start, std::uint64_t end, bool user);
 // wired copied entry is copied page by page now (vm_fault_copy_entry).
 std::unique_ptr<Map> vmspace_fork(Map& parent);
 
-// Splits entries so that `va` is an entry boundary (vm_map_clip_start/end).
-void map_clip(Map& map, std::uint64_t va) FL_REQUIRES(map.lock);
+// Split the entry containing `va` so that `va` is an entry boundary.  The
+// start of a range (vm_map_clip_start) first joins that entry with its
+// neighbours; its end (vm_map_clip_end) does not.
+void map_clip_start(Map& map, std::uint64_t va) FL_REQUIRES(map.lock);
+void map_clip_end(Map& map, std::uint64_t va) FL_REQUIRES(map.lock);
+
+// vm_map_simplify_entry: joins `e` with the entry below and the one above
+// where they are alike (same object at contiguous offsets, same flags,
+// protections, behaviour, inheritance and wire count; none in transition),
+// dropping the joined entries' object references.  Returns the entry that
+// now holds e's range (the model keys entries by start, so joining the one
+// below keeps that one).
+MapEntry* map_simplify_entry(Map& map, MapEntry* e) FL_REQUIRES(map.lock);
+// map_simplify_entry on each entry overlapping [start, end), in order.
+void map_simplify_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(map.lock);
 
 }  // namespace faultline::vm

@@ -712,5 +712,115 @@ TEST_F(OpsTest, MlockWiresAndMunlockReleases) {
   EXPECT_EQ(map_wire(map(), va, va + ps(), true), Kern::kInvalidAddress);
 }
 
+// The entries of [lo, hi) as (start, end) pairs, read under the map lock.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> entries_of(Map& m, std::uint64_t lo, std::uint64_t hi) {
+  locking::SxSharedLock l(m.lock);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (auto it = m.entries.lower_bound(lo); it != m.entries.end() && it->first < hi; ++it)
+    out.emplace_back(it->second.start, it->second.end);
+  return out;
+}
+
+int ref_count(Object* o) {
+  MutexLock l(o->mtx);
+  return o->ref_count;
+}
+
+// 7.0 vm_map_simplify_entry: an mprotect, madvise or mlock over part of an
+// entry clips it, and putting the part back as it was joins the pieces
+// again, dropping the references the clips took.
+TEST_F(OpsTest, EntriesSplitByMprotectMadviseAndMlockAreJoinedWhenAlikeAgain) {
+  const std::uint64_t va = mmap_anon(8), end = va + 8 * ps();
+  ASSERT_EQ(store(va, 1), Kern::kSuccess);  // the entry gets its object
+  Object* o = nullptr;
+  {
+    locking::SxSharedLock l(map().lock);
+    o = map().lookup_entry(va)->object;
+  }
+  ASSERT_NE(o, nullptr);
+  const std::uint64_t merges = cnt().entry_merges.load();
+
+  ASSERT_EQ(map_protect(map(), va + 2 * ps(), va + 5 * ps(), kProtRead), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end).size(), 3u);
+  EXPECT_EQ(ref_count(o), 3);
+  ASSERT_EQ(map_protect(map(), va + 2 * ps(), va + 5 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end), (std::vector<std::pair<std::uint64_t, std::uint64_t>>{{va, end}}));
+  EXPECT_EQ(ref_count(o), 1);
+  EXPECT_EQ(cnt().entry_merges.load(), merges + 2);
+
+  ASSERT_EQ(map_madvise(map(), va + ps(), va + 3 * ps(), Behavior::kRandom), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end).size(), 3u);
+  ASSERT_EQ(map_madvise(map(), va, end, Behavior::kNormal), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end).size(), 1u);
+
+  ASSERT_EQ(map_wire(map(), va + 6 * ps(), end, true), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end).size(), 2u);
+  ASSERT_EQ(map_unwire(map(), va + 6 * ps(), end, true), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end).size(), 1u);
+  EXPECT_EQ(ref_count(o), 1);
+  // Changing part of an entry to what it already is clips and joins back.
+  ASSERT_EQ(map_protect(map(), va + ps(), va + 2 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), va, end).size(), 1u);
+  EXPECT_EQ(ref_count(o), 1);
+  std::uint64_t v = 0;
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 1u);
+}
+
+// Entries are joined only when alike: two mappings side by side have
+// different objects; pieces of one object stay apart while their
+// protections, wire counts or transitions differ.
+TEST_F(OpsTest, EntriesOfOtherObjectsOrOtherAttributesStayApart) {
+  const std::uint64_t a = mmap_anon(2), b = mmap_anon(2);
+  ASSERT_EQ(b, a + 2 * ps());  // first fit: right above
+  ASSERT_EQ(store(a, 1), Kern::kSuccess);
+  ASSERT_EQ(store(b, 2), Kern::kSuccess);
+  ASSERT_EQ(map_protect(map(), a, b + 2 * ps(), kProtRead), Kern::kSuccess);
+  ASSERT_EQ(map_protect(map(), a, b + 2 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), a, b + 2 * ps()).size(), 2u);
+
+  ASSERT_EQ(map_wire(map(), a, a + ps(), true), Kern::kSuccess);
+  ASSERT_EQ(map_wire(map(), a + ps(), a + 2 * ps(), true), Kern::kSuccess);
+  // Both pieces wired once and user-wired: alike, so one again.
+  EXPECT_EQ(entries_of(map(), a, b).size(), 1u);
+  ASSERT_EQ(map_unwire(map(), a, a + ps(), true), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), a, b).size(), 2u);
+  ASSERT_EQ(map_unwire(map(), a + ps(), a + 2 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(entries_of(map(), a, b).size(), 1u);
+
+  // Not an entry in transition, nor into one.
+  map_lock(map());
+  map_clip_end(map(), a + ps());
+  auto& low = map().entries.at(a);
+  low.eflags |= kEntryInTransition;
+  EXPECT_EQ(map_simplify_entry(map(), &low), &low);
+  EXPECT_EQ(map_simplify_entry(map(), &map().entries.at(a + ps())), &map().entries.at(a + ps()));
+  EXPECT_EQ(map().entries.count(a + ps()), 1u);
+  low.eflags &= static_cast<std::uint16_t>(~kEntryInTransition);
+  map_unlock(map());
+
+  // The start of a range joins what is alike before it clips; its end does
+  // not, and a join takes the neighbours only, not theirs (7.0 likewise).
+  const std::uint64_t c = mmap_anon(4);
+  ASSERT_EQ(store(c, 3), Kern::kSuccess);
+  Object* o = nullptr;
+  map_lock(map());
+  o = map().lookup_entry(c)->object;
+  map_clip_end(map(), c + ps());
+  map_clip_end(map(), c + 2 * ps());  // clip_end never joins
+  map_unlock(map());
+  EXPECT_EQ(entries_of(map(), c, c + 4 * ps()).size(), 3u);
+  EXPECT_EQ(ref_count(o), 3);
+  map_lock(map());
+  map_clip_start(map(), c + 3 * ps());
+  map_unlock(map());
+  // In pages: [c, c+1) [c+1, c+2) [c+2, c+4); the entry containing c+3
+  // joins the one below it (not [c, c+1)), then is cut at c+3.
+  EXPECT_EQ(entries_of(map(), c, c + 4 * ps()),
+            (std::vector<std::pair<std::uint64_t, std::uint64_t>>{
+                {c, c + ps()}, {c + ps(), c + 3 * ps()}, {c + 3 * ps(), c + 4 * ps()}}));
+  EXPECT_EQ(ref_count(o), 3);  // one joined away, one clipped in
+}
+
 }  // namespace
 }  // namespace faultline::vm

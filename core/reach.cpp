@@ -117,6 +117,8 @@ const std::vector<Window>& reach_catalogue() {
        FL_C(fork_wiring_waits)},
       {"mprotect.in_transition", kWin, "vm_map_protect", "an mprotect changed an entry being wired",
        FL_C(protect_in_transition)},
+      {"map.join", kWin, "vm_map_simplify_entry", "an entry joined a neighbour alike, dropping an object reference",
+       FL_C(entry_merges)},
       {"cache.reactivate", kWin, "vm_page_alloc", "a cached page given back to its object",
        FL_C(cache_reactivations)},
       {"pageout.cache", kWin, "vm_page_cache", "a clean page moved to the cache", FL_C(v_tcached)},
