@@ -408,7 +408,9 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
       return Kern::kProtectionFailure;
     }
   }
-  map_clip_end(map, end);
+  // (--mutant mprotect-past-end skips the clip: the last entry's pages
+  // past `end` change too.)
+  if (map.vm.config().mutant != Mutant::kMprotectPastEnd) map_clip_end(map, end);
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it) {
     MapEntry& e = it->second;
     const std::uint8_t old = e.protection;

@@ -16,6 +16,7 @@ const char* mutant_name(Mutant m) noexcept {
     case Mutant::kNoEofCheck: return "no-eof-check";
     case Mutant::kWireKeepsMaxWrite: return "wire-keeps-max-write";
     case Mutant::kVnodeWriteLost: return "vnode-write-lost";
+    case Mutant::kMprotectPastEnd: return "mprotect-past-end";
     case Mutant::kCount: break;
   }
   return "?";

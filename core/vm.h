@@ -28,6 +28,7 @@ enum class Mutant : std::uint8_t {
   kNoEofCheck,            // vm_fault (seed L423-427) and the vnode pager ignore the file's size: no SIGBUS past EOF
   kWireKeepsMaxWrite,     // vm_fault: a user wire of an inaccessible COW entry leaves its max protection (L270-271)
   kVnodeWriteLost,        // vnode pager put_pages: reports the write done without writing the page to the file
+  kMprotectPastEnd,       // vm_map_protect without vm_map_clip_end: the protection reaches past the range
   kCount
 };
 const char* mutant_name(Mutant m) noexcept;

@@ -30,10 +30,10 @@ enum class Op : std::uint8_t {
   kWrite,     // store to its own slot of a page of anonymous memory
   kFileRead,  // load a word of the shared file mapping
   kFork,      // fork the process: the child runs its own threads, then exits
-  kProtect,   // mprotect the scratch region read-only, then back
-  kChurn,     // munmap the churn region and map fresh memory there
-  kWire,      // mlock two pages, touch them, munlock
-  kAdvise,    // madvise the anonymous region (random / sequential / normal)
+  kProtect,   // mprotect the scratch region, or a run of it, read-only, then back
+  kChurn,     // munmap the churn region, or a run of it, and map fresh memory there
+  kWire,      // mlock a run of one to four pages, touch them, munlock
+  kAdvise,    // madvise the anonymous region, or a run of it (random / sequential / normal)
   kSend,      // zero-copy send: write a page, lend it (COW loan) for a while, check it did not change
   kDevRead,   // load a word of a device mapping whose driver sometimes moves its memory
   kFileWrite, // store to the shared file mapping the word the file holds there (zero past the lowest cut)

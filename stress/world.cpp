@@ -153,6 +153,7 @@ Process& World::new_process(Process* parent, int nworkers) {
   p->committed = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
   p->pending = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
   p->wiring = std::make_unique<Process::Wiring[]>(cfg.anon_pages);
+  p->scratch_ro = std::make_unique<Process::ScratchRo[]>(cfg.scratch_pages);
   for (std::size_t i = 0; i < p->nslots; ++i) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
@@ -485,7 +486,9 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
   const std::uint64_t va = p.va[region] + page * vm.page_size() + 8 * static_cast<std::uint64_t>(j);
   std::uint64_t v = make_value(p.pid, ++seq);
   if (region != kChurn) p.pending[p.slot_index(region, page, j)].store(v);
-  const std::uint64_t g1 = region == kAnon ? p.wiring[page].gen.load() : 0;
+  const std::uint64_t g1 = region == kAnon      ? p.wiring[page].gen.load()
+                          : region == kScratch ? p.scratch_ro[page].gen.load()
+                                               : 0;
   const Kern r = access(*p.map, va, true, &v);
   // 7.x's vm_map_lookup refuses a write fault on a user-wired COW entry
   // (MAP_ENTRY_USER_WIRED and MAP_ENTRY_COW): once mlock has copied the
@@ -504,7 +507,7 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
   if (r == Kern::kSuccess) {
     p.committed[p.slot_index(region, page, j)].store(v);
     writes_committed.fetch_add(1, std::memory_order_relaxed);
-  } else if (region == kScratch && r == Kern::kProtectionFailure) {
+  } else if (region == kScratch && r == Kern::kProtectionFailure && scratch_read_only(p, page, g1)) {
     segv_on_scratch.fetch_add(1, std::memory_order_relaxed);  // mprotect'ed meanwhile: SIGSEGV
   } else if (refused) {
     // counted by wired_refusal
@@ -870,8 +873,19 @@ void World::op_fork(Process& p, Rng& rng) {
   const std::size_t fpages = p.fpriv_sure ? file_size_ / vm.page_size() : 0;
   std::vector<bool> sure_before(fpages);
   for (std::size_t i = 0; i < fpages; ++i) sure_before[i] = p.fpriv_sure[i].load();
+  // Likewise whether each scratch page was read-only at any time of the
+  // fork: then the child may have it read-only for good.
+  std::vector<std::uint64_t> ro_gen(cfg.scratch_pages);
+  std::vector<bool> ro_before(cfg.scratch_pages);
+  for (std::size_t i = 0; i < cfg.scratch_pages; ++i) {
+    ro_gen[i] = p.scratch_ro[i].gen.load();
+    ro_before[i] = p.scratch_ro[i].active.load() != 0 || p.scratch_ro[i].inherited.load();
+  }
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
+  for (std::size_t i = 0; i < cfg.scratch_pages; ++i)
+    c.scratch_ro[i].inherited.store(ro_before[i] || p.scratch_ro[i].active.load() != 0 ||
+                                    p.scratch_ro[i].inherited.load() || p.scratch_ro[i].gen.load() != ro_gen[i]);
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
   c.file_va = p.file_va;
@@ -914,43 +928,80 @@ void World::op_fork(Process& p, Rng& rng) {
 }
 
 void World::op_protect(Process& p, Rng& rng) {
-  // One in four: an mprotect that changes nothing, read/write over two pages
-  // of the anonymous region (read/write already).  It clips the entries
-  // there, maybe one an mlock is faulting in: 7.0's mprotect does not wait
-  // for it, and the mlock must settle both pieces.
+  const std::uint64_t ps = vm.page_size();
+  // One in four: an mprotect that changes nothing, read/write over a run of
+  // one to four pages of the anonymous region (read/write already).  It
+  // clips the entries there, maybe one an mlock is faulting in: 7.0's
+  // mprotect does not wait for it, and the mlock must settle both pieces;
+  // then it joins them again (vm_map_simplify_entry).
   if (p.npages[kAnon] > 1 && rng.below(4) == 0) {
-    const std::uint64_t ps = vm.page_size();
-    const std::uint64_t a = p.va[kAnon] + rng.below(p.npages[kAnon] - 1) * ps;
-    const Kern r = vm::map_protect(*p.map, a, a + 2 * ps, vm::kProtRead | vm::kProtWrite);
+    const std::uint64_t n = 1 + rng.below(std::min<std::uint64_t>(4, p.npages[kAnon]));
+    const std::uint64_t a = p.va[kAnon] + rng.below(p.npages[kAnon] - n + 1) * ps;
+    const Kern r = vm::map_protect(*p.map, a, a + n * ps, vm::kProtRead | vm::kProtWrite);
     if (r != Kern::kSuccess)
       fail("ops", fmt::format("process {}: mprotect read-write of anonymous memory failed: {}", p.pid,
                               vm::kern_name(r)));
     return;
   }
-  const std::uint64_t start = p.va[kScratch], end = start + p.npages[kScratch] * vm.page_size();
+  // A run of the scratch region read-only, then back: the whole region one
+  // time in two, else pages [lo, hi).
+  std::uint64_t lo = 0, hi = p.npages[kScratch];
+  if (hi > 1 && rng.below(2) == 0) {
+    lo = rng.below(hi);
+    hi = lo + 1 + rng.below(hi - lo);
+  }
+  const std::uint64_t start = p.va[kScratch] + lo * ps, end = p.va[kScratch] + hi * ps;
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    p.scratch_ro[i].gen.fetch_add(1);
+    p.scratch_ro[i].active.fetch_add(1);
+  }
   if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
     fail("ops", fmt::format("process {}: mprotect read-only failed", p.pid));
   locking::schedule_point(locking::Point::kUser, &p);
   locking::schedule_point(locking::Point::kUser, &p);
   if (vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite) != Kern::kSuccess)
     fail("ops", fmt::format("process {}: mprotect read-write failed", p.pid));
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    p.scratch_ro[i].inherited.store(false);  // read/write now, whatever the fork left
+    p.scratch_ro[i].active.fetch_sub(1);
+    p.scratch_ro[i].gen.fetch_add(1);
+  }
 }
 
-void World::op_churn(Process& p) {
-  const std::uint64_t len = p.npages[kChurn] * vm.page_size();
-  vm::map_munmap(*p.map, p.va[kChurn], p.va[kChurn] + len);
+// A refused store to scratch page `page` (its generation was g1 when the
+// store began): excused only if an mprotect to read-only covered the page
+// during the store, or the page may have come read-only from the parent.
+bool World::scratch_read_only(Process& p, std::uint64_t page, std::uint64_t g1) {
+  const Process::ScratchRo& s = p.scratch_ro[page];
+  return s.inherited.load() || s.active.load() != 0 || s.gen.load() != g1;
+}
+
+void World::op_churn(Process& p, Rng& rng) {
+  // munmap the churn region and map fresh memory there; one time in two
+  // only a run of it, [lo, hi), which clips the entry there (an unmap of
+  // part of a one-mapping object frees that part's pages:
+  // vm_map_entry_delete).
+  const std::uint64_t ps = vm.page_size();
+  std::uint64_t lo = 0, hi = p.npages[kChurn];
+  if (hi > 1 && rng.below(2) == 0) {
+    lo = rng.below(hi);
+    hi = lo + 1 + rng.below(hi - lo);
+  }
+  const std::uint64_t len = (hi - lo) * ps;
+  std::uint64_t addr = p.va[kChurn] + lo * ps;
+  vm::map_munmap(*p.map, addr, addr + len);
   locking::schedule_point(locking::Point::kUser, &p);
-  std::uint64_t addr = p.va[kChurn];
   const Kern r = vm::map_mmap(*p.map, &addr, len, nullptr, 0, vm::kProtRead | vm::kProtWrite, vm::kProtAll, 0,
                               vm::Inherit::kCopy);
-  if (r != Kern::kSuccess && r != Kern::kNoSpace)  // kNoSpace: another thread mapped it again first
+  if (r != Kern::kSuccess && r != Kern::kNoSpace)  // kNoSpace: another thread mapped some of it again first
     fail("ops", fmt::format("process {}: mmap of the churn region failed: {}", p.pid, vm::kern_name(r)));
 }
 
 void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const std::uint64_t ps = vm.page_size();
-  const std::uint64_t page = rng.below(p.npages[kAnon] > 1 ? p.npages[kAnon] - 1 : 1);
-  const std::uint64_t npages = std::min<std::uint64_t>(2, p.npages[kAnon]);
+  // A run of one to four pages.
+  const std::uint64_t npages = 1 + rng.below(std::min<std::uint64_t>(4, p.npages[kAnon]));
+  const std::uint64_t page = rng.below(p.npages[kAnon] - npages + 1);
   const std::uint64_t start = p.va[kAnon] + page * ps, end = start + npages * ps;
   // Brackets an mlock or munlock of the range for wired_refusal.
   const auto bracket = [&](int delta) {
@@ -1031,8 +1082,16 @@ void World::op_wire_none(Process& p) {
 void World::op_advise(Process& p, Rng& rng) {
   static constexpr vm::Behavior kBehaviours[] = {vm::Behavior::kNormal, vm::Behavior::kSequential,
                                                  vm::Behavior::kRandom};
-  const std::uint64_t start = p.va[kAnon], end = start + p.npages[kAnon] * vm.page_size();
-  vm::map_madvise(*p.map, start, end, kBehaviours[rng.below(3)]);
+  // The whole anonymous region one time in two, else a run [lo, hi) of it:
+  // the entry is clipped there, and joined again by the next madvise that
+  // gives the run its neighbours' behaviour.
+  std::uint64_t lo = 0, hi = p.npages[kAnon];
+  if (hi > 1 && rng.below(2) == 0) {
+    lo = rng.below(hi);
+    hi = lo + 1 + rng.below(hi - lo);
+  }
+  const std::uint64_t ps = vm.page_size();
+  vm::map_madvise(*p.map, p.va[kAnon] + lo * ps, p.va[kAnon] + hi * ps, kBehaviours[rng.below(3)]);
 }
 
 void World::worker(Process& p, int j, std::uint64_t ops) {
@@ -1053,7 +1112,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kFileRead: op_file_read(p, rng); break;
         case Op::kFork: op_fork(p, rng); break;
         case Op::kProtect: op_protect(p, rng); break;
-        case Op::kChurn: op_churn(p); break;
+        case Op::kChurn: op_churn(p, rng); break;
         case Op::kWire: op_wire(p, rng, j, seq); break;
         case Op::kAdvise: op_advise(p, rng); break;
         case Op::kFilePrivate: op_file_private(p, rng, j, seq); break;

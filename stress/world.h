@@ -115,6 +115,18 @@ class Process {
     std::atomic<bool> wired_during_loan{false};
   };
   std::unique_ptr<Wiring[]> wiring;
+  // Per scratch page, what the oracle knows of its protection: mprotects
+  // to read-only of a run covering it not yet undone, a generation bumped
+  // before and after each such pair, and whether it may have come read-only
+  // from the parent (a fork while the parent had it read-only; cleared by
+  // this process's own mprotect back to read/write).  A refused store to a
+  // scratch page is excused only by these.
+  struct ScratchRo {
+    std::atomic<int> active{0};
+    std::atomic<std::uint64_t> gen{0};
+    std::atomic<bool> inherited{false};
+  };
+  std::unique_ptr<ScratchRo[]> scratch_ro;
   bool exited = false;  // by its last thread
 
   // Oracle state for the anonymous and scratch regions.
@@ -218,6 +230,7 @@ class World {
   // lent the page while it was wired and the entry is still user-wired.
   // Counts it.
   bool wired_refusal(Process& p, std::uint64_t page, std::uint64_t va, std::uint64_t g1);
+  bool scratch_read_only(Process& p, std::uint64_t page, std::uint64_t g1);
   // Whether an access's result is a pager read error (SIGBUS), which only
   // --io-error-ppm causes.  Counts it.
   bool pager_error(vm::Kern r);
@@ -232,7 +245,7 @@ class World {
   void op_file_write(Process& p, Rng& rng);
   void op_fork(Process& p, Rng& rng);
   void op_protect(Process& p, Rng& rng);
-  void op_churn(Process& p);
+  void op_churn(Process& p, Rng& rng);
   void op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_advise(Process& p, Rng& rng);
   void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
