@@ -164,8 +164,9 @@ void map_lookup_done(Map& map) { map_unlock_read(map); }
 namespace {
 
 // Entries a and b (a just below b) may be one: vm_map_simplify_entry's test
-// (7.0 vm_map.c 1248-1255, 1270-1277).  7.0 keeps the madvise behaviour in
-// eflags; the model keeps it apart, so it is compared here as well.
+// (7.0 vm_map.c 1237-1289, for the entry below and the one above).  7.0
+// keeps the madvise behaviour in eflags (vm_map_entry_set_behavior); the
+// model keeps it apart, so it is compared here as well.
 bool joinable(const MapEntry& a, const MapEntry& b, std::uint32_t ps) {
   return a.end == b.start && a.object == b.object && (a.object == nullptr || a.offset + a.pages(ps) == b.offset) &&
          a.eflags == b.eflags && a.protection == b.protection &&
@@ -507,8 +508,8 @@ Kern map_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user) FL_NO
       --e->wired_count;
     }
   }
-  // 7.0 vm_map_wire joins each piece with its neighbours as it clears
-  // its transition (2071-2093); the map is locked throughout.
+  // 7.0 vm_map_wire joins each piece with its neighbours as it clears its
+  // transition (its `done:` loop); the map is locked throughout.
   map_simplify_range(map, start, end);
   map_unlock(map);
   map_wakeup(map);

@@ -959,12 +959,16 @@ void World::op_protect(Process& p, Rng& rng) {
     fail("ops", fmt::format("process {}: mprotect read-only failed", p.pid));
   locking::schedule_point(locking::Point::kUser, &p);
   locking::schedule_point(locking::Point::kUser, &p);
-  if (vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite) != Kern::kSuccess)
+  if (vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite) != Kern::kSuccess) {
     fail("ops", fmt::format("process {}: mprotect read-write failed", p.pid));
+    return;  // still read-only: the record says so
+  }
+  // The generation moves before `active` drops: a check (scratch_read_only,
+  // op_fork) that sees `active` at 0 then sees the generation moved.
   for (std::uint64_t i = lo; i < hi; ++i) {
     p.scratch_ro[i].inherited.store(false);  // read/write now, whatever the fork left
-    p.scratch_ro[i].active.fetch_sub(1);
     p.scratch_ro[i].gen.fetch_add(1);
+    p.scratch_ro[i].active.fetch_sub(1);
   }
 }
 
@@ -1007,9 +1011,10 @@ void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const auto bracket = [&](int delta) {
     for (std::uint64_t i = page; i < page + npages; ++i) {
       if (delta > 0 && p.wiring[i].loans.load() != 0) p.wiring[i].wired_during_loan.store(true);
-      if (delta > 0) p.wiring[i].gen.fetch_add(1);
+      // The generation moves first both ways: a check that sees `active`
+      // at 0 after an munlock then sees the generation it bumped.
+      p.wiring[i].gen.fetch_add(1);
       p.wiring[i].active.fetch_add(delta);
-      if (delta < 0) p.wiring[i].gen.fetch_add(1);
     }
   };
   bracket(+1);
