@@ -358,6 +358,12 @@ class World {
   std::atomic<int> live_threads_{0};
   std::atomic<bool> stop_{false};         // threads: start no more operations
   std::atomic<bool> actors_stop_{false};  // actors: every thread is done (the daemon must outlive them)
+  // The daemon stops only once no other actor can fault any more: the
+  // truncator's stores may wait for memory (VM_WAIT), which only the daemon
+  // frees.  Actors that fault, still running:
+  std::atomic<int> faulting_actors_{0};
+  std::atomic<bool> daemon_stop_{false};
+  void stop_daemon();
   std::atomic<std::uint64_t> next_stream_{0};
   // Simulated threads pass threads_gate_ around each operation (and a
   // child's exit); the pageout daemon and the truncator pass actors_gate_
