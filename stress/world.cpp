@@ -18,6 +18,20 @@ using vm::Kern;
 
 namespace {
 
+// Pages [lo, hi) of a region of n pages for an operation over a run of it:
+// the whole region one time in two, else a random run.
+std::pair<std::uint64_t, std::uint64_t> some_run(Rng& rng, std::uint64_t n) {
+  if (n <= 1 || rng.below(2) != 0) return {0, n};
+  const std::uint64_t lo = rng.below(n);
+  return {lo, lo + 1 + rng.below(n - lo)};
+}
+
+// A run of one to four of n pages: {first page, pages}.
+std::pair<std::uint64_t, std::uint64_t> short_run(Rng& rng, std::uint64_t n) {
+  const std::uint64_t count = 1 + rng.below(std::min<std::uint64_t>(4, n));
+  return {rng.below(n - count + 1), count};
+}
+
 constexpr std::uint64_t kBase = 0x10000000;
 constexpr std::uint64_t kMapSpan = std::uint64_t{1} << 36;
 
@@ -937,8 +951,8 @@ void World::op_protect(Process& p, Rng& rng) {
   // mprotect does not wait for it, and the mlock must settle both pieces;
   // then it joins them again (vm_map_simplify_entry).
   if (p.npages[kAnon] > 1 && rng.below(4) == 0) {
-    const std::uint64_t n = 1 + rng.below(std::min<std::uint64_t>(4, p.npages[kAnon]));
-    const std::uint64_t a = p.va[kAnon] + rng.below(p.npages[kAnon] - n + 1) * ps;
+    const auto [first, n] = short_run(rng, p.npages[kAnon]);
+    const std::uint64_t a = p.va[kAnon] + first * ps;
     const Kern r = vm::map_protect(*p.map, a, a + n * ps, vm::kProtRead | vm::kProtWrite);
     if (r != Kern::kSuccess)
       fail("ops", fmt::format("process {}: mprotect read-write of anonymous memory failed: {}", p.pid,
@@ -947,11 +961,7 @@ void World::op_protect(Process& p, Rng& rng) {
   }
   // A run of the scratch region read-only, then back: the whole region one
   // time in two, else pages [lo, hi).
-  std::uint64_t lo = 0, hi = p.npages[kScratch];
-  if (hi > 1 && rng.below(2) == 0) {
-    lo = rng.below(hi);
-    hi = lo + 1 + rng.below(hi - lo);
-  }
+  const auto [lo, hi] = some_run(rng, p.npages[kScratch]);
   const std::uint64_t start = p.va[kScratch] + lo * ps, end = p.va[kScratch] + hi * ps;
   for (std::uint64_t i = lo; i < hi; ++i) {
     p.scratch_ro[i].gen.fetch_add(1);
@@ -988,11 +998,7 @@ void World::op_churn(Process& p, Rng& rng) {
   // part of a one-mapping object frees that part's pages:
   // vm_map_entry_delete).
   const std::uint64_t ps = vm.page_size();
-  std::uint64_t lo = 0, hi = p.npages[kChurn];
-  if (hi > 1 && rng.below(2) == 0) {
-    lo = rng.below(hi);
-    hi = lo + 1 + rng.below(hi - lo);
-  }
+  const auto [lo, hi] = some_run(rng, p.npages[kChurn]);
   const std::uint64_t len = (hi - lo) * ps;
   std::uint64_t addr = p.va[kChurn] + lo * ps;
   vm::map_munmap(*p.map, addr, addr + len);
@@ -1006,8 +1012,7 @@ void World::op_churn(Process& p, Rng& rng) {
 void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   const std::uint64_t ps = vm.page_size();
   // A run of one to four pages.
-  const std::uint64_t npages = 1 + rng.below(std::min<std::uint64_t>(4, p.npages[kAnon]));
-  const std::uint64_t page = rng.below(p.npages[kAnon] - npages + 1);
+  const auto [page, npages] = short_run(rng, p.npages[kAnon]);
   const std::uint64_t start = p.va[kAnon] + page * ps, end = start + npages * ps;
   // Brackets an mlock or munlock of the range for wired_refusal.
   const auto bracket = [&](int delta) {
@@ -1092,11 +1097,7 @@ void World::op_advise(Process& p, Rng& rng) {
   // The whole anonymous region one time in two, else a run [lo, hi) of it:
   // the entry is clipped there, and joined again by the next madvise that
   // gives the run its neighbours' behaviour.
-  std::uint64_t lo = 0, hi = p.npages[kAnon];
-  if (hi > 1 && rng.below(2) == 0) {
-    lo = rng.below(hi);
-    hi = lo + 1 + rng.below(hi - lo);
-  }
+  const auto [lo, hi] = some_run(rng, p.npages[kAnon]);
   const std::uint64_t ps = vm.page_size();
   vm::map_madvise(*p.map, p.va[kAnon] + lo * ps, p.va[kAnon] + hi * ps, kBehaviours[rng.below(3)]);
 }
