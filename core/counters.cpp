@@ -176,6 +176,15 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&fault_zero_invalid, "fault_zero_invalid", "faults that zeroed the invalid part of their page (L879-881)"},
       {&last_page_busy_waits, "last_page_busy_waits", "sleeps of a truncation's last-block write on a busy page (pgtblk)"},
       {&entry_merges, "entry_merges", "map entries joined with a neighbour (vm_map_simplify_entry)"},
+      {&page_remove_wired, "page_remove_wired",
+       "wired pages a truncation unmapped and left in their object (vm_object_page_remove)"},
+      {&unwire_unmapped, "unwire_unmapped", "pages of a wired range an unwire found unmapped, left wired (L1065-1067)"},
+      {&cowfault_invalid_copies, "cowfault_invalid_copies",
+       "copies of a lent page not fully valid, made only as valid (fix cowfault-keeps-validity)"},
+      {&fault_kept_wired, "fault_kept_wired",
+       "wired pages the pager could not fill, left in their object unbusied (fix fault-keeps-wired)"},
+      {&fault_past_eof_zero_fill, "fault_past_eof_zero_fill",
+       "resident pages past a file's end zero-filled by a fault, not refused (L411-413, L646-672)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

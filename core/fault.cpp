@@ -58,6 +58,21 @@ void release_page(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
   fs.m = nullptr;
 }
 
+// seed L612-625: the page the pager could not fill goes.  A wired one is a
+// page a truncation left in its object, invalid: 7.0 frees it all the same
+// and panics in vm_page_free_toq; fix fault-keeps-wired leaves it there,
+// unbusied (on no queue, as a wired page is).  Requires: its object and
+// the page queues locked.
+void free_unless_wired(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = *m->vm;
+  if (m->wire_count != 0 && vm.fix(Fix::kFaultKeepsWired)) {
+    vm.counters().bump(vm.counters().fault_kept_wired);
+    page_wakeup(m);
+    return;
+  }
+  page_free(m);
+}
+
 // Leaves the backing object the search stopped in (its pip dropped, its lock
 // released) and continues with the first object's page: seed L651-659 and
 // L770-779.  `lock_first`: take the first object's lock (not already held).
@@ -501,7 +516,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         if (rv == PagerResult::kError || rv == PagerResult::kBad) {
           {
             MutexLock pq(vm.page_queues);
-            page_free(fs.m);
+            free_unless_wired(fs.m);
           }
           fs.m = nullptr;
           unlock_and_deallocate(fs);
@@ -514,7 +529,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         // inserts one there meanwhile.
         if (fs.object != fs.first_object) {
           MutexLock pq(vm.page_queues);
-          page_free(fs.m);
+          free_unless_wired(fs.m);
           fs.m = nullptr;
         }
       }
@@ -536,6 +551,12 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         fs.m->flags &= static_cast<std::uint8_t>(~kPgZero);
         cnt.bump(cnt.v_zfod);
         fs.m->valid = kPageBitsAll;
+        // A resident page of a file past its end (a wired one a truncation
+        // left, invalid): the EOF test (L423) is only for pages not
+        // resident, and the pager does not have it, so it is zero-filled
+        // here and mapped; no SIGBUS.
+        if (fs.object->type == ObjectType::kVnode && fs.pindex >= fs.object->size)
+          cnt.bump(cnt.fault_past_eof_zero_fill);
         break;  // found
       }
       FL_KASSERT(next != fs.object, "object loop");
@@ -730,15 +751,34 @@ Kern vm_fault_wire(Map& map, std::uint64_t start, std::uint64_t end, bool user_w
   return Kern::kSuccess;
 }
 
-void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end) {
+void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end) FL_NO_THREAD_SAFETY_ANALYSIS {
   const std::uint32_t ps = map.vm.page_size();
-  // Wired pages stay mapped, so the pmap finds them.
+  // The pages are found through the pmap, as 7.x finds them (L1061-1067),
+  // and unwired under the page queues taken after (L1070-1072).  Between
+  // the two a write to a lent page may run vm_page_cowfault (under the page
+  // queues), which moves the object's wirings to its copy and leaves the
+  // lent page only the loans' (7.0 vm_page.c): the unwire then takes a
+  // loan's wiring, and the loan's end panics ("unwiring an unwired page";
+  // 7.0's vm_page_unwire: "invalid wire count").  Fix unwire-under-queues
+  // takes the page queues before the lookup.
+  const bool early = map.vm.fix(Fix::kUnwireUnderQueues);
   for (std::uint64_t va = start; va < end; va += ps) {
+    if (early) map.vm.page_queues.lock();
     Page* m = pmap_extract(map.pmap, va);
-    if (m == nullptr) continue;
+    if (m == nullptr) {
+      // Not mapped, and no fault mapped it again: a truncation unmapped it
+      // (vm_object_page_remove leaves a wired page in its object, wired;
+      // vnode_pager_setsize unmaps the partial last page), or a write to a
+      // lent page moved the wiring to a copy not mapped yet
+      // (vm_page_cowfault).  Not found, it stays wired for good.
+      map.vm.counters().bump(map.vm.counters().unwire_unmapped);
+      if (early) map.vm.page_queues.unlock();
+      continue;
+    }
     pmap_change_wiring(map.pmap, va, false);
-    MutexLock pq(map.vm.page_queues);
+    if (!early) map.vm.page_queues.lock();
     page_unwire(m, true);
+    map.vm.page_queues.unlock();
   }
 }
 

@@ -113,18 +113,20 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
       // 7.0 tests the wire count with the page queues held (it takes them
       // at "again:" and keeps them but while vm_page_sleep_if_busy sleeps);
       // a wired page is unmapped and, unless clean_only, made invalid, and
-      // left in the object.  (Unlike 7.0, the model lets the page queues go
-      // between this test and the free below; socow_setup, which wires a
-      // page with the page queues only, could wire it in between, but it
-      // lends anonymous pages no workload removes this way.  To do.)
+      // left in the object.  The model lets the page queues go for the busy
+      // test, so it tests again under the hold that frees the page:
+      // socow_setup wires a page holding the page queues only, and may have
+      // lent this one in between.
+      const auto leave_wired = [&]() FL_NO_THREAD_SAFETY_ANALYSIS {
+        vm.counters().bump(vm.counters().page_remove_wired);
+        pmap_remove_all(p);
+        if (!clean_only) p->valid = 0;
+      };
       bool wired = false;
       {
         MutexLock pq(vm.page_queues);
         wired = p->wire_count != 0;
-        if (wired) {
-          pmap_remove_all(p);
-          if (!clean_only) p->valid = 0;
-        }
+        if (wired) leave_wired();
       }
       if (wired) continue;
       if (page_sleep_if_busy(p, true, "vmopar")) {
@@ -133,6 +135,10 @@ void object_page_remove(Object& o, Pindex start, Pindex end, bool clean_only) {
         break;
       }
       MutexLock pq(vm.page_queues);
+      if (p->wire_count != 0) {
+        leave_wired();
+        continue;
+      }
       if (clean_only && p->valid != 0) {
         // Write-protect first (1843): the modified bits of every mapping
         // go to the page's dirty bits, and a store from now on faults, so

@@ -466,6 +466,137 @@ TEST_F(OpsTest, TruncationUnmapsAndInvalidatesAWiredPageButLeavesIt) {
   EXPECT_EQ(wired->wire_count, 1);
 }
 
+// The wired page a truncation left in its object, invalid, past the new
+// end: a fault there finds it resident, so the end-of-file test (seed L423,
+// for pages not resident) is not made; the vnode pager does not have the
+// page (vnode_pager_haspage: past the end), so vm_fault_additional_pages
+// gives nothing to read and the fault zero-fills the page and maps it
+// (L646-672).  7.0 reads zeros there and takes stores, no SIGBUS; the page
+// next to it, not wired, is refused.
+TEST_F(OpsTest, AFaultPastTheEndZeroFillsAWiredPageTruncationLeft) {
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x11});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+  }
+  const std::uint64_t zero_fills = cnt().fault_past_eof_zero_fill.load();
+  std::uint64_t v = 1;
+  EXPECT_EQ(load(va + 2 * ps(), &v), Kern::kProtectionFailure) << "not resident: SIGBUS";
+  ASSERT_EQ(load(va + 3 * ps() + 8, &v), Kern::kSuccess) << "resident, wired: no SIGBUS (7.0)";
+  EXPECT_EQ(v, 0u) << "zero-filled, not the file's bytes";
+  EXPECT_EQ(cnt().fault_past_eof_zero_fill.load(), zero_fills + 1);
+  EXPECT_EQ(store(va + 3 * ps(), 0x5707e), Kern::kSuccess);
+  // It is the wired page, still wired, and mapped again: munlock unwires it.
+  Page* m = pmap_extract(map().pmap, va + 3 * ps());
+  ASSERT_NE(m, nullptr);
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(page_lookup(*o, 3), m);
+  }
+  EXPECT_EQ(m->wire_count, 1);
+  ASSERT_EQ(map_unwire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(m->wire_count, 0);
+}
+
+// munlock's vm_fault_unwire finds the pages to unwire through the pmap
+// (seed L1065-1075): a wired page a truncation unmapped, and no fault
+// mapped again, is not found, and stays wired in its object for good.  A
+// later mlock and munlock of it, mapped meanwhile, leaves it as wired.
+TEST_F(OpsTest, MunlockLeavesWiredAPageATruncationUnmapped) {
+  Vnode& vp = new_vnode(4 * ps());
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  Page* m = pmap_extract(map().pmap, va + 3 * ps());
+  ASSERT_NE(m, nullptr);
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+    vnode_pager_setsize(vp, 4 * ps());
+  }
+  const std::uint64_t skipped = cnt().unwire_unmapped.load();
+  ASSERT_EQ(map_unwire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(cnt().unwire_unmapped.load(), skipped + 1);
+  EXPECT_EQ(m->wire_count, 1) << "not found unmapped: still wired";
+  {
+    MutexLock l(o->mtx);
+    EXPECT_EQ(page_lookup(*o, 3), m);
+  }
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(m->wire_count, 2) << "the next mlock wires that same page again";
+  EXPECT_EQ(pmap_extract(map().pmap, va + 3 * ps()), m);
+  ASSERT_EQ(map_unwire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(m->wire_count, 1);
+}
+
+// The same page met through a private mapping whose shadow exists: the
+// fault reaches the vnode object as a backing object, finds the wired page
+// invalid, the pager does not have it (past the end), and a page found
+// below the first object is freed (L621-625).  7.0's vm_page_free_toq
+// panics on a wired page ("vm_page_free: freeing wired page"), and so does
+// the model with fix fault-keeps-wired off.  With it on, the page stays in
+// its object, unbusied and wired, and the fault goes on to zero-fill the
+// shadow's page (as for any page the file does not have).
+TEST_F(OpsTest, APrivateMappingsFaultPastTheEndFreesAWiredPageTruncationLeftUnlessFixed) {
+  Vnode& vp = new_vnode(4 * ps());
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  Page* wired = pmap_extract(map().pmap, va + 3 * ps());
+  Object* po = vnode_pager_alloc(vp);
+  const std::uint64_t pva = mmap_object(po, 4, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  ASSERT_EQ(store(pva, 1), Kern::kSuccess) << "the private mapping's shadow";
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+  }
+  std::uint64_t v = 1;
+  EXPECT_EQ(load(pva + 2 * ps(), &v), Kern::kProtectionFailure) << "not resident below: SIGBUS";
+  vm().set_fix(Fix::kFaultKeepsWired, false);
+  EXPECT_DEATH(load(pva + 3 * ps(), &v), "freeing a wired page");
+  vm().set_fix(Fix::kFaultKeepsWired, true);
+  const std::uint64_t kept = cnt().fault_kept_wired.load();
+  ASSERT_EQ(load(pva + 3 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u);
+  EXPECT_EQ(cnt().fault_kept_wired.load(), kept + 1);
+  MutexLock l(o->mtx);
+  EXPECT_EQ(page_lookup(*o, 3), wired) << "left in its object";
+  EXPECT_FALSE(wired->any_busy());
+  EXPECT_EQ(wired->wire_count, 1);
+}
+
+// After the regrow the wired page is inside the file again, invalid, and a
+// fault reads it; when that read fails (L612-619) the seed frees the page,
+// and 7.0 panics on it being wired.  Fixed, the fault fails (SIGBUS) and the
+// page stays, wired, for the next fault to read.
+TEST_F(OpsTest, APagerErrorOnAWiredPageTruncationLeftFreesItUnlessFixed) {
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x22});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  Page* wired = pmap_extract(map().pmap, va + 3 * ps());
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+    vnode_pager_setsize(vp, 4 * ps());
+  }
+  std::uint64_t v = 1;
+  vm().set_io_error_ppm(1000000);  // every I/O fails
+  vm().set_fix(Fix::kFaultKeepsWired, false);
+  EXPECT_DEATH(load(va + 3 * ps(), &v), "freeing a wired page");
+  vm().set_fix(Fix::kFaultKeepsWired, true);
+  EXPECT_EQ(load(va + 3 * ps(), &v), Kern::kFailure);
+  vm().set_io_error_ppm(0);
+  ASSERT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(pmap_extract(map().pmap, va + 3 * ps()), wired) << "the same page, read again";
+  EXPECT_EQ(wired->wire_count, 1);
+  ASSERT_EQ(map_unwire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  EXPECT_EQ(wired->wire_count, 0);
+}
+
 // Shortening a file to inside a block, 7.0's ffs_truncate writes that block
 // (UFS_BALLOC, then bwrite/bawrite), and allocbuf builds the buffer from
 // the object's pages, sleeping on a busy one ("pgtblk", vfs_bio.c) and

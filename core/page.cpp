@@ -587,8 +587,20 @@ void page_cowfault(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
       return;
     }
     page_copy(m, mnew);
-    mnew->valid = kPageBitsAll;
-    page_dirty(mnew);
+    // 7.0 marks the copy fully valid and dirty whatever the lent page held.
+    // A lent file page a truncation left in its object is invalid (7.0
+    // vm_object_page_remove: wired pages stay, valid = 0): its copy would
+    // bring the bytes from before the cut back as the file's.  Fix
+    // cowfault-keeps-validity: the copy is as valid as the page (the
+    // fault's retry reads the rest from the pager), dirty where valid.
+    if (vm.fix(Fix::kCowfaultKeepsValidity) && !m->fully_valid()) {
+      vm.counters().bump(vm.counters().cowfault_invalid_copies);
+      mnew->valid = m->valid;
+      mnew->dirty = m->valid;
+    } else {
+      mnew->valid = kPageBitsAll;
+      page_dirty(mnew);
+    }
     // The object's own wirings move to the copy; the loans stay with m.
     const std::uint16_t object_wirings = static_cast<std::uint16_t>(m->wire_count - m->cow);
     for (std::uint16_t i = 0; i < object_wirings; ++i) page_wire(mnew);

@@ -1,5 +1,6 @@
 // Zero-copy sends as 7.0's socow_setup / socow_iodone lend pages.
 #include <cstring>
+#include <thread>
 
 #include "core/fault_fixture.h"
 #include "core/socow.h"
@@ -137,6 +138,90 @@ TEST_F(LentPageTest, WithoutTheFixAStoreChangesTheLentPage) {
   EXPECT_EQ(lent, 0x2222u) << "7.x as written: the socket's bytes changed";
   socow_iodone(m);
   vm().set_fix(Fix::kLentPageReadOnly, true);
+}
+
+// A page of a file lent to a send while an mlock has it wired.  munlock's
+// vm_fault_unwire finds the page with pmap_extract and takes the page
+// queues only after (seed L1065-1072); a store through another process's
+// mapping in between copies the lent page (vm_page_cowfault, under the page
+// queues), moving the object's wirings to the copy.  7.0's unwire then takes
+// the loan's wiring, and the loan's end panics (vm_page_unwire: "invalid
+// wire count").  Fix unwire-under-queues looks the page up under the page
+// queues: the store comes first, the lookup finds the lent page gone, and
+// the copy keeps the mlock's wiring for good (nothing unwires it; 7.0's
+// unwire of an unmapped page, window unwire.unmapped).
+TEST_F(SocowTest, AnUnwireRacingACowfaultTakesTheLoansWiringUnlessFixed) {
+  Vnode& vp = new_vnode_filled(2 * ps(), std::byte{0x44});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead | kProtWrite);
+  Map& other = adopt(std::make_unique<Map>(vm(), testing::kBase, testing::kBase + (1ull << 30)));
+  std::uint64_t ova = 0;
+  ASSERT_EQ(map_mmap(other, &ova, 2 * ps(), vnode_pager_alloc(vp), 0, kProtRead | kProtWrite, kProtAll, 0,
+                     Inherit::kShare),
+            Kern::kSuccess);
+  ASSERT_EQ(map_wire(map(), va, va + ps(), true), Kern::kSuccess);
+  Page* m = socow_setup(map(), va);
+  ASSERT_NE(m, nullptr);
+  const auto race = [&] {
+    at_first_point(
+        [&](const locking::PointInfo& i) {
+          return i.point == locking::Point::kLock &&
+                 i.object == static_cast<const locking::LockBase*>(&vm().page_queues);
+        },
+        [&] {  // another process's thread (this one holds its map)
+          Kern r = Kern::kFailure;
+          std::thread([&] { r = store_in(other, ova, 7); }).join();
+          EXPECT_EQ(r, Kern::kSuccess);
+        });
+    EXPECT_EQ(map_unwire(map(), va, va + ps(), true), Kern::kSuccess);
+    locking::set_point_hook(nullptr, nullptr);
+    socow_iodone(m);
+  };
+  vm().set_fix(Fix::kUnwireUnderQueues, false);
+  EXPECT_DEATH(race(), "unwiring an unwired page");
+  vm().set_fix(Fix::kUnwireUnderQueues, true);
+  const std::uint64_t skipped = cnt().unwire_unmapped.load();
+  race();
+  EXPECT_EQ(cnt().unwire_unmapped.load(), skipped + 1);
+  MutexLock l(o->mtx);
+  Page* copy = page_lookup(*o, 0);
+  ASSERT_NE(copy, nullptr);
+  EXPECT_NE(copy, m);
+  EXPECT_EQ(copy->wire_count, 1) << "the mlock's wiring, moved to the copy, stays";
+}
+
+// A page of a file lent to a send, and a truncation: the loan wired it, so
+// 7.0's vm_object_page_remove leaves it in its object, invalid, with the
+// bytes from before the cut.  After the regrow a store to it copies the lent
+// page (seed L343-350, before any test of validity), and 7.0's
+// vm_page_cowfault marks the copy fully valid: the old bytes come back as
+// the file's, where the regrown file reads zeros.  Fix
+// cowfault-keeps-validity makes the copy only as valid as the page, so the
+// fault's retry reads the file.
+TEST_F(SocowTest, AStoreToALentPageATruncationLeftCopiesStaleBytesUnlessFixed) {
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x33});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  Page* lent[2] = {socow_setup(map(), va + 2 * ps()), socow_setup(map(), va + 3 * ps())};
+  ASSERT_NE(lent[0], nullptr);
+  ASSERT_NE(lent[1], nullptr);
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+    vnode_pager_setsize(vp, 4 * ps());
+  }
+  std::uint64_t v = 0;
+  vm().set_fix(Fix::kCowfaultKeepsValidity, false);
+  ASSERT_EQ(store(va + 2 * ps(), 1), Kern::kSuccess);
+  ASSERT_EQ(load(va + 2 * ps() + 8, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x3333333333333333u) << "7.0: the bytes from before the cut";
+  vm().set_fix(Fix::kCowfaultKeepsValidity, true);
+  const std::uint64_t kept = cnt().cowfault_invalid_copies.load();
+  ASSERT_EQ(store(va + 3 * ps(), 1), Kern::kSuccess);
+  ASSERT_EQ(load(va + 3 * ps() + 8, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0u) << "fixed: the regrown file's zeros";
+  EXPECT_EQ(cnt().cowfault_invalid_copies.load(), kept + 1);
+  for (Page* m : lent) socow_iodone(m);
 }
 
 }  // namespace

@@ -36,6 +36,9 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kRenameSkipsLent: return "rename-skips-lent";
     case Fix::kCopyEntryDirties: return "copy-entry-dirties";
     case Fix::kCowCopyDirty: return "cow-copy-dirty";
+    case Fix::kFaultKeepsWired: return "fault-keeps-wired";
+    case Fix::kUnwireUnderQueues: return "unwire-under-queues";
+    case Fix::kCowfaultKeepsValidity: return "cowfault-keeps-validity";
     case Fix::kCount: break;
   }
   return "?";
@@ -117,6 +120,27 @@ const char* fix_what(Fix f) noexcept {
              "already discarded the backing page it copied, and pageout frees a clean default page as if "
              "zero-filled: the process reads zeros or an older value; the fix dirties the copy at once "
              "(--mutant clean-cow-copy also turns the fix off)";
+    case Fix::kFaultKeepsWired:
+      return "a truncation leaves a wired page in its object, invalid (7.0 vm_object_page_remove); a fault "
+             "that meets it reads it again, and when the pager fails (L612-619) or, below the first "
+             "object, does not have it past the end of the file (L621-625), the seed frees it, and 7.0's "
+             "vm_page_free_toq panics on a wired page (\"vm_page_free: freeing wired page\"); the fix "
+             "frees it only if it is not wired, else leaves it in its object unbusied, as later FreeBSD "
+             "does";
+    case Fix::kUnwireUnderQueues:
+      return "vm_fault_unwire (seed L1065-1073) finds each page with pmap_extract, then takes the page "
+             "queues to unwire it; a write to a page lent to a send runs vm_page_cowfault in between, which "
+             "moves the object's wirings to the copy and leaves the lent page only the loans' (7.0 "
+             "vm_page.c), so the unwire takes a loan's wiring, the copy stays wired for good, and the "
+             "loan's end panics (vm_page_unwire: \"invalid wire count\"); the fix looks the page up under "
+             "the page queues";
+    case Fix::kCowfaultKeepsValidity:
+      return "vm_page_cowfault (7.0 vm_page.c) copies a lent page and marks the copy fully valid and dirty "
+             "whatever the page held; a lent file page that a truncation left in its object is invalid "
+             "(wired by the loan, vm_object_page_remove keeps it with valid = 0), so a write to it after "
+             "the regrow (seed L343-350, before any validity test) brings the bytes from before the cut "
+             "back as the file's; the fix makes the copy as valid as the page, so the fault's retry reads "
+             "the rest from the pager";
     case Fix::kCount: break;
   }
   return "?";

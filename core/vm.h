@@ -49,6 +49,9 @@ enum class Fix : std::uint8_t {
   kRenameSkipsLent,        // vm_fault: the COW rename shortcut copies a lent page instead of moving it up
   kCopyEntryDirties,       // vm_fault_copy_entry: the child's copies are dirty
   kCowCopyDirty,           // vm_fault: the COW copy is dirty from birth
+  kFaultKeepsWired,        // vm_fault: a page the pager cannot fill is freed only if it is not wired
+  kUnwireUnderQueues,      // vm_fault_unwire: look the page up under the page queues it unwires it under
+  kCowfaultKeepsValidity,  // vm_page_cowfault: the copy of a lent page is only as valid as the page
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"

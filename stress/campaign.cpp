@@ -10,12 +10,15 @@ const std::vector<CampaignRun>& default_campaign() {
       {"lent-rename", "a COW rename meeting a page lent to a send (fault.rename_lent_copied)",
        {"--scenario", "mixed", "--ops", "2000", "--workers", "3", "--anon-pages", "2", "--child-ops", "2",
         "--io-latency-us", "2000", "--pages", "48", "--mix",
-        "read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,file-write=0,madvise=0",
+        "read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,file-write=0,madvise=0,"
+        "mlock-file=0",
         "--seed", "1"}},
       {"mlock-inaccessible", "mlock of PROT_NONE pages (seed L249-271: fault.wire_override)",
        {"--scenario", "wiring", "--ops", "300", "--mix", "mlock-none=5"}},
       {"fork-quick-collapse", "a fork's quick collapse under a fault's placeholder (collapse.qcollapse_kept)",
        {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "168"}},
+      {"wired-file", "mlock of the shared file mapping while it is truncated (truncate.wired, unwire.unmapped)",
+       {"--scenario", "truncate", "--ops", "2000"}},
       {"private-file", "private copy-on-write mappings of the file while it is truncated (the file-private oracle)",
        {"--scenario", "private-file", "--ops", "2000"}},
   };

@@ -47,6 +47,8 @@ const char* op_name(Op op) noexcept {
     case Op::kFileWrite: return "file-write";
     case Op::kWireNone: return "mlock-none";
     case Op::kFilePrivate: return "file-private";
+    case Op::kWireFile: return "mlock-file";
+    case Op::kSendFile: return "send-file";
     case Op::kCount: break;
   }
   return "?";

@@ -39,6 +39,8 @@ enum class Op : std::uint8_t {
   kFileWrite, // store to the shared file mapping the word the file holds there (zero past the lowest cut)
   kWireNone,  // mmap a page PROT_NONE, mlock it (7.x COWs it and takes write out of its maximum protection), munmap
   kFilePrivate,  // load or store a word of a private (copy-on-write) mapping of the file
+  kWireFile,     // mlock a run of one to four pages of the shared file mapping, store and load in each, munlock
+  kSendFile,     // zero-copy send of a page of the shared file mapping: lend it a while, check it did not change
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

@@ -73,18 +73,23 @@ INSTANTIATE_TEST_SUITE_P(
         FixLine{"rename-skips-lent",
                 "--scenario mixed --ops 2000 --workers 3 --anon-pages 2 --child-ops 2 --io-latency-us 2000 --pages 48"
                 " --mix read=10,write=5,file-read=0,fork=30,mlock=30,send=30,munmap=0,mprotect=0,dev-read=0,"
-                "file-write=0,madvise=0",
+                "file-write=0,madvise=0,mlock-file=0",
                 "1..20", "write failed: KERN_PROTECTION_FAILURE"},
         FixLine{"bypass-unmaps",
                 "--scenario mixed --ops 2000 --scratch-pages 2 --anon-pages 8 --pages 40 --workers 4 --child-ops 5"
                 " --mix read=30,write=30,fork=20,mprotect=20,file-read=0,munmap=0,mlock=0,send=0,dev-read=0,"
-                "file-write=0,madvise=0",
+                "file-write=0,madvise=0,mlock-file=0",
                 "1..20", "panic: terminating an object with a mapped page"},
         FixLine{"collapse-unmaps",
                 "--scenario mixed --processes 1 --workers 6 --ops 2000 --pages 40 --anon-pages 2 --scratch-pages 2"
                 " --churn-pages 1 --child-workers 1 --child-ops 2 --mix read=30,write=30,file-read=30,fork=4,"
-                "mprotect=12,munmap=0,mlock=0,madvise=0,send=0,dev-read=12,file-write=0 --no-truncator",
+                "mprotect=12,munmap=0,mlock=0,madvise=0,send=0,dev-read=12,file-write=0,mlock-file=0 --no-truncator",
                 "1..120", "panic: vm_object_backing_scan: freeing a mapped page"},
+        FixLine{"fault-keeps-wired", "--scenario truncate --ops 2000 --io-error-ppm 20000", "1..5",
+                "panic: freeing a wired page"},
+        FixLine{"unwire-under-queues", "--scenario truncate --ops 2000", "1..20", "panic: unwiring an unwired page"},
+        FixLine{"cowfault-keeps-validity", "--scenario truncate --ops 2000", "1..20",
+                "past a truncation: stale data survived it"},
         FixLine{"cowfault-after-busy", kFaultStormWithSends, "1..20", "FAIL killed by signal"},
         FixLine{"cowfault-leaves-busy", kFaultStormWithSends, "1..20", "panic: page not busy"}),
     [](const auto& info) {

@@ -311,6 +311,14 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                      " pages, {} stores, {} SIGBUS past the end of the short file\n",
                      w->fpriv_reads_exact.load(), w->fpriv_reads_loose.load(), w->fpriv_writes.load(),
                      w->fpriv_sigbus.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kWireFile)] != 0)
+    s += fmt::format("  {} mlocks of runs of the file mapping, {} failed past the end of the short file; {} accesses"
+                     " past it met a page a truncation left wired (7.0 zero-fills it: no SIGBUS)\n",
+                     w->mlocks_of_file.load(), w->mlock_file_past_eof.load(), w->past_eof_left_wired.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kSendFile)] != 0)
+    s += fmt::format("  {} file pages lent to sends and checked intact, {} not compared (a truncation step during"
+                     " the loan may change a lent file page)\n",
+                     w->file_loans.load(), w->file_loans_truncated.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kWireNone)] != 0)
     s += fmt::format("  {} mlocks of a PROT_NONE page refused by their retried fault (7.x: the override lookup meets"
                      " the maximum protection its first pass reduced)\n",
@@ -377,10 +385,15 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"sigbus_pager_error", w->sigbus_pager_error.load()},
                  {"sigbus_past_eof", w->sigbus_past_eof.load()},
                  {"mlock_none_refused", w->mlock_none_refused.load()},
+                 {"mlocks_of_file", w->mlocks_of_file.load()},
+                 {"mlock_file_past_eof", w->mlock_file_past_eof.load()},
+                 {"past_eof_left_wired", w->past_eof_left_wired.load()},
                  {"sigbus_in_truncation", w->sigbus_in_truncation.load()},
                  {"unmapped_churn", w->unmapped_churn.load()},
                  {"loans_checked", w->loans.load()},
                  {"loans_skipped", w->loans_skipped.load()},
+                 {"file_loans_checked", w->file_loans.load()},
+                 {"file_loans_truncated", w->file_loans_truncated.load()},
 
                  {"device_reads_checked", w->device_reads_checked.load()},
                  {"device_moves", w->device_moves.load()}};

@@ -28,9 +28,11 @@ const std::vector<Scenario>& scenarios() {
          c.anon_pages = 96;
          c.truncator = false;
        }},
-      {"truncate", "readers and writers of a shared file mapping while it is truncated and regrown",
+      {"truncate", "readers and writers of a shared file mapping while it is truncated and regrown; mlock and"
+                   " zero-copy sends of its pages",
        [](Config& c) {
-         set_mix(c, {{Op::kFileRead, 70}, {Op::kFileWrite, 10}, {Op::kRead, 10}, {Op::kWrite, 10}});
+         set_mix(c, {{Op::kFileRead, 70}, {Op::kFileWrite, 10}, {Op::kRead, 10}, {Op::kWrite, 10}, {Op::kWireFile, 6},
+                     {Op::kSendFile, 4}});
          c.truncator = true;
        }},
       {"fork", "fork and exit storms: children inherit copy-on-write memory, write, and exit",

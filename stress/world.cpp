@@ -83,7 +83,8 @@ World::World(const Config& c, Executor& ex)
       ex_(ex),
       file_size_(static_cast<std::uint64_t>(c.file_pages) * vm.page_size()),
       fstate_(std::make_unique<std::atomic<std::uint32_t>[]>(file_size_ / 8)),
-      ftaint_(std::make_unique<std::atomic<std::uint64_t>[]>(file_size_ / 8)) {
+      ftaint_(std::make_unique<std::atomic<std::uint64_t>[]>(file_size_ / 8)),
+      fwiring_(std::make_unique<FileWiring[]>(c.file_pages)) {
   for (std::uint64_t w = 0; w < file_size_ / 8; ++w) {
     fstate_[w].store(0, std::memory_order_relaxed);
     ftaint_[w].store(0, std::memory_order_relaxed);
@@ -644,7 +645,7 @@ World::FileAccess World::read_file_word(vm::Map& m, std::uint64_t va, std::uint6
   a.r = access(m, va, false, &a.v);
   a.s2 = fstate_[off / 8].load(std::memory_order_acquire);
   a.t2 = trunc_seq_.load(std::memory_order_acquire);
-  a.may_fail = past_eof(off, a.t1, a.t2, &a.must_fail);
+  a.may_fail = past_eof(off, a.t1, a.t2, &a.must_fail, &a.left_wired);
   return a;
 }
 
@@ -656,7 +657,7 @@ World::FileAccess World::store_file_word(vm::Map& m, std::uint64_t va, std::uint
   a.v = file_expected(off, a.s1);
   a.r = access(m, va, true, &a.v);
   a.t2 = trunc_seq_.load(std::memory_order_acquire);
-  a.may_fail = past_eof(off, a.t1, a.t2, &a.must_fail);
+  a.may_fail = past_eof(off, a.t1, a.t2, &a.must_fail, &a.left_wired);
   return a;
 }
 
@@ -667,7 +668,11 @@ std::string World::stale_reason(std::uint32_t s) {
 
 void World::op_file_read(Process& p, Rng& rng) {
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  const FileAccess a = read_file_word(*p.map, p.file_va + off, off);
+  check_file_read(p, read_file_word(*p.map, p.file_va + off, off));
+}
+
+void World::check_file_read(Process& p, const FileAccess& a) {
+  const std::uint64_t off = a.off;
   file_reads_checked.fetch_add(1, std::memory_order_relaxed);
   if (a.r != Kern::kSuccess) {
     if (a.r == Kern::kProtectionFailure && a.may_fail) {
@@ -684,6 +689,8 @@ void World::op_file_read(Process& p, Rng& rng) {
                              p.pid, off, a.v, cut_of(a.t1 / kTruncSteps)));
     return;
   }
+  // Zeros, or a racing store's value (file_value_ok judges it as any read).
+  if (a.left_wired) past_eof_left_wired.fetch_add(1, std::memory_order_relaxed);
   if (file_value_ok(a)) return;
   fail("file", fmt::format("process {} file offset {} read {:#x}, expected {:#x} ({}; truncation steps {}..{})",
                            p.pid, off, a.v, file_expected(off, a.s2), stale_reason(a.s2), a.t1, a.t2));
@@ -698,13 +705,19 @@ void World::op_file_write(Process& p, Rng& rng) {
   // possibly holding the store's value (ftaint_) until a later step
   // rewrites it.
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  const FileAccess a = store_file_word(*p.map, p.file_va + off, off);
+  check_file_store(p, store_file_word(*p.map, p.file_va + off, off));
+}
+
+void World::check_file_store(Process& p, const FileAccess& a) {
+  const std::uint64_t off = a.off;
   if (a.r == Kern::kSuccess) {
     if (a.must_fail) {
       fail("file", fmt::format("process {} file offset {}: a store past the end of the file (cut at {}): no SIGBUS",
                                p.pid, off, cut_of(a.t1 / kTruncSteps)));
       return;
     }
+    // It stored what the record says, zeros past the cut.
+    if (a.left_wired) past_eof_left_wired.fetch_add(1, std::memory_order_relaxed);
     if (!a.quiet()) {
       file_writes_racing.fetch_add(1, std::memory_order_relaxed);
       // Combined with a taint already there: the older generation and the
@@ -1056,6 +1069,135 @@ void World::op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   if (ru != Kern::kSuccess) fail("ops", fmt::format("process {}: munlock failed", p.pid));
 }
 
+void World::bracket_file_wiring(std::uint64_t first, std::uint64_t n, int delta) {
+  // The generation moves first both ways: a truncator that sees `active`
+  // at 0 after the end sees the generation it bumped.
+  for (std::uint64_t i = first; i < first + n; ++i) {
+    fwiring_[i].gen.fetch_add(1);
+    fwiring_[i].active.fetch_add(delta);
+  }
+}
+
+// A zero-copy send of a page of the shared file mapping (7.0's socow_setup
+// lends vnode pages as any: write-protected and wired, under the page
+// queues only).  Stores through any mapping of the file must copy the page
+// (seed L343-350) and leave the lent bytes alone, so with no truncation
+// step during the loan the page the socket holds is byte for byte what was
+// lent.  A truncation may change it: the cut zeroes the partial last page
+// in place, and leaves a lent page past the cut in its object, wired and
+// invalid (FileWiring), where a fault zero-fills it (past the end) or reads
+// the regrown file into it.  Those loans are not compared.  The bytes are
+// read with the vnode lock shared, so no truncation step runs meanwhile,
+// and a fault writes only into a page that a step made invalid.
+void World::op_send_file(Process& p, Rng& rng) {
+  const std::uint64_t ps = vm.page_size(), page = rng.below(file_size_ / ps);
+  const std::uint64_t va = p.file_va + page * ps;
+  const std::uint64_t ios = 1 + rng.below(4);
+  bracket_file_wiring(page, 1, +1);
+  fwiring_[page].loan_gen.fetch_add(1);
+  fwiring_[page].loans.fetch_add(1);
+  struct EndLoan {
+    FileWiring& f;
+    ~EndLoan() {
+      f.loan_gen.fetch_add(1);
+      f.loans.fetch_sub(1);
+    }
+  };
+  const EndLoan end_loan{fwiring_[page]};
+  const std::uint64_t t0 = trunc_seq_.load(std::memory_order_acquire);
+  vm::Page* m = vm::socow_setup(*p.map, va);
+  if (m == nullptr) {  // past the end of the short file, a pager error, or unmapped again
+    bracket_file_wiring(page, 1, -1);
+    loans_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto quiet = [&](std::uint64_t t) { return t == t0 && t0 % 2 == 0; };
+  std::vector<std::byte> lent;
+  {
+    locking::SxSharedLock vl(file_->lock);
+    if (quiet(trunc_seq_.load(std::memory_order_acquire))) lent.assign(m->data, m->data + ps);
+  }
+  ex_.pause_us(cfg.io_latency_us * static_cast<std::uint32_t>(ios));
+  bool compared = false, intact = true;
+  {
+    locking::SxSharedLock vl(file_->lock);
+    if (!lent.empty() && quiet(trunc_seq_.load(std::memory_order_acquire))) {
+      compared = true;
+      intact = std::memcmp(lent.data(), m->data, ps) == 0;
+    }
+  }
+  vm::socow_iodone(m);
+  bracket_file_wiring(page, 1, -1);
+  (compared ? file_loans : file_loans_truncated).fetch_add(1, std::memory_order_relaxed);
+  if (!intact)
+    fail("loan", fmt::format("process {} file page {}: the page lent to a send changed while lent, no truncation"
+                             " meanwhile (a store went to the lent page instead of a copy)", p.pid, page));
+}
+
+// mlock of a run of one to four pages of the shared file mapping, a store
+// and a read in each of its pages (judged as op_file_write and
+// op_file_read judge theirs), then munlock.  The truncator meets the wired
+// pages: 7.0's vm_object_page_remove unmaps a wired page and, truncating,
+// makes it invalid, but leaves it in its object, still wired; after the
+// regrow a fault reads it from the file again, and past the end of the
+// short file an access fails as for any page.  munlock's vm_fault_unwire
+// unwires only the pages it finds mapped (seed L1065-1075), so a wired
+// page that a truncation unmapped (past the cut, or the partial last page
+// vnode_pager_setsize unmaps) and no fault of this process mapped again
+// stays wired for good, in its object (window unwire.unmapped): at most one
+// page per page of the file, since a later wiring there finds that page.
+void World::op_wire_file(Process& p, Rng& rng) {
+  const std::uint64_t ps = vm.page_size();
+  const auto [page, npages] = short_run(rng, file_size_ / ps);
+  const std::uint64_t start = p.file_va + page * ps, end = start + npages * ps;
+  // Brackets the mlock and munlock for the truncator (FileWiring); at the
+  // end, a page a send lent meanwhile is marked: the munlock may have left
+  // its wiring on a copy it did not find.
+  struct Unbracket {
+    World& w;
+    std::uint64_t first, n;
+    std::vector<std::uint64_t> loan_gen;
+    ~Unbracket() {
+      for (std::uint64_t i = first; i < first + n; ++i) {
+        FileWiring& f = w.fwiring_[i];
+        if (f.loans.load() != 0 || f.loan_gen.load() != loan_gen[i - first]) f.left.store(true);
+      }
+      w.bracket_file_wiring(first, n, -1);
+    }
+  };
+  bracket_file_wiring(page, npages, +1);
+  Unbracket unbracket{*this, page, npages, {}};
+  for (std::uint64_t i = page; i < page + npages; ++i)
+    unbracket.loan_gen.push_back(fwiring_[i].loans.load() != 0 ? ~std::uint64_t{0} : fwiring_[i].loan_gen.load());
+  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
+  const Kern r = vm::map_wire(*p.map, start, end, true);
+  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+  // A wiring fault past the end of the short file fails (seed L423-427),
+  // and the mlock with it; the last page of the run is the one furthest
+  // past it.  (An mlock may succeed past the end: pages another thread's
+  // mlock has wired are not faulted again.)
+  bool must = false;
+  const bool may = past_eof((page + npages - 1) * ps, t1, t2, &must);
+  if (r != Kern::kSuccess) {
+    if (r == Kern::kProtectionFailure && may) {
+      mlock_file_past_eof.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (pager_error(r)) return;
+    fail("ops", fmt::format("process {}: mlock of file pages {}..{} failed: {} (truncation steps {}..{})", p.pid,
+                            page, page + npages - 1, vm::kern_name(r), t1, t2));
+    return;
+  }
+  mlocks_of_file.fetch_add(1, std::memory_order_relaxed);
+  for (std::uint64_t i = page; i < page + npages; ++i) {
+    const std::uint64_t w = i * ps + rng.below(ps / 8) * 8, x = i * ps + rng.below(ps / 8) * 8;
+    check_file_store(p, store_file_word(*p.map, p.file_va + w, w));
+    check_file_read(p, read_file_word(*p.map, p.file_va + x, x));
+  }
+  if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess)
+    fail("ops", fmt::format("process {}: munlock of file pages failed", p.pid));
+}
+
 // mlock of an inaccessible page: the user wire's read lookup fails, so 7.x
 // looks up again for write against the maximum protection, copies the page
 // on write (the COW a later store would need), and, the entry not being
@@ -1128,6 +1270,8 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kDevRead: op_dev_read(p, rng); break;
         case Op::kFileWrite: op_file_write(p, rng); break;
         case Op::kWireNone: op_wire_none(p); break;
+        case Op::kWireFile: op_wire_file(p, rng); break;
+        case Op::kSendFile: op_send_file(p, rng); break;
         case Op::kCount: break;
       }
     }
@@ -1199,11 +1343,25 @@ void World::truncator() {
     {
       QuiesceScope in(actors_gate_);
       trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+1: shrinking
+      // Which pages from the cut on an mlock may have had wired meanwhile:
+      // the cut leaves those past it in the object, wired, and unmaps them
+      // and the partial last page (vnode_pager_setsize's pmap_remove_all),
+      // so an munlock may leave any of them wired for good (FileWiring).
+      const std::uint64_t ps = vm.page_size(), first_out = cut / ps;
+      std::vector<std::uint64_t> wgen(cfg.file_pages);
+      std::vector<bool> wired(cfg.file_pages);
+      for (std::uint64_t i = first_out; i < cfg.file_pages; ++i) {
+        wgen[i] = fwiring_[i].gen.load();
+        wired[i] = fwiring_[i].active.load() != 0;
+      }
       {
         locking::SxExclusiveLock vl(file_->lock);
         vm::vnode_write_last_page(*file_, cut);
         vm::vnode_pager_setsize(*file_, cut);
       }
+      for (std::uint64_t i = first_out; i < cfg.file_pages; ++i)
+        if (wired[i] || fwiring_[i].active.load() != 0 || fwiring_[i].gen.load() != wgen[i])
+          fwiring_[i].left.store(true, std::memory_order_release);
       for (std::uint64_t w = cut / 8; w < file_size_ / 8; ++w)
         file_word_set(w, fstate_[w].load(std::memory_order_relaxed) | 1, step + 1);
       trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+2: short
@@ -1261,13 +1419,20 @@ void World::file_fill(std::uint64_t cut, std::uint32_t gen, std::uint64_t step, 
   }
 }
 
-bool World::past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must) const {
+bool World::past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must, bool* left_wired) const {
   const std::uint64_t ps = vm.page_size();
   // Pages [0, ceil(size / ps)) are inside the object (vnode_pager_setsize).
   const auto beyond = [&](std::uint64_t size) { return off / ps >= (size + ps - 1) / ps; };
   *must = false;
+  if (left_wired != nullptr) *left_wired = false;
   if (t1 == t2 && t1 % 2 == 0) {
     *must = t1 % kTruncSteps == 2 && beyond(cut_of(t1 / kTruncSteps));
+    // (Marked before the step went to 6k+2: seen here.)
+    if (*must && fwiring_[off / ps].left.load(std::memory_order_acquire)) {
+      *must = false;
+      if (left_wired != nullptr) *left_wired = true;
+      return true;
+    }
     return *must;
   }
   // Truncation k's file is short from within step 6k+1 to within 6k+3.

@@ -188,10 +188,19 @@ class World {
   // in the process's chain) and loosely (one may be), stores, and accesses
   // past the end of the short file refused (SIGBUS).
   std::atomic<std::uint64_t> fpriv_reads_exact{0}, fpriv_reads_loose{0}, fpriv_writes{0}, fpriv_sigbus{0};
+  // mlocks of runs of the file: done, and failed past the end of the short
+  // file (seed L423-427).
+  std::atomic<std::uint64_t> mlocks_of_file{0}, mlock_file_past_eof{0};
+  // Accesses past the end of the short file that succeeded on a page a
+  // truncation may have left in the object wired (7.0 zero-fills it).
+  std::atomic<std::uint64_t> past_eof_left_wired{0};
   std::atomic<std::uint64_t> mlock_none_refused{0};  // mlocks of PROT_NONE pages refused on a retried fault (7.x)
   std::atomic<std::uint64_t> segv_racing_mlock{0}, segv_lent_wired{0}, segv_cowfault_unmapped{0};
   std::atomic<std::uint64_t> sigbus_pager_error{0};  // accesses failed by an injected pager read error
   std::atomic<std::uint64_t> loans{0}, loans_skipped{0}, device_reads_checked{0}, device_moves{0};
+  // Loans of file pages: checked intact, and not compared because a
+  // truncation step overlapped them (it may change a lent file page).
+  std::atomic<std::uint64_t> file_loans{0}, file_loans_truncated{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
   std::atomic<std::uint32_t> peak_live_processes{0};
@@ -247,6 +256,11 @@ class World {
   void op_protect(Process& p, Rng& rng);
   void op_churn(Process& p, Rng& rng);
   void op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq);
+  void op_wire_file(Process& p, Rng& rng);
+  void op_send_file(Process& p, Rng& rng);
+  // Marks file pages [first, first + n) as wired by an mlock or a loan
+  // (FileWiring), delta +1 before and -1 after.
+  void bracket_file_wiring(std::uint64_t first, std::uint64_t n, int delta);
   void op_advise(Process& p, Rng& rng);
   void op_send(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_dev_read(Process& p, Rng& rng);
@@ -272,6 +286,7 @@ class World {
     std::uint32_t s1 = 0, s2 = 0;
     std::uint64_t t1 = 0, t2 = 0;
     bool may_fail = false, must_fail = false;
+    bool left_wired = false;  // past the end of the short file, on a page maybe left there wired: no SIGBUS due
     // No truncation step overlapped the access.
     bool quiet() const { return t1 == t2 && t1 % 2 == 0; }
   };
@@ -280,6 +295,10 @@ class World {
   // Stores at file word `off`, through map m at va, what the record says
   // the word holds (v, by s1).
   FileAccess store_file_word(vm::Map& m, std::uint64_t va, std::uint64_t off);
+  // Judge a read (store) of a file word as op_file_read (op_file_write)
+  // does, and count it.
+  void check_file_read(Process& p, const FileAccess& a);
+  void check_file_store(Process& p, const FileAccess& a);
   // Why a read of a word in state s that does not match it is wrong.
   static std::string stale_reason(std::uint32_t s);
   // Whether a file read that returned a.v is allowed.
@@ -333,8 +352,34 @@ class World {
   // Whether an access to file offset `off` that ran while trunc_seq_ went
   // from t1 to t2 may fail past the end of the file (seed L423-427): the
   // file was cut below off's page at some point in between.  `must`: the
-  // file was short all along (t1 == t2), so it must fail.
-  bool past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must) const;
+  // file was short all along (t1 == t2), so it must fail, unless its page
+  // may be one a truncation left in the object wired (then *left_wired).
+  bool past_eof(std::uint64_t off, std::uint64_t t1, std::uint64_t t2, bool* must,
+                bool* left_wired = nullptr) const;
+  // Per page of the file: mlocks of runs covering it in progress (from
+  // before map_wire to after map_unwire), a generation bumped before and
+  // after each, and whether a truncation may have left it in the object
+  // wired.  7.0's vm_object_page_remove leaves a wired page in its object,
+  // invalid; a fault that finds it there does not check the end of the
+  // file (seed L423 is for pages not resident): the pager does not have it
+  // (vnode_pager_haspage: past the end), so the fault zero-fills it and
+  // maps it (L646-672), no SIGBUS.  And munlock may leave it wired for good
+  // (vm_fault_unwire skips what is unmapped, L1065-1075, and a truncation
+  // unmaps the wired pages past the cut and the partial last page), so the
+  // mark stays, and is set from the cut's own page on.
+  // A loan makes a second way: a store to a lent page moves the object's
+  // wirings to a copy (vm_page_cowfault) that an munlock meanwhile may not
+  // find mapped, so an mlock that overlapped a loan of its page marks it
+  // too (loans and loan_gen: sends of the page in progress, and a
+  // generation bumped before and after each).
+  struct FileWiring {
+    std::atomic<int> active{0};
+    std::atomic<std::uint64_t> gen{0};
+    std::atomic<int> loans{0};
+    std::atomic<std::uint64_t> loan_gen{0};
+    std::atomic<bool> left{false};
+  };
+  std::unique_ptr<FileWiring[]> fwiring_;
   // Truncation k's cut (while one of the last kCuts).
   std::uint64_t cut_of(std::uint64_t k) const { return cuts_[k % kCuts].load(std::memory_order_relaxed); }
   // Whether pred(k) holds for a truncation k that trunc_seq_ from t1 to t2
