@@ -177,7 +177,7 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
       {&last_page_busy_waits, "last_page_busy_waits", "sleeps of a truncation's last-block write on a busy page (pgtblk)"},
       {&entry_merges, "entry_merges", "map entries joined with a neighbour (vm_map_simplify_entry)"},
       {&page_remove_wired, "page_remove_wired",
-       "wired pages a truncation unmapped and left in their object (vm_object_page_remove)"},
+       "wired pages a page removal (truncation, munmap) unmapped and left in their object (vm_object_page_remove)"},
       {&unwire_unmapped, "unwire_unmapped", "pages of a wired range an unwire found unmapped, left wired (L1065-1067)"},
       {&cowfault_invalid_copies, "cowfault_invalid_copies",
        "copies of a lent page not fully valid, made only as valid (fix cowfault-keeps-validity)"},

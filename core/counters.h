@@ -126,7 +126,7 @@ class Counters {
   Counter fault_zero_invalid{this, 65};    // pages mapped partly invalid: the rest zeroed (L879-881)
   Counter last_page_busy_waits{this, 66};  // sleeps of a truncation's last-block write on a busy page (allocbuf "pgtblk")
   Counter entry_merges{this, 67};          // map entries joined with a neighbour (vm_map_simplify_entry)
-  Counter page_remove_wired{this, 68};     // wired pages a truncation unmapped and left in their object (vm_object_page_remove)
+  Counter page_remove_wired{this, 68};     // wired pages a page removal (truncation, munmap) unmapped and left (vm_object_page_remove)
   Counter unwire_unmapped{this, 69};       // pages of a wired range an unwire found unmapped: left wired (L1065-1067)
   Counter fault_past_eof_zero_fill{this, 70};  // resident pages past a file's end zero-filled, not refused (L411-413, L646-672)
   Counter fault_kept_wired{this, 71};      // wired pages the pager could not fill, left unbusied (fix fault-keeps-wired)

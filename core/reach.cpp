@@ -122,7 +122,7 @@ const std::vector<Window>& reach_catalogue() {
       {"map.join", kWin, "vm_map_simplify_entry", "an entry joined a neighbour alike, dropping an object reference",
        FL_C(entry_merges)},
       {"truncate.wired", kWin, "vm_object_page_remove",
-       "a truncation unmapped a wired page and left it in its object, invalid", FL_C(page_remove_wired)},
+       "a page removal (truncation, munmap) unmapped a wired page and left it in its object", FL_C(page_remove_wired)},
       {"unwire.unmapped", kWin, "seed L1065-1075",
        "an unwire found a wired page unmapped (truncation, cowfault): it stays wired", FL_C(unwire_unmapped)},
       {"cache.reactivate", kWin, "vm_page_alloc", "a cached page given back to its object",

@@ -1,4 +1,5 @@
 // Zero-copy sends as 7.0's socow_setup / socow_iodone lend pages.
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -147,9 +148,9 @@ TEST_F(LentPageTest, WithoutTheFixAStoreChangesTheLentPage) {
 // queues), moving the object's wirings to the copy.  7.0's unwire then takes
 // the loan's wiring, and the loan's end panics (vm_page_unwire: "invalid
 // wire count").  Fix unwire-under-queues looks the page up under the page
-// queues: the store comes first, the lookup finds the lent page gone, and
-// the copy keeps the mlock's wiring for good (nothing unwires it; 7.0's
-// unwire of an unmapped page, window unwire.unmapped).
+// queues: a store that comes while the unwire holds them waits, and copies
+// the page once it is unwired, so the copy is not wired and the loan ends
+// with its own wiring.
 TEST_F(SocowTest, AnUnwireRacingACowfaultTakesTheLoansWiringUnlessFixed) {
   Vnode& vp = new_vnode_filled(2 * ps(), std::byte{0x44});
   Object* o = vnode_pager_alloc(vp);
@@ -179,15 +180,36 @@ TEST_F(SocowTest, AnUnwireRacingACowfaultTakesTheLoansWiringUnlessFixed) {
   };
   vm().set_fix(Fix::kUnwireUnderQueues, false);
   EXPECT_DEATH(race(), "unwiring an unwired page");
+  // Fixed: the store starts when the unwire is about to look the page up
+  // (the pmap lock inside pmap_extract), and is given time to run; it has
+  // to wait for the page queues the unwire holds.  Were they not held
+  // there, it would copy the page first, and the unwire would find nothing
+  // (unwire_unmapped) and leave the copy wired.
   vm().set_fix(Fix::kUnwireUnderQueues, true);
   const std::uint64_t skipped = cnt().unwire_unmapped.load();
-  race();
-  EXPECT_EQ(cnt().unwire_unmapped.load(), skipped + 1);
+  std::thread storer;
+  Kern stored = Kern::kFailure;
+  at_first_point(
+      [&](const locking::PointInfo& i) {
+        return i.point == locking::Point::kLock &&
+               i.object == static_cast<const locking::LockBase*>(&map().pmap.mtx);
+      },
+      [&] {
+        storer = std::thread([&] { stored = store_in(other, ova, 7); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      });
+  EXPECT_EQ(map_unwire(map(), va, va + ps(), true), Kern::kSuccess);
+  locking::set_point_hook(nullptr, nullptr);
+  ASSERT_TRUE(storer.joinable()) << "the hook did not run";
+  storer.join();
+  EXPECT_EQ(stored, Kern::kSuccess);
+  socow_iodone(m);
+  EXPECT_EQ(cnt().unwire_unmapped.load(), skipped) << "the unwire found the page";
   MutexLock l(o->mtx);
   Page* copy = page_lookup(*o, 0);
   ASSERT_NE(copy, nullptr);
-  EXPECT_NE(copy, m);
-  EXPECT_EQ(copy->wire_count, 1) << "the mlock's wiring, moved to the copy, stays";
+  EXPECT_NE(copy, m) << "the store copied the lent page";
+  EXPECT_EQ(copy->wire_count, 0) << "copied after the unwire: not wired";
 }
 
 // A page of a file lent to a send, and a truncation: the loan wired it, so

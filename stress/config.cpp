@@ -49,6 +49,8 @@ const char* op_name(Op op) noexcept {
     case Op::kFilePrivate: return "file-private";
     case Op::kWireFile: return "mlock-file";
     case Op::kSendFile: return "send-file";
+    case Op::kProtectFile: return "mprotect-file";
+    case Op::kAdviseFile: return "madvise-file";
     case Op::kCount: break;
   }
   return "?";

@@ -41,6 +41,8 @@ enum class Op : std::uint8_t {
   kFilePrivate,  // load or store a word of a private (copy-on-write) mapping of the file
   kWireFile,     // mlock a run of one to four pages of the shared file mapping, store and load in each, munlock
   kSendFile,     // zero-copy send of a page of the shared file mapping: lend it a while, check it did not change
+  kProtectFile,  // mprotect the shared file mapping, or a run of it, read-only, then back
+  kAdviseFile,   // madvise the shared file mapping, or a run of it (random / sequential / normal)
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

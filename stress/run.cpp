@@ -315,6 +315,15 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     s += fmt::format("  {} mlocks of runs of the file mapping, {} failed past the end of the short file; {} accesses"
                      " past it met a page a truncation left wired (7.0 zero-fills it: no SIGBUS)\n",
                      w->mlocks_of_file.load(), w->mlock_file_past_eof.load(), w->past_eof_left_wired.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kProtectFile)] != 0)
+    s += fmt::format("  {} stores to the shared file mapping refused while an mprotect had it read-only; {} mprotects"
+                     " of it back to read/write refused (an mlock's retried fault took write out of the maximum"
+                     " protection, seed L249-271, L309-310)\n",
+                     w->segv_on_file.load(), w->mprotect_file_refused.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kProtectFile)] != 0 && cfg.mix[static_cast<std::size_t>(Op::kWireFile)] != 0)
+    s += fmt::format("  {} reads of the file mapping and {} mlocks of it refused by a retried fault of a wired entry"
+                     " made read-only meanwhile (seed L309-310: fault_type stays the entry's first protection)\n",
+                     w->file_reads_refused_wired.load(), w->mlock_file_refused.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kSendFile)] != 0)
     s += fmt::format("  {} file pages lent to sends and checked intact, {} not compared (a truncation step during"
                      " the loan may change a lent file page)\n",
@@ -379,6 +388,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"fpriv_sigbus", w->fpriv_sigbus.load()},
                  {"truncations", w->truncations.load()},
                  {"segv_on_scratch", w->segv_on_scratch.load()},
+                 {"segv_on_file", w->segv_on_file.load()},
+                 {"mprotect_file_refused", w->mprotect_file_refused.load()},
+                 {"file_reads_refused_wired", w->file_reads_refused_wired.load()},
+                 {"mlock_file_refused", w->mlock_file_refused.load()},
                  {"segv_racing_mlock", w->segv_racing_mlock.load()},
                  {"segv_lent_wired", w->segv_lent_wired.load()},
                  {"segv_cowfault_unmapped", w->segv_cowfault_unmapped.load()},

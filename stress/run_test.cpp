@@ -37,7 +37,7 @@ Config small(const std::string& scenario, ExecutorKind ex, std::uint64_t seed) {
   // The stress2-modelled storms fork most: under memory pressure each fork
   // costs real waits on threads, and each quiescent check walks every live
   // map; a hundred forks keep their short runs short.
-  if (scenario == "fork-tree" || scenario == "wire-storm") c.max_forks = 100;
+  if (scenario == "fork-tree" || scenario == "wire-storm" || scenario == "file-storm") c.max_forks = 100;
   EXPECT_FALSE(c.validate()) << *c.validate();
   return c;
 }

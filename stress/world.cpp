@@ -169,6 +169,8 @@ Process& World::new_process(Process* parent, int nworkers) {
   p->pending = std::make_unique<std::atomic<std::uint64_t>[]>(p->nslots);
   p->wiring = std::make_unique<Process::Wiring[]>(cfg.anon_pages);
   p->scratch_ro = std::make_unique<Process::ScratchRo[]>(cfg.scratch_pages);
+  p->file_ro = std::make_unique<Process::ScratchRo[]>(cfg.file_pages);
+  p->file_mlock = std::make_unique<Process::FileMlock[]>(cfg.file_pages);
   for (std::size_t i = 0; i < p->nslots; ++i) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
@@ -668,15 +670,35 @@ std::string World::stale_reason(std::uint32_t s) {
 
 void World::op_file_read(Process& p, Rng& rng) {
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  check_file_read(p, read_file_word(*p.map, p.file_va + off, off));
+  const FileProt prot = file_prot(p, off / vm.page_size());
+  check_file_read(p, read_file_word(*p.map, p.file_va + off, off), prot);
 }
 
-void World::check_file_read(Process& p, const FileAccess& a) {
+World::FileProt World::file_prot(const Process& p, std::uint64_t page) {
+  // A page with an mprotect or mlock in progress counts as changed whatever
+  // the generation does.
+  const auto gen = [](std::uint64_t g, int active) { return active != 0 ? ~std::uint64_t{0} : g; };
+  return FileProt{gen(p.file_ro[page].gen.load(), p.file_ro[page].active.load()),
+                  gen(p.file_mlock[page].gen.load(), p.file_mlock[page].active.load())};
+}
+
+bool World::retried_wired_refusal(const Process& p, std::uint64_t page, const FileProt& before) {
+  // (~0: in progress at that moment.)
+  const FileProt now = file_prot(p, page);
+  const auto overlapped = [](std::uint64_t a, std::uint64_t b) { return a == ~std::uint64_t{0} || a != b; };
+  return overlapped(before.ro_gen, now.ro_gen) && overlapped(before.mlock_gen, now.mlock_gen);
+}
+
+void World::check_file_read(Process& p, const FileAccess& a, const FileProt& prot) {
   const std::uint64_t off = a.off;
   file_reads_checked.fetch_add(1, std::memory_order_relaxed);
   if (a.r != Kern::kSuccess) {
     if (a.r == Kern::kProtectionFailure && a.may_fail) {
       (a.quiet() ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (a.r == Kern::kProtectionFailure && retried_wired_refusal(p, off / vm.page_size(), prot)) {
+      file_reads_refused_wired.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     if (pager_error(a.r)) return;
@@ -705,10 +727,11 @@ void World::op_file_write(Process& p, Rng& rng) {
   // possibly holding the store's value (ftaint_) until a later step
   // rewrites it.
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  check_file_store(p, store_file_word(*p.map, p.file_va + off, off));
+  const std::uint64_t g1 = p.file_ro[off / vm.page_size()].gen.load();
+  check_file_store(p, store_file_word(*p.map, p.file_va + off, off), g1);
 }
 
-void World::check_file_store(Process& p, const FileAccess& a) {
+void World::check_file_store(Process& p, const FileAccess& a, std::uint64_t ro_gen) {
   const std::uint64_t off = a.off;
   if (a.r == Kern::kSuccess) {
     if (a.must_fail) {
@@ -739,6 +762,10 @@ void World::check_file_store(Process& p, const FileAccess& a) {
   }
   if (a.r == Kern::kProtectionFailure && a.may_fail) {
     (a.quiet() ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (a.r == Kern::kProtectionFailure && read_only(p.file_ro.get(), off / vm.page_size(), ro_gen)) {
+    segv_on_file.fetch_add(1, std::memory_order_relaxed);  // mprotect'ed read-only meanwhile: SIGSEGV
     return;
   }
   if (pager_error(a.r)) return;
@@ -904,17 +931,36 @@ void World::op_fork(Process& p, Rng& rng) {
   for (std::size_t i = 0; i < fpages; ++i) sure_before[i] = p.fpriv_sure[i].load();
   // Likewise whether each scratch page was read-only at any time of the
   // fork: then the child may have it read-only for good.
-  std::vector<std::uint64_t> ro_gen(cfg.scratch_pages);
-  std::vector<bool> ro_before(cfg.scratch_pages);
-  for (std::size_t i = 0; i < cfg.scratch_pages; ++i) {
-    ro_gen[i] = p.scratch_ro[i].gen.load();
-    ro_before[i] = p.scratch_ro[i].active.load() != 0 || p.scratch_ro[i].inherited.load();
-  }
+  // (And each page of the shared file mapping, which mprotect-file makes
+  // read-only.)
+  struct RoBefore {
+    std::vector<std::uint64_t> gen;
+    std::vector<bool> ro;
+  };
+  const auto ro_snapshot = [](const Process::ScratchRo* ro, std::size_t n) {
+    RoBefore b{std::vector<std::uint64_t>(n), std::vector<bool>(n)};
+    for (std::size_t i = 0; i < n; ++i) {
+      b.gen[i] = ro[i].gen.load();
+      b.ro[i] = ro[i].active.load() != 0 || ro[i].inherited.load();
+    }
+    return b;
+  };
+  const auto ro_inherit = [](const RoBefore& b, const Process::ScratchRo* ro, Process::ScratchRo* child) {
+    for (std::size_t i = 0; i < b.gen.size(); ++i)
+      child[i].inherited.store(b.ro[i] || ro[i].active.load() != 0 || ro[i].inherited.load() ||
+                               ro[i].gen.load() != b.gen[i]);
+  };
+  const RoBefore scratch_before = ro_snapshot(p.scratch_ro.get(), cfg.scratch_pages);
+  const RoBefore file_before = ro_snapshot(p.file_ro.get(), cfg.file_pages);
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
-  for (std::size_t i = 0; i < cfg.scratch_pages; ++i)
-    c.scratch_ro[i].inherited.store(ro_before[i] || p.scratch_ro[i].active.load() != 0 ||
-                                    p.scratch_ro[i].inherited.load() || p.scratch_ro[i].gen.load() != ro_gen[i]);
+  ro_inherit(scratch_before, p.scratch_ro.get(), c.scratch_ro.get());
+  ro_inherit(file_before, p.file_ro.get(), c.file_ro.get());
+  // The child's entries copy the parent's maximum protection: lost there,
+  // or maybe being lost by an mlock in progress.
+  for (std::size_t i = 0; i < cfg.file_pages; ++i)
+    c.file_mlock[i].max_write_lost.store(p.file_mlock[i].max_write_lost.load() ||
+                                         p.file_mlock[i].active.load() != 0);
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
   c.file_va = p.file_va;
@@ -997,11 +1043,67 @@ void World::op_protect(Process& p, Rng& rng) {
   }
 }
 
+// mprotect a run of the shared file mapping read-only, then back: the whole
+// mapping one time in two, else pages [lo, hi).  The entries are clipped
+// there, maybe ones an mlock has wired (read-only wired entries, wired
+// entries mprotected after wiring), and joined again after.  Stores meeting
+// the read-only pages fail (SIGSEGV), excused by file_ro; a fork meanwhile
+// may leave the child's mapping read-only for good.
+void World::op_protect_file(Process& p, Rng& rng) {
+  const std::uint64_t ps = vm.page_size();
+  const auto [lo, hi] = some_run(rng, file_size_ / ps);
+  const std::uint64_t start = p.file_va + lo * ps, end = p.file_va + hi * ps;
+  std::vector<std::uint64_t> mlock_gen;
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    mlock_gen.push_back(p.file_mlock[i].active.load() != 0 ? ~std::uint64_t{0} : p.file_mlock[i].gen.load());
+    p.file_ro[i].gen.fetch_add(1);
+    p.file_ro[i].active.fetch_add(1);
+  }
+  if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
+    fail("ops", fmt::format("process {}: mprotect read-only of the file mapping failed", p.pid));
+  locking::schedule_point(locking::Point::kUser, &p);
+  locking::schedule_point(locking::Point::kUser, &p);
+  const Kern r = vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite);
+  bool lost = false;
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    Process::FileMlock& m = p.file_mlock[i];
+    if (m.active.load() != 0 || m.gen.load() != mlock_gen[i - lo]) m.max_write_lost.store(true);
+    lost = lost || m.max_write_lost.load();
+  }
+  if (r != Kern::kSuccess) {
+    // The range stays read-only (the first pass refuses before any
+    // change), and so does the record.
+    if (r == Kern::kProtectionFailure && lost)
+      mprotect_file_refused.fetch_add(1, std::memory_order_relaxed);
+    else
+      fail("ops", fmt::format("process {}: mprotect read/write of the file mapping failed: {}\n  at its start: {}",
+                              p.pid, vm::kern_name(r), vm::describe_address(*p.map, start)));
+    return;
+  }
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    p.file_ro[i].inherited.store(false);
+    p.file_ro[i].gen.fetch_add(1);
+    p.file_ro[i].active.fetch_sub(1);
+  }
+}
+
+void World::op_advise_file(Process& p, Rng& rng) {
+  static constexpr vm::Behavior kBehaviours[] = {vm::Behavior::kNormal, vm::Behavior::kSequential,
+                                                 vm::Behavior::kRandom};
+  const std::uint64_t ps = vm.page_size();
+  const auto [lo, hi] = some_run(rng, file_size_ / ps);
+  vm::map_madvise(*p.map, p.file_va + lo * ps, p.file_va + hi * ps, kBehaviours[rng.below(3)]);
+}
+
 // A refused store to scratch page `page` (its generation was g1 when the
 // store began): excused only if an mprotect to read-only covered the page
 // during the store, or the page may have come read-only from the parent.
 bool World::scratch_read_only(Process& p, std::uint64_t page, std::uint64_t g1) {
-  const Process::ScratchRo& s = p.scratch_ro[page];
+  return read_only(p.scratch_ro.get(), page, g1);
+}
+
+bool World::read_only(const Process::ScratchRo* ro, std::uint64_t page, std::uint64_t g1) {
+  const Process::ScratchRo& s = ro[page];
   return s.inherited.load() || s.active.load() != 0 || s.gen.load() != g1;
 }
 
@@ -1111,7 +1213,15 @@ void World::op_send_file(Process& p, Rng& rng) {
     loans_skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const auto quiet = [&](std::uint64_t t) { return t == t0 && t0 % 2 == 0; };
+  // Only a shrink cutting at or below the page's end can change it (the
+  // partial page zeroed in place, or a page past the cut left invalid for a
+  // fault to fill); a regrow, a store of the new generation and higher cuts
+  // cannot.
+  const auto quiet = [&](std::uint64_t t) {
+    return !some_truncation(t0, t, [&](std::uint64_t k) {
+      return std::max(t0, k * kTruncSteps) <= std::min(t, k * kTruncSteps + 2) && cut_of(k) < (page + 1) * ps;
+    });
+  };
   std::vector<std::byte> lent;
   {
     locking::SxSharedLock vl(file_->lock);
@@ -1140,7 +1250,7 @@ void World::op_send_file(Process& p, Rng& rng) {
 // pages: 7.0's vm_object_page_remove unmaps a wired page and, truncating,
 // makes it invalid, but leaves it in its object, still wired; after the
 // regrow a fault reads it from the file again, and past the end of the
-// short file an access fails as for any page.  munlock's vm_fault_unwire
+// short file a fault zero-fills it and maps it, no SIGBUS (FileWiring).  munlock's vm_fault_unwire
 // unwires only the pages it finds mapped (seed L1065-1075), so a wired
 // page that a truncation unmapped (past the cut, or the partial last page
 // vnode_pager_setsize unmaps) and no fault of this process mapped again
@@ -1153,22 +1263,34 @@ void World::op_wire_file(Process& p, Rng& rng) {
   // Brackets the mlock and munlock for the truncator (FileWiring); at the
   // end, a page a send lent meanwhile is marked: the munlock may have left
   // its wiring on a copy it did not find.
+  // And for this process's mprotects of the file (Process::FileMlock): an
+  // mprotect to read-only during the mlock may take write out of the
+  // maximum protection.
   struct Unbracket {
     World& w;
+    Process& p;
     std::uint64_t first, n;
-    std::vector<std::uint64_t> loan_gen;
+    std::vector<std::uint64_t> loan_gen, ro_gen;
     ~Unbracket() {
       for (std::uint64_t i = first; i < first + n; ++i) {
         FileWiring& f = w.fwiring_[i];
         if (f.loans.load() != 0 || f.loan_gen.load() != loan_gen[i - first]) f.left.store(true);
+        if (p.file_ro[i].active.load() != 0 || p.file_ro[i].gen.load() != ro_gen[i - first])
+          p.file_mlock[i].max_write_lost.store(true);
+        p.file_mlock[i].gen.fetch_add(1);
+        p.file_mlock[i].active.fetch_sub(1);
       }
       w.bracket_file_wiring(first, n, -1);
     }
   };
   bracket_file_wiring(page, npages, +1);
-  Unbracket unbracket{*this, page, npages, {}};
-  for (std::uint64_t i = page; i < page + npages; ++i)
+  Unbracket unbracket{*this, p, page, npages, {}, {}};
+  for (std::uint64_t i = page; i < page + npages; ++i) {
     unbracket.loan_gen.push_back(fwiring_[i].loans.load() != 0 ? ~std::uint64_t{0} : fwiring_[i].loan_gen.load());
+    p.file_mlock[i].gen.fetch_add(1);
+    p.file_mlock[i].active.fetch_add(1);
+    unbracket.ro_gen.push_back(p.file_ro[i].active.load() != 0 ? ~std::uint64_t{0} : p.file_ro[i].gen.load());
+  }
   const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
   const Kern r = vm::map_wire(*p.map, start, end, true);
   const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
@@ -1183,6 +1305,18 @@ void World::op_wire_file(Process& p, Rng& rng) {
       mlock_file_past_eof.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    // The wire fault retried after an mprotect to read-only of the run:
+    // with the seed's fault_type kept from its first pass (read/write, the
+    // entry wired, L309-310) the lookup fails, and so may the user-wire
+    // override against a maximum protection without write (L249-271).
+    bool ro = false;
+    for (std::uint64_t i = page; i < page + npages; ++i)
+      ro = ro || unbracket.ro_gen[i - page] == ~std::uint64_t{0} || p.file_ro[i].active.load() != 0 ||
+           p.file_ro[i].gen.load() != unbracket.ro_gen[i - page];
+    if (r == Kern::kProtectionFailure && ro) {
+      mlock_file_refused.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     if (pager_error(r)) return;
     fail("ops", fmt::format("process {}: mlock of file pages {}..{} failed: {} (truncation steps {}..{})", p.pid,
                             page, page + npages - 1, vm::kern_name(r), t1, t2));
@@ -1191,8 +1325,10 @@ void World::op_wire_file(Process& p, Rng& rng) {
   mlocks_of_file.fetch_add(1, std::memory_order_relaxed);
   for (std::uint64_t i = page; i < page + npages; ++i) {
     const std::uint64_t w = i * ps + rng.below(ps / 8) * 8, x = i * ps + rng.below(ps / 8) * 8;
-    check_file_store(p, store_file_word(*p.map, p.file_va + w, w));
-    check_file_read(p, read_file_word(*p.map, p.file_va + x, x));
+    const std::uint64_t g1 = p.file_ro[i].gen.load();
+    check_file_store(p, store_file_word(*p.map, p.file_va + w, w), g1);
+    const FileProt prot = file_prot(p, i);
+    check_file_read(p, read_file_word(*p.map, p.file_va + x, x), prot);
   }
   if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess)
     fail("ops", fmt::format("process {}: munlock of file pages failed", p.pid));
@@ -1272,6 +1408,8 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kWireNone: op_wire_none(p); break;
         case Op::kWireFile: op_wire_file(p, rng); break;
         case Op::kSendFile: op_send_file(p, rng); break;
+        case Op::kProtectFile: op_protect_file(p, rng); break;
+        case Op::kAdviseFile: op_advise_file(p, rng); break;
         case Op::kCount: break;
       }
     }
@@ -1359,9 +1497,21 @@ void World::truncator() {
         vm::vnode_write_last_page(*file_, cut);
         vm::vnode_pager_setsize(*file_, cut);
       }
-      for (std::uint64_t i = first_out; i < cfg.file_pages; ++i)
-        if (wired[i] || fwiring_[i].active.load() != 0 || fwiring_[i].gen.load() != wgen[i])
-          fwiring_[i].left.store(true, std::memory_order_release);
+      // A mark stays only while its page is resident: a page past the cut
+      // that is not resident now cannot become so while the file is short
+      // without a fault refusing it (L423), and only a resident page is
+      // found past the end.  (The oracle reads the object's pages under its
+      // lock here; a page the cut wrongly kept would still be caught
+      // wherever nothing may have had it wired.)
+      {
+        locking::MutexLock ol(file_->object->mtx);
+        for (std::uint64_t i = first_out; i < cfg.file_pages; ++i) {
+          const bool suspect = fwiring_[i].left.load() || wired[i] || fwiring_[i].active.load() != 0 ||
+                               fwiring_[i].gen.load() != wgen[i];
+          fwiring_[i].left.store(suspect && vm::page_lookup(*file_->object, i) != nullptr,
+                                 std::memory_order_release);
+        }
+      }
       for (std::uint64_t w = cut / 8; w < file_size_ / 8; ++w)
         file_word_set(w, fstate_[w].load(std::memory_order_relaxed) | 1, step + 1);
       trunc_seq_.fetch_add(1, std::memory_order_acq_rel);  // 6k+2: short

@@ -127,6 +127,24 @@ class Process {
     std::atomic<bool> inherited{false};
   };
   std::unique_ptr<ScratchRo[]> scratch_ro;
+  // The same for each page of the shared file mapping (mprotect-file): a
+  // store refused there is excused only by these.
+  std::unique_ptr<ScratchRo[]> file_ro;
+  // Per page of the shared file mapping, this process's mlocks of it in
+  // progress, a generation bumped before and after each, and whether the
+  // entry there may have lost write from its maximum protection.  The
+  // seed's `fault_type = prot` for a wired entry (L309-310) outlives a
+  // RetryFault: an mlock whose fault retries after an mprotect made the
+  // entry read-only looks up for write, fails, and takes the user-wire
+  // override, which clears VM_PROT_WRITE from max_protection (L249-271);
+  // every later mprotect back to read/write is refused.  Set when an mlock
+  // and an mprotect to read-only of the page overlapped; inherited at fork.
+  struct FileMlock {
+    std::atomic<int> active{0};
+    std::atomic<std::uint64_t> gen{0};
+    std::atomic<bool> max_write_lost{false};
+  };
+  std::unique_ptr<FileMlock[]> file_mlock;
   bool exited = false;  // by its last thread
 
   // Oracle state for the anonymous and scratch regions.
@@ -201,6 +219,13 @@ class World {
   // Loans of file pages: checked intact, and not compared because a
   // truncation step overlapped them (it may change a lent file page).
   std::atomic<std::uint64_t> file_loans{0}, file_loans_truncated{0};
+  std::atomic<std::uint64_t> segv_on_file{0};  // stores to the shared file mapping refused while it was read-only
+  // mprotects of the file mapping back to read/write refused: an mlock's
+  // retried fault took write out of the maximum protection (7.0).
+  std::atomic<std::uint64_t> mprotect_file_refused{0};
+  // Reads of the file mapping and mlocks of it refused by a retried fault
+  // of a wired entry made read-only meanwhile (seed L309-310, 7.0).
+  std::atomic<std::uint64_t> file_reads_refused_wired{0}, mlock_file_refused{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
   std::atomic<std::uint32_t> peak_live_processes{0};
@@ -258,6 +283,13 @@ class World {
   void op_wire(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_wire_file(Process& p, Rng& rng);
   void op_send_file(Process& p, Rng& rng);
+  void op_protect_file(Process& p, Rng& rng);
+  void op_advise_file(Process& p, Rng& rng);
+  // A refused store to page `page` of a region whose protection `ro`
+  // records, its generation g1 when the store began: excused only if an
+  // mprotect to read-only covered the page meanwhile or the page may have
+  // come read-only from the parent.
+  static bool read_only(const Process::ScratchRo* ro, std::uint64_t page, std::uint64_t g1);
   // Marks file pages [first, first + n) as wired by an mlock or a loan
   // (FileWiring), delta +1 before and -1 after.
   void bracket_file_wiring(std::uint64_t first, std::uint64_t n, int delta);
@@ -295,10 +327,24 @@ class World {
   // Stores at file word `off`, through map m at va, what the record says
   // the word holds (v, by s1).
   FileAccess store_file_word(vm::Map& m, std::uint64_t va, std::uint64_t off);
+  // What the oracle knows of a file page's protection and wiring in one
+  // process before an access (Process::file_ro, Process::file_mlock).
+  struct FileProt {
+    std::uint64_t ro_gen = 0, mlock_gen = 0;
+  };
+  static FileProt file_prot(const Process& p, std::uint64_t page);
+  // A read of the page refused (SIGSEGV) though it is readable: the seed's
+  // `fault_type = prot` of a wired entry (L309-310) outlives a RetryFault,
+  // so a read fault on a page this process had mlocked read/write that
+  // retries after an mprotect to read-only looks up for write and fails
+  // (L233-246).  Excused only if an mlock and an mprotect to read-only of
+  // the page both overlapped the read.
+  static bool retried_wired_refusal(const Process& p, std::uint64_t page, const FileProt& before);
   // Judge a read (store) of a file word as op_file_read (op_file_write)
-  // does, and count it.
-  void check_file_read(Process& p, const FileAccess& a);
-  void check_file_store(Process& p, const FileAccess& a);
+  // does, and count it.  `prot`: the page's FileProt before the read.
+  void check_file_read(Process& p, const FileAccess& a, const FileProt& prot);
+  // ro_gen: the page's Process::file_ro generation before the store.
+  void check_file_store(Process& p, const FileAccess& a, std::uint64_t ro_gen);
   // Why a read of a word in state s that does not match it is wrong.
   static std::string stale_reason(std::uint32_t s);
   // Whether a file read that returned a.v is allowed.
