@@ -105,7 +105,7 @@ TEST(Cli, BadMixIsNamed) {
   expect_usage_error({"--mix", "read=lots"}, "lots");
   expect_usage_error({"--mix", "read"}, "'read' is not op=weight");
   expect_usage_error({"--mix", "read=0,write=0,file-read=0,fork=0,mprotect=0,munmap=0,mlock=0,madvise=0,send=0,"
-                              "dev-read=0,file-write=0,mlock-file=0,send-file=0,mprotect-file=0,madvise-file=0"},
+                              "dev-read=0,file-write=0,mlock-file=0,send-file=0,mprotect-file=0,madvise-file=0,munmap-file=0"},
                      "every operation has weight 0");
 }
 TEST(Cli, OptionsThatContradictTheExecutorAreNamed) {

@@ -51,6 +51,7 @@ const char* op_name(Op op) noexcept {
     case Op::kSendFile: return "send-file";
     case Op::kProtectFile: return "mprotect-file";
     case Op::kAdviseFile: return "madvise-file";
+    case Op::kUnmapFile: return "munmap-file";
     case Op::kCount: break;
   }
   return "?";

@@ -43,6 +43,7 @@ enum class Op : std::uint8_t {
   kSendFile,     // zero-copy send of a page of the shared file mapping: lend it a while, check it did not change
   kProtectFile,  // mprotect the shared file mapping, or a run of it, read-only, then back
   kAdviseFile,   // madvise the shared file mapping, or a run of it (random / sequential / normal)
+  kUnmapFile,    // munmap a run of the shared file mapping, then map the file there again
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

@@ -324,6 +324,10 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     s += fmt::format("  {} reads of the file mapping and {} mlocks of it refused by a retried fault of a wired entry"
                      " made read-only meanwhile (seed L309-310: fault_type stays the entry's first protection)\n",
                      w->file_reads_refused_wired.load(), w->mlock_file_refused.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kUnmapFile)] != 0)
+    s += fmt::format("  {} accesses to the file mapping (and mlocks of it) found a run munmap-file unmapped; {}"
+                     " munmap-files skipped, another in progress\n",
+                     w->file_access_unmapped.load(), w->unmap_file_skipped.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kSendFile)] != 0)
     s += fmt::format("  {} file pages lent to sends and checked intact, {} not compared (a truncation step during"
                      " the loan may change a lent file page)\n",
@@ -392,6 +396,8 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"mprotect_file_refused", w->mprotect_file_refused.load()},
                  {"file_reads_refused_wired", w->file_reads_refused_wired.load()},
                  {"mlock_file_refused", w->mlock_file_refused.load()},
+                 {"file_access_unmapped", w->file_access_unmapped.load()},
+                 {"unmap_file_skipped", w->unmap_file_skipped.load()},
                  {"segv_racing_mlock", w->segv_racing_mlock.load()},
                  {"segv_lent_wired", w->segv_lent_wired.load()},
                  {"segv_cowfault_unmapped", w->segv_cowfault_unmapped.load()},

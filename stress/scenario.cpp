@@ -41,7 +41,8 @@ const std::vector<Scenario>& scenarios() {
       // the seed's L309-310 soon leaves an mlocked entry without write in
       // its maximum protection here, and the process's stores to the file
       // are refused from then on.
-      {"file-storm", "forks racing mprotect, mlock, madvise and sends of a shared file mapping while it is truncated",
+      {"file-storm", "forks racing mprotect, mlock, madvise, munmap and sends of a shared file mapping while it is"
+                     " truncated",
        [](Config& c) {
          set_mix(c, {{Op::kFileRead, 40},
                      {Op::kFileWrite, 10},
@@ -49,6 +50,7 @@ const std::vector<Scenario>& scenarios() {
                      {Op::kSendFile, 5},
                      {Op::kProtectFile, 8},
                      {Op::kAdviseFile, 4},
+                     {Op::kUnmapFile, 3},
                      {Op::kFork, 2},
                      {Op::kRead, 10},
                      {Op::kWrite, 10}});

@@ -171,6 +171,7 @@ Process& World::new_process(Process* parent, int nworkers) {
   p->scratch_ro = std::make_unique<Process::ScratchRo[]>(cfg.scratch_pages);
   p->file_ro = std::make_unique<Process::ScratchRo[]>(cfg.file_pages);
   p->file_mlock = std::make_unique<Process::FileMlock[]>(cfg.file_pages);
+  p->file_gone = std::make_unique<Process::ScratchRo[]>(cfg.file_pages);
   for (std::size_t i = 0; i < p->nslots; ++i) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
@@ -679,7 +680,14 @@ World::FileProt World::file_prot(const Process& p, std::uint64_t page) {
   // the generation does.
   const auto gen = [](std::uint64_t g, int active) { return active != 0 ? ~std::uint64_t{0} : g; };
   return FileProt{gen(p.file_ro[page].gen.load(), p.file_ro[page].active.load()),
-                  gen(p.file_mlock[page].gen.load(), p.file_mlock[page].active.load())};
+                  gen(p.file_mlock[page].gen.load(), p.file_mlock[page].active.load()),
+                  gen(p.file_gone[page].gen.load(), p.file_gone[page].active.load())};
+}
+
+bool World::unmapped_meanwhile(const Process& p, std::uint64_t page, const FileProt& before) const {
+  const Process::ScratchRo& g = p.file_gone[page];
+  return g.inherited.load() || before.gone_gen == ~std::uint64_t{0} || g.active.load() != 0 ||
+         g.gen.load() != before.gone_gen;
 }
 
 bool World::retried_wired_refusal(const Process& p, std::uint64_t page, const FileProt& before) {
@@ -699,6 +707,10 @@ void World::check_file_read(Process& p, const FileAccess& a, const FileProt& pro
     }
     if (a.r == Kern::kProtectionFailure && retried_wired_refusal(p, off / vm.page_size(), prot)) {
       file_reads_refused_wired.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (a.r == Kern::kInvalidAddress && unmapped_meanwhile(p, off / vm.page_size(), prot)) {
+      file_access_unmapped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     if (pager_error(a.r)) return;
@@ -727,11 +739,11 @@ void World::op_file_write(Process& p, Rng& rng) {
   // possibly holding the store's value (ftaint_) until a later step
   // rewrites it.
   const std::uint64_t off = rng.below(file_size_ / 8) * 8;
-  const std::uint64_t g1 = p.file_ro[off / vm.page_size()].gen.load();
-  check_file_store(p, store_file_word(*p.map, p.file_va + off, off), g1);
+  const FileProt prot = file_prot(p, off / vm.page_size());
+  check_file_store(p, store_file_word(*p.map, p.file_va + off, off), prot);
 }
 
-void World::check_file_store(Process& p, const FileAccess& a, std::uint64_t ro_gen) {
+void World::check_file_store(Process& p, const FileAccess& a, const FileProt& prot) {
   const std::uint64_t off = a.off;
   if (a.r == Kern::kSuccess) {
     if (a.must_fail) {
@@ -764,8 +776,14 @@ void World::check_file_store(Process& p, const FileAccess& a, std::uint64_t ro_g
     (a.quiet() ? sigbus_past_eof : sigbus_in_truncation).fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (a.r == Kern::kProtectionFailure && read_only(p.file_ro.get(), off / vm.page_size(), ro_gen)) {
+  // (A generation of ~0, an mprotect in progress when the store began,
+  // never matches: excused.)
+  if (a.r == Kern::kProtectionFailure && read_only(p.file_ro.get(), off / vm.page_size(), prot.ro_gen)) {
     segv_on_file.fetch_add(1, std::memory_order_relaxed);  // mprotect'ed read-only meanwhile: SIGSEGV
+    return;
+  }
+  if (a.r == Kern::kInvalidAddress && unmapped_meanwhile(p, off / vm.page_size(), prot)) {
+    file_access_unmapped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   if (pager_error(a.r)) return;
@@ -952,10 +970,12 @@ void World::op_fork(Process& p, Rng& rng) {
   };
   const RoBefore scratch_before = ro_snapshot(p.scratch_ro.get(), cfg.scratch_pages);
   const RoBefore file_before = ro_snapshot(p.file_ro.get(), cfg.file_pages);
+  const RoBefore gone_before = ro_snapshot(p.file_gone.get(), cfg.file_pages);
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
   ro_inherit(scratch_before, p.scratch_ro.get(), c.scratch_ro.get());
   ro_inherit(file_before, p.file_ro.get(), c.file_ro.get());
+  ro_inherit(gone_before, p.file_gone.get(), c.file_gone.get());
   // The child's entries copy the parent's maximum protection: lost there,
   // or maybe being lost by an mlock in progress.
   for (std::size_t i = 0; i < cfg.file_pages; ++i)
@@ -1085,6 +1105,47 @@ void World::op_protect_file(Process& p, Rng& rng) {
     p.file_ro[i].gen.fetch_add(1);
     p.file_ro[i].active.fetch_sub(1);
   }
+}
+
+// munmap a run of the shared file mapping, then map the file there again
+// (the vnode object at the run's offset, read/write, shared): the entries
+// are clipped, wired ones unwired first, and the run's translations go.
+// One at a time per process, so the run is free to map again.  Accesses to
+// it meanwhile fail (KERN_INVALID_ADDRESS, SIGSEGV), excused by file_gone;
+// a child forked meanwhile may keep the hole for good.
+void World::op_unmap_file(Process& p, Rng& rng) {
+  if (p.unmapping_file.exchange(true)) {
+    unmap_file_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const std::uint64_t ps = vm.page_size();
+  const auto [lo, hi] = some_run(rng, file_size_ / ps);
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    p.file_gone[i].gen.fetch_add(1);
+    p.file_gone[i].active.fetch_add(1);
+  }
+  std::uint64_t addr = p.file_va + lo * ps;
+  const std::uint64_t len = (hi - lo) * ps;
+  vm::map_munmap(*p.map, addr, addr + len);
+  locking::schedule_point(locking::Point::kUser, &p);
+  vm::Object* fobj = vm::vnode_pager_alloc(*file_);  // a reference for the mapping
+  const Kern r = vm::map_mmap(*p.map, &addr, len, fobj, lo, vm::kProtRead | vm::kProtWrite, vm::kProtAll, 0,
+                              vm::Inherit::kShare);
+  if (r != Kern::kSuccess) {
+    vm::object_deallocate(fobj);
+    fail("ops", fmt::format("process {}: mmap of the file at pages {}..{} again failed: {}", p.pid, lo, hi - 1,
+                            vm::kern_name(r)));
+  } else {
+    for (std::uint64_t i = lo; i < hi; ++i) {
+      p.file_gone[i].inherited.store(false);  // mapped again, whatever a fork left
+      // A new entry: read/write, with its maximum protection whole again.
+      p.file_ro[i].inherited.store(false);
+      p.file_mlock[i].max_write_lost.store(false);
+      p.file_gone[i].gen.fetch_add(1);
+      p.file_gone[i].active.fetch_sub(1);
+    }
+  }
+  p.unmapping_file.store(false);
 }
 
 void World::op_advise_file(Process& p, Rng& rng) {
@@ -1284,6 +1345,8 @@ void World::op_wire_file(Process& p, Rng& rng) {
     }
   };
   bracket_file_wiring(page, npages, +1);
+  std::vector<FileProt> before;
+  for (std::uint64_t i = page; i < page + npages; ++i) before.push_back(file_prot(p, i));
   Unbracket unbracket{*this, p, page, npages, {}, {}};
   for (std::uint64_t i = page; i < page + npages; ++i) {
     unbracket.loan_gen.push_back(fwiring_[i].loans.load() != 0 ? ~std::uint64_t{0} : fwiring_[i].loan_gen.load());
@@ -1317,6 +1380,13 @@ void World::op_wire_file(Process& p, Rng& rng) {
       mlock_file_refused.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    // A hole munmap-file made (map_wire refuses a range with holes).
+    bool gone = false;
+    for (std::uint64_t i = page; i < page + npages; ++i) gone = gone || unmapped_meanwhile(p, i, before[i - page]);
+    if (r == Kern::kInvalidAddress && gone) {
+      file_access_unmapped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     if (pager_error(r)) return;
     fail("ops", fmt::format("process {}: mlock of file pages {}..{} failed: {} (truncation steps {}..{})", p.pid,
                             page, page + npages - 1, vm::kern_name(r), t1, t2));
@@ -1325,8 +1395,8 @@ void World::op_wire_file(Process& p, Rng& rng) {
   mlocks_of_file.fetch_add(1, std::memory_order_relaxed);
   for (std::uint64_t i = page; i < page + npages; ++i) {
     const std::uint64_t w = i * ps + rng.below(ps / 8) * 8, x = i * ps + rng.below(ps / 8) * 8;
-    const std::uint64_t g1 = p.file_ro[i].gen.load();
-    check_file_store(p, store_file_word(*p.map, p.file_va + w, w), g1);
+    const FileProt sprot = file_prot(p, i);
+    check_file_store(p, store_file_word(*p.map, p.file_va + w, w), sprot);
     const FileProt prot = file_prot(p, i);
     check_file_read(p, read_file_word(*p.map, p.file_va + x, x), prot);
   }
@@ -1410,6 +1480,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kSendFile: op_send_file(p, rng); break;
         case Op::kProtectFile: op_protect_file(p, rng); break;
         case Op::kAdviseFile: op_advise_file(p, rng); break;
+        case Op::kUnmapFile: op_unmap_file(p, rng); break;
         case Op::kCount: break;
       }
     }

@@ -145,6 +145,12 @@ class Process {
     std::atomic<bool> max_write_lost{false};
   };
   std::unique_ptr<FileMlock[]> file_mlock;
+  // Per page of the shared file mapping, the same as file_ro for munmap-file
+  // (unmapped meanwhile, or maybe for good in a child forked meanwhile), and
+  // whether one munmap-file of this process is in progress (one at a time,
+  // so each maps its run again).
+  std::unique_ptr<ScratchRo[]> file_gone;
+  std::atomic<bool> unmapping_file{false};
   bool exited = false;  // by its last thread
 
   // Oracle state for the anonymous and scratch regions.
@@ -226,6 +232,9 @@ class World {
   // Reads of the file mapping and mlocks of it refused by a retried fault
   // of a wired entry made read-only meanwhile (seed L309-310, 7.0).
   std::atomic<std::uint64_t> file_reads_refused_wired{0}, mlock_file_refused{0};
+  // Accesses to the file mapping (and mlocks of it) that found a run unmapped
+  // by munmap-file; munmap-files skipped, another in progress.
+  std::atomic<std::uint64_t> file_access_unmapped{0}, unmap_file_skipped{0};
   std::atomic<std::uint64_t> forks{0}, forks_skipped{0}, children_exited{0}, truncations{0};
   std::atomic<std::uint64_t> threads_started{0};
   std::atomic<std::uint32_t> peak_live_processes{0};
@@ -285,6 +294,7 @@ class World {
   void op_send_file(Process& p, Rng& rng);
   void op_protect_file(Process& p, Rng& rng);
   void op_advise_file(Process& p, Rng& rng);
+  void op_unmap_file(Process& p, Rng& rng);
   // A refused store to page `page` of a region whose protection `ro`
   // records, its generation g1 when the store began: excused only if an
   // mprotect to read-only covered the page meanwhile or the page may have
@@ -330,8 +340,12 @@ class World {
   // What the oracle knows of a file page's protection and wiring in one
   // process before an access (Process::file_ro, Process::file_mlock).
   struct FileProt {
-    std::uint64_t ro_gen = 0, mlock_gen = 0;
+    std::uint64_t ro_gen = 0, mlock_gen = 0, gone_gen = 0;
   };
+  // An access to the page failed unmapped (KERN_INVALID_ADDRESS): excused
+  // only if a munmap-file of it overlapped the access, or the page may have
+  // been unmapped when this process was forked.
+  bool unmapped_meanwhile(const Process& p, std::uint64_t page, const FileProt& before) const;
   static FileProt file_prot(const Process& p, std::uint64_t page);
   // A read of the page refused (SIGSEGV) though it is readable: the seed's
   // `fault_type = prot` of a wired entry (L309-310) outlives a RetryFault,
@@ -343,8 +357,7 @@ class World {
   // Judge a read (store) of a file word as op_file_read (op_file_write)
   // does, and count it.  `prot`: the page's FileProt before the read.
   void check_file_read(Process& p, const FileAccess& a, const FileProt& prot);
-  // ro_gen: the page's Process::file_ro generation before the store.
-  void check_file_store(Process& p, const FileAccess& a, std::uint64_t ro_gen);
+  void check_file_store(Process& p, const FileAccess& a, const FileProt& prot);
   // Why a read of a word in state s that does not match it is wrong.
   static std::string stale_reason(std::uint32_t s);
   // Whether a file read that returned a.v is allowed.
