@@ -45,6 +45,11 @@ struct FaultState {
   Behavior behavior = Behavior::kNormal;
   std::uint64_t entry_start = 0, entry_end = 0;
   Pindex lastr = 0;
+  // The first object's page was found resident (invalid), not allocated by
+  // this fault: a wired page a truncation or an unmap left.  Others write
+  // its flags under the page queues meanwhile (an unwire, a loan's end), so
+  // the zero-fill reads them under the page queues too.
+  bool first_m_resident = false;
 };
 
 // seed L135: the page is no longer needed: unbusy it and let pageout have it.
@@ -401,6 +406,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         if (!fs.m->fully_valid()) {
           cnt.bump(cnt.fault_readrest);
           readrest = true;
+          if (fs.object == fs.first_object) fs.first_m_resident = true;
         } else {
           cnt.bump(cnt.fault_resident);
           break;  // found
@@ -542,13 +548,29 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       if (next == nullptr) {
         if (fs.object != fs.first_object) back_to_first_object(fs, true);
         fs.first_m = nullptr;
-        // The page is busy, on no queue and unmapped: its flags are ours.
-        if ((fs.m->flags & kPgZero) == 0)
+        // The seed reads PG_ZERO with the page queues unlocked (L665).  A
+        // page this fault allocated is busy, on no queue and unmapped: its
+        // flags are ours.  A resident one may be wired, and lent: a loan's
+        // end unwires it and clears PG_WINATCFLS under the page queues
+        // (TSan caught the race in scenario truncate), so there the model
+        // takes them.  Consumed: from now on the page holds data, not
+        // known zeros.
+        const auto take_zero = [&] {
+          const bool zeroed = (fs.m->flags & kPgZero) != 0;
+          fs.m->flags &= static_cast<std::uint8_t>(~kPgZero);
+          return zeroed;
+        };
+        bool prezeroed;
+        if (fs.first_m_resident) {
+          MutexLock pq(vm.page_queues);
+          prezeroed = take_zero();
+        } else {
+          prezeroed = take_zero();
+        }
+        if (!prezeroed)
           page_zero(fs.m);
         else
           cnt.bump(cnt.v_ozfod);
-        // Consumed: from now on the page holds data, not known zeros.
-        fs.m->flags &= static_cast<std::uint8_t>(~kPgZero);
         cnt.bump(cnt.v_zfod);
         fs.m->valid = kPageBitsAll;
         // A resident page of a file past its end (a wired one a truncation

@@ -461,7 +461,12 @@ void page_unhold(Page* m) FL_NO_THREAD_SAFETY_ANALYSIS {
 
 void page_dirty(Page* m) {
   m->object->mtx.assert_owned();
-  FL_KASSERT(m->queue != PageQueue::kCache, "dirtying a cached page");
+  // 7.0 asserts the page is not cached (PG_CACHED) and not free, reading
+  // its flags without the page queues.  The model's cached page is marked
+  // by its queue field, which an unwire may change meanwhile (a loan's
+  // end; TSan caught it in truncate), so it asks the object instead, under
+  // its lock: a cached page has left the resident set.
+  FL_KASSERT(page_lookup(*m->object, m->pindex) == m, "dirtying a cached page");
   m->dirty = kPageBitsAll;
 }
 
