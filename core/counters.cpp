@@ -185,6 +185,8 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
        "wired pages the pager could not fill, left in their object unbusied (fix fault-keeps-wired)"},
       {&fault_past_eof_zero_fill, "fault_past_eof_zero_fill",
        "resident pages past a file's end zero-filled by a fault, not refused (L411-413, L646-672)"},
+      {&fault_wired_type_refused, "fault_wired_type_refused",
+       "lookups of a retried fault for a wired entry's protection, not the fault's own, refused (L309-310)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

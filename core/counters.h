@@ -131,7 +131,8 @@ class Counters {
   Counter fault_past_eof_zero_fill{this, 70};  // resident pages past a file's end zero-filled, not refused (L411-413, L646-672)
   Counter fault_kept_wired{this, 71};      // wired pages the pager could not fill, left unbusied (fix fault-keeps-wired)
   Counter cowfault_invalid_copies{this, 72};  // copies of a lent page not fully valid, kept as valid (fix cowfault-keeps-validity)
-  static constexpr std::uint16_t kNamed = 73;
+  Counter fault_wired_type_refused{this, 73};  // lookups for a wired entry's protection, not the fault's, refused (L309-310)
+  static constexpr std::uint16_t kNamed = 74;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -278,6 +278,15 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
   Counters& cnt = vm.counters();
   const std::uint32_t ps = vm.page_size();
   vaddr &= ~static_cast<std::uint64_t>(ps - 1);
+  // seed L309-310 sets fault_type to a wired entry's protection, and the
+  // change outlives RetryFault (the label is at L226, before the lookup at
+  // L233) and reaches the re-lookup at L802: a fault retried after an
+  // mprotect to read-only of that entry looks up for write.  Counted where
+  // that refuses what the fault itself asked.
+  const std::uint8_t asked_type = fault_type;
+  const auto wired_type_refused = [&](Kern r) {
+    if (r == Kern::kProtectionFailure && fault_type != asked_type) cnt.bump(cnt.fault_wired_type_refused);
+  };
   bool hardfault = false;
   cnt.bump(cnt.v_vm_faults);
   auto fail = [&](Kern k) {
@@ -292,6 +301,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     Lookup lk;
     Kern result = map_lookup(map, vaddr, fault_type, &lk);
     if (result != Kern::kSuccess) {
+      wired_type_refused(result);
       if (result != Kern::kProtectionFailure || (fault_flags & kFaultWireMask) != kFaultUserWire) {
         cnt.bump(cnt.fault_lookup_errors);
         return fail(result);  // (no stack to grow in this model)
@@ -685,6 +695,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
             continue;
           }
           cnt.bump(cnt.fault_relookup_errors);
+          wired_type_refused(result);
           return fail(result);
         }
         fs.entry = rl.entry;

@@ -501,6 +501,37 @@ TEST_F(OpsTest, AFaultPastTheEndZeroFillsAWiredPageTruncationLeft) {
   EXPECT_EQ(m->wire_count, 0);
 }
 
+// Seed L309-310: a fault on a wired entry sets fault_type to the entry's
+// protection, and the re-lookup after the pager (L802) uses it.  A read
+// fault on an mlocked read/write mapping whose page a truncation unmapped
+// (left wired, invalid) reads it in with the map unlocked; an mprotect to
+// read-only meanwhile makes the re-lookup, for write, fail: 7.0 refuses
+// the read (SIGSEGV).  The same read, not raced, succeeds.
+TEST_F(OpsTest, AReadOfAWiredEntryMprotectedReadOnlyDuringItsPagerCallIsRefused) {
+  Vnode& vp = new_vnode_filled(4 * ps(), std::byte{0x11});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 4, kProtRead | kProtWrite);
+  ASSERT_EQ(map_wire(map(), va + 3 * ps(), va + 4 * ps(), true), Kern::kSuccess);
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps());
+    vnode_pager_setsize(vp, 4 * ps());
+  }
+  ASSERT_EQ(pte_at(va + 3 * ps()).page, nullptr) << "the cut unmapped the wired page";
+  const std::uint64_t refused = cnt().fault_wired_type_refused.load();
+  bool protected_meanwhile = false;
+  at_first_io([&] {
+    std::thread([&] { protected_meanwhile = map_protect(map(), va, va + 4 * ps(), kProtRead) == Kern::kSuccess; })
+        .join();
+  });
+  std::uint64_t v = 1;
+  EXPECT_EQ(load(va + 3 * ps(), &v), Kern::kProtectionFailure) << "a read, refused for want of write (7.0)";
+  ASSERT_TRUE(protected_meanwhile);
+  EXPECT_EQ(cnt().fault_wired_type_refused.load(), refused + 1);
+  EXPECT_EQ(load(va + 3 * ps(), &v), Kern::kSuccess) << "not raced: the entry's protection is read-only now";
+  EXPECT_EQ(cnt().fault_wired_type_refused.load(), refused + 1);
+}
+
 // munlock's vm_fault_unwire finds the pages to unwire through the pmap
 // (seed L1065-1075): a wired page a truncation unmapped, and no fault
 // mapped again, is not found, and stays wired in its object for good.  A
