@@ -17,10 +17,14 @@ const std::vector<CampaignRun>& default_campaign() {
        {"--scenario", "wiring", "--ops", "300", "--mix", "mlock-none=5"}},
       {"fork-quick-collapse", "a fork's quick collapse under a fault's placeholder (collapse.qcollapse_kept)",
        {"--scenario", "fork", "--ops", "2000", "--pages", "96", "--seed", "168"}},
-      {"wired-file", "mlock, mprotect and sends of the shared file mapping while it is truncated (truncate.wired,"
+      {"wired-file", "mlock and sends of the shared file mapping while it is truncated (truncate.wired,"
                      " unwire.unmapped, fault.past_eof_resident)",
        {"--scenario", "truncate", "--ops", "2000"}},
-      {"private-file", "private copy-on-write mappings of the file while it is truncated (the file-private oracle)",
+      {"file-storm", "mlock, mprotect, madvise and munmap of runs of the shared file mapping while it is truncated"
+                     " (the file oracle's rules for seed L309-310)",
+       {"--scenario", "file-storm", "--ops", "2000"}},
+      {"private-file", "private copy-on-write mappings of the file while it is truncated (the file-private oracle;"
+                       " fault.pager_failed_wired)",
        {"--scenario", "private-file", "--ops", "2000"}},
   };
   return runs;

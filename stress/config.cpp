@@ -52,6 +52,7 @@ const char* op_name(Op op) noexcept {
     case Op::kProtectFile: return "mprotect-file";
     case Op::kAdviseFile: return "madvise-file";
     case Op::kUnmapFile: return "munmap-file";
+    case Op::kWirePrivate: return "mlock-private";
     case Op::kCount: break;
   }
   return "?";

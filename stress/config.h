@@ -44,6 +44,7 @@ enum class Op : std::uint8_t {
   kProtectFile,  // mprotect the shared file mapping, or a run of it, read-only, then back
   kAdviseFile,   // madvise the shared file mapping, or a run of it (random / sequential / normal)
   kUnmapFile,    // munmap a run of the shared file mapping, then map the file there again
+  kWirePrivate,  // mlock a run of one to four pages of the private file mapping (copies them), munlock
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

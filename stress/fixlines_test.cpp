@@ -85,8 +85,7 @@ INSTANTIATE_TEST_SUITE_P(
                 " --churn-pages 1 --child-workers 1 --child-ops 2 --mix read=30,write=30,file-read=30,fork=4,"
                 "mprotect=12,munmap=0,mlock=0,madvise=0,send=0,dev-read=12,file-write=0,mlock-file=0 --no-truncator",
                 "1..120", "panic: vm_object_backing_scan: freeing a mapped page"},
-        FixLine{"fault-keeps-wired", "--scenario truncate --ops 2000 --io-error-ppm 20000", "1..5",
-                "panic: freeing a wired page"},
+        FixLine{"fault-keeps-wired", "--scenario private-file --ops 2000", "1..5", "panic: freeing a wired page"},
         FixLine{"unwire-under-queues", "--scenario truncate --ops 2000", "1..20", "panic: unwiring an unwired page"},
         FixLine{"cowfault-keeps-validity", "--scenario truncate --ops 2000", "1..20",
                 "past a truncation: stale data survived it"},

@@ -311,6 +311,12 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                      " pages, {} stores, {} SIGBUS past the end of the short file\n",
                      w->fpriv_reads_exact.load(), w->fpriv_reads_loose.load(), w->fpriv_writes.load(),
                      w->fpriv_sigbus.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kWirePrivate)] != 0)
+    s += fmt::format("  {} mlocks of runs of the private file mapping (each page copied), {} failed past the end of"
+                     " the short file; {} stores to it and reads of it refused while an mlock of the page was in"
+                     " progress (a user-wired copy-on-write entry refuses write faults; a read's retried fault is"
+                     " one, seed L309-310)\n",
+                     w->mlocks_of_private.load(), w->mlock_private_past_eof.load(), w->fpriv_refused_wired.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kWireFile)] != 0)
     s += fmt::format("  {} mlocks of runs of the file mapping, {} failed past the end of the short file; {} accesses"
                      " past it met a page a truncation left wired (7.0 zero-fills it: no SIGBUS)\n",
@@ -390,6 +396,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"fpriv_reads_loose", w->fpriv_reads_loose.load()},
                  {"fpriv_writes", w->fpriv_writes.load()},
                  {"fpriv_sigbus", w->fpriv_sigbus.load()},
+                 {"mlocks_of_private", w->mlocks_of_private.load()},
+                 {"mlock_private_past_eof", w->mlock_private_past_eof.load()},
+                 {"fpriv_refused_wired", w->fpriv_refused_wired.load()},
                  {"truncations", w->truncations.load()},
                  {"segv_on_scratch", w->segv_on_scratch.load()},
                  {"segv_on_file", w->segv_on_file.load()},

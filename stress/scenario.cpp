@@ -126,7 +126,11 @@ const std::vector<Scenario>& scenarios() {
       // Private (copy-on-write) mappings of the file beside the shared
       // ones, while the file is cut, left short and regrown and processes
       // fork: a page no store has copied reads the file itself and faults
-      // past its end; a copied one keeps its copy.  The mixed scenario
+      // past its end; a copied one keeps its copy.  Runs of the shared
+      // mapping are mlocked too, so a private fault past the end meets a
+      // page the cut left wired in the file's object below its shadow
+      // (L621-625: fix fault-keeps-wired); and runs of the private mapping
+      // are mlocked (which copies them) and madvised.  The mixed scenario
       // leaves file-private out (so its schedules, and the campaign's, stay
       // as they were).
       {"private-file", "stores and reads through private (copy-on-write) mappings of a file while it is truncated"
@@ -135,6 +139,9 @@ const std::vector<Scenario>& scenarios() {
          set_mix(c, {{Op::kFilePrivate, 50},
                      {Op::kFileRead, 15},
                      {Op::kFileWrite, 10},
+                     {Op::kWireFile, 5},
+                     {Op::kWirePrivate, 5},
+                     {Op::kAdviseFile, 2},
                      {Op::kFork, 3},
                      {Op::kRead, 10},
                      {Op::kWrite, 10}});

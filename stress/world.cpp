@@ -18,6 +18,39 @@ using vm::Kern;
 
 namespace {
 
+// A record's generation when an operation began, or kBusy if one of the
+// record's kind (an mprotect, an mlock, an munmap) was in progress then;
+// moved() tells whether one has overlapped since: in progress then or now,
+// or the generation moved.
+constexpr std::uint64_t kBusy = ~std::uint64_t{0};
+template <class R>
+std::uint64_t gen_at(const R& r) {
+  return r.active.load() != 0 ? kBusy : r.gen.load();
+}
+template <class R>
+bool moved(const R& r, std::uint64_t then) {
+  return then == kBusy || r.active.load() != 0 || r.gen.load() != then;
+}
+
+// An operation over pages [lo, hi) bracketed in a per-page record (an
+// mprotect to read-only, an munmap, an mlock): the generation moves first
+// both ways, so a check that sees `active` at 0 after the end sees the
+// generation moved.  At the end, `own`: the pages are the process's own
+// again, whatever a fork left it (`inherited` cleared).
+void begin_run(Process::ScratchRo* r, std::uint64_t lo, std::uint64_t hi) {
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    r[i].gen.fetch_add(1);
+    r[i].active.fetch_add(1);
+  }
+}
+void end_run(Process::ScratchRo* r, std::uint64_t lo, std::uint64_t hi, bool own) {
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    if (own) r[i].inherited.store(false);
+    r[i].gen.fetch_add(1);
+    r[i].active.fetch_sub(1);
+  }
+}
+
 // Pages [lo, hi) of a region of n pages for an operation over a run of it:
 // the whole region one time in two, else a random run.
 std::pair<std::uint64_t, std::uint64_t> some_run(Rng& rng, std::uint64_t n) {
@@ -176,8 +209,9 @@ Process& World::new_process(Process* parent, int nworkers) {
     p->committed[i].store(0, std::memory_order_relaxed);
     p->pending[i].store(0, std::memory_order_relaxed);
   }
-  if (cfg.mix[static_cast<std::size_t>(Op::kFilePrivate)] != 0) {
+  if (private_mapping()) {
     const std::size_t words = file_size_ / 8, pages = file_size_ / vm.page_size();
+    p->fpriv_wire = std::make_unique<Process::ScratchRo[]>(pages);
     p->fpriv_committed = std::make_unique<std::atomic<std::uint64_t>[]>(words);
     p->fpriv_pending = std::make_unique<std::atomic<std::uint64_t>[]>(words);
     p->fpriv_maybe = std::make_unique<std::atomic<bool>[]>(pages);
@@ -678,23 +712,15 @@ void World::op_file_read(Process& p, Rng& rng) {
 World::FileProt World::file_prot(const Process& p, std::uint64_t page) {
   // A page with an mprotect or mlock in progress counts as changed whatever
   // the generation does.
-  const auto gen = [](std::uint64_t g, int active) { return active != 0 ? ~std::uint64_t{0} : g; };
-  return FileProt{gen(p.file_ro[page].gen.load(), p.file_ro[page].active.load()),
-                  gen(p.file_mlock[page].gen.load(), p.file_mlock[page].active.load()),
-                  gen(p.file_gone[page].gen.load(), p.file_gone[page].active.load())};
+  return FileProt{gen_at(p.file_ro[page]), gen_at(p.file_mlock[page]), gen_at(p.file_gone[page])};
 }
 
 bool World::unmapped_meanwhile(const Process& p, std::uint64_t page, const FileProt& before) const {
-  const Process::ScratchRo& g = p.file_gone[page];
-  return g.inherited.load() || before.gone_gen == ~std::uint64_t{0} || g.active.load() != 0 ||
-         g.gen.load() != before.gone_gen;
+  return p.file_gone[page].inherited.load() || moved(p.file_gone[page], before.gone_gen);
 }
 
 bool World::retried_wired_refusal(const Process& p, std::uint64_t page, const FileProt& before) {
-  // (~0: in progress at that moment.)
-  const FileProt now = file_prot(p, page);
-  const auto overlapped = [](std::uint64_t a, std::uint64_t b) { return a == ~std::uint64_t{0} || a != b; };
-  return overlapped(before.ro_gen, now.ro_gen) && overlapped(before.mlock_gen, now.mlock_gen);
+  return moved(p.file_ro[page], before.ro_gen) && moved(p.file_mlock[page], before.mlock_gen);
 }
 
 void World::check_file_read(Process& p, const FileAccess& a, const FileProt& prot) {
@@ -823,6 +849,7 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     // copy the flags do not show.
     const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
     const bool sure = p.fpriv_sure[page].load(), maybe = p.fpriv_maybe[page].load();
+    const std::uint64_t wire_gen = p.fpriv_wire[page].gen.load();
     p.fpriv_maybe[page].store(true);
     const std::uint64_t v = make_value(p.pid, ++seq);
     p.fpriv_pending[w].store(v);
@@ -849,28 +876,47 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
       fpriv_sigbus.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    // The entry user-wired by an mlock of the page meanwhile (mlock-private).
+    if (r == Kern::kProtectionFailure && read_only(p.fpriv_wire.get(), page, wire_gen)) {
+      fpriv_refused_wired.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     if (pager_error(r)) return;
-    fail("file-private", fmt::format("process {} private file offset {}: store {} ({}; truncation steps {}..{})",
-                                     p.pid, off, vm::kern_name(r),
-                                     sure ? "its page is copied" : "inside the file", t1, t2));
+    fail("file-private", fmt::format("process {} private file offset {}: store {} ({}; truncation steps {}..{})\n"
+                                     "  at it: {}",
+                                     p.pid, off, vm::kern_name(r), sure ? "its page is copied" : "inside the file",
+                                     t1, t2, vm::describe_address(*p.map, va)));
     return;
   }
   const bool maybe1 = p.fpriv_maybe[page].load(), sure = p.fpriv_sure[page].load();
-  const std::uint64_t c1 = p.fpriv_committed[w].load();
+  const std::uint64_t c1 = p.fpriv_committed[w].load(), wire_gen = p.fpriv_wire[page].gen.load();
   const FileAccess a = read_file_word(*p.map, va, off);
   // Pending before committed, as the owner clears pending after it commits.
   const std::uint64_t pend = p.fpriv_pending[w].load();
   const std::uint64_t c2 = p.fpriv_committed[w].load();
-  const bool copied = maybe1 || p.fpriv_maybe[page].load();
+  // A page the file may have had left wired past its end: the fault there
+  // (fix fault-keeps-wired) goes on below it and zero-fills a page in the
+  // shadow, which reads zeros until pageout frees it (clean) and the file
+  // shows through again (FileWiring::ever_left).
+  const bool copied = maybe1 || p.fpriv_maybe[page].load() || fwiring_[page].ever_left.load();
   if (a.r != Kern::kSuccess) {
     if (a.r == Kern::kProtectionFailure && a.may_fail && !sure) {
       fpriv_sigbus.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    // A read retried while an mlock had the entry user-wired: the seed's
+    // fault_type, made the entry's read/write at L309-310, outlives the
+    // retry, and the lookup for write of a user-wired copy-on-write entry
+    // is refused (mlock-private).
+    if (a.r == Kern::kProtectionFailure && read_only(p.fpriv_wire.get(), page, wire_gen)) {
+      fpriv_refused_wired.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     if (pager_error(a.r)) return;
-    fail("file-private", fmt::format("process {} private file offset {}: read {} ({}; truncation steps {}..{})",
-                                     p.pid, off, vm::kern_name(a.r),
-                                     sure ? "its page is copied" : "inside the file", a.t1, a.t2));
+    fail("file-private", fmt::format("process {} private file offset {}: read {} ({}; truncation steps {}..{})\n"
+                                     "  at it: {}",
+                                     p.pid, off, vm::kern_name(a.r), sure ? "its page is copied" : "inside the file",
+                                     a.t1, a.t2, vm::describe_address(*p.map, va)));
     return;
   }
   if (!copied) {
@@ -930,6 +976,50 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   fail("file-private", fmt::format("process {} private file offset {} read {}: neither a generation of the file, nor"
                                    " a store of this process or its ancestors",
                                    p.pid, off, describe_value(a.v)));
+}
+
+// mlock of a run of one to four pages of the private file mapping, then
+// munlock.  The entry is read/write, so its wiring faults look up for
+// write (a wired entry's fault takes its protection, L309-310) and copy
+// every page into the process's shadow: from then on the pages are
+// copies (fpriv_sure, dirty: fix cow-copy-dirty), holding what the file
+// held then, and the vnode object's pages are not wired.  While the entry
+// is user-wired a store that faults there is refused (fpriv_wire;
+// vm_map_lookup), and a wiring fault past the end of the short file fails
+// (seed L423-427), unless a page the cut left wired lies below (then it
+// zero-fills the copy).
+void World::op_wire_private(Process& p, Rng& rng) {
+  const std::uint64_t ps = vm.page_size();
+  const auto [page, npages] = short_run(rng, file_size_ / ps);
+  const std::uint64_t start = p.fpriv_va + page * ps, end = start + npages * ps;
+  for (std::uint64_t i = page; i < page + npages; ++i) p.fpriv_maybe[i].store(true);
+  begin_run(p.fpriv_wire.get(), page, page + npages);
+  const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
+  const Kern r = vm::map_wire(*p.map, start, end, true);
+  const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
+  if (r == Kern::kSuccess) {
+    mlocks_of_private.fetch_add(1, std::memory_order_relaxed);
+    // Not a page the file may have had left wired past its end: there the
+    // wiring fault zero-fills the copy (L646-672), clean (a wire fault does
+    // not dirty, L864-867), and once unwired pageout frees a clean page of
+    // an anonymous object its pager does not have (7.0 vm_page_cache), so
+    // the file shows through again, and past its end a fault fails.  (The
+    // mark is set at the cut, before any fault can zero-fill for it.)
+    for (std::uint64_t i = page; i < page + npages; ++i)
+      if (!fwiring_[i].ever_left.load()) p.fpriv_sure[i].store(true);
+    locking::schedule_point(locking::Point::kUser, &p);
+    if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess)
+      fail("ops", fmt::format("process {}: munlock of private file pages failed", p.pid));
+  } else {
+    bool must = false;
+    const bool may = past_eof((page + npages - 1) * ps, t1, t2, &must);
+    if (r == Kern::kProtectionFailure && may)
+      mlock_private_past_eof.fetch_add(1, std::memory_order_relaxed);
+    else if (!pager_error(r))
+      fail("ops", fmt::format("process {}: mlock of private file pages {}..{} failed: {} (truncation steps {}..{})",
+                              p.pid, page, page + npages - 1, vm::kern_name(r), t1, t2));
+  }
+  end_run(p.fpriv_wire.get(), page, page + npages, false);
 }
 
 void World::op_fork(Process& p, Rng& rng) {
@@ -1042,10 +1132,7 @@ void World::op_protect(Process& p, Rng& rng) {
   // time in two, else pages [lo, hi).
   const auto [lo, hi] = some_run(rng, p.npages[kScratch]);
   const std::uint64_t start = p.va[kScratch] + lo * ps, end = p.va[kScratch] + hi * ps;
-  for (std::uint64_t i = lo; i < hi; ++i) {
-    p.scratch_ro[i].gen.fetch_add(1);
-    p.scratch_ro[i].active.fetch_add(1);
-  }
+  begin_run(p.scratch_ro.get(), lo, hi);
   if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
     fail("ops", fmt::format("process {}: mprotect read-only failed", p.pid));
   locking::schedule_point(locking::Point::kUser, &p);
@@ -1054,13 +1141,7 @@ void World::op_protect(Process& p, Rng& rng) {
     fail("ops", fmt::format("process {}: mprotect read-write failed", p.pid));
     return;  // still read-only: the record says so
   }
-  // The generation moves before `active` drops: a check (scratch_read_only,
-  // op_fork) that sees `active` at 0 then sees the generation moved.
-  for (std::uint64_t i = lo; i < hi; ++i) {
-    p.scratch_ro[i].inherited.store(false);  // read/write now, whatever the fork left
-    p.scratch_ro[i].gen.fetch_add(1);
-    p.scratch_ro[i].active.fetch_sub(1);
-  }
+  end_run(p.scratch_ro.get(), lo, hi, true);  // read/write now, whatever the fork left
 }
 
 // mprotect a run of the shared file mapping read-only, then back: the whole
@@ -1074,11 +1155,9 @@ void World::op_protect_file(Process& p, Rng& rng) {
   const auto [lo, hi] = some_run(rng, file_size_ / ps);
   const std::uint64_t start = p.file_va + lo * ps, end = p.file_va + hi * ps;
   std::vector<std::uint64_t> mlock_gen;
-  for (std::uint64_t i = lo; i < hi; ++i) {
-    mlock_gen.push_back(p.file_mlock[i].active.load() != 0 ? ~std::uint64_t{0} : p.file_mlock[i].gen.load());
-    p.file_ro[i].gen.fetch_add(1);
-    p.file_ro[i].active.fetch_add(1);
-  }
+  for (std::uint64_t i = lo; i < hi; ++i)
+    mlock_gen.push_back(gen_at(p.file_mlock[i]));
+  begin_run(p.file_ro.get(), lo, hi);
   if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
     fail("ops", fmt::format("process {}: mprotect read-only of the file mapping failed", p.pid));
   locking::schedule_point(locking::Point::kUser, &p);
@@ -1087,7 +1166,7 @@ void World::op_protect_file(Process& p, Rng& rng) {
   bool lost = false;
   for (std::uint64_t i = lo; i < hi; ++i) {
     Process::FileMlock& m = p.file_mlock[i];
-    if (m.active.load() != 0 || m.gen.load() != mlock_gen[i - lo]) m.max_write_lost.store(true);
+    if (moved(m, mlock_gen[i - lo])) m.max_write_lost.store(true);
     lost = lost || m.max_write_lost.load();
   }
   if (r != Kern::kSuccess) {
@@ -1100,11 +1179,7 @@ void World::op_protect_file(Process& p, Rng& rng) {
                               p.pid, vm::kern_name(r), vm::describe_address(*p.map, start)));
     return;
   }
-  for (std::uint64_t i = lo; i < hi; ++i) {
-    p.file_ro[i].inherited.store(false);
-    p.file_ro[i].gen.fetch_add(1);
-    p.file_ro[i].active.fetch_sub(1);
-  }
+  end_run(p.file_ro.get(), lo, hi, true);
 }
 
 // munmap a run of the shared file mapping, then map the file there again
@@ -1120,10 +1195,7 @@ void World::op_unmap_file(Process& p, Rng& rng) {
   }
   const std::uint64_t ps = vm.page_size();
   const auto [lo, hi] = some_run(rng, file_size_ / ps);
-  for (std::uint64_t i = lo; i < hi; ++i) {
-    p.file_gone[i].gen.fetch_add(1);
-    p.file_gone[i].active.fetch_add(1);
-  }
+  begin_run(p.file_gone.get(), lo, hi);
   std::uint64_t addr = p.file_va + lo * ps;
   const std::uint64_t len = (hi - lo) * ps;
   vm::map_munmap(*p.map, addr, addr + len);
@@ -1136,24 +1208,25 @@ void World::op_unmap_file(Process& p, Rng& rng) {
     fail("ops", fmt::format("process {}: mmap of the file at pages {}..{} again failed: {}", p.pid, lo, hi - 1,
                             vm::kern_name(r)));
   } else {
+    // A new entry: read/write, with its maximum protection whole again.
     for (std::uint64_t i = lo; i < hi; ++i) {
-      p.file_gone[i].inherited.store(false);  // mapped again, whatever a fork left
-      // A new entry: read/write, with its maximum protection whole again.
       p.file_ro[i].inherited.store(false);
       p.file_mlock[i].max_write_lost.store(false);
-      p.file_gone[i].gen.fetch_add(1);
-      p.file_gone[i].active.fetch_sub(1);
     }
+    end_run(p.file_gone.get(), lo, hi, true);  // mapped again, whatever a fork left
   }
   p.unmapping_file.store(false);
 }
 
+// madvise a run of a mapping of the file: the shared one, or, where
+// processes map it privately too, the private one one time in two.
 void World::op_advise_file(Process& p, Rng& rng) {
   static constexpr vm::Behavior kBehaviours[] = {vm::Behavior::kNormal, vm::Behavior::kSequential,
                                                  vm::Behavior::kRandom};
   const std::uint64_t ps = vm.page_size();
+  const std::uint64_t base = p.fpriv_va != 0 && rng.below(2) == 0 ? p.fpriv_va : p.file_va;
   const auto [lo, hi] = some_run(rng, file_size_ / ps);
-  vm::map_madvise(*p.map, p.file_va + lo * ps, p.file_va + hi * ps, kBehaviours[rng.below(3)]);
+  vm::map_madvise(*p.map, base + lo * ps, base + hi * ps, kBehaviours[rng.below(3)]);
 }
 
 // A refused store to scratch page `page` (its generation was g1 when the
@@ -1164,8 +1237,7 @@ bool World::scratch_read_only(Process& p, std::uint64_t page, std::uint64_t g1) 
 }
 
 bool World::read_only(const Process::ScratchRo* ro, std::uint64_t page, std::uint64_t g1) {
-  const Process::ScratchRo& s = ro[page];
-  return s.inherited.load() || s.active.load() != 0 || s.gen.load() != g1;
+  return ro[page].inherited.load() || moved(ro[page], g1);
 }
 
 void World::op_churn(Process& p, Rng& rng) {
@@ -1335,9 +1407,8 @@ void World::op_wire_file(Process& p, Rng& rng) {
     ~Unbracket() {
       for (std::uint64_t i = first; i < first + n; ++i) {
         FileWiring& f = w.fwiring_[i];
-        if (f.loans.load() != 0 || f.loan_gen.load() != loan_gen[i - first]) f.left.store(true);
-        if (p.file_ro[i].active.load() != 0 || p.file_ro[i].gen.load() != ro_gen[i - first])
-          p.file_mlock[i].max_write_lost.store(true);
+        if (f.loans.load() != 0 || f.loan_gen.load() != loan_gen[i - first]) f.mark_left(true);
+        if (moved(p.file_ro[i], ro_gen[i - first])) p.file_mlock[i].max_write_lost.store(true);
         p.file_mlock[i].gen.fetch_add(1);
         p.file_mlock[i].active.fetch_sub(1);
       }
@@ -1349,10 +1420,10 @@ void World::op_wire_file(Process& p, Rng& rng) {
   for (std::uint64_t i = page; i < page + npages; ++i) before.push_back(file_prot(p, i));
   Unbracket unbracket{*this, p, page, npages, {}, {}};
   for (std::uint64_t i = page; i < page + npages; ++i) {
-    unbracket.loan_gen.push_back(fwiring_[i].loans.load() != 0 ? ~std::uint64_t{0} : fwiring_[i].loan_gen.load());
+    unbracket.loan_gen.push_back(fwiring_[i].loans.load() != 0 ? kBusy : fwiring_[i].loan_gen.load());
     p.file_mlock[i].gen.fetch_add(1);
     p.file_mlock[i].active.fetch_add(1);
-    unbracket.ro_gen.push_back(p.file_ro[i].active.load() != 0 ? ~std::uint64_t{0} : p.file_ro[i].gen.load());
+    unbracket.ro_gen.push_back(gen_at(p.file_ro[i]));
   }
   const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
   const Kern r = vm::map_wire(*p.map, start, end, true);
@@ -1374,8 +1445,7 @@ void World::op_wire_file(Process& p, Rng& rng) {
     // override against a maximum protection without write (L249-271).
     bool ro = false;
     for (std::uint64_t i = page; i < page + npages; ++i)
-      ro = ro || unbracket.ro_gen[i - page] == ~std::uint64_t{0} || p.file_ro[i].active.load() != 0 ||
-           p.file_ro[i].gen.load() != unbracket.ro_gen[i - page];
+      ro = ro || moved(p.file_ro[i], unbracket.ro_gen[i - page]);
     if (r == Kern::kProtectionFailure && ro) {
       mlock_file_refused.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -1481,6 +1551,7 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kProtectFile: op_protect_file(p, rng); break;
         case Op::kAdviseFile: op_advise_file(p, rng); break;
         case Op::kUnmapFile: op_unmap_file(p, rng); break;
+        case Op::kWirePrivate: op_wire_private(p, rng); break;
         case Op::kCount: break;
       }
     }
@@ -1579,8 +1650,7 @@ void World::truncator() {
         for (std::uint64_t i = first_out; i < cfg.file_pages; ++i) {
           const bool suspect = fwiring_[i].left.load() || wired[i] || fwiring_[i].active.load() != 0 ||
                                fwiring_[i].gen.load() != wgen[i];
-          fwiring_[i].left.store(suspect && vm::page_lookup(*file_->object, i) != nullptr,
-                                 std::memory_order_release);
+          fwiring_[i].mark_left(suspect && vm::page_lookup(*file_->object, i) != nullptr);
         }
       }
       for (std::uint64_t w = cut / 8; w < file_size_ / 8; ++w)

@@ -130,6 +130,15 @@ class Process {
   // The same for each page of the shared file mapping (mprotect-file): a
   // store refused there is excused only by these.
   std::unique_ptr<ScratchRo[]> file_ro;
+  // Per page of the private mapping, this process's mlocks of it in
+  // progress and a generation bumped before and after each (mlock-private;
+  // `inherited` unused: a child's entries are not wired).  While an entry
+  // is user-wired, 7.0's vm_map_lookup refuses a write fault on it unless
+  // the fault overrides (MAP_ENTRY_USER_WIRED and MAP_ENTRY_COW), so a
+  // store that faults on a page the mlock has not copied yet is refused,
+  // and so is a read whose fault retries (its fault_type made read/write
+  // at L309-310): excused only by these.
+  std::unique_ptr<ScratchRo[]> fpriv_wire;
   // Per page of the shared file mapping, this process's mlocks of it in
   // progress, a generation bumped before and after each, and whether the
   // entry there may have lost write from its maximum protection.  The
@@ -212,6 +221,10 @@ class World {
   // in the process's chain) and loosely (one may be), stores, and accesses
   // past the end of the short file refused (SIGBUS).
   std::atomic<std::uint64_t> fpriv_reads_exact{0}, fpriv_reads_loose{0}, fpriv_writes{0}, fpriv_sigbus{0};
+  // mlocks of runs of the private file mapping: done, failed past the end of
+  // the short file, and stores to it and reads of it refused while an mlock
+  // of the page was in progress.
+  std::atomic<std::uint64_t> mlocks_of_private{0}, mlock_private_past_eof{0}, fpriv_refused_wired{0};
   // mlocks of runs of the file: done, and failed past the end of the short
   // file (seed L423-427).
   std::atomic<std::uint64_t> mlocks_of_file{0}, mlock_file_past_eof{0};
@@ -308,6 +321,13 @@ class World {
   void op_dev_read(Process& p, Rng& rng);
   void op_wire_none(Process& p);
   void op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq);
+  void op_wire_private(Process& p, Rng& rng);
+  // Whether processes map the file privately too (file-private or
+  // mlock-private in the mix).
+  bool private_mapping() const {
+    return cfg.mix[static_cast<std::size_t>(Op::kFilePrivate)] != 0 ||
+           cfg.mix[static_cast<std::size_t>(Op::kWirePrivate)] != 0;
+  }
   // A checked store of this thread's slot; false (failure reported) if it
   // failed for a reason the protocol does not allow.
   vm::Kern write_slot(Process& p, int region, std::uint64_t page, int j, std::uint64_t& seq);
@@ -437,6 +457,14 @@ class World {
     std::atomic<int> loans{0};
     std::atomic<std::uint64_t> loan_gen{0};
     std::atomic<bool> left{false};
+    // left was set once: a private mapping's fault past the end may have
+    // zero-filled a page of its own in its shadow then, for good (kept
+    // wired below it, fix fault-keeps-wired).  Never cleared.
+    std::atomic<bool> ever_left{false};
+    void mark_left(bool on) {
+      if (on) ever_left.store(true, std::memory_order_release);
+      left.store(on, std::memory_order_release);
+    }
   };
   std::unique_ptr<FileWiring[]> fwiring_;
   // Truncation k's cut (while one of the last kCuts).
