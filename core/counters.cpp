@@ -187,6 +187,10 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
        "resident pages past a file's end zero-filled by a fault, not refused (L411-413, L646-672)"},
       {&fault_wired_type_refused, "fault_wired_type_refused",
        "lookups of a retried fault for a wired entry's protection, not the fault's own, refused (L309-310)"},
+      {&protect_wiring_waits, "protect_wiring_waits",
+       "mprotects giving write to a copy-on-write entry being wired that waited (fix protect-copies-wired)"},
+      {&protect_wired_copies, "protect_wired_copies",
+       "pages of user-wired copy-on-write entries given write, copied up or mapped writable (fix protect-copies-wired)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

@@ -132,7 +132,9 @@ class Counters {
   Counter fault_kept_wired{this, 71};      // wired pages the pager could not fill, left unbusied (fix fault-keeps-wired)
   Counter cowfault_invalid_copies{this, 72};  // copies of a lent page not fully valid, kept as valid (fix cowfault-keeps-validity)
   Counter fault_wired_type_refused{this, 73};  // lookups for a wired entry's protection, not the fault's, refused (L309-310)
-  static constexpr std::uint16_t kNamed = 74;
+  Counter protect_wiring_waits{this, 74};  // mprotects adding write to a COW entry being wired that waited (fix protect-copies-wired)
+  Counter protect_wired_copies{this, 75};  // pages of user-wired COW entries gaining write copied up (fix protect-copies-wired)
+  static constexpr std::uint16_t kNamed = 76;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

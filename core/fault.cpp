@@ -107,13 +107,19 @@ void unlock_vnode(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 // Frees the placeholder page left busy in the first object while the search
-// went down the chain.  Requires: nothing held.
+// went down the chain.  A wired one (only fix protect-copies-wired makes
+// one: its copy of a wired page a truncation left invalid) is left there,
+// unbusied, as later FreeBSD's fault_page_free leaves a wired page.
+// Requires: nothing held.
 void free_first_m(FaultState& fs) FL_NO_THREAD_SAFETY_ANALYSIS {
   fs.first_object->mtx.lock();
+  bool wired = false;
   {
     MutexLock pq(fs.first_object->vm.page_queues);
-    page_free(fs.first_m);
+    wired = fs.first_m->wire_count != 0 && fs.first_object->vm.fix(Fix::kProtectCopiesWired);
+    if (!wired) page_free(fs.first_m);
   }
+  if (wired) page_wakeup(fs.first_m);
   object_pip_wakeup(*fs.first_object);
   fs.first_object->mtx.unlock();
   fs.first_m = nullptr;
@@ -857,10 +863,13 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
       object = backing;
     }
     // 7.0 panics on a missing page (seed L1172-1173) and copies an invalid
-    // one as it is, which it can meet only if an mlock is still faulting
-    // the entry in (fix fork-waits-for-wiring off): here both panic (the
-    // bytes of a page being read are the pager's until it is done).
-    if (src_m == nullptr || !src_m->fully_valid())
+    // one as it is.  A busy invalid one is a page an mlock is still reading
+    // in (fix fork-waits-for-wiring off): here that panics too (the bytes
+    // of a page being read are the pager's until it is done).  An idle one
+    // is a wired page a truncation left past the end (vnode_pager_setsize
+    // makes it invalid): copied as 7.0 copies it, bytes and all, and the
+    // copy marked valid below (seed L1174-1176).
+    if (src_m == nullptr || (!src_m->fully_valid() && src_m->any_busy()))
       fatal(src_m == nullptr ? "vm_fault_copy_entry: page missing" : "vm_fault_copy_entry: page not valid", vaddr);
     // The parent's threads may store to the wired page meanwhile (seed
     // L1174: the source stays mapped writable): a word at a time.
@@ -883,6 +892,93 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     page_wakeup(dst_m);
   }
   dst_object->mtx.unlock();
+}
+
+void vm_fault_copy_entry_upgrade(Map& map, MapEntry& entry) FL_NO_THREAD_SAFETY_ANALYSIS {
+  Vm& vm = map.vm;
+  Counters& cnt = vm.counters();
+  const std::uint32_t ps = vm.page_size();
+  Object* src_object = entry.object;
+  const Pindex src_offset = entry.offset;
+  // The entry's own first object if it has one; else a new one that
+  // shadows nothing (the pages are copied into it).
+  Object* dst_object = src_object;
+  Pindex dst_base = src_offset;
+  if ((entry.eflags & kEntryNeedsCopy) == 0) {
+    object_reference(*dst_object);
+  } else {
+    dst_object = object_allocate(vm, ObjectType::kDefault, entry.pages(ps));
+    dst_base = 0;
+    entry.object = dst_object;
+    entry.offset = 0;
+  }
+  dst_object->mtx.lock();
+  Pindex i = 0;
+  for (std::uint64_t vaddr = entry.start; vaddr < entry.end; vaddr += ps, ++i) {
+    Page* src_m = nullptr;
+    Page* dst_m = nullptr;
+    for (;;) {
+      // The entry is wired, so its chain has the page resident.  An idle
+      // or busy page there that is neither valid nor wired is not it (the
+      // fault passes over such a page: a placeholder of a fault of
+      // another process whose first object this backing object is, since
+      // a fork); later FreeBSD's walk stops at the first page it finds.
+      Object* object = src_object;
+      if (object != dst_object) object->mtx.lock();
+      Pindex pindex = src_offset + i;
+      const auto not_it = [](const Page* m) { return m == nullptr || (!m->fully_valid() && m->wire_count == 0); };
+      while (not_it(src_m = page_lookup(*object, pindex)) && object->backing_object != nullptr) {
+        Object* backing = object->backing_object;
+        backing->mtx.lock();
+        pindex += object->backing_offset;
+        if (object != dst_object) object->mtx.unlock();
+        object = backing;
+      }
+      if (not_it(src_m)) fatal("vm_fault_copy_entry: page missing", vaddr);
+      if (object != dst_object) {
+        dst_m = page_alloc(*dst_object, dst_base + i, kAllocNormal);
+        if (dst_m == nullptr) {
+          dst_object->mtx.unlock();
+          object->mtx.unlock();
+          vm_wait(vm, "cpentry");
+          dst_object->mtx.lock();
+          continue;
+        }
+        // Other threads may store through shared mappings of the file
+        // meanwhile: a word at a time.
+        page_copy_mapped(src_m, dst_m);
+        dst_m->valid = src_m->valid;
+        dst_m->dirty = src_m->valid;  // nothing backs the copy but its object
+        // The wiring moves to the copy while the source's object is still
+        // locked: once it is unlocked a collapse may move or free the
+        // source page (nothing holds paging in progress on it here).
+        {
+          MutexLock pq(vm.page_queues);
+          page_unwire(src_m, false);
+          page_wire(dst_m);
+        }
+        object->mtx.unlock();
+        break;
+      }
+      dst_m = src_m;
+      if (page_sleep_if_busy(dst_m, false, "cpentry")) continue;
+      page_busy(dst_m);
+      break;
+    }
+    // (A page past the end of a file truncated meanwhile is left as it is.)
+    if (dst_m == src_m && dst_m->pindex >= dst_object->size) {
+      page_wakeup(dst_m);
+      break;
+    }
+    cnt.bump(cnt.protect_wired_copies);
+    dst_object->mtx.unlock();
+    if (dst_m->fully_valid()) pmap_enter(map.pmap, vaddr, dst_m, entry.protection, true);
+    dst_object->mtx.lock();
+    page_wakeup(dst_m);
+  }
+  dst_object->mtx.unlock();
+  entry.eflags &= static_cast<std::uint16_t>(~(kEntryCow | kEntryNeedsCopy));
+  object_deallocate(src_object);
 }
 
 }  // namespace faultline::vm

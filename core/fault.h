@@ -30,4 +30,14 @@ void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end);
 // not yet visible to anyone.
 void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry);
 
+// Later FreeBSD's vm_fault_copy_entry with the source entry the destination
+// (an "upgrade"; fix protect-copies-wired): a user-wired copy-on-write entry
+// that mprotect gives write has every page its chain holds for it copied
+// into its first object (a new one if the entry still needs a copy), wired
+// in place of the source page and mapped writable; the entry is no longer
+// copy-on-write.  A page already in the first object is mapped writable.
+// Requires: the map locked exclusively; the entry user-wired (its pages
+// resident).
+void vm_fault_copy_entry_upgrade(Map& map, MapEntry& entry);
+
 }  // namespace faultline::vm

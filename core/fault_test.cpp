@@ -1052,6 +1052,118 @@ TEST_F(FaultTest, MprotectClipsAnEntryBeingWiredAndTheWireSettlesBothPieces) {
   ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
 }
 
+// An mlock of a read-only private mapping of a file wires the pages the
+// entry's chain has, the file's own among them, and copies nothing (a wired
+// entry's faults take its protection, read, L309-310).  7.0's
+// vm_map_protect then gives the user-wired copy-on-write entry write and
+// copies nothing either (vm_map.c 1562-1630): a fork copies the wired entry
+// from its first object alone (L1160-1173 fall back to backing objects only
+// for a read-only entry) and panics on the file's page.
+TEST_F(FaultTest, WithoutTheFixAForkOfAWiredPrivateMappingMadeWritableFindsNoPage) {
+  vm().set_fix(Fix::kProtectCopiesWired, false);
+  Vnode& vp = new_vnode_filled(2 * ps(), std::byte{0x11});
+  const std::uint64_t va = mmap_object(vnode_pager_alloc(vp), 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  ASSERT_EQ(store(va, 7), Kern::kSuccess);  // page 0 copied: the entry has a shadow now
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead), Kern::kSuccess);
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);  // page 1: the file's, wired
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+  EXPECT_EQ(store(va + ps(), 9), Kern::kProtectionFailure) << "7.0: a user-wired COW entry refuses write faults";
+  EXPECT_DEATH({ auto child = vmspace_fork(map()); }, "panic: vm_fault: vm_fault_copy_entry: page missing");
+  ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  vm().set_fix(Fix::kProtectCopiesWired, true);
+}
+
+// Fix protect-copies-wired, as later FreeBSD: the mprotect copies the
+// file's page into the entry's first object, wired in its place and mapped
+// writable, and the entry is no longer copy-on-write: the store succeeds
+// without touching the file, and a fork copies both pages.
+TEST_F(FaultTest, MprotectGivingWriteToAWiredPrivateMappingCopiesItsPagesUp) {
+  Vnode& vp = new_vnode_filled(2 * ps(), std::byte{0x11});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = mmap_object(o, 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  ASSERT_EQ(store(va, 7), Kern::kSuccess);
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead), Kern::kSuccess);
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+  EXPECT_EQ(cnt().protect_wired_copies.load(), 2u) << "page 0 already in the first object, page 1 copied up";
+  EXPECT_EQ(pte_at(va + ps()).prot & kProtWrite, kProtWrite) << "mapped writable";
+  map_lock_read(map());
+  EXPECT_EQ(map().lookup_entry(va)->eflags & kEntryCow, 0) << "no longer copy-on-write";
+  map_unlock_read(map());
+  const std::uint64_t faults = cnt().v_vm_faults.load();
+  ASSERT_EQ(store(va + ps(), 9), Kern::kSuccess);
+  EXPECT_EQ(cnt().v_vm_faults.load(), faults) << "the store needs no fault";
+  Map& c = adopt(vmspace_fork(map()));
+  std::uint64_t v = 0;
+  ASSERT_EQ(load_in(c, va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7u);
+  ASSERT_EQ(load_in(c, va + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 9u);
+  object_reference(*o);
+  const std::uint64_t fresh = mmap_object(o, 2, kProtRead);
+  ASSERT_EQ(load(fresh + ps(), &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x1111111111111111u) << "the file's page is untouched";
+  ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+}
+
+// The same mprotect while the mlock is still faulting the entry in (the
+// file's page 1 being read; MAP_ENTRY_USER_WIRED is set only when the
+// faults are done): 7.0's mprotect does not wait, and a store to page 0
+// (the file's page, wired already) faults on the wired entry, which copies
+// it (its fault takes the entry's read/write, L309-310) and maps the copy
+// wired without wiring it (L903-910).  The munlock unwires the copy.
+TEST_F(FaultTest, WithoutTheFixAStoreDuringTheMlockLeavesAnUnwiredCopyUnderTheWiring) {
+  vm().set_fix(Fix::kProtectCopiesWired, false);
+  Vnode& vp = new_vnode_filled(2 * ps(), std::byte{0x11});
+  const std::uint64_t va = mmap_object(vnode_pager_alloc(vp), 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  std::uint64_t v = 0;
+  ASSERT_EQ(map_madvise(map(), va, va + 2 * ps(), Behavior::kRandom), Kern::kSuccess);  // no read-ahead
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);  // page 0 resident, page 1 not
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead), Kern::kSuccess);
+  EXPECT_DEATH(
+      {
+        at_first_io([&] {
+          std::thread([&] {
+            ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+            ASSERT_EQ(store(va, 9), Kern::kSuccess);
+          }).join();
+        });
+        (void)map_wire(map(), va, va + 2 * ps(), true);
+        (void)map_unwire(map(), va, va + 2 * ps(), true);
+      },
+      "panic: unwiring an unwired page");
+  vm().set_fix(Fix::kProtectCopiesWired, true);
+}
+
+// With the fix the mprotect sleeps ("vmmaps") until the mlock is done, then
+// copies page 0 up, wired; the store after it needs no copy-on-write.
+TEST_F(FaultTest, MprotectGivingWriteWaitsForTheMlockOfAPrivateMapping) {
+  Vnode& vp = new_vnode_filled(2 * ps(), std::byte{0x11});
+  const std::uint64_t va = mmap_object(vnode_pager_alloc(vp), 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  std::uint64_t v = 0;
+  ASSERT_EQ(map_madvise(map(), va, va + 2 * ps(), Behavior::kRandom), Kern::kSuccess);
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead), Kern::kSuccess);
+  std::thread writer;
+  at_first_io([&] {
+    writer = std::thread([&] {
+      ASSERT_EQ(map_protect(map(), va, va + 2 * ps(), kProtRead | kProtWrite), Kern::kSuccess);
+      ASSERT_EQ(store(va, 9), Kern::kSuccess);
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (locking::sleepers(&map().sleep_mtx) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    EXPECT_EQ(locking::sleepers(&map().sleep_mtx), 1u) << "the mprotect must wait for the entry being wired";
+  });
+  ASSERT_EQ(map_wire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+  writer.join();
+  EXPECT_EQ(cnt().protect_wiring_waits.load(), 1u);
+  EXPECT_EQ(cnt().protect_wired_copies.load(), 2u);
+  ASSERT_EQ(load(va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 9u);
+  ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
+}
+
 TEST_F(FaultTest, MapLookupThatWouldBlockRetries) {
   Object* o = swap_object(1, 8000);
   std::uint64_t va = mmap_object(o, 1, kProtRead | kProtWrite);

@@ -325,6 +325,21 @@ bool in_transition(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES
   return false;
 }
 
+// Whether an entry of [start, end) is copy-on-write, in transition, and
+// without the write permission that `prot` gives it.
+bool adds_write_to_cow_in_transition(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t prot)
+    FL_REQUIRES(map.lock) {
+  if ((prot & kProtWrite) == 0) return false;
+  const auto hit = [](const MapEntry& e) {
+    return (e.eflags & (kEntryInTransition | kEntryCow)) == (kEntryInTransition | kEntryCow) &&
+           (e.protection & kProtWrite) == 0;
+  };
+  if (const MapEntry* e = map.lookup_entry(start); e != nullptr && hit(*e)) return true;
+  for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end; ++it)
+    if (hit(it->second)) return true;
+  return false;
+}
+
 // Locks the map exclusively with no entry of [start, end) in transition.
 void map_lock_settled(Map& map, std::uint64_t start, std::uint64_t end) FL_ACQUIRE(map.lock)
     FL_NO_THREAD_SAFETY_ANALYSIS {
@@ -370,7 +385,15 @@ void delete_range(Map& map, std::uint64_t start, std::uint64_t end) FL_REQUIRES(
   for (auto it = map.entries.lower_bound(start); it != map.entries.end() && it->first < end;) {
     MapEntry& e = it->second;
     if (e.wired_count != 0) vm_fault_unwire(map, e.start, e.end);  // munmap of mlocked memory
-    pmap_remove(map.pmap, e.start, e.end);
+    // (--mutant munmap-keeps-translations skips it where the entry's
+    // object keeps its pages, one shared since a fork: the range still
+    // reads them after it is mapped again.)
+    bool keeps_pages = false;
+    if (map.vm.config().mutant == Mutant::kMunmapKeepsTranslations && e.object != nullptr) {
+      MutexLock l(e.object->mtx);
+      keeps_pages = e.object->ref_count > 1 && (e.object->flags & kObjOneMapping) == 0;
+    }
+    if (!keeps_pages) pmap_remove(map.pmap, e.start, e.end);
     Object* o = e.object;
     const Pindex offset = e.offset, count = e.pages(ps);
     it = map.entries.erase(it);
@@ -399,6 +422,18 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
   // 7.0 vm_map_protect (vm_map.c 1562-1630) does not wait for entries in
   // transition: it may clip one an mlock is faulting in (map_wire copes).
   map_lock(map);
+  // 7.0 vm_map_wire sets MAP_ENTRY_USER_WIRED only when its faults are
+  // done: until then a store may fault on a copy-on-write entry made
+  // writable here, and the wired entry's fault copies the page and enters
+  // the copy unwired (L309-310, L903-910), which the munlock then unwires.
+  // Fix protect-copies-wired waits for such an entry; later FreeBSD waits
+  // for every entry in transition, but then 7.0's clip of an entry being
+  // wired (below) could not be reached.
+  while (map.vm.fix(Fix::kProtectCopiesWired) && adds_write_to_cow_in_transition(map, start, end, prot)) {
+    map.vm.counters().bump(map.vm.counters().protect_wiring_waits);
+    map_unlock_and_wait(map);
+    map_lock(map);
+  }
   if (in_transition(map, start, end)) map.vm.counters().bump(map.vm.counters().protect_in_transition);
   // 7.0 clips the start before it checks, and keeps the clip on failure.
   map_clip_start(map, start);
@@ -416,6 +451,14 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
     MapEntry& e = it->second;
     const std::uint8_t old = e.protection;
     e.protection = prot;
+    // Fix protect-copies-wired, as later FreeBSD: a user-wired
+    // copy-on-write entry gaining write has its pages copied into its first
+    // object now, wired and mapped writable (its faults could not copy
+    // them: vm_map_lookup refuses a write fault there).  7.0 copies nothing.
+    if (map.vm.fix(Fix::kProtectCopiesWired) && (e.eflags & (kEntryUserWired | kEntryCow)) ==
+                                                     (kEntryUserWired | kEntryCow) &&
+        (prot & kProtWrite) != 0 && (old & kProtWrite) == 0)
+      vm_fault_copy_entry_upgrade(map, e);
     // Lowered: take the permission away from existing translations now
     // (a COW entry never has writable translations to begin with).
     if ((old & ~prot) != 0) {

@@ -17,6 +17,7 @@ const char* mutant_name(Mutant m) noexcept {
     case Mutant::kWireKeepsMaxWrite: return "wire-keeps-max-write";
     case Mutant::kVnodeWriteLost: return "vnode-write-lost";
     case Mutant::kMprotectPastEnd: return "mprotect-past-end";
+    case Mutant::kMunmapKeepsTranslations: return "munmap-keeps-translations";
     case Mutant::kCount: break;
   }
   return "?";
@@ -28,6 +29,7 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kCollapseUnmaps: return "collapse-unmaps";
     case Fix::kSwapCopyKeepsResident: return "swap-copy-keeps-resident";
     case Fix::kForkWaitsForWiring: return "fork-waits-for-wiring";
+    case Fix::kProtectCopiesWired: return "protect-copies-wired";
     case Fix::kQcollapseSkipsInvalid: return "qcollapse-skips-invalid";
     case Fix::kBypassUnmaps: return "bypass-unmaps";
     case Fix::kLentPageReadOnly: return "lent-page-read-only";
@@ -61,6 +63,16 @@ const char* fix_what(Fix f) noexcept {
              "older data back: the data oracle finds it (the default campaign with the fix off fails COW "
              "isolation in seconds, 7.0's page cache caching the clean page); the fix does what the "
              "comment says";
+    case Fix::kProtectCopiesWired:
+      return "mlock of a read-only private mapping wires the pages its chain has, the file's among them, with "
+             "no copy (L309-310); 7.0's vm_map_protect then makes the user-wired copy-on-write entry read/write "
+             "and copies nothing: a fork copies the wired entry from its first object alone (the seed falls "
+             "back to backing objects only for a read-only entry, L1160-1173) and panics \"page missing\"; "
+             "and an mprotect during the mlock, before vm_map_wire sets MAP_ENTRY_USER_WIRED, lets a store "
+             "copy the page unwired under a wired translation, which the munlock then unwires; the fix, as "
+             "later FreeBSD: vm_map_protect waits (\"vmmaps\") for such an entry being wired, and copies a "
+             "user-wired copy-on-write entry's pages into its first object when it gains write "
+             "(vm_fault_copy_entry's upgrade), wired and mapped writable, the entry no longer copy-on-write";
     case Fix::kForkWaitsForWiring:
       return "vm_map_wire (7.0) counts an entry wired, marks it in transition and unlocks the map to fault "
              "its pages in; vmspace_fork does not wait for entries in transition, so a fork in that window "

@@ -29,6 +29,7 @@ enum class Mutant : std::uint8_t {
   kWireKeepsMaxWrite,     // vm_fault: a user wire of an inaccessible COW entry leaves its max protection (L270-271)
   kVnodeWriteLost,        // vnode pager put_pages: reports the write done without writing the page to the file
   kMprotectPastEnd,       // vm_map_protect without vm_map_clip_end: the protection reaches past the range
+  kMunmapKeepsTranslations,  // vm_map_delete: no pmap_remove where the object keeps its pages (shared since a fork)
   kCount
 };
 const char* mutant_name(Mutant m) noexcept;
@@ -52,6 +53,7 @@ enum class Fix : std::uint8_t {
   kFaultKeepsWired,        // vm_fault: a page the pager cannot fill is freed only if it is not wired
   kUnwireUnderQueues,      // vm_fault_unwire: look the page up under the page queues it unwires it under
   kCowfaultKeepsValidity,  // vm_page_cowfault: the copy of a lent page is only as valid as the page
+  kProtectCopiesWired,     // vm_map_protect: write added to a user-wired copy-on-write entry copies its pages now
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"
