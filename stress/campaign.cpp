@@ -26,6 +26,12 @@ const std::vector<CampaignRun>& default_campaign() {
       {"private-file", "private copy-on-write mappings of the file while it is truncated (the file-private oracle;"
                        " fault.pager_failed_wired)",
        {"--scenario", "private-file", "--ops", "2000"}},
+      {"private-storm", "mprotect, madvise and munmap of runs of the private file mapping while it is stored to and"
+                        " the file truncated (the file-private oracle's records of each)",
+       {"--scenario", "private-storm", "--ops", "2000"}},
+      {"private-wired", "mlock of the private file mapping mprotected read-only meanwhile"
+                        " (mprotect.wiring_wait, mprotect.wired_copy)",
+       {"--scenario", "private-storm", "--ops", "2000", "--no-truncator", "--mix", "mlock-private=8"}},
   };
   return runs;
 }

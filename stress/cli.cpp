@@ -123,7 +123,8 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   app.add_flag("--no-truncator", p.no_truncator, "no truncator");
   app.add_option("--mutant", p.mutant_text,
                  "self-test: inject a known protocol fault (skip-timestamp-recheck, no-write-protect-at-fork,"
-                 " clean-cow-copy, no-eof-check, wire-keeps-max-write, vnode-write-lost, mprotect-past-end); the run must fail");
+                 " clean-cow-copy, no-eof-check, wire-keeps-max-write, vnode-write-lost, mprotect-past-end,"
+                 " munmap-keeps-translations); the run must fail");
   app.add_option("--no-fix", p.no_fix,
                  "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written): dead-object-retry,"
                  " collapse-unmaps, swap-copy-keeps-resident, fork-waits-for-wiring, qcollapse-skips-invalid, bypass-unmaps");

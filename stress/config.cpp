@@ -53,6 +53,8 @@ const char* op_name(Op op) noexcept {
     case Op::kAdviseFile: return "madvise-file";
     case Op::kUnmapFile: return "munmap-file";
     case Op::kWirePrivate: return "mlock-private";
+    case Op::kProtectPrivate: return "mprotect-private";
+    case Op::kUnmapPrivate: return "munmap-private";
     case Op::kCount: break;
   }
   return "?";

@@ -45,6 +45,8 @@ enum class Op : std::uint8_t {
   kAdviseFile,   // madvise the shared file mapping, or a run of it (random / sequential / normal)
   kUnmapFile,    // munmap a run of the shared file mapping, then map the file there again
   kWirePrivate,  // mlock a run of one to four pages of the private file mapping (copies them), munlock
+  kProtectPrivate,  // mprotect the private file mapping, or a run of it, read-only, then back
+  kUnmapPrivate,    // munmap a run of the private file mapping (its copies go), then map the file privately there again
   kCount
 };
 inline constexpr std::size_t kOps = static_cast<std::size_t>(Op::kCount);

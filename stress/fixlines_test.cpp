@@ -86,6 +86,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "mprotect=12,munmap=0,mlock=0,madvise=0,send=0,dev-read=12,file-write=0,mlock-file=0 --no-truncator",
                 "1..120", "panic: vm_object_backing_scan: freeing a mapped page"},
         FixLine{"fault-keeps-wired", "--scenario private-file --ops 2000", "1..5", "panic: freeing a wired page"},
+        FixLine{"protect-copies-wired", "--scenario private-storm --ops 2000 --no-truncator --mix mlock-private=8",
+                "1..5", "panic: unwiring an unwired page"},
         FixLine{"unwire-under-queues", "--scenario truncate --ops 2000", "1..20", "panic: unwiring an unwired page"},
         FixLine{"cowfault-keeps-validity", "--scenario truncate --ops 2000", "1..20",
                 "past a truncation: stale data survived it"},

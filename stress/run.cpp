@@ -317,6 +317,18 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                      " progress (a user-wired copy-on-write entry refuses write faults; a read's retried fault is"
                      " one, seed L309-310)\n",
                      w->mlocks_of_private.load(), w->mlock_private_past_eof.load(), w->fpriv_refused_wired.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kProtectPrivate)] != 0)
+    s += fmt::format("  {} mprotects of runs of the private file mapping read-only and back ({} back refused: the"
+                     " maximum protection lost, seed L249-271); {} stores to it refused meanwhile; {} mlocks of it"
+                     " refused by a retried fault of an entry made read-only meanwhile (L309-310)\n",
+                     w->mprotects_of_private.load(), w->mprotect_private_refused.load(), w->fpriv_refused_ro.load(),
+                     w->mlock_private_refused.load());
+  if (cfg.mix[static_cast<std::size_t>(Op::kUnmapPrivate)] != 0)
+    s += fmt::format("  {} munmaps of runs of the private file mapping (its copies dropped, the file mapped privately"
+                     " there again), {} skipped (another in progress); {} accesses and mlocks of it that met one;"
+                     " {} reads of pages whose copy one dropped, checked against the file\n",
+                     w->munmaps_of_private.load(), w->unmap_private_skipped.load(), w->fpriv_unmapped.load(),
+                     w->fpriv_reads_reset.load());
   if (cfg.mix[static_cast<std::size_t>(Op::kWireFile)] != 0)
     s += fmt::format("  {} mlocks of runs of the file mapping, {} failed past the end of the short file; {} accesses"
                      " past it met a page a truncation left wired (7.0 zero-fills it: no SIGBUS)\n",
@@ -399,6 +411,14 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
                  {"mlocks_of_private", w->mlocks_of_private.load()},
                  {"mlock_private_past_eof", w->mlock_private_past_eof.load()},
                  {"fpriv_refused_wired", w->fpriv_refused_wired.load()},
+                 {"mprotects_of_private", w->mprotects_of_private.load()},
+                 {"mprotect_private_refused", w->mprotect_private_refused.load()},
+                 {"fpriv_refused_ro", w->fpriv_refused_ro.load()},
+                 {"mlock_private_refused", w->mlock_private_refused.load()},
+                 {"munmaps_of_private", w->munmaps_of_private.load()},
+                 {"unmap_private_skipped", w->unmap_private_skipped.load()},
+                 {"fpriv_unmapped", w->fpriv_unmapped.load()},
+                 {"fpriv_reads_reset", w->fpriv_reads_reset.load()},
                  {"truncations", w->truncations.load()},
                  {"segv_on_scratch", w->segv_on_scratch.load()},
                  {"segv_on_file", w->segv_on_file.load()},

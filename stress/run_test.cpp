@@ -363,6 +363,55 @@ TEST(Oracles, AnMlockOfThePrivateMappingCopiesItsPagesAndRefusesWriteFaultsMeanw
   EXPECT_NE(r.failures.front().what.find("no SIGBUS"), std::string::npos) << r.failures.front().what;
 }
 
+// mprotect of runs of the private file mapping (mprotect-private): a store
+// refused there is excused only where an mprotect to read-only of that page
+// was in progress (Process::fpriv_ro), so with the mutant whose mprotect
+// does not clip the end of its range (the pages after it go read-only too)
+// a store to such a page fails the run.
+TEST(Oracles, AnMprotectOfThePrivateMappingRefusesStoresOnlyInItsRun) {
+  Config c = small("private-storm", ExecutorKind::kFibers, 1);
+  c.ops = 2000;
+  c.mix = Mix{};
+  c.mix[static_cast<std::size_t>(Op::kFilePrivate)] = 50;
+  c.mix[static_cast<std::size_t>(Op::kProtectPrivate)] = 10;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  for (const char* k : {"mprotects_of_private", "fpriv_refused_ro", "fpriv_writes", "fpriv_reads_exact"})
+    EXPECT_GT(r.report["oracle"][k].get<std::uint64_t>(), 0u) << k;
+  c.mutant = vm::Mutant::kMprotectPastEnd;
+  c.check_every = 0;
+  r = run_once(c);
+  ASSERT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_EQ(r.failures.front().oracle, "file-private") << r.failures.front().what;
+  EXPECT_NE(r.failures.front().what.find("store KERN_PROTECTION_FAILURE"), std::string::npos)
+      << r.failures.front().what;
+}
+
+// munmap of runs of the private file mapping (munmap-private): the
+// process's copies there go, and once the file is mapped privately there
+// again the run reads the file exactly (the oracle clears the run's
+// records), while accesses that overlap the munmap may fail or see either
+// mapping.  With the mutant whose munmap leaves the translations of pages
+// its object keeps (a shadow shared with a child since a fork), the model's
+// own assertion stops the run first: the object dies with a page mapped.
+TEST(Oracles, AnMunmapOfThePrivateMappingDropsItsCopiesAndTheRunReadsTheFileAgain) {
+  Config c = small("private-storm", ExecutorKind::kFibers, 1);
+  c.ops = 2000;
+  c.mix = Mix{};
+  c.mix[static_cast<std::size_t>(Op::kFilePrivate)] = 50;
+  c.mix[static_cast<std::size_t>(Op::kUnmapPrivate)] = 6;
+  c.mix[static_cast<std::size_t>(Op::kFork)] = 3;
+  RunResult r = run_once(c);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  for (const char* k : {"munmaps_of_private", "fpriv_unmapped", "fpriv_writes", "fpriv_reads_exact"})
+    EXPECT_GT(r.report["oracle"][k].get<std::uint64_t>(), 0u) << k;
+  EXPECT_GT(r.report["oracle"]["fpriv_reads_reset"].get<std::uint64_t>(), 0u)
+      << "no exact read of a page an munmap had reset";
+  c.mutant = vm::Mutant::kMunmapKeepsTranslations;
+  c.check_every = 0;
+  EXPECT_DEATH(run_once(c), "terminating an object with a mapped page");
+}
+
 // The reach catalogue: unique names, each window its own counter, and the
 // run's table counts what happened: a window a run cannot enter (no
 // truncator: no truncation sleeps) reads zero, and --require-reach then

@@ -51,6 +51,34 @@ void end_run(Process::ScratchRo* r, std::uint64_t lo, std::uint64_t hi, bool own
   }
 }
 
+// Stores to pages [lo, hi) of the private file mapping, or an mlock of them,
+// in flight (Process::fpriv_storing): munmap-private waits for those that
+// began before it before it clears the pages' records.  At the end each
+// page is marked maybe copied again (that munmap may have cleared the mark
+// meanwhile) before the count drops, so a read that finds no store in
+// flight after its access finds the mark.
+class PrivateInFlight {
+ public:
+  PrivateInFlight(Process& p, std::uint64_t lo, std::uint64_t hi) : p_(p), lo_(lo), hi_(hi) {
+    for (std::uint64_t i = lo_; i < hi_; ++i) {
+      p_.fpriv_storing[i].fetch_add(1);
+      p_.fpriv_maybe[i].store(true);
+    }
+  }
+  ~PrivateInFlight() {
+    for (std::uint64_t i = lo_; i < hi_; ++i) {
+      p_.fpriv_maybe[i].store(true);
+      p_.fpriv_storing[i].fetch_sub(1);
+    }
+  }
+  PrivateInFlight(const PrivateInFlight&) = delete;
+  PrivateInFlight& operator=(const PrivateInFlight&) = delete;
+
+ private:
+  Process& p_;
+  const std::uint64_t lo_, hi_;
+};
+
 // Pages [lo, hi) of a region of n pages for an operation over a run of it:
 // the whole region one time in two, else a random run.
 std::pair<std::uint64_t, std::uint64_t> some_run(Rng& rng, std::uint64_t n) {
@@ -216,6 +244,12 @@ Process& World::new_process(Process* parent, int nworkers) {
     p->fpriv_pending = std::make_unique<std::atomic<std::uint64_t>[]>(words);
     p->fpriv_maybe = std::make_unique<std::atomic<bool>[]>(pages);
     p->fpriv_sure = std::make_unique<std::atomic<bool>[]>(pages);
+    p->fpriv_ro = std::make_unique<Process::ScratchRo[]>(pages);
+    p->fpriv_max_write_lost = std::make_unique<std::atomic<bool>[]>(pages);
+    p->fpriv_gone = std::make_unique<Process::ScratchRo[]>(pages);
+    p->fpriv_storing = std::make_unique<std::atomic<int>[]>(pages);
+    p->fpriv_murky = std::make_unique<std::atomic<bool>[]>(pages);
+    p->fpriv_dropped = std::make_unique<std::atomic<bool>[]>(pages);
     for (std::size_t i = 0; i < words; ++i) {
       p->fpriv_committed[i].store(0, std::memory_order_relaxed);
       p->fpriv_pending[i].store(0, std::memory_order_relaxed);
@@ -223,6 +257,9 @@ Process& World::new_process(Process* parent, int nworkers) {
     for (std::size_t i = 0; i < pages; ++i) {
       p->fpriv_maybe[i].store(false, std::memory_order_relaxed);
       p->fpriv_sure[i].store(false, std::memory_order_relaxed);
+      p->fpriv_max_write_lost[i].store(false, std::memory_order_relaxed);
+      p->fpriv_storing[i].store(0, std::memory_order_relaxed);
+      p->fpriv_murky[i].store(false, std::memory_order_relaxed);
     }
   }
   Process& ref = *p;
@@ -842,6 +879,8 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     w = pg * per_page + in;
   }
   const std::uint64_t off = w * 8, page = off / ps, va = p.fpriv_va + off;
+  // munmap-private's generation first: the records it clears are read after.
+  const std::uint64_t gone_gen = gen_at(p.fpriv_gone[page]);
   if (write) {
     // t1 first: a copy another thread makes before the flags are read is
     // made while the file is as t1 found it (a fault holds the vnode lock,
@@ -849,8 +888,8 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     // copy the flags do not show.
     const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
     const bool sure = p.fpriv_sure[page].load(), maybe = p.fpriv_maybe[page].load();
-    const std::uint64_t wire_gen = p.fpriv_wire[page].gen.load();
-    p.fpriv_maybe[page].store(true);
+    const std::uint64_t wire_gen = p.fpriv_wire[page].gen.load(), ro_gen = gen_at(p.fpriv_ro[page]);
+    const PrivateInFlight in_flight(p, page, page + 1);
     const std::uint64_t v = make_value(p.pid, ++seq);
     p.fpriv_pending[w].store(v);
     std::uint64_t x = v;
@@ -858,7 +897,19 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
     bool must = false;
     const bool may = past_eof(off, t1, t2, &must);
-    if (r == Kern::kSuccess) {
+    // An munmap of the page began during the store (or before, in a parent
+    // this child was forked from meanwhile): the store may have landed in
+    // the old mapping, whose copy the munmap dropped, or in the new one.
+    // It is not committed, and the page is murky until its next munmap.
+    const bool unmapped = moved(p.fpriv_gone[page], gone_gen) || p.fpriv_gone[page].inherited.load();
+    if (unmapped) {
+      p.fpriv_murky[page].store(true);
+      p.fpriv_pending[w].store(0);
+      if (r == Kern::kSuccess || r == Kern::kInvalidAddress || r == Kern::kProtectionFailure || pager_error(r)) {
+        fpriv_unmapped.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+    } else if (r == Kern::kSuccess) {
       if (must && !maybe) {
         fail("file-private", fmt::format("process {} private file offset {}: a store past the end of the file (cut at"
                                          " {}), its page never copied: no SIGBUS",
@@ -874,6 +925,12 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
     p.fpriv_pending[w].store(0);
     if (r == Kern::kProtectionFailure && may && !sure) {
       fpriv_sigbus.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // The page read-only: an mprotect-private of it meanwhile, one a fork
+    // left the child, or one left for good by a refused mprotect back.
+    if (r == Kern::kProtectionFailure && read_only(p.fpriv_ro.get(), page, ro_gen)) {
+      fpriv_refused_ro.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     // The entry user-wired by an mlock of the page meanwhile (mlock-private).
@@ -894,14 +951,26 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   // Pending before committed, as the owner clears pending after it commits.
   const std::uint64_t pend = p.fpriv_pending[w].load();
   const std::uint64_t c2 = p.fpriv_committed[w].load();
+  // An munmap of the page during the read (or one a fork left this child),
+  // or a store that raced one earlier: the page holds a file generation or
+  // some store of this process or its ancestors, and the read may fail.
+  const bool murky = moved(p.fpriv_gone[page], gone_gen) || p.fpriv_gone[page].inherited.load() ||
+                     p.fpriv_murky[page].load();
   // A page the file may have had left wired past its end: the fault there
   // (fix fault-keeps-wired) goes on below it and zero-fills a page in the
   // shadow, which reads zeros until pageout frees it (clean) and the file
-  // shows through again (FileWiring::ever_left).
-  const bool copied = maybe1 || p.fpriv_maybe[page].load() || fwiring_[page].ever_left.load();
+  // shows through again (FileWiring::ever_left).  Stores in flight before
+  // the mark: an munmap may have cleared it meanwhile (PrivateInFlight).
+  const bool copied = maybe1 || p.fpriv_storing[page].load() != 0 || p.fpriv_maybe[page].load() ||
+                      fwiring_[page].ever_left.load() || murky;
   if (a.r != Kern::kSuccess) {
     if (a.r == Kern::kProtectionFailure && a.may_fail && !sure) {
       fpriv_sigbus.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if ((a.r == Kern::kInvalidAddress || a.r == Kern::kProtectionFailure) &&
+        (moved(p.fpriv_gone[page], gone_gen) || p.fpriv_gone[page].inherited.load())) {
+      fpriv_unmapped.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     // A read retried while an mlock had the entry user-wired: the seed's
@@ -921,6 +990,7 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   }
   if (!copied) {
     fpriv_reads_exact.fetch_add(1, std::memory_order_relaxed);
+    if (p.fpriv_dropped[page].load()) fpriv_reads_reset.fetch_add(1, std::memory_order_relaxed);
     if (a.must_fail) {
       fail("file-private", fmt::format("process {} private file offset {} read {:#x} past the end of the file (cut at"
                                        " {}), its page never copied: no SIGBUS",
@@ -945,11 +1015,14 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
       if (a.v == file_word(off, g)) return true;
     return false;
   };
-  if (c1 == 0 && (a.v == 0 || generation())) return;
+  if ((c1 == 0 || murky) && (a.v == 0 || generation())) return;
   // One thread stores to the word, so its values' seqs grow: a store of
   // this process's must be one committed when the read began (c1) or made
-  // since (up to the newest committed or pending after it).
+  // since (up to the newest committed or pending after it).  On a murky
+  // page, any store of this process's: one that raced an munmap is never
+  // committed.
   if (a.v != 0 && tag_of(a.v) == p.pid) {
+    if (murky) return;
     if (seq_of(a.v) >= seq_of(c1) && seq_of(a.v) <= std::max(seq_of(c2), seq_of(pend))) return;
     fail("file-private", fmt::format("process {} private file offset {} read {}: its stores there were {} when the"
                                      " read began, {} (pending {}) after it",
@@ -964,8 +1037,10 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
   }
   if (p.parent != nullptr && tag_of(a.v) == p.parent->pid) {
     // The parent's store: one made before the fork ended, not after.
+    // (Murky: a store of the parent's that raced an munmap before the fork
+    // is not committed, so the inherited bound may miss it.)
     const std::uint64_t inh = p.fpriv_inherited ? p.fpriv_inherited[w] : 0;
-    if (inh != 0 && seq_of(a.v) <= seq_of(inh)) return;
+    if ((inh != 0 && seq_of(a.v) <= seq_of(inh)) || murky) return;
     fail("file-private", fmt::format("process {} private file offset {} read {}, a store its parent made after the"
                                      " fork (the newest it may see: {}): copy-on-write isolation",
                                      p.pid, off, describe_value(a.v), describe_value(inh)));
@@ -988,12 +1063,59 @@ void World::op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq) {
 // vm_map_lookup), and a wiring fault past the end of the short file fails
 // (seed L423-427), unless a page the cut left wired lies below (then it
 // zero-fills the copy).
+// With mprotect-private in the mix the entry may be read-only meanwhile:
+// its wiring faults then take read (L309-310), copy nothing and wire the
+// file's own pages, which a cut may leave wired past the end as
+// mlock-file's (FileWiring); a fault retried after the entry went
+// read-only looks up for write, fails, and takes the user-wire override,
+// which takes write out of the maximum protection (L249-271), or fails
+// against one already without it.
 void World::op_wire_private(Process& p, Rng& rng) {
   const std::uint64_t ps = vm.page_size();
-  const auto [page, npages] = short_run(rng, file_size_ / ps);
-  const std::uint64_t start = p.fpriv_va + page * ps, end = start + npages * ps;
-  for (std::uint64_t i = page; i < page + npages; ++i) p.fpriv_maybe[i].store(true);
-  begin_run(p.fpriv_wire.get(), page, page + npages);
+  const auto [lo, npages] = short_run(rng, file_size_ / ps);
+  const std::uint64_t hi = lo + npages;
+  const std::uint64_t start = p.fpriv_va + lo * ps, end = p.fpriv_va + hi * ps;
+  struct Unbracket {
+    World& w;
+    Process& p;
+    std::uint64_t lo, hi;
+    bool file_pages;
+    std::vector<std::uint64_t> loan_gen, ro_gen;
+    ~Unbracket() {
+      for (std::uint64_t i = lo; i < hi; ++i) {
+        if (moved(p.fpriv_ro[i], ro_gen[i - lo])) p.fpriv_max_write_lost[i].store(true);
+        if (file_pages) {
+          FileWiring& f = w.fwiring_[i];
+          if (f.loans.load() != 0 || f.loan_gen.load() != loan_gen[i - lo]) f.mark_left(true);
+        }
+      }
+      end_run(p.fpriv_wire.get(), lo, hi, false);
+      if (file_pages) w.bracket_file_wiring(lo, hi - lo, -1);
+    }
+  };
+  const bool file_pages = cfg.mix[static_cast<std::size_t>(Op::kProtectPrivate)] != 0;
+  std::vector<std::uint64_t> gone_gen;
+  for (std::uint64_t i = lo; i < hi; ++i) gone_gen.push_back(gen_at(p.fpriv_gone[i]));
+  const PrivateInFlight in_flight(p, lo, hi);
+  if (file_pages) bracket_file_wiring(lo, npages, +1);
+  Unbracket unbracket{*this, p, lo, hi, file_pages, {}, {}};
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    unbracket.loan_gen.push_back(fwiring_[i].loans.load() != 0 ? kBusy : fwiring_[i].loan_gen.load());
+    unbracket.ro_gen.push_back(gen_at(p.fpriv_ro[i]));
+  }
+  begin_run(p.fpriv_wire.get(), lo, hi);
+  // munmap-private during the mlock (it waits for PrivateInFlight only if
+  // it began after this), or before it in a parent this child was forked
+  // from meanwhile: the run may be a hole, or mapped again, not wired.
+  const auto unmapped = [&] {
+    bool any = false;
+    for (std::uint64_t i = lo; i < hi; ++i)
+      any = any || moved(p.fpriv_gone[i], gone_gen[i - lo]) || p.fpriv_gone[i].inherited.load();
+    return any;
+  };
+  const auto read_only_meanwhile = [&](std::uint64_t i) {
+    return moved(p.fpriv_ro[i], unbracket.ro_gen[i - lo]) || p.fpriv_ro[i].inherited.load();
+  };
   const std::uint64_t t1 = trunc_seq_.load(std::memory_order_acquire);
   const Kern r = vm::map_wire(*p.map, start, end, true);
   const std::uint64_t t2 = trunc_seq_.load(std::memory_order_acquire);
@@ -1004,22 +1126,130 @@ void World::op_wire_private(Process& p, Rng& rng) {
     // not dirty, L864-867), and once unwired pageout frees a clean page of
     // an anonymous object its pager does not have (7.0 vm_page_cache), so
     // the file shows through again, and past its end a fault fails.  (The
-    // mark is set at the cut, before any fault can zero-fill for it.)
-    for (std::uint64_t i = page; i < page + npages; ++i)
-      if (!fwiring_[i].ever_left.load()) p.fpriv_sure[i].store(true);
+    // mark is set at the cut, before any fault can zero-fill for it.)  Nor
+    // one read-only meanwhile (no copy), nor one unmapped meanwhile.
+    const bool gone = unmapped();
+    for (std::uint64_t i = lo; i < hi; ++i) {
+      if (gone) p.fpriv_murky[i].store(true);
+      if (!fwiring_[i].ever_left.load() && !read_only_meanwhile(i) && !gone) p.fpriv_sure[i].store(true);
+    }
     locking::schedule_point(locking::Point::kUser, &p);
-    if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess)
+    if (vm::map_unwire(*p.map, start, end, true) != Kern::kSuccess && !unmapped())
       fail("ops", fmt::format("process {}: munlock of private file pages failed", p.pid));
-  } else {
-    bool must = false;
-    const bool may = past_eof((page + npages - 1) * ps, t1, t2, &must);
-    if (r == Kern::kProtectionFailure && may)
-      mlock_private_past_eof.fetch_add(1, std::memory_order_relaxed);
-    else if (!pager_error(r))
-      fail("ops", fmt::format("process {}: mlock of private file pages {}..{} failed: {} (truncation steps {}..{})",
-                              p.pid, page, page + npages - 1, vm::kern_name(r), t1, t2));
+    return;
   }
-  end_run(p.fpriv_wire.get(), page, page + npages, false);
+  bool must = false;
+  const bool may = past_eof((hi - 1) * ps, t1, t2, &must);
+  bool ro = false;
+  for (std::uint64_t i = lo; i < hi; ++i) ro = ro || read_only_meanwhile(i);
+  if (r == Kern::kProtectionFailure && may) {
+    mlock_private_past_eof.fetch_add(1, std::memory_order_relaxed);
+  } else if ((r == Kern::kInvalidAddress || r == Kern::kProtectionFailure) && unmapped()) {
+    fpriv_unmapped.fetch_add(1, std::memory_order_relaxed);
+  } else if (r == Kern::kProtectionFailure && ro) {
+    mlock_private_refused.fetch_add(1, std::memory_order_relaxed);
+  } else if (!pager_error(r)) {
+    fail("ops", fmt::format("process {}: mlock of private file pages {}..{} failed: {} (truncation steps {}..{})\n"
+                            "  at its start: {}",
+                            p.pid, lo, hi - 1, vm::kern_name(r), t1, t2, vm::describe_address(*p.map, start)));
+  }
+}
+
+// mprotect a run of the private file mapping read-only, then back: the
+// whole mapping one time in two, else pages [lo, hi).  As op_protect_file
+// for the shared one: the entries are clipped there, maybe ones an mlock
+// has wired; stores meeting the read-only pages fail (SIGSEGV), excused by
+// fpriv_ro; a fork meanwhile may leave the child's mapping read-only for
+// good; an mprotect back is refused where an mlock's retried fault took
+// write out of the maximum protection (L249-271), and then the run stays
+// read-only.
+void World::op_protect_private(Process& p, Rng& rng) {
+  const std::uint64_t ps = vm.page_size();
+  const auto [lo, hi] = some_run(rng, file_size_ / ps);
+  const std::uint64_t start = p.fpriv_va + lo * ps, end = p.fpriv_va + hi * ps;
+  std::vector<std::uint64_t> mlock_gen, gone_gen;
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    mlock_gen.push_back(gen_at(p.fpriv_wire[i]));
+    gone_gen.push_back(gen_at(p.fpriv_gone[i]));
+  }
+  begin_run(p.fpriv_ro.get(), lo, hi);
+  if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
+    fail("ops", fmt::format("process {}: mprotect read-only of the private file mapping failed", p.pid));
+  locking::schedule_point(locking::Point::kUser, &p);
+  locking::schedule_point(locking::Point::kUser, &p);
+  const Kern r = vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite);
+  mprotects_of_private.fetch_add(1, std::memory_order_relaxed);
+  bool lost = false;
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    if (moved(p.fpriv_wire[i], mlock_gen[i - lo])) p.fpriv_max_write_lost[i].store(true);
+    // (An entry munmap-private replaced meanwhile has its maximum whole
+    // again, but the mprotect may have met the old one.)
+    lost = lost || p.fpriv_max_write_lost[i].load() || moved(p.fpriv_gone[i], gone_gen[i - lo]);
+  }
+  if (r != Kern::kSuccess) {
+    // The range stays read-only, and so does the record.
+    if (r == Kern::kProtectionFailure && lost)
+      mprotect_private_refused.fetch_add(1, std::memory_order_relaxed);
+    else
+      fail("ops", fmt::format("process {}: mprotect read/write of the private file mapping failed: {}\n"
+                              "  at its start: {}",
+                              p.pid, vm::kern_name(r), vm::describe_address(*p.map, start)));
+    return;
+  }
+  end_run(p.fpriv_ro.get(), lo, hi, true);
+}
+
+// munmap a run of the private file mapping, then map the file privately
+// there again (the vnode object at the run's offset, copy-on-write): the
+// entries are clipped, wired ones unwired first, the translations go, and
+// the process's copies of the run's pages with them (vm_map_entry_delete
+// removes them from a one-mapping shadow; a shadow the process shares with
+// a child since a fork keeps them, but the new entry does not see them).
+// From then on the run reads the file again.  One at a time per process.
+// The oracle's records of the run are cleared first, once the stores in
+// flight that began before this are done (PrivateInFlight): those landed
+// in the old mapping.  Stores that begin after may land in either mapping,
+// or meet the hole (KERN_INVALID_ADDRESS), or the new mapping past the end
+// of the short file (SIGBUS): fpriv_gone excuses them and leaves the page
+// murky.
+void World::op_unmap_private(Process& p, Rng& rng) {
+  if (p.unmapping_private.exchange(true)) {
+    unmap_private_skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const std::uint64_t ps = vm.page_size();
+  const auto [lo, hi] = some_run(rng, file_size_ / ps);
+  begin_run(p.fpriv_gone.get(), lo, hi);
+  for (std::uint64_t i = lo; i < hi; ++i)
+    while (p.fpriv_storing[i].load() != 0) ex_.pause_us(20);
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    for (std::uint64_t w = i * ps / 8; w < (i + 1) * ps / 8; ++w) p.fpriv_committed[w].store(0);
+    p.fpriv_dropped[i].store(p.fpriv_maybe[i].load());
+    p.fpriv_maybe[i].store(false);
+    p.fpriv_sure[i].store(false);
+    p.fpriv_murky[i].store(false);
+  }
+  std::uint64_t addr = p.fpriv_va + lo * ps;
+  const std::uint64_t len = (hi - lo) * ps;
+  vm::map_munmap(*p.map, addr, addr + len);
+  locking::schedule_point(locking::Point::kUser, &p);
+  vm::Object* pobj = vm::vnode_pager_alloc(*file_);  // a reference for the mapping
+  const Kern r = vm::map_mmap(*p.map, &addr, len, pobj, lo, vm::kProtRead | vm::kProtWrite, vm::kProtAll,
+                              vm::kEntryCow | vm::kEntryNeedsCopy, vm::Inherit::kCopy);
+  if (r != Kern::kSuccess) {
+    vm::object_deallocate(pobj);
+    fail("ops", fmt::format("process {}: private mmap of the file at pages {}..{} again failed: {}", p.pid, lo, hi - 1,
+                            vm::kern_name(r)));
+  } else {
+    munmaps_of_private.fetch_add(1, std::memory_order_relaxed);
+    // A new entry: read/write, with its maximum protection whole again.
+    for (std::uint64_t i = lo; i < hi; ++i) {
+      p.fpriv_ro[i].inherited.store(false);
+      p.fpriv_max_write_lost[i].store(false);
+    }
+    end_run(p.fpriv_gone.get(), lo, hi, true);  // mapped again, whatever a fork left
+  }
+  p.unmapping_private.store(false);
 }
 
 void World::op_fork(Process& p, Rng& rng) {
@@ -1061,11 +1291,14 @@ void World::op_fork(Process& p, Rng& rng) {
   const RoBefore scratch_before = ro_snapshot(p.scratch_ro.get(), cfg.scratch_pages);
   const RoBefore file_before = ro_snapshot(p.file_ro.get(), cfg.file_pages);
   const RoBefore gone_before = ro_snapshot(p.file_gone.get(), cfg.file_pages);
+  const RoBefore fpriv_ro_before = ro_snapshot(p.fpriv_ro.get(), fpages);
+  const RoBefore fpriv_gone_before = ro_snapshot(p.fpriv_gone.get(), fpages);
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
   ro_inherit(scratch_before, p.scratch_ro.get(), c.scratch_ro.get());
   ro_inherit(file_before, p.file_ro.get(), c.file_ro.get());
   ro_inherit(gone_before, p.file_gone.get(), c.file_gone.get());
+  if (fpages != 0) ro_inherit(fpriv_ro_before, p.fpriv_ro.get(), c.fpriv_ro.get());
   // The child's entries copy the parent's maximum protection: lost there,
   // or maybe being lost by an mlock in progress.
   for (std::size_t i = 0; i < cfg.file_pages; ++i)
@@ -1087,9 +1320,21 @@ void World::op_fork(Process& p, Rng& rng) {
   for (std::size_t i = 0; i < fpages; ++i) {
     // A store that began before the fork ended may have made a copy the
     // child shares; one that finished before the fork began surely did.
-    c.fpriv_maybe[i].store(p.fpriv_maybe[i].load());
+    // (A store in flight marks its page maybe again at its end, and the
+    // child's copy of the mark may come before that: in flight counts.)
+    c.fpriv_maybe[i].store(p.fpriv_storing[i].load() != 0 || p.fpriv_maybe[i].load());
     c.fpriv_sure[i].store(sure_before[i]);
+    // Murky after the inherited words were read: a store that raced an
+    // munmap marks the page murky before it clears its pending word.
+    c.fpriv_murky[i].store(p.fpriv_murky[i].load());
+    // The child's entries copy the parent's maximum protection: lost
+    // there, or maybe being lost by an mlock in progress.
+    c.fpriv_max_write_lost[i].store(p.fpriv_max_write_lost[i].load() || p.fpriv_wire[i].active.load() != 0);
   }
+  // Last, after every record of the parent's the child copied: an
+  // munmap-private of the parent's that overlapped the fork, or any part
+  // of these copies, makes the page murky and maybe a hole for the child.
+  if (fpages != 0) ro_inherit(fpriv_gone_before, p.fpriv_gone.get(), c.fpriv_gone.get());
   c.inherited = std::make_unique<std::vector<SeqRange>[]>(c.nslots);
   for (std::size_t i = 0; i < p.nslots; ++i) {
     const std::uint64_t pend = p.pending[i].load();
@@ -1552,6 +1797,8 @@ void World::worker(Process& p, int j, std::uint64_t ops) {
         case Op::kAdviseFile: op_advise_file(p, rng); break;
         case Op::kUnmapFile: op_unmap_file(p, rng); break;
         case Op::kWirePrivate: op_wire_private(p, rng); break;
+        case Op::kProtectPrivate: op_protect_private(p, rng); break;
+        case Op::kUnmapPrivate: op_unmap_private(p, rng); break;
         case Op::kCount: break;
       }
     }

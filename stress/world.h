@@ -139,6 +139,29 @@ class Process {
   // and so is a read whose fault retries (its fault_type made read/write
   // at L309-310): excused only by these.
   std::unique_ptr<ScratchRo[]> fpriv_wire;
+  // Per page of the private mapping, as file_ro and file_mlock's
+  // max_write_lost for the shared one: mprotects of it to read-only
+  // (mprotect-private) not yet undone, and whether an mlock of it and one
+  // such mprotect overlapped (the entry may have lost write from its
+  // maximum protection, seed L249-271); inherited at fork.
+  std::unique_ptr<ScratchRo[]> fpriv_ro;
+  std::unique_ptr<std::atomic<bool>[]> fpriv_max_write_lost;
+  // Per page of the private mapping, munmap-private's record (as
+  // file_gone): unmapped meanwhile, or maybe for good in a child forked
+  // meanwhile.  An munmap drops the process's copies there and the file
+  // shows through again, so it clears the page's records (committed words,
+  // fpriv_maybe, fpriv_sure) before it unmaps; stores in flight then
+  // (fpriv_storing) may land in either mapping, so a store that overlapped
+  // an munmap leaves the page murky (fpriv_murky: its copy, if any, holds
+  // a file generation or some store of this process or its ancestors),
+  // until the next munmap of it.  One munmap-private at a time per process.
+  std::unique_ptr<ScratchRo[]> fpriv_gone;
+  std::unique_ptr<std::atomic<int>[]> fpriv_storing;
+  std::unique_ptr<std::atomic<bool>[]> fpriv_murky;
+  // Per page: an munmap-private dropped a copy of it (the page was maybe
+  // copied then); for the count of exact reads of such pages.
+  std::unique_ptr<std::atomic<bool>[]> fpriv_dropped;
+  std::atomic<bool> unmapping_private{false};
   // Per page of the shared file mapping, this process's mlocks of it in
   // progress, a generation bumped before and after each, and whether the
   // entry there may have lost write from its maximum protection.  The
@@ -225,6 +248,20 @@ class World {
   // the short file, and stores to it and reads of it refused while an mlock
   // of the page was in progress.
   std::atomic<std::uint64_t> mlocks_of_private{0}, mlock_private_past_eof{0}, fpriv_refused_wired{0};
+  // mprotect-private and munmap-private: stores to the private mapping
+  // refused while an mprotect had the page read-only; mprotects back to
+  // read/write refused (the maximum protection lost, as for the shared
+  // mapping); accesses (and mlocks) that met a run munmap-private unmapped
+  // or had just mapped again; munmap-privates done, and skipped (another in
+  // progress).
+  std::atomic<std::uint64_t> fpriv_refused_ro{0}, mprotect_private_refused{0}, fpriv_unmapped{0};
+  std::atomic<std::uint64_t> munmaps_of_private{0}, unmap_private_skipped{0}, mprotects_of_private{0};
+  // Reads of a page never copied since an munmap-private dropped its copy,
+  // judged exactly against the file.
+  std::atomic<std::uint64_t> fpriv_reads_reset{0};
+  // mlocks of the private mapping refused by a retried fault of an entry
+  // made read-only meanwhile (seed L249-271, L309-310).
+  std::atomic<std::uint64_t> mlock_private_refused{0};
   // mlocks of runs of the file: done, and failed past the end of the short
   // file (seed L423-427).
   std::atomic<std::uint64_t> mlocks_of_file{0}, mlock_file_past_eof{0};
@@ -322,11 +359,14 @@ class World {
   void op_wire_none(Process& p);
   void op_file_private(Process& p, Rng& rng, int j, std::uint64_t& seq);
   void op_wire_private(Process& p, Rng& rng);
-  // Whether processes map the file privately too (file-private or
-  // mlock-private in the mix).
+  void op_protect_private(Process& p, Rng& rng);
+  void op_unmap_private(Process& p, Rng& rng);
+  // Whether processes map the file privately too (an operation on the
+  // private mapping in the mix).
   bool private_mapping() const {
-    return cfg.mix[static_cast<std::size_t>(Op::kFilePrivate)] != 0 ||
-           cfg.mix[static_cast<std::size_t>(Op::kWirePrivate)] != 0;
+    for (Op op : {Op::kFilePrivate, Op::kWirePrivate, Op::kProtectPrivate, Op::kUnmapPrivate})
+      if (cfg.mix[static_cast<std::size_t>(op)] != 0) return true;
+    return false;
   }
   // A checked store of this thread's slot; false (failure reported) if it
   // failed for a reason the protocol does not allow.
