@@ -305,7 +305,7 @@ namespace {
 // vm_map_unlock_and_wait: sleeps until an entry in transition settles.  The
 // sleep mutex is taken before the map is unlocked, and the waker takes it
 // before waking, so the wakeup cannot be missed.
-void map_unlock_and_wait(Map& map) FL_NO_THREAD_SAFETY_ANALYSIS {
+void map_unlock_and_wait(Map& map) FL_RELEASE(map.lock) FL_NO_THREAD_SAFETY_ANALYSIS {
   map.sleep_mtx.lock();
   map_unlock(map);
   locking::msleep_drop(&map.sleep_mtx, map.sleep_mtx, "vmmaps");
