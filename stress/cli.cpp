@@ -121,13 +121,16 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   app.add_option("--mix", p.mix_text, "operation weights, e.g. read=40,write=40,fork=2 (others keep the scenario's)");
   app.add_flag("--no-pagedaemon", p.no_pagedaemon, "no pageout daemon");
   app.add_flag("--no-truncator", p.no_truncator, "no truncator");
+  // The lists come from the catalogues, so the help cannot fall behind them.
+  std::string mutants, fixes;
+  for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i)
+    mutants += std::string(mutants.empty() ? "" : ", ") + vm::mutant_name(static_cast<vm::Mutant>(i));
+  for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
+    fixes += std::string(fixes.empty() ? "" : ", ") + vm::fix_name(static_cast<vm::Fix>(f));
   app.add_option("--mutant", p.mutant_text,
-                 "self-test: inject a known protocol fault (skip-timestamp-recheck, no-write-protect-at-fork,"
-                 " clean-cow-copy, no-eof-check, wire-keeps-max-write, vnode-write-lost, mprotect-past-end,"
-                 " munmap-keeps-translations); the run must fail");
+                 "self-test: inject a known protocol fault (" + mutants + "); the run must fail");
   app.add_option("--no-fix", p.no_fix,
-                 "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written): dead-object-retry,"
-                 " collapse-unmaps, swap-copy-keeps-resident, fork-waits-for-wiring, qcollapse-skips-invalid, bypass-unmaps");
+                 "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written; faultline list fixes): " + fixes);
   CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
   copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
   CLI::Option* rr = app.add_flag("--require-reach", c.require_reach,
