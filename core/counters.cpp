@@ -191,6 +191,10 @@ std::vector<Counters::VmstatRow> Counters::vmstat() const {
        "mprotects giving write to a copy-on-write entry being wired that waited (fix protect-copies-wired)"},
       {&protect_wired_copies, "protect_wired_copies",
        "pages of user-wired copy-on-write entries given write, copied up or mapped writable (fix protect-copies-wired)"},
+      {&fault_wired_entry_wires, "fault_wired_entry_wires",
+       "pages a fault (not a wiring one) on a wired entry mapped unwired and wired (fix wired-fault-wires)"},
+      {&copy_entry_placeholders, "copy_entry_placeholders",
+       "placeholders of other faults a fork's copy of a wired entry passed over (fix copy-entry-skips-placeholder)"},
   };
   std::vector<VmstatRow> out;
   for (const Row& r : rows) out.push_back({r.name, r.what, r.c->load()});

@@ -134,7 +134,9 @@ class Counters {
   Counter fault_wired_type_refused{this, 73};  // lookups for a wired entry's protection, not the fault's, refused (L309-310)
   Counter protect_wiring_waits{this, 74};  // mprotects adding write to a COW entry being wired that waited (fix protect-copies-wired)
   Counter protect_wired_copies{this, 75};  // pages of user-wired COW entries gaining write copied up (fix protect-copies-wired)
-  static constexpr std::uint16_t kNamed = 76;
+  Counter fault_wired_entry_wires{this, 76};  // pages a fault on a wired entry wired (fix wired-fault-wires)
+  Counter copy_entry_placeholders{this, 77};  // placeholders a fork's copy of a wired entry passed over (fix copy-entry-skips-placeholder)
+  static constexpr std::uint16_t kNamed = 78;
   static constexpr std::size_t kRetries = static_cast<std::size_t>(Retry::kCount);
   const std::array<Counter, kRetries> retries;
 

@@ -763,6 +763,17 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           cnt.bump(cnt.fault_wirings);
         } else
           page_unwire(fs.m, true);
+      } else if (wired && fs.m->wire_count == 0 && (fs.entry->eflags & kEntryInTransition) == 0 &&
+                 vm.fix(Fix::kWiredFaultWires)) {
+        // A wired entry's page the fault mapped wired but that is not: a
+        // zero-fill in the shadow past the end of a cut file (fix
+        // wired-fault-wires; 7.0 activates it, and the munlock unwires it).
+        // Not while an mlock is still faulting the entry in (the map is
+        // read-locked since the lookup, so the flag holds): its own
+        // faults wire the pages, or unwind them if one fails.
+        FL_KASSERT(fs.lookup_still_valid, "vm_fault: the map is unlocked at the end");
+        page_wire(fs.m);
+        cnt.bump(cnt.fault_wired_entry_wires);
       } else {
         page_activate(fs.m);
       }
@@ -828,6 +839,7 @@ namespace faultline::vm {
 void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = dst_map.vm;
+  Counters& cnt = vm.counters();
   const std::uint32_t ps = vm.page_size();
   Object* src_object = src_entry.object;
   const Pindex src_offset = src_entry.offset;
@@ -854,7 +866,16 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     object->mtx.lock();
     Pindex pindex = dst_pindex + src_offset;
     Page* src_m = nullptr;
-    while ((src_m = page_lookup(*object, pindex)) == nullptr && (src_entry.protection & kProtWrite) == 0 &&
+    // Fix copy-entry-skips-placeholder: a page neither valid nor wired is
+    // another fault's placeholder (the wired page is below it), passed over.
+    const bool skip = vm.fix(Fix::kCopyEntrySkipsPlaceholder);
+    const auto not_it = [&](const Page* m) {
+      if (m == nullptr) return true;
+      if (!skip || m->fully_valid() || m->wire_count != 0) return false;
+      cnt.bump(cnt.copy_entry_placeholders);
+      return true;
+    };
+    while (not_it(src_m = page_lookup(*object, pindex)) && (src_entry.protection & kProtWrite) == 0 &&
            object->backing_object != nullptr) {
       Object* backing = object->backing_object;
       backing->mtx.lock();
@@ -864,8 +885,10 @@ void vm_fault_copy_entry(Map& dst_map, MapEntry& dst_entry, MapEntry& src_entry)
     }
     // 7.0 panics on a missing page (seed L1172-1173) and copies an invalid
     // one as it is.  A busy invalid one is a page an mlock is still reading
-    // in (fix fork-waits-for-wiring off): here that panics too (the bytes
-    // of a page being read are the pager's until it is done).  An idle one
+    // in (fix fork-waits-for-wiring off), or the placeholder another fault
+    // left in a backing object shared since a fork while it reads the page
+    // below (fix copy-entry-skips-placeholder off): here that panics too
+    // (the bytes of such a page are the pager's or nobody's).  An idle one
     // is a wired page a truncation left past the end (vnode_pager_setsize
     // makes it invalid): copied as 7.0 copies it, bytes and all, and the
     // copy marked valid below (seed L1174-1176).

@@ -1164,6 +1164,62 @@ TEST_F(FaultTest, MprotectGivingWriteWaitsForTheMlockOfAPrivateMapping) {
   ASSERT_EQ(map_unwire(map(), va, va + 2 * ps(), true), Kern::kSuccess);
 }
 
+// A fork copies a wired read-only private entry page by page, falling back
+// to backing objects (seed L1157-1176).  Here the entry's first object is
+// the shadow B it shares with a child since an earlier fork (an mlock for
+// read makes no shadow of its own, L309-310), and the file's page 1 below
+// is the wired one.  The child's read of page 1 leaves its placeholder in
+// B, its first object, busy and invalid, while it maps the page below
+// (L423-442; the placeholder goes at the fault's end).  A fork of the
+// parent in that window finds the placeholder first: 7.0 copies its stale
+// bytes and calls them valid; the model panics.  With fix
+// copy-entry-skips-placeholder the copy passes over it to the file's page.
+class ForkCopyTest : public FaultTest {
+ protected:
+  void fork_during_a_childs_placeholder(bool fixed);
+};
+
+void ForkCopyTest::fork_during_a_childs_placeholder(bool fixed) {
+  ForkCopyTest& t = *this;
+  const std::uint64_t ps = t.ps();
+  t.vm().set_fix(Fix::kCopyEntrySkipsPlaceholder, fixed);
+  Vnode& vp = t.new_vnode_filled(2 * ps, std::byte{0x11});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = t.mmap_object(o, 2, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  ASSERT_EQ(t.store(va, 7), Kern::kSuccess);  // page 0 copied: the shadow B
+  Map& child = t.adopt(vmspace_fork(t.map()));
+  ASSERT_EQ(map_protect(t.map(), va, va + 2 * ps, kProtRead), Kern::kSuccess);
+  ASSERT_EQ(map_wire(t.map(), va, va + 2 * ps, true), Kern::kSuccess);  // page 1: the file's, wired
+  ASSERT_EQ(pmap_extract(t.map().pmap, va + ps)->object, o) << "no copy: the file's own page is wired";
+  Map* grandchild = nullptr;
+  t.at_first_point(
+      // The fault unlocks the file's object twice: after vnode_pager_lock's
+      // walk, then with the page found, before pmap_enter (L873-891).
+      [o, seen = 0](const locking::PointInfo& info) mutable {
+        return info.point == locking::Point::kUnlock && info.object == &o->mtx && ++seen == 2;
+      },
+      [&] { std::thread([&] { grandchild = &t.adopt(vmspace_fork(t.map())); }).join(); });
+  std::uint64_t v = 0;
+  ASSERT_EQ(load_in(child, va + ps, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x1111111111111111u);
+  ASSERT_NE(grandchild, nullptr) << "the window was not entered";
+  EXPECT_EQ(t.cnt().copy_entry_placeholders.load(), 1u) << "the copy passed over the child's placeholder";
+  ASSERT_EQ(load_in(*grandchild, va, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 7u);
+  ASSERT_EQ(load_in(*grandchild, va + ps, &v), Kern::kSuccess);
+  EXPECT_EQ(v, 0x1111111111111111u) << "the file's bytes, not the placeholder's";
+  ASSERT_EQ(map_unwire(t.map(), va, va + 2 * ps, true), Kern::kSuccess);
+}
+
+TEST_F(ForkCopyTest, WithoutTheFixAForkOfAWiredReadOnlyPrivateMappingCopiesAChildsPlaceholder) {
+  EXPECT_DEATH(fork_during_a_childs_placeholder(false), "panic: vm_fault: vm_fault_copy_entry: page not valid");
+  vm().set_fix(Fix::kCopyEntrySkipsPlaceholder, true);
+}
+
+TEST_F(ForkCopyTest, AForkOfAWiredReadOnlyPrivateMappingPassesOverAChildsPlaceholder) {
+  fork_during_a_childs_placeholder(true);
+}
+
 TEST_F(FaultTest, MapLookupThatWouldBlockRetries) {
   Object* o = swap_object(1, 8000);
   std::uint64_t va = mmap_object(o, 1, kProtRead | kProtWrite);

@@ -599,6 +599,59 @@ TEST_F(OpsTest, APrivateMappingsFaultPastTheEndFreesAWiredPageTruncationLeftUnle
   EXPECT_EQ(wired->wire_count, 1);
 }
 
+// Fix wired-fault-wires.  An mlock of a read-only private mapping whose
+// first object is a shadow wires the file's page 3 itself (a wired entry's
+// fault takes its protection, read: no copy, L309-310).  A truncation
+// unmaps it and leaves it wired, invalid.  A read past the end through the
+// wired entry goes on below it (fix fault-keeps-wired) and zero-fills page
+// 3 of the shadow, which the seed maps wired (the entry is, L891) without
+// wiring it (only a wiring fault does, L903-910); the munlock unwires every
+// page it finds mapped (L1065-1073), and 7.0 panics on that one.
+class WiredPastEofTest : public OpsTest {
+ protected:
+  void read_past_the_end_through_a_wired_private_mapping(bool fixed);
+};
+
+void WiredPastEofTest::read_past_the_end_through_a_wired_private_mapping(bool fixed) {
+  WiredPastEofTest& t = *this;
+  const std::uint64_t ps = t.ps();
+  t.vm().set_fix(Fix::kWiredFaultWires, fixed);
+  Vnode& vp = t.new_vnode_filled(4 * ps, std::byte{0x33});
+  Object* o = vnode_pager_alloc(vp);
+  const std::uint64_t va = t.mmap_object(o, 4, kProtRead | kProtWrite, kEntryCow | kEntryNeedsCopy);
+  ASSERT_EQ(t.store(va, 1), Kern::kSuccess) << "the shadow";
+  ASSERT_EQ(map_protect(t.map(), va, va + 4 * ps, kProtRead), Kern::kSuccess);
+  ASSERT_EQ(map_wire(t.map(), va + 3 * ps, va + 4 * ps, true), Kern::kSuccess);
+  Page* file_page = pmap_extract(t.map().pmap, va + 3 * ps);
+  ASSERT_NE(file_page, nullptr);
+  ASSERT_EQ(file_page->object, o) << "the file's own page, wired";
+  {
+    locking::SxExclusiveLock vl(vp.lock);
+    vnode_pager_setsize(vp, ps);
+  }
+  EXPECT_EQ(pmap_extract(t.map().pmap, va + 3 * ps), nullptr) << "the cut unmapped it";
+  std::uint64_t v = 1;
+  ASSERT_EQ(t.load(va + 3 * ps, &v), Kern::kSuccess) << "zero-filled in the shadow: no SIGBUS";
+  EXPECT_EQ(v, 0u);
+  Page* zero = pmap_extract(t.map().pmap, va + 3 * ps);
+  ASSERT_NE(zero, nullptr);
+  EXPECT_NE(zero->object, o);
+  EXPECT_EQ(zero->wire_count, 1) << "wired for the entry";
+  EXPECT_EQ(t.cnt().fault_wired_entry_wires.load(), 1u);
+  ASSERT_EQ(map_unwire(t.map(), va + 3 * ps, va + 4 * ps, true), Kern::kSuccess);
+  EXPECT_EQ(zero->wire_count, 0);
+  EXPECT_EQ(file_page->wire_count, 1) << "the file's page stays wired, as one an unwire finds unmapped does";
+}
+
+TEST_F(WiredPastEofTest, WithoutTheFixAReadPastTheEndThroughAWiredPrivateMappingMapsAnUnwiredPageWired) {
+  EXPECT_DEATH(read_past_the_end_through_a_wired_private_mapping(false), "panic: unwiring an unwired page");
+  vm().set_fix(Fix::kWiredFaultWires, true);
+}
+
+TEST_F(WiredPastEofTest, AReadPastTheEndThroughAWiredPrivateMappingWiresTheZeroFill) {
+  read_past_the_end_through_a_wired_private_mapping(true);
+}
+
 // After the regrow the wired page is inside the file again, invalid, and a
 // fault reads it; when that read fails (L612-619) the seed frees the page,
 // and 7.0 panics on it being wired.  Fixed, the fault fails (SIGBUS) and the

@@ -41,6 +41,8 @@ const char* fix_name(Fix f) noexcept {
     case Fix::kFaultKeepsWired: return "fault-keeps-wired";
     case Fix::kUnwireUnderQueues: return "unwire-under-queues";
     case Fix::kCowfaultKeepsValidity: return "cowfault-keeps-validity";
+    case Fix::kWiredFaultWires: return "wired-fault-wires";
+    case Fix::kCopyEntrySkipsPlaceholder: return "copy-entry-skips-placeholder";
     case Fix::kCount: break;
   }
   return "?";
@@ -153,6 +155,27 @@ const char* fix_what(Fix f) noexcept {
              "the regrow (seed L343-350, before any validity test) brings the bytes from before the cut "
              "back as the file's; the fix makes the copy as valid as the page, so the fault's retry reads "
              "the rest from the pager";
+    case Fix::kWiredFaultWires:
+      return "a truncation unmaps a wired page and leaves it in its object, invalid (7.0 "
+             "vm_object_page_remove); a read past the end through a wired private mapping whose first "
+             "object is a shadow then faults on the wired entry, goes on below that page (fix "
+             "fault-keeps-wired; 7.0 panics freeing it) and zero-fills a page in the shadow, which the "
+             "seed maps wired without wiring it (pmap_enter's wired argument is the entry's, and only a "
+             "wiring fault wires the page, L891-910); the munlock unwires every page it finds mapped "
+             "(L1065-1073), that one too, and 7.0's vm_page_unwire panics (\"invalid wire count\"); the "
+             "fix wires a page such a fault maps when it is not wired already (the wired page below stays "
+             "wired, as one the munlock finds unmapped does); the model's own fix: later FreeBSD keeps "
+             "the seed's shape here (PMAP_ENTER_WIRED without vm_page_wire), not checked further";
+    case Fix::kCopyEntrySkipsPlaceholder:
+      return "vm_fault_copy_entry (seed L1157-1176) copies a wired read-only entry page by page, falling "
+             "back to backing objects, and takes the first page it finds; where a child shares a backing "
+             "object with the entry since a fork and that object is the child's first object, a fault of "
+             "the child leaves its placeholder there (busy, invalid, L423-442) while it reads the page "
+             "below, and 7.0 copies the placeholder's stale bytes into the new child and calls them valid "
+             "(the model panics \"page not valid\" instead: the placeholder's bytes are not defined); the "
+             "fix passes over a page neither valid nor wired to the page below, as the model's "
+             "vm_fault_copy_entry_upgrade does (the model's own fix: later FreeBSD's walk stops at the "
+             "first page and copies its validity)";
     case Fix::kCount: break;
   }
   return "?";

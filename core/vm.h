@@ -54,6 +54,8 @@ enum class Fix : std::uint8_t {
   kUnwireUnderQueues,      // vm_fault_unwire: look the page up under the page queues it unwires it under
   kCowfaultKeepsValidity,  // vm_page_cowfault: the copy of a lent page is only as valid as the page
   kProtectCopiesWired,     // vm_map_protect: write added to a user-wired copy-on-write entry copies its pages now
+  kWiredFaultWires,        // vm_fault: a fault (not a wiring one) on a wired entry wires the page it maps if unwired
+  kCopyEntrySkipsPlaceholder,  // vm_fault_copy_entry: passes over another fault's placeholder to the page below
   kCount
 };
 const char* fix_name(Fix f) noexcept;   // "dead-object-retry"
