@@ -282,6 +282,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     FL_NO_THREAD_SAFETY_ANALYSIS {
   Vm& vm = map.vm;
   Counters& cnt = vm.counters();
+  const Mutant mutant = vm.config().mutant;
   const std::uint32_t ps = vm.page_size();
   vaddr &= ~static_cast<std::uint64_t>(ps - 1);
   // seed L309-310 sets fault_type to a wired entry's protection, and the
@@ -355,7 +356,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       // swap_pager_copy waiting for memory).  7.x fails the fault: a
       // spurious SIGSEGV.  Fix dead-object-retry (later FreeBSD's): if it
       // is not a terminated object, pause and retry.
-      if ((fs.object->flags & kObjDead) != 0) {
+      if ((fs.object->flags & kObjDead) != 0 && mutant != Mutant::kNoDeadCheck) {
         cnt.bump(cnt.fault_dead_objects);
         const bool terminated = fs.object->type == ObjectType::kDead;
         unlock_and_deallocate(fs);
@@ -394,10 +395,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         // seed L368-400: busy either way (VPO_BUSY or I/O): drop everything,
         // sleep on the page if it is still the page there, and start over.
-        if (fs.m->any_busy()) {
+        if (fs.m->any_busy() && mutant != Mutant::kBusyPageTaken) {
           pq.unlock();
           fs.object->mtx.unlock();
-          if (fs.object != fs.first_object) free_first_m(fs);
+          if (fs.object != fs.first_object && mutant != Mutant::kFirstPageLeaked) free_first_m(fs);
           unlock_map(fs);
           unlock_vnode(fs);
           fs.object->mtx.lock();
@@ -432,8 +433,9 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           fs.object->type != ObjectType::kDefault && ((fault_flags & kFaultWireMask) == 0 || wired);
       if (!readrest && (trypager || fs.object == fs.first_object)) {
         // seed L423-427: past the end of the object (truncated): SIGBUS.
-        if (fs.pindex >= fs.object->size && vm.config().mutant != Mutant::kNoEofCheck) {
+        if (fs.pindex >= fs.object->size && mutant != Mutant::kNoEofCheck) {
           cnt.bump(cnt.fault_past_eof);
+          if (mutant == Mutant::kLookupDoneMissing) fs.lookup_still_valid = false;  // the map stays locked
           unlock_and_deallocate(fs);
           return fail(Kern::kProtectionFailure);
         }
@@ -524,7 +526,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
                                                : PagerResult::kFail;
         if (rv == PagerResult::kOk) {
           // seed L579-583: the pager may have replaced the page; look again.
-          fs.m = page_lookup(*fs.object, fs.pindex);
+          if (mutant != Mutant::kNoPagerRelookup) fs.m = page_lookup(*fs.object, fs.pindex);
           if (fs.m == nullptr) {
             unlock_and_deallocate(fs);
             cnt.retry(Retry::kPagerPageGone);
@@ -674,7 +676,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         cnt.bump(cnt.v_cow_faults);
       } else {
         // Reading: map the backing page read-only.
-        prot &= static_cast<std::uint8_t>(~kProtWrite);
+        if (mutant != Mutant::kReadMapsBackingWritable) prot &= static_cast<std::uint8_t>(~kProtWrite);
         cnt.bump(cnt.fault_backing_read);
       }
     }
@@ -718,7 +720,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         // Write -> read while unlocked: we may no longer map it writable.
         if ((prot & kProtWrite) != 0 && (rl.prot & kProtWrite) == 0) cnt.bump(cnt.fault_prot_narrowed);
-        prot &= rl.prot;
+        if (mutant != Mutant::kRevalidateKeepsProt) prot &= rl.prot;
       }
     }
 

@@ -277,7 +277,7 @@ void page_wakeup(Page* m) {
   FL_KASSERT((m->oflags & kVpoBusy) != 0, "page not busy");
   const bool wanted = (m->oflags & kVpoWanted) != 0;
   m->oflags &= static_cast<std::uint8_t>(~(kVpoBusy | kVpoWanted));
-  if (wanted) locking::wakeup(m);
+  if (wanted && m->vm->config().mutant != Mutant::kBusyWakeupLost) locking::wakeup(m);
 }
 
 void page_io_start(Page* m) {

@@ -4,24 +4,79 @@
 
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 
 namespace faultline::vm {
 
-const char* mutant_name(Mutant m) noexcept {
-  switch (m) {
-    case Mutant::kNone: return "none";
-    case Mutant::kSkipTimestampRecheck: return "skip-timestamp-recheck";
-    case Mutant::kNoWriteProtectAtFork: return "no-write-protect-at-fork";
-    case Mutant::kCleanCowCopy: return "clean-cow-copy";
-    case Mutant::kNoEofCheck: return "no-eof-check";
-    case Mutant::kWireKeepsMaxWrite: return "wire-keeps-max-write";
-    case Mutant::kVnodeWriteLost: return "vnode-write-lost";
-    case Mutant::kMprotectPastEnd: return "mprotect-past-end";
-    case Mutant::kMunmapKeepsTranslations: return "munmap-keeps-translations";
-    case Mutant::kCount: break;
-  }
-  return "?";
+namespace {
+
+struct MutantInfo {
+  Mutant m;
+  const char* name;
+  const char* lines;
+  const char* what;
+};
+
+// The catalogue: each mutant removes or weakens exactly one thing the seed
+// (or 7.0 around it) does; off by default, for self-tests only.
+constexpr MutantInfo kMutants[] = {
+    {Mutant::kNone, "none", "", "no mutant"},
+    {Mutant::kSkipTimestampRecheck, "skip-timestamp-recheck", "seed L790-839",
+     "the fault trusts the lookup it made before the pager ran: a change of the map meanwhile (mprotect, munmap, "
+     "a fork's copy-on-write) is not seen, and the page is mapped with what the map said before"},
+    {Mutant::kNoWriteProtectAtFork, "no-write-protect-at-fork", "vmspace_fork, vm_map_copy_entry (7.0 vm_map.c)",
+     "fork leaves the parent's translations writable: the parent's stores after the fork reach the pages the "
+     "child shares (copy-on-write isolation broken)"},
+    {Mutant::kCleanCowCopy, "clean-cow-copy", "seed L757-758, L840-867",
+     "the COW copy stays clean (the fix cow-copy-dirty undone): pageout frees it as if zero-filled once the "
+     "backing page is gone, and the process reads zeros"},
+    {Mutant::kNoEofCheck, "no-eof-check", "seed L423-427; vnode_pager_getpages",
+     "no SIGBUS past the end of a file: a fault past EOF maps a zero page into the file's object"},
+    {Mutant::kWireKeepsMaxWrite, "wire-keeps-max-write", "seed L249-271",
+     "a user wire of an inaccessible copy-on-write entry leaves write in its maximum protection: a later "
+     "mprotect gives write to a wired entry the file's page is mapped in, and stores reach the file"},
+    {Mutant::kVnodeWriteLost, "vnode-write-lost", "vnode_pager_putpages",
+     "the vnode pager reports a write done without writing it: a laundered file word is lost"},
+    {Mutant::kMprotectPastEnd, "mprotect-past-end", "vm_map_protect (7.0 vm_map.c 1562-1630)",
+     "no vm_map_clip_end: the new protection reaches past the range asked for, refusing stores elsewhere"},
+    {Mutant::kMunmapKeepsTranslations, "munmap-keeps-translations", "vm_map_delete (7.0 vm_map.c)",
+     "no pmap_remove where the entry's object keeps its pages: the range, mapped again, still reads the old "
+     "pages, and a terminated object keeps a mapped page"},
+    {Mutant::kBusyPageTaken, "busy-page-taken", "seed L368-400",
+     "the fault takes a page another thread holds busy (paging it in or out, or its own fault's page) as if it "
+     "were idle, instead of sleeping on it and starting over"},
+    {Mutant::kNoDeadCheck, "no-dead-check", "seed L323",
+     "no OBJ_DEAD test: a fault walks into an object a collapse or a deallocation is tearing down"},
+    {Mutant::kRevalidateKeepsProt, "revalidate-keeps-prot", "seed L837",
+     "the re-lookup after the pager does not narrow the protection: an mprotect to read-only while the fault "
+     "slept is undone for that page, which is mapped writable"},
+    {Mutant::kNoPagerRelookup, "no-pager-relookup", "seed L579-583",
+     "the page is not looked up again after the pager: a pager that replaced or freed the page (the device "
+     "pager's moving page) leaves the fault holding a page that is not there"},
+    {Mutant::kReadMapsBackingWritable, "read-maps-backing-writable", "seed L781-783",
+     "a read fault that found the page in a backing object maps it with the entry's write permission: the "
+     "process's next store goes into the page it shares with its parent or the file (no copy-on-write)"},
+    {Mutant::kBusyWakeupLost, "busy-wakeup-lost", "vm_page_wakeup (7.0 vm_page.c)",
+     "clearing VPO_BUSY does not wake the threads asleep on the page (VPO_WANTED): they sleep for good"},
+    {Mutant::kFirstPageLeaked, "first-page-leaked", "seed L371-379",
+     "the retry after sleeping on a busy page below the first object leaves the first object's placeholder "
+     "busy in place: every later fault on that page sleeps on it for good"},
+    {Mutant::kLookupDoneMissing, "lookup-done-missing", "seed L423-427, L145-151",
+     "the SIGBUS return past the end of a file skips vm_map_lookup_done: the map stays read-locked, and the "
+     "next mmap, mprotect, fork or exit of that process waits for ever"},
+};
+static_assert(std::size(kMutants) == static_cast<std::size_t>(Mutant::kCount));
+
+const MutantInfo& info(Mutant m) noexcept {
+  const auto i = static_cast<std::size_t>(m);
+  return i < std::size(kMutants) ? kMutants[i] : kMutants[0];
 }
+
+}  // namespace
+
+const char* mutant_name(Mutant m) noexcept { return info(m).name; }
+const char* mutant_lines(Mutant m) noexcept { return info(m).lines; }
+const char* mutant_what(Mutant m) noexcept { return info(m).what; }
 
 const char* fix_name(Fix f) noexcept {
   switch (f) {

@@ -30,9 +30,19 @@ enum class Mutant : std::uint8_t {
   kVnodeWriteLost,        // vnode pager put_pages: reports the write done without writing the page to the file
   kMprotectPastEnd,       // vm_map_protect without vm_map_clip_end: the protection reaches past the range
   kMunmapKeepsTranslations,  // vm_map_delete: no pmap_remove where the object keeps its pages (shared since a fork)
+  kBusyPageTaken,         // vm_fault: a busy page is taken as if idle, no sleep (seed L368-400)
+  kNoDeadCheck,           // vm_fault: no OBJ_DEAD test on the objects the fault walks (seed L323)
+  kRevalidateKeepsProt,   // vm_fault: the re-lookup does not narrow the protection (seed L837)
+  kNoPagerRelookup,       // vm_fault: the page is not looked up again after the pager (seed L579-583)
+  kReadMapsBackingWritable,  // vm_fault: a read fault maps a backing object's page with write (seed L781-783)
+  kBusyWakeupLost,        // vm_page_wakeup: clears busy without waking the page's sleepers
+  kFirstPageLeaked,       // vm_fault: the busy-page retry leaves the first object's placeholder (seed L371-379)
+  kLookupDoneMissing,     // vm_fault: the SIGBUS return past EOF keeps the map read-locked (seed L423-427)
   kCount
 };
-const char* mutant_name(Mutant m) noexcept;
+const char* mutant_name(Mutant m) noexcept;   // "skip-timestamp-recheck"
+const char* mutant_lines(Mutant m) noexcept;  // the seed lines (or the 7.0 function) it breaks
+const char* mutant_what(Mutant m) noexcept;   // one line: what it removes and the race it lets through
 
 // Departures from 7.x that fix one of its races (fidelity.md, rule 4): each
 // is a named switch, on by default; with every one off the model is 7.x as

@@ -393,10 +393,12 @@ int cli_main(const std::vector<std::string>& args) {
   Parsed p;
   std::vector<OptionCopy> copies = add_run_options(app, p);
   CLI::App* list = app.add_subcommand(
-      "list", "list the scenarios, the fixes of 7.x races (list fixes), or the reach catalogue (list windows)");
+      "list",
+      "list the scenarios, the fixes of 7.x races (list fixes), the protocol mutants (list mutants), or the reach\n"
+      "catalogue (list windows)");
   std::string list_what = "scenarios";
-  list->add_option("what", list_what, "scenarios (default), fixes or windows")
-      ->check(CLI::IsMember({"scenarios", "fixes", "windows"}));
+  list->add_option("what", list_what, "scenarios (default), fixes, mutants or windows")
+      ->check(CLI::IsMember({"scenarios", "fixes", "mutants", "windows"}));
   CLI::App* campaign = app.add_subcommand(
       "campaign",
       "the default campaign (what faultline runs with no arguments): the mixed scenario's long run, then short runs\n"
@@ -443,6 +445,16 @@ int cli_main(const std::vector<std::string>& args) {
       // Each on by default; --no-fix NAME turns it off (7.x as written there).
       for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
         std::printf("%s\n    %s\n", vm::fix_name(static_cast<vm::Fix>(f)), vm::fix_what(static_cast<vm::Fix>(f)));
+      return 0;
+    }
+    if (list_what == "mutants") {
+      // Off by default; --mutant NAME turns one on (self-tests: the harness
+      // must fail the run).
+      for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i) {
+        const auto m = static_cast<vm::Mutant>(i);
+        std::printf("%-28s %s\n    %s\n", vm::mutant_name(m), vm::mutant_lines(m), vm::mutant_what(m));
+      }
+      std::printf("%d mutants\n", static_cast<int>(vm::Mutant::kCount) - 1);
       return 0;
     }
     if (list_what == "windows") {

@@ -190,6 +190,19 @@ TEST(Cli, ListFixesNamesEveryFix) {
   for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
     EXPECT_NE(out.find(vm::fix_name(static_cast<vm::Fix>(f))), std::string::npos) << out;
 }
+TEST(Cli, ListMutantsNamesEveryMutantWithTheLinesItBreaks) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(cli_main({"list", "mutants"}), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i) {
+    const auto m = static_cast<vm::Mutant>(i);
+    EXPECT_NE(out.find(vm::mutant_name(m)), std::string::npos) << out;
+    EXPECT_NE(std::string(vm::mutant_lines(m)), "") << vm::mutant_name(m) << " names no lines";
+    EXPECT_NE(std::string(vm::mutant_what(m)), "") << vm::mutant_name(m) << " says nothing";
+  }
+  EXPECT_EQ(out.find("none"), std::string::npos) << "the no-mutant entry is not a mutant";
+  EXPECT_NE(out.find(std::to_string(static_cast<int>(vm::Mutant::kCount) - 1) + " mutants"), std::string::npos);
+}
 TEST(Cli, ListWindowsNamesEveryWindowOfTheCatalogue) {
   ::testing::internal::CaptureStdout();
   EXPECT_EQ(cli_main({"list", "windows"}), 0);

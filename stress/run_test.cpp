@@ -492,7 +492,7 @@ TEST(QuiescentChecks, CatchABrokenForkAtTheFirstCheckAndReplay) {
 
 INSTANTIATE_TEST_SUITE_P(Protocol, Mutants,
                          ::testing::Values(vm::Mutant::kNoWriteProtectAtFork, vm::Mutant::kCleanCowCopy,
-                                           vm::Mutant::kMprotectPastEnd),
+                                           vm::Mutant::kMprotectPastEnd, vm::Mutant::kReadMapsBackingWritable),
                          [](const auto& info) {
                            std::string n = vm::mutant_name(info.param);
                            for (char& ch : n)
