@@ -260,7 +260,8 @@ void prefault(Pmap& pmap, std::uint64_t addra, const MapEntry& entry) FL_NO_THRE
     // only the backing object's lock (L757-758).  A page seen unbusy under
     // its own object's lock is filled; later FreeBSD skips busy pages here
     // too.
-    if ((m->oflags & kVpoBusy) == 0 && m->busy == 0 && m->fully_valid()) {
+    if (((m->oflags & kVpoBusy) == 0 && m->busy == 0 && m->fully_valid()) ||
+        pmap.vm.config().mutant == Mutant::kPrefaultTakesBusy) {
       MutexLock pq(pmap.vm.page_queues);
       pmap_enter_quick(pmap, addr, m, entry.protection);
       pmap.vm.counters().bump(pmap.vm.counters().prefault_entered);
@@ -306,6 +307,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     fs.map = &map;
     // seed L233-272: find the object and offset to start from.
     Lookup lk;
+    bool overridden = false;  // the lookup for a user wire took the maximum protection (L249-271)
     Kern result = map_lookup(map, vaddr, fault_type, &lk);
     if (result != Kern::kSuccess) {
       wired_type_refused(result);
@@ -318,6 +320,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       // maximum protection, or the wirer could never write it.
       result = map_lookup(map, vaddr, kProtRead | kProtWrite | kProtOverrideWrite, &lk);
       if (result != Kern::kSuccess) return fail(result);
+      overridden = true;
       if ((lk.entry->protection & kProtWrite) == 0 && vm.config().mutant != Mutant::kWireKeepsMaxWrite)
         lk.entry->max_protection.fetch_and(static_cast<std::uint8_t>(~kProtWrite),
                                            std::memory_order_relaxed);
@@ -417,8 +420,13 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         // seed L401-416: ours now; off its queue, busy, and if not fully
         // valid, read the rest.
-        pageq_remove(fs.m);
-        pq.unlock();
+        if (mutant == Mutant::kQueueWithoutLock) {
+          pq.unlock();
+          pageq_remove(fs.m);
+        } else {
+          pageq_remove(fs.m);
+          pq.unlock();
+        }
         page_busy(fs.m);
         if (!fs.m->fully_valid()) {
           cnt.bump(cnt.fault_readrest);
@@ -452,7 +460,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         if (fs.m == nullptr) {
           unlock_and_deallocate(fs);
-          vm_wait(vm, "pfault");
+          if (mutant != Mutant::kVmWaitSkipped) vm_wait(vm, "pfault");
           cnt.retry(Retry::kNoFreePage);
           retry = true;
           break;
@@ -538,7 +546,7 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
         }
         // seed L601-620: an I/O error or a page the pager cannot have.
         if (rv == PagerResult::kError || rv == PagerResult::kBad) {
-          {
+          if (mutant != Mutant::kPagerErrorLeavesBusy) {
             MutexLock pq(vm.page_queues);
             free_unless_wired(fs.m);
           }
@@ -752,7 +760,13 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     fs.object->mtx.unlock();
 
     // seed L891-913: into the pmap; neighbours too; then where pageout can
-    // see it, or wired.
+    // see it, or wired.  The translation allows no more than the entry the
+    // fault holds the map for (the invariant checker's rule, checked here
+    // at the moment it matters: an mprotect while the fault slept must
+    // narrow it, L837), unless a user wire's lookup took the maximum
+    // protection (L249-271, the forced copy-on-write for a debugger).
+    FL_KASSERT(fs.lookup_still_valid && (overridden || (prot & ~fs.entry->protection) == 0),
+               "vm_fault: a translation allowing more than its map entry");
     pmap_enter(map.pmap, vaddr, fs.m, prot, wired);
     if ((fault_flags & kFaultWireMask) == 0 && !wired) prefault(map.pmap, vaddr, *fs.entry);
     fs.object->mtx.lock();
@@ -829,7 +843,7 @@ void vm_fault_unwire(Map& map, std::uint64_t start, std::uint64_t end) FL_NO_THR
     }
     pmap_change_wiring(map.pmap, va, false);
     if (!early) map.vm.page_queues.lock();
-    page_unwire(m, true);
+    if (map.vm.config().mutant != Mutant::kUnwireKeepsWiring) page_unwire(m, true);
     map.vm.page_queues.unlock();
   }
 }

@@ -470,7 +470,10 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
   // 7.0 joins each entry with its neighbours as it goes; the map is locked
   // throughout, so joining them all afterwards leaves the same map.
   map_simplify_range(map, start, end);
-  map_unlock(map);
+  if (map.vm.config().mutant == Mutant::kMprotectKeepsTimestamp)
+    map.lock.xunlock();  // no ++timestamp
+  else
+    map_unlock(map);
   return Kern::kSuccess;
 }
 

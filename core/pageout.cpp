@@ -87,7 +87,8 @@ bool fallback_object_lock(Vm& vm, Page* m, Page** next) FL_NO_THREAD_SAFETY_ANAL
   // (a page that left a queue is put back at an end of one, never before a
   // marker in the middle).  Only then are m's fields read: a page that left
   // may be on the free list, where the free-queue mutex guards them.
-  const bool unchanged = marker.q_prev == m && m->queue == queue && m->object == object;
+  const bool unchanged = (marker.q_prev == m && m->queue == queue && m->object == object) ||
+                         vm.config().mutant == Mutant::kPageoutNoRevalidate;
   remove_marker(vm, &marker);
   Counters& cnt = vm.counters();
   cnt.bump(cnt.pageout_fallbacks);

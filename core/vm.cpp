@@ -64,6 +64,31 @@ constexpr MutantInfo kMutants[] = {
     {Mutant::kLookupDoneMissing, "lookup-done-missing", "seed L423-427, L145-151",
      "the SIGBUS return past the end of a file skips vm_map_lookup_done: the map stays read-locked, and the "
      "next mmap, mprotect, fork or exit of that process waits for ever"},
+    {Mutant::kVmWaitSkipped, "vm-wait-skipped", "seed L444-447",
+     "no VM_WAIT when memory is severely short: the fault retries at once without waking the pageout daemon "
+     "or waiting for it, spinning while the daemon, which only runs when woken, frees nothing"},
+    {Mutant::kPagerErrorLeavesBusy, "pager-error-leaves-busy", "seed L612-619",
+     "the pager's error path (an I/O error, or a page past the end of the file) neither frees nor unbusies "
+     "its page: the page stays busy in its object, and every later fault on it sleeps for good"},
+    {Mutant::kUnwireKeepsWiring, "unwire-keeps-wiring", "seed L1068-1072",
+     "munlock clears the translation's wired bit but leaves the page wired: pageout can never take it, and "
+     "wired pages pile up until nothing can be allocated"},
+    {Mutant::kMprotectKeepsTimestamp, "mprotect-keeps-timestamp", "vm_map_protect, vm_map_unlock (7.0 vm_map.c)",
+     "the mprotect's unlock does not bump the map's timestamp: a fault that unlocked the map for the pager "
+     "sees no change at its re-lookup (L801) and maps the page with the protection it had before"},
+    {Mutant::kQueueWithoutLock, "queue-without-lock", "seed L401-402",
+     "the fault takes the page off its paging queue after dropping the page-queues lock: the pageout daemon "
+     "and other faults race on the queue's links"},
+    {Mutant::kPrefaultTakesBusy, "prefault-takes-busy", "vm_fault_prefault (seed L986-989)",
+     "prefault maps a neighbour without checking it is idle and fully valid: a page being read in, or a COW "
+     "copy being filled, is mapped and read before its bytes are there"},
+    {Mutant::kPageoutNoRevalidate, "pageout-no-revalidate", "vm_pageout_fallback_object_lock (7.0 vm_pageout.c)",
+     "after waiting for the object's lock with the page queues dropped, the daemon goes on with the page "
+     "without checking it is still on the same queue in the same object: it may launder, cache or free a page "
+     "that has moved"},
+    {Mutant::kMsleepEarlyRelease, "msleep-early-release", "msleep (7.0 kern_synch.c)",
+     "msleep releases its interlock before the sleeper is on the channel: a wakeup in between is lost, and "
+     "the sleeper sleeps for good (the lock library's lost-wakeup window)"},
 };
 static_assert(std::size(kMutants) == static_cast<std::size_t>(Mutant::kCount));
 
@@ -276,6 +301,7 @@ Vm::Vm(const VmConfig& config) : config_(with_defaults(config)) {
   if (std::string err = config_.validate(); !err.empty())
     throw std::invalid_argument("VmConfig: " + err);
   declare_vm_lock_order();
+  locking::set_msleep_early_release(config_.mutant == Mutant::kMsleepEarlyRelease);
   io_error_ppm_.store(config_.io_error_ppm, std::memory_order_relaxed);
   // --mutant clean-cow-copy is the seed's clean COW copy: fix cow-copy-dirty off.
   fixes_.store(config_.mutant == Mutant::kCleanCowCopy

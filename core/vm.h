@@ -38,6 +38,14 @@ enum class Mutant : std::uint8_t {
   kBusyWakeupLost,        // vm_page_wakeup: clears busy without waking the page's sleepers
   kFirstPageLeaked,       // vm_fault: the busy-page retry leaves the first object's placeholder (seed L371-379)
   kLookupDoneMissing,     // vm_fault: the SIGBUS return past EOF keeps the map read-locked (seed L423-427)
+  kVmWaitSkipped,         // vm_fault: no VM_WAIT when no page can be had; the fault retries at once (seed L444-447)
+  kPagerErrorLeavesBusy,  // vm_fault: the pager's error path leaves its page busy in the object (seed L612-619)
+  kUnwireKeepsWiring,     // vm_fault_unwire: the translation is unwired, the page is not (seed L1068-1072)
+  kMprotectKeepsTimestamp,  // vm_map_protect: its unlock does not bump the map's timestamp
+  kQueueWithoutLock,      // vm_fault: the page leaves its queue without the page-queues lock (seed L401-402)
+  kPrefaultTakesBusy,     // vm_fault_prefault: maps a neighbour busy or not valid
+  kPageoutNoRevalidate,   // vm_pageout_fallback_object_lock: the page is not checked again after the wait
+  kMsleepEarlyRelease,    // msleep: the interlock is released before the sleeper is on the channel
   kCount
 };
 const char* mutant_name(Mutant m) noexcept;   // "skip-timestamp-recheck"

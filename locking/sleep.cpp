@@ -97,6 +97,12 @@ void check_sleep_locks(Actor& me, const Mutex* interlock, const void* chan, cons
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_early_release{false};
+}  // namespace
+
+void set_msleep_early_release(bool on) noexcept { g_early_release.store(on, std::memory_order_relaxed); }
+
 namespace detail {
 
 int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64_t timeout_ns,
@@ -116,11 +122,18 @@ int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64
   const Deadline deadline = timeout_ns > 0 ? std::chrono::steady_clock::now() +
                                                  std::chrono::nanoseconds(timeout_ns)
                                            : Deadline::max();
+  // The mutant msleep-early-release drops the interlock first, with a
+  // switch point before the sleeper is queued: a wakeup there is lost.
+  const bool early = interlock != nullptr && g_early_release.load(std::memory_order_relaxed);
+  if (early) {
+    interlock->release_for_sleep(me);
+    schedule_point(Point::kUser, chan);
+  }
   b.lock.lock();
   b.append(&self);
   me.set_sleeping(chan, wmesg, site.file_name(), site.line());
   // Queued: from here a wakeup cannot be missed, so drop the interlock.
-  if (interlock != nullptr) interlock->release_for_sleep(me);
+  if (interlock != nullptr && !early) interlock->release_for_sleep(me);
   bool timed_out = false;
   while (!self.woken) {
     if (deadline == Deadline::max()) {

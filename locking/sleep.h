@@ -38,6 +38,10 @@ namespace faultline::locking {
 
 enum class SleepResult : std::uint8_t { kWoken, kTimedOut };
 
+// Self-tests only (the mutant msleep-early-release): msleep drops its
+// interlock before the sleeper is on the channel, a lost-wakeup window.
+void set_msleep_early_release(bool on) noexcept;
+
 // A zero timeout means "no timeout".
 using Timeout = std::chrono::nanoseconds;
 

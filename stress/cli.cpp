@@ -9,6 +9,8 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
+#include <sstream>
+#include <string>
 #include <utility>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +20,7 @@
 #include "stress/campaign.h"
 #include "stress/run.h"
 #include "stress/scenario.h"
+#include "stress/selftest.h"
 #include "stress/sweep.h"
 
 namespace faultline::stress {
@@ -424,6 +427,22 @@ int cli_main(const std::vector<std::string>& args) {
   std::string junit_path;
   sweep->add_option("--junit", junit_path,
                     "write JUnit XML here: one test case per seed, a failing seed with its first failure and replay line");
+  CLI::App* selftest = app.add_subcommand(
+      "selftest",
+      "prove the harness has teeth: hunt each protocol mutant (faultline list mutants) with seeds of its line, each\n"
+      "in its own process, until an oracle fails the run; replay the failure in a fresh process; a control row\n"
+      "runs the same lines with no mutant.  Prints the kill matrix; fails if a mutant survives, a replay does not\n"
+      "fail the same way, or the control fails");
+  double budget_s = 20;
+  int st_jobs = 0;
+  std::string st_mutants, st_sched, st_json;
+  bool no_control = false;
+  selftest->add_option("--budget", budget_s, "seconds of seeds per mutant and per control line (default 20)");
+  selftest->add_option("--jobs,-j", st_jobs, "mutants hunted at a time (default: the machine's cores)");
+  selftest->add_option("--mutants", st_mutants, "a comma-separated subset of the catalogue (default: all)");
+  selftest->add_option("--sched", st_sched, "the deterministic scheduler of every run: random | pct");
+  selftest->add_option("--json", st_json, "write the kill matrix as JSON here");
+  selftest->add_flag("--no-control", no_control, "no control row");
   app.set_version_flag("--version", std::string("faultline ") + FL_VERSION);
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
@@ -466,6 +485,38 @@ int cli_main(const std::vector<std::string>& args) {
     }
     for (const Scenario& s : scenarios()) std::printf("%-16s %s\n", s.name, s.what);
     return 0;
+  }
+  if (selftest->parsed()) {
+    if (args.size() < 1 || campaign->parsed() || sweep->parsed())
+      return usage_error("selftest: not with campaign or sweep");
+    for (const CLI::Option* o : app.get_options())
+      if (o->count() != 0)
+        return usage_error(fmt::format("selftest: {} is a run option (each mutant has its own line; see"
+                                       " faultline list mutants)",
+                                       o->get_name()));
+    SelftestOptions so;
+    if (!std::isfinite(budget_s) || budget_s <= 0 || budget_s > 86400)
+      return usage_error(fmt::format("--budget {} is out of range (0..86400 seconds, not 0)", budget_s));
+    so.budget_s = budget_s;
+    if (st_jobs < 0 || st_jobs > 4096) return usage_error(fmt::format("--jobs {} is out of range (0..4096)", st_jobs));
+    so.jobs = st_jobs;
+    if (!st_sched.empty() && st_sched != "random" && st_sched != "pct")
+      return usage_error(fmt::format("--sched '{}' is not one of random, pct", st_sched));
+    so.sched = st_sched;
+    std::istringstream in(st_mutants);
+    for (std::string name; std::getline(in, name, ',');) {
+      bool found = false;
+      for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i)
+        if (name == vm::mutant_name(static_cast<vm::Mutant>(i))) {
+          so.mutants.push_back(static_cast<vm::Mutant>(i));
+          found = true;
+        }
+      if (!found) return usage_error(fmt::format("--mutants: '{}' is not a known mutant (faultline list mutants)", name));
+    }
+    if (auto e = unwritable({{"--json", st_json}})) return usage_error(*e);
+    so.json_path = st_json;
+    so.control = !no_control;
+    return selftest_command(so);
   }
   if (args.empty() || campaign->parsed()) {
     if (sweep->parsed()) return usage_error("campaign and sweep: one at a time");

@@ -18,6 +18,7 @@
 #include "stress/cli.h"
 #include "stress/config.h"
 #include "stress/scenario.h"
+#include "stress/selftest.h"
 #include "stress/sweep.h"
 
 namespace faultline::stress {
@@ -202,6 +203,18 @@ TEST(Cli, ListMutantsNamesEveryMutantWithTheLinesItBreaks) {
   }
   EXPECT_EQ(out.find("none"), std::string::npos) << "the no-mutant entry is not a mutant";
   EXPECT_NE(out.find(std::to_string(static_cast<int>(vm::Mutant::kCount) - 1) + " mutants"), std::string::npos);
+}
+TEST(Selftest, NamesTheOracleOfAFailureAndComparesFailuresWithoutAddresses) {
+  EXPECT_EQ(oracle_of("FAIL [data] read: process 1 ...", ""), "data");
+  EXPECT_EQ(oracle_of("FAIL [lock checker: lock assertion failed] x", ""), "lock checker: lock assertion failed");
+  EXPECT_EQ(oracle_of("panic: page already busy (KASSERT...)", ""), "panic");
+  EXPECT_EQ(oracle_of("", "killed by signal 6 (Aborted)"), "crash");
+  EXPECT_EQ(oracle_of("", "no verdict within 60 s (killed)"), "timeout");
+  EXPECT_EQ(failure_signature("actor 3 sleeping on 0x564bc7ead5c8 \"pfault\""),
+            failure_signature("actor 3 sleeping on 0x7f00aa \"pfault\""));
+  EXPECT_NE(failure_signature("FAIL [data] page 3"), failure_signature("FAIL [data] page 4"));
+  for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i)
+    EXPECT_FALSE(hunting_line(static_cast<vm::Mutant>(i)).empty()) << vm::mutant_name(static_cast<vm::Mutant>(i));
 }
 TEST(Cli, ListWindowsNamesEveryWindowOfTheCatalogue) {
   ::testing::internal::CaptureStdout();

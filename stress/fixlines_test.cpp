@@ -67,6 +67,30 @@ TEST_P(FixLines, FailWithTheFixOffAndPassWithItOn) {
   EXPECT_NE(out.find("pass: PASS"), std::string::npos) << out;
 }
 
+// faultline selftest: a mutant hunted with seeds of its line is killed by
+// the oracle that should see it, the printed replay line fails the same way
+// in a fresh process, and the control (the same lines, no mutant) stays
+// clean; the matrix says so and the exit code is 0.
+TEST(Selftest, KillsTheMutantsConfirmsTheirReplaysAndKeepsTheControlClean) {
+  std::string out;
+  EXPECT_EQ(run_faultline("selftest --mutants busy-wakeup-lost,no-eof-check --budget 4 --jobs 2", &out), 0) << out;
+  EXPECT_NE(out.find("busy-wakeup-lost: killed by liveness at seed 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("no-eof-check: killed by file at seed 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 of 2 mutants killed, 0 replays not confirmed, control clean"), std::string::npos) << out;
+  EXPECT_NE(out.find("control (no mutant)          --scenario private-file"), std::string::npos) << out;
+}
+
+// Bad input gets exit code 2 and a message naming the value.
+TEST(Selftest, RefusesABadBudgetAnUnknownMutantAndRunOptions) {
+  std::string out;
+  EXPECT_EQ(run_faultline("selftest --budget 0", &out), 2) << out;
+  EXPECT_NE(out.find("--budget 0 is out of range"), std::string::npos) << out;
+  EXPECT_EQ(run_faultline("selftest --mutants busy-wakeup-lost,no-such-mutant", &out), 2) << out;
+  EXPECT_NE(out.find("'no-such-mutant' is not a known mutant"), std::string::npos) << out;
+  EXPECT_EQ(run_faultline("--ops 5 selftest", &out), 2) << out;
+  EXPECT_NE(out.find("selftest: --ops is a run option"), std::string::npos) << out;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Protocol, FixLines,
     ::testing::Values(

@@ -237,6 +237,11 @@ Config swarm_config(const Config& base, std::uint64_t seed) {
   return c;
 }
 
+ChildRun run_faultline_child(const std::string& exe, const std::vector<std::string>& args, double timeout_s) {
+  SeedResult r = run_child(exe, args, 0, timeout_s);
+  return ChildRun{r.code, std::move(r.output), std::move(r.why), r.seconds};
+}
+
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   Config c = base;
   c.seed = seed;

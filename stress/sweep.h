@@ -68,6 +68,17 @@ struct SeedOutcome {
 };
 std::string junit_xml(const std::string& suite, const std::vector<SeedOutcome>& seeds, double seconds);
 
+// Runs `exe` with `args` in a child process, its output collected, killed
+// after `timeout_s`: code is the exit code (1 for a signal or a timeout,
+// then `why` says which).
+struct ChildRun {
+  int code = 0;
+  std::string output;
+  std::string why;
+  double seconds = 0;
+};
+ChildRun run_faultline_child(const std::string& exe, const std::vector<std::string>& args, double timeout_s);
+
 // Runs the sweep, prints progress and a summary; returns 0 if every seed
 // passed, 1 otherwise.
 int sweep_command(const Config& base, const SweepOptions& o);

@@ -580,7 +580,22 @@ Kern World::write_slot(Process& p, int region, std::uint64_t page, int j, std::u
   const std::uint64_t g1 = region == kAnon      ? p.wiring[page].gen.load()
                           : region == kScratch ? p.scratch_ro[page].gen.load()
                                                : 0;
+  // A scratch page an mprotect made read-only before the store began, with
+  // no mprotect back since, nor one running: the store must be refused.
+  bool sure_ro = false;
+  std::uint64_t restores = 0;
+  if (region == kScratch) {
+    const Process::ScratchRo& ro = p.scratch_ro[page];
+    restores = ro.restores.load();
+    sure_ro = ro.restoring.load() == 0 && ro.sure_at.load() == restores && !ro.inherited.load();
+  }
   const Kern r = access(*p.map, va, true, &v);
+  if (r == Kern::kSuccess && sure_ro && p.scratch_ro[page].restores.load() == restores) {
+    fail("data", fmt::format("process {} scratch page {}: a store succeeded through a mapping an mprotect made"
+                             " read-only before it began (none back since)\n  now: {}",
+                             p.pid, page, vm::describe_address(*p.map, va)));
+    return r;
+  }
   // 7.x's vm_map_lookup refuses a write fault on a user-wired COW entry
   // (MAP_ENTRY_USER_WIRED and MAP_ENTRY_COW): once mlock has copied the
   // pages they are mapped writable and never fault again, but a write fault
@@ -1377,16 +1392,31 @@ void World::op_protect(Process& p, Rng& rng) {
   // time in two, else pages [lo, hi).
   const auto [lo, hi] = some_run(rng, p.npages[kScratch]);
   const std::uint64_t start = p.va[kScratch] + lo * ps, end = p.va[kScratch] + hi * ps;
-  begin_run(p.scratch_ro.get(), lo, hi);
+  Process::ScratchRo* ro = p.scratch_ro.get();
+  begin_run(ro, lo, hi);
+  std::vector<std::uint64_t> before;
+  for (std::uint64_t i = lo; i < hi; ++i) before.push_back(ro[i].restores.load());
   if (vm::map_protect(*p.map, start, end, vm::kProtRead) != Kern::kSuccess)
     fail("ops", fmt::format("process {}: mprotect read-only failed", p.pid));
+  // Read-only for sure from here, unless an mprotect back ran meanwhile.
+  for (std::uint64_t i = lo; i < hi; ++i)
+    if (ro[i].restoring.load() == 0 && ro[i].restores.load() == before[i - lo]) ro[i].sure_at.store(before[i - lo]);
   locking::schedule_point(locking::Point::kUser, &p);
   locking::schedule_point(locking::Point::kUser, &p);
-  if (vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite) != Kern::kSuccess) {
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    ro[i].restoring.fetch_add(1);
+    ro[i].restores.fetch_add(1);
+  }
+  const Kern back = vm::map_protect(*p.map, start, end, vm::kProtRead | vm::kProtWrite);
+  for (std::uint64_t i = lo; i < hi; ++i) {
+    ro[i].restores.fetch_add(1);
+    ro[i].restoring.fetch_sub(1);
+  }
+  if (back != Kern::kSuccess) {
     fail("ops", fmt::format("process {}: mprotect read-write failed", p.pid));
     return;  // still read-only: the record says so
   }
-  end_run(p.scratch_ro.get(), lo, hi, true);  // read/write now, whatever the fork left
+  end_run(ro, lo, hi, true);  // read/write now, whatever the fork left
 }
 
 // mprotect a run of the shared file mapping read-only, then back: the whole

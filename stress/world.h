@@ -125,6 +125,14 @@ class Process {
     std::atomic<int> active{0};
     std::atomic<std::uint64_t> gen{0};
     std::atomic<bool> inherited{false};
+    // (scratch_ro only.)  mprotects back to read/write in progress, and a
+    // count bumped as each begins and ends; `sure_at` is that count when an
+    // mprotect to read-only last returned with none running meanwhile:
+    // while the count stays there, the page is read-only for sure, and a
+    // store to it must be refused (World::write_slot).
+    std::atomic<int> restoring{0};
+    std::atomic<std::uint64_t> restores{0};
+    std::atomic<std::uint64_t> sure_at{~std::uint64_t{0}};
   };
   std::unique_ptr<ScratchRo[]> scratch_ro;
   // The same for each page of the shared file mapping (mprotect-file): a
