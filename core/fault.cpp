@@ -302,6 +302,14 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
     return k;
   };
 
+  // Retries for want of a free page.  Each follows a VM_WAIT that sleeps
+  // until the daemon has freed pages (or returns at once when memory is
+  // above free_min but no page could be had): a few tens per fault at most
+  // (the largest seen: 128..255, scenario fork-tree; 16..127 elsewhere,
+  // fibers and threads).  Ten thousand means the fault spins instead of
+  // sleeping (--mutant vm-wait-skipped): a livelock, reported as one.
+  constexpr unsigned kNoFreePageSpinLimit = 10000;
+  unsigned no_free_page_retries = 0;
   for (;;) {  // RetryFault
     FaultState fs;
     fs.map = &map;
@@ -462,6 +470,8 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
           unlock_and_deallocate(fs);
           if (mutant != Mutant::kVmWaitSkipped) vm_wait(vm, "pfault");
           cnt.retry(Retry::kNoFreePage);
+          if (++no_free_page_retries == kNoFreePageSpinLimit)
+            fatal("livelock: one fault retried 10000 times for want of a free page (it spins, L444-447)", vaddr);
           retry = true;
           break;
         }
