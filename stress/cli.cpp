@@ -443,6 +443,10 @@ int cli_main(const std::vector<std::string>& args) {
   selftest->add_option("--sched", st_sched, "the deterministic scheduler of every run: random | pct");
   selftest->add_option("--json", st_json, "write the kill matrix as JSON here");
   selftest->add_flag("--no-control", no_control, "no control row");
+  bool compare = false;
+  selftest->add_flag("--compare-schedulers", compare,
+                     "hunt every mutant under each scheduler (deterministic fibers random and PCT, OS threads plain\n"
+                     "and perturbed) and print the seconds to kill, mutant by scheduler, with each one's median");
   app.set_version_flag("--version", std::string("faultline ") + FL_VERSION);
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
@@ -516,6 +520,8 @@ int cli_main(const std::vector<std::string>& args) {
     if (auto e = unwritable({{"--json", st_json}})) return usage_error(*e);
     so.json_path = st_json;
     so.control = !no_control;
+    so.compare = compare;
+    if (compare && !st_sched.empty()) return usage_error("--compare-schedulers runs every scheduler: not with --sched");
     return selftest_command(so);
   }
   if (args.empty() || campaign->parsed()) {

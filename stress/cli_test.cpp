@@ -1,5 +1,7 @@
 // Bad input exits 2 with a message naming the bad value; nothing runs.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -215,6 +217,19 @@ TEST(Selftest, NamesTheOracleOfAFailureAndComparesFailuresWithoutAddresses) {
   EXPECT_NE(failure_signature("FAIL [data] page 3"), failure_signature("FAIL [data] page 4"));
   for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i)
     EXPECT_FALSE(hunting_line(static_cast<vm::Mutant>(i)).empty()) << vm::mutant_name(static_cast<vm::Mutant>(i));
+}
+
+// The median of the seconds to kill, a survivor counting as infinitely slow.
+TEST(Selftest, TheMedianTimeToKillCountsASurvivorAsSlowest) {
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_DOUBLE_EQ(median_time_to_kill({3, 1, 2}), 2);
+  EXPECT_DOUBLE_EQ(median_time_to_kill({4, 1, 2, 3}), 2.5);
+  EXPECT_DOUBLE_EQ(median_time_to_kill({inf, 1, 2}), 2);
+  EXPECT_TRUE(std::isinf(median_time_to_kill({inf, inf, 1})));
+  EXPECT_TRUE(std::isinf(median_time_to_kill({})));
+  ASSERT_EQ(compared_schedulers().size(), 4u);
+  EXPECT_TRUE(compared_schedulers()[0].deterministic);
+  EXPECT_FALSE(compared_schedulers()[2].deterministic);
 }
 TEST(Cli, ListWindowsNamesEveryWindowOfTheCatalogue) {
   ::testing::internal::CaptureStdout();

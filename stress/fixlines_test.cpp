@@ -89,6 +89,8 @@ TEST(Selftest, RefusesABadBudgetAnUnknownMutantAndRunOptions) {
   EXPECT_NE(out.find("'no-such-mutant' is not a known mutant"), std::string::npos) << out;
   EXPECT_EQ(run_faultline("--ops 5 selftest", &out), 2) << out;
   EXPECT_NE(out.find("selftest: --ops is a run option"), std::string::npos) << out;
+  EXPECT_EQ(run_faultline("selftest --compare-schedulers --sched pct", &out), 2) << out;
+  EXPECT_NE(out.find("--compare-schedulers runs every scheduler"), std::string::npos) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(

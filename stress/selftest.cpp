@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -98,6 +100,7 @@ struct Row {
   bool replay_confirmed = false;
   std::string replay;
   std::string note;  // why the replay did not confirm, or what the control met
+  bool confirm = true;  // replay the kill (deterministic runs only)
 };
 
 std::string line_text(const std::vector<std::string>& v) {
@@ -155,6 +158,7 @@ void hunt(const SelftestOptions& o, vm::Mutant m, Row& row) {
       return;
     }
     row.killed = true;
+    if (!row.confirm) return;
     // The replay line in a fresh process must fail the same way.
     std::vector<std::string> again = words(row.replay);
     if (!again.empty() && again.front() == "faultline") again.erase(again.begin());
@@ -169,7 +173,116 @@ void hunt(const SelftestOptions& o, vm::Mutant m, Row& row) {
   row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+int compare_command(const SelftestOptions& o, const std::vector<vm::Mutant>& mutants, int jobs) {
+  const auto& policies = compared_schedulers();
+  std::printf("faultline selftest --compare-schedulers: %zu mutants under %zu schedulers, %.0f s of seeds each,"
+              " %d at a time\n",
+              mutants.size(), policies.size(), o.budget_s, jobs);
+  std::fflush(stdout);
+  std::vector<Row> rows;
+  std::vector<vm::Mutant> which;
+  std::vector<std::size_t> policy_of;
+  for (std::size_t p = 0; p < policies.size(); ++p)
+    for (vm::Mutant m : mutants) {
+      Row r;
+      r.name = vm::mutant_name(m);
+      r.lines = vm::mutant_lines(m);
+      r.line = hunting_line(m);
+      for (const std::string& a : policies[p].args) r.line.push_back(a);
+      r.confirm = policies[p].deterministic;
+      rows.push_back(r);
+      which.push_back(m);
+      policy_of.push_back(p);
+    }
+  std::vector<std::size_t> order(rows.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  SelftestOptions po = o;
+  po.sched.clear();  // each policy's own
+  const auto t0 = std::chrono::steady_clock::now();
+  std::mutex out_mtx;
+  tbb::task_arena arena(jobs);
+  arena.execute([&] {
+    tbb::parallel_for_each(order.begin(), order.end(), [&](std::size_t i) {
+      hunt(po, which[i], rows[i]);
+      std::lock_guard<std::mutex> g(out_mtx);
+      const Row& r = rows[i];
+      std::printf("[%6.1fs] %-16s %s: %s\n",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                  policies[policy_of[i]].name, r.name.c_str(),
+                  r.killed ? fmt::format("killed by {} at seed {} in {:.2f} s", r.oracle, r.seed, r.seconds).c_str()
+                           : fmt::format("SURVIVED {} seeds", r.seeds_tried).c_str());
+      std::fflush(stdout);
+    });
+  });
+  // Seconds to kill, mutant by scheduler, and the median of each column.
+  std::printf("\n%-28s", "seconds to kill");
+  for (const auto& p : policies) std::printf(" %16s", p.name);
+  std::printf("\n");
+  std::vector<std::vector<double>> times(policies.size());
+  for (std::size_t k = 0; k < mutants.size(); ++k) {
+    std::printf("%-28s", vm::mutant_name(mutants[k]));
+    for (std::size_t p = 0; p < policies.size(); ++p) {
+      const Row& r = rows[p * mutants.size() + k];
+      const double t = r.killed ? r.seconds : std::numeric_limits<double>::infinity();
+      times[p].push_back(t);
+      std::printf(" %16s", r.killed ? fmt::format("{:.2f}", t).c_str() : "survived");
+    }
+    std::printf("\n");
+  }
+  std::printf("%-28s", "median");
+  std::vector<double> medians;
+  for (std::size_t p = 0; p < policies.size(); ++p) {
+    medians.push_back(median_time_to_kill(times[p]));
+    std::printf(" %16s", std::isinf(medians.back()) ? "survived" : fmt::format("{:.3f}", medians.back()).c_str());
+  }
+  std::printf("\n%-28s", "killed");
+  for (std::size_t p = 0; p < policies.size(); ++p) {
+    std::size_t n = 0;
+    for (double t : times[p]) n += std::isinf(t) ? 0 : 1;
+    std::printf(" %16s", fmt::format("{}/{}", n, mutants.size()).c_str());
+  }
+  std::printf("\n");
+  if (!o.json_path.empty()) {
+    nlohmann::json j;
+    j["faultline"] = "selftest-compare-schedulers";
+    j["budget_s"] = o.budget_s;
+    for (std::size_t p = 0; p < policies.size(); ++p) {
+      nlohmann::json x;
+      x["scheduler"] = policies[p].name;
+      x["median_seconds_to_kill"] = std::isinf(medians[p]) ? nlohmann::json(nullptr) : nlohmann::json(medians[p]);
+      for (std::size_t k = 0; k < mutants.size(); ++k) {
+        const Row& r = rows[p * mutants.size() + k];
+        x["mutants"][r.name] = {{"killed", r.killed}, {"seconds", r.seconds}, {"seed", r.seed},
+                                {"seeds_tried", r.seeds_tried}, {"oracle", r.oracle}};
+      }
+      j["schedulers"].push_back(x);
+    }
+    if (!write_file(o.json_path, j.dump(2) + "\n")) {
+      std::fprintf(stderr, "faultline: cannot write %s\n", o.json_path.c_str());
+      return 2;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
+
+const std::vector<SchedulerPolicy>& compared_schedulers() {
+  static const std::vector<SchedulerPolicy> k = {
+      {"fibers-random", {"--executor", "fibers", "--sched", "random"}, true},
+      {"fibers-pct", {"--executor", "fibers", "--sched", "pct"}, true},
+      {"threads", {"--executor", "threads"}, false},
+      {"threads-perturbed", {"--executor", "threads", "--perturb-ppm", "20000"}, false},
+  };
+  return k;
+}
+
+double median_time_to_kill(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::infinity();
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 int selftest_command(const SelftestOptions& o) {
   std::vector<vm::Mutant> mutants = o.mutants;
@@ -199,6 +312,7 @@ int selftest_command(const SelftestOptions& o) {
       }
     }
   const int jobs = o.jobs > 0 ? o.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (o.compare) return compare_command(o, mutants, jobs);
   std::printf("faultline selftest: %zu mutants and %zu control lines, %.0f s of seeds each, %d at a time\n",
               mutants.size(), rows.size() - mutants.size(), o.budget_s, jobs);
   std::fflush(stdout);

@@ -24,6 +24,7 @@ struct SelftestOptions {
   std::string sched;                 // --sched for every run ("" : each line's own)
   std::string json_path;             // --json: the matrix as JSON
   bool control = true;               // the no-mutant row
+  bool compare = false;              // --compare-schedulers: the hunt under each scheduler, median time-to-kill
   std::string self_exe = "/proc/self/exe";
 };
 
@@ -39,5 +40,18 @@ std::string oracle_of(const std::string& first_failure, const std::string& why);
 std::string failure_signature(const std::string& first_failure);
 
 int selftest_command(const SelftestOptions& o);
+
+// The schedulers compared by `selftest --compare-schedulers`: a name and the
+// run options that select it.
+struct SchedulerPolicy {
+  const char* name;
+  std::vector<std::string> args;
+  bool deterministic;  // a kill's replay line fails the same way again
+};
+const std::vector<SchedulerPolicy>& compared_schedulers();
+
+// The median of `v` (seconds to kill; a survivor counts as +infinity);
+// +infinity when more than half survived.
+double median_time_to_kill(std::vector<double> v);
 
 }  // namespace faultline::stress
