@@ -461,7 +461,7 @@ Kern map_protect(Map& map, std::uint64_t start, std::uint64_t end, std::uint8_t 
       vm_fault_copy_entry_upgrade(map, e);
     // Lowered: take the permission away from existing translations now
     // (a COW entry never has writable translations to begin with).
-    if ((old & ~prot) != 0) {
+    if ((old & ~prot) != 0 && map.vm.config().mutant != Mutant::kMprotectKeepsWrite) {
       std::uint8_t p = prot;
       if ((e.eflags & kEntryCow) != 0) p &= static_cast<std::uint8_t>(~kProtWrite);
       pmap_protect(map.pmap, e.start, e.end, p);

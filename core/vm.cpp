@@ -89,6 +89,9 @@ constexpr MutantInfo kMutants[] = {
     {Mutant::kMsleepEarlyRelease, "msleep-early-release", "msleep (7.0 kern_synch.c)",
      "msleep releases its interlock before the sleeper is on the channel: a wakeup in between is lost, and "
      "the sleeper sleeps for good (the lock library's lost-wakeup window)"},
+    {Mutant::kMprotectKeepsWrite, "mprotect-keeps-write", "vm_map_protect (7.0 vm_map.c 1562-1630)",
+     "an mprotect to read-only lowers the entry's protection but leaves its translations writable (no "
+     "pmap_protect): stores through them succeed while the mapping is read-only, and no fault ever sees it"},
 };
 static_assert(std::size(kMutants) == static_cast<std::size_t>(Mutant::kCount));
 

@@ -46,6 +46,7 @@ enum class Mutant : std::uint8_t {
   kPrefaultTakesBusy,     // vm_fault_prefault: maps a neighbour busy or not valid
   kPageoutNoRevalidate,   // vm_pageout_fallback_object_lock: the page is not checked again after the wait
   kMsleepEarlyRelease,    // msleep: the interlock is released before the sleeper is on the channel
+  kMprotectKeepsWrite,    // vm_map_protect: lowers the entry's protection but not its translations' (no pmap_protect)
   kCount
 };
 const char* mutant_name(Mutant m) noexcept;   // "skip-timestamp-recheck"

@@ -492,7 +492,8 @@ TEST(QuiescentChecks, CatchABrokenForkAtTheFirstCheckAndReplay) {
 
 INSTANTIATE_TEST_SUITE_P(Protocol, Mutants,
                          ::testing::Values(vm::Mutant::kNoWriteProtectAtFork, vm::Mutant::kCleanCowCopy,
-                                           vm::Mutant::kMprotectPastEnd, vm::Mutant::kReadMapsBackingWritable),
+                                           vm::Mutant::kMprotectPastEnd, vm::Mutant::kReadMapsBackingWritable,
+                                           vm::Mutant::kMprotectKeepsWrite),
                          [](const auto& info) {
                            std::string n = vm::mutant_name(info.param);
                            for (char& ch : n)

@@ -43,6 +43,10 @@ std::vector<std::string> hunting_line(vm::Mutant m) {
     case M::kVmWaitSkipped:
     case M::kVnodeWriteLost:
       return {"--scenario", "mixed", "--ops", "3000"};
+    // Stores through a translation the mprotect left writable: the scratch
+    // region's mprotects, and writes to it.
+    case M::kMprotectKeepsWrite:
+      return {"--scenario", "mprotect-munmap", "--ops", "3000"};
     // A COW copy left clean is lost only once a collapse took its source and
     // pageout freed it: many forks, children that live (run_test's Mutants).
     case M::kCleanCowCopy:
