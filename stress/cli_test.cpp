@@ -215,6 +215,12 @@ TEST(Selftest, NamesTheOracleOfAFailureAndComparesFailuresWithoutAddresses) {
   EXPECT_EQ(failure_signature("actor 3 sleeping on 0x564bc7ead5c8 \"pfault\""),
             failure_signature("actor 3 sleeping on 0x7f00aa \"pfault\""));
   EXPECT_NE(failure_signature("FAIL [data] page 3"), failure_signature("FAIL [data] page 4"));
+  // Under ASan the first line carries the process id (the reduced selftest's
+  // replay of mprotect-keeps-timestamp did not confirm for that in CI).
+  const std::string a = "==10002==ERROR: AddressSanitizer: heap-use-after-free on address 0x50800003e468 at pc 0x55f5";
+  const std::string b = "==10009==ERROR: AddressSanitizer: heap-use-after-free on address 0x50800003e468 at pc 0x55d0";
+  EXPECT_EQ(failure_signature(a), failure_signature(b));
+  EXPECT_EQ(oracle_of(a, ""), "asan");
   for (int i = 1; i < static_cast<int>(vm::Mutant::kCount); ++i)
     EXPECT_FALSE(hunting_line(static_cast<vm::Mutant>(i)).empty()) << vm::mutant_name(static_cast<vm::Mutant>(i));
 }

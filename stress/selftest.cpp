@@ -80,13 +80,18 @@ std::string oracle_of(const std::string& first, const std::string& why) {
   std::smatch mt;
   if (std::regex_search(first, mt, kFail)) return mt[1].str();
   if (first.rfind("panic:", 0) == 0) return "panic";
+  if (first.find("AddressSanitizer") != std::string::npos) return "asan";
+  if (first.find("ThreadSanitizer") != std::string::npos) return "tsan";
+  if (first.find("runtime error:") != std::string::npos) return "ubsan";
   if (!why.empty()) return why.find("killed by signal") != std::string::npos ? "crash" : "timeout";
   return first.empty() ? "?" : "other";
 }
 
 std::string failure_signature(const std::string& first) {
+  // Addresses, and a sanitizer's "==pid==" prefix.
   static const std::regex kAddr("0x[0-9a-fA-F]+");
-  return std::regex_replace(first, kAddr, "0x_");
+  static const std::regex kPid("==[0-9]+==");
+  return std::regex_replace(std::regex_replace(first, kAddr, "0x_"), kPid, "==_==");
 }
 
 namespace {
