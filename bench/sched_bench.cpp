@@ -1,4 +1,4 @@
-// Speed of the deterministic fiber scheduler (stress/det_sched.h).
+// Speed of the deterministic fiber scheduler (stress/sched/det_sched.h).
 //
 // BM_SchedPoints: N fibers each pass schedule_point(kUser) in a loop, about
 // 2^20 points per run, one run per iteration; items_per_second is schedule
@@ -20,7 +20,7 @@
 
 #include "bench/bench_main.h"
 #include "locking/locking.h"
-#include "stress/det_sched.h"
+#include "stress/sched/det_sched.h"
 
 namespace fl = faultline::locking;
 namespace fs = faultline::stress;

@@ -368,34 +368,38 @@ void destroy_held_lock(const LockBase& lock, Actor* xowner) {
 
 }  // namespace detail
 
+std::string dump_actor_locks(const Actor& a, bool all) {
+  std::string out;
+  const void* chan = a.sleep_channel();
+  const int d = a.depth();
+  if (!all && chan == nullptr && a.held_count() == 0 && !a.exited()) return out;
+  out += "actor " + std::to_string(a.id()) + " \"" + a.name() + "\": ";
+  if (a.exited()) {
+    out += "exited holding " + std::to_string(a.locks_held()) + " lock(s)";
+    if (int u = a.untracked_mutexes(); u > 0)
+      out += " (" + std::to_string(u) + " mutex(es) taken with the order checker off, not named)";
+  } else if (chan != nullptr) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%p", chan);
+    const char* w = a.wait_message();
+    out += std::string("sleeping on ") + buf + " \"" + (w != nullptr ? w : "?") + "\" @ " +
+           format_site(a.sleep_file(), a.sleep_line());
+  } else {
+    out += "running";
+  }
+  if (!a.exited())
+    if (int u = a.untracked_mutexes(); u > 0)
+      out += " (and " + std::to_string(u) + " mutex(es) taken with the order checker off, not named)";
+  out += "\n";
+  for (int i = d - 1; i >= 0; --i)
+    if (a.held(i).lock.load(std::memory_order_relaxed) != nullptr)
+      out += "  " + detail::describe_held(a.held(i)) + "\n";
+  return out;
+}
+
 std::string dump_all_locks(bool all) {
   std::string out;
-  for_each_actor([&](const Actor& a) {
-    const void* chan = a.sleep_channel();
-    const int d = a.depth();
-    if (!all && chan == nullptr && a.held_count() == 0 && !a.exited()) return;
-    out += "actor " + std::to_string(a.id()) + " \"" + a.name() + "\": ";
-    if (a.exited()) {
-      out += "exited holding " + std::to_string(a.locks_held()) + " lock(s)";
-      if (int u = a.untracked_mutexes(); u > 0)
-        out += " (" + std::to_string(u) + " mutex(es) taken with the order checker off, not named)";
-    } else if (chan != nullptr) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%p", chan);
-      const char* w = a.wait_message();
-      out += std::string("sleeping on ") + buf + " \"" + (w != nullptr ? w : "?") + "\" @ " +
-             format_site(a.sleep_file(), a.sleep_line());
-    } else {
-      out += "running";
-    }
-    if (!a.exited())
-      if (int u = a.untracked_mutexes(); u > 0)
-        out += " (and " + std::to_string(u) + " mutex(es) taken with the order checker off, not named)";
-    out += "\n";
-    for (int i = d - 1; i >= 0; --i)
-      if (a.held(i).lock.load(std::memory_order_relaxed) != nullptr)
-        out += "  " + detail::describe_held(a.held(i)) + "\n";
-  });
+  for_each_actor([&](const Actor& a) { out += dump_actor_locks(a, all); });
   return out;
 }
 

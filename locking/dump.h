@@ -15,4 +15,10 @@ namespace faultline::locking {
 
 std::string dump_all_locks(bool all = false);
 
+class Actor;
+// One actor's entry of that dump ("" if it holds nothing, sleeps on nothing
+// and `all` is false).  Call it from the actor itself, or while the actor
+// cannot run (a deterministic scheduler's other workers).
+std::string dump_actor_locks(const Actor& a, bool all = false);
+
 }  // namespace faultline::locking

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <source_location>
 
 namespace faultline::locking {
 
@@ -29,6 +30,9 @@ struct PointInfo {
   Point point;
   const void* object;  // the lock (a LockBase: kLock, kTryLock, kUnlock), channel or page concerned
   std::uint32_t arg;   // kIo, kPause: microseconds; otherwise 0
+  // The caller's code site where the lock library knows it (lock, unlock,
+  // sleep and wakeup calls), else nullptr.  Valid during the hook only.
+  const std::source_location* site = nullptr;
 };
 
 using PointHook = void (*)(const PointInfo& info, void* context);
@@ -42,10 +46,11 @@ extern std::atomic<PointHook> g_point_hook;
 extern std::atomic<void*> g_point_context;
 }  // namespace detail
 
-inline void schedule_point(Point p, const void* object, std::uint32_t arg = 0) {
+inline void schedule_point(Point p, const void* object, std::uint32_t arg = 0,
+                           const std::source_location* site = nullptr) {
   PointHook h = detail::g_point_hook.load(std::memory_order_acquire);
   if (h != nullptr) [[unlikely]]
-    h(PointInfo{p, object, arg}, detail::g_point_context.load(std::memory_order_relaxed));
+    h(PointInfo{p, object, arg, site}, detail::g_point_context.load(std::memory_order_relaxed));
 }
 
 }  // namespace faultline::locking

@@ -21,6 +21,7 @@
 #include "stress/run.h"
 #include "stress/scenario.h"
 #include "stress/selftest.h"
+#include "stress/shrink.h"
 #include "stress/sweep.h"
 
 namespace faultline::stress {
@@ -85,7 +86,8 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   };
   app.add_option("--scenario,-s", c.scenario, "scenario: " + scenario_names() + " (default mixed)");
   app.add_option("--executor,-e", p.executor_text, "threads | fibers (deterministic) | fibers-mt (K OS threads)");
-  app.add_option("--sched", p.sched_text, "deterministic fibers: random | pct");
+  app.add_option("--sched", p.sched_text,
+                 "deterministic fibers: random | pct | pos (partial order sampling) | script (--script's schedule)");
   p.seed_opt =
       app.add_option("--seed", p.seed_text, "the run's seed (decimal or 0x-hex); everything random derives from it");
   bind("--pct-depth", &Config::pct_depth, "PCT: bug depth d (d-1 priority change points)");
@@ -116,6 +118,14 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
        " (0: only at the end)");
   bind("--watchdog", &Config::watchdog_s, "fail if no operation completes for this many seconds");
   bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");
+  bind("--script", &Config::script,
+       "--sched script: the choices that differ from the default schedule (run on; else the lowest id), as\n"
+       "DECISION:WORKER,... (faultline shrink prints one)");
+  bind("--record-script", &Config::record_script_path,
+       "deterministic fibers: write the run's choices that differ from the default here (a --script's text)");
+  bind("--explain-decision", &Config::explain_decision,
+       "deterministic fibers: at choice N, print the worker that ran and the one the default would have run,\n"
+       "each with its code site and the locks it held");
   bind("--trace", &Config::trace_path, "write a Chrome trace-event JSON of the run here (opens in Perfetto)");
   bind("--json", &Config::json_path,
        "write the run's summary as JSON here: configuration, verdict, counters, retry paths, lock profile,"
@@ -169,7 +179,7 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
   if (!ex) return fmt::format("--executor '{}' is not one of threads, fibers, fibers-mt", p.executor_text);
   c.executor = *ex;
   auto sched = parse_sched(p.sched_text);
-  if (!sched) return fmt::format("--sched '{}' is not one of random, pct", p.sched_text);
+  if (!sched) return fmt::format("--sched '{}' is not one of random, pct, pos, script", p.sched_text);
   c.sched = *sched;
   if (p.seed_opt->count() != 0) {
     auto seed = parse_u64(p.seed_text);
@@ -389,9 +399,81 @@ int campaign_command(bool quiet, const std::string& json_path) {
 
 }  // namespace
 
+std::optional<std::string> parse_run_args(const std::vector<std::string>& args, Config& out) {
+  return config_of(args, out);
+}
+
+// `faultline shrink [--budget S] [--seeds K] [--jobs N] [--json F] [--] LINE`:
+// LINE is a replay line, as words or as one quoted string.  Its own
+// options come first; the first word they do not know starts the line.
+int shrink_main(const std::vector<std::string>& args) {
+  ShrinkOptions so;
+  std::size_t i = 1;
+  auto value = [&]() -> std::optional<std::string> {
+    if (i + 1 >= args.size()) return std::nullopt;
+    ++i;
+    return args[i];
+  };
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "faultline shrink [--budget S] [--seeds K] [--jobs N] [--json FILE] [--] REPLAY-LINE\n"
+          "  Shrinks a failing run: processes, workers, operations, children, pages, daemons and the operation\n"
+          "  mix while some seed still fails the same way (the same oracle, the same first failure line but for\n"
+          "  numbers); then, under deterministic fibers, the recorded schedule to a 1-minimal set of preemptions\n"
+          "  (ddmin), and the decisive decision: the latest one whose flip makes the run pass, explained with\n"
+          "  both workers' code sites and held locks.  Prints the replay line before and after.\n"
+          "  --budget S   seconds for the whole shrink (default 300); the best so far is printed when it runs out\n"
+          "  --seeds K    seeds tried per candidate configuration (default 8)\n"
+          "  --jobs N     runs at a time (default: the machine's cores)\n"
+          "  --json FILE  before, after and the decision as JSON\n");
+      return 0;
+    }
+    if (a == "--budget" || a == "--seeds" || a == "--jobs" || a == "-j" || a == "--json") {
+      auto v = value();
+      if (!v) return usage_error(fmt::format("shrink: {} needs a value", a));
+      if (a == "--json") {
+        so.json_path = *v;
+        continue;
+      }
+      char* end = nullptr;
+      const double d = std::strtod(v->c_str(), &end);
+      if (end == v->c_str() || *end != '\0' || !std::isfinite(d))
+        return usage_error(fmt::format("shrink: {} '{}' is not a number", a, *v));
+      if (a == "--budget") {
+        if (d <= 0 || d > 86400) return usage_error(fmt::format("shrink: --budget {} is out of range (0..86400 seconds, not 0)", *v));
+        so.budget_s = d;
+      } else if (a == "--seeds") {
+        if (d < 1 || d > 10000 || d != static_cast<int>(d))
+          return usage_error(fmt::format("shrink: --seeds {} is out of range (1..10000)", *v));
+        so.seeds = static_cast<int>(d);
+      } else {
+        if (d < 0 || d > 4096 || d != static_cast<int>(d))
+          return usage_error(fmt::format("shrink: --jobs {} is out of range (0..4096)", *v));
+        so.jobs = static_cast<int>(d);
+      }
+      continue;
+    }
+    break;
+  }
+  for (; i < args.size(); ++i) {
+    std::istringstream in(args[i]);
+    for (std::string w; in >> w;) so.line.push_back(w);
+  }
+  if (auto e = unwritable({{"--json", so.json_path}})) return usage_error(*e);
+  return shrink_command(so);
+}
+
 int cli_main(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "shrink") return shrink_main(args);
   CLI::App app{"faultline: stress FreeBSD 7's page-fault protocol with threads and fibers.\n"
-               "With no arguments, runs the default campaign (scenario mixed, deterministic fibers)."};
+               "With no arguments, runs the default campaign (scenario mixed, deterministic fibers).\n"
+               "faultline shrink [...] REPLAY-LINE shrinks a failing run (faultline shrink --help)."};
   app.set_help_all_flag("--help-all");
   Parsed p;
   std::vector<OptionCopy> copies = add_run_options(app, p);
@@ -440,7 +522,7 @@ int cli_main(const std::vector<std::string>& args) {
   selftest->add_option("--budget", budget_s, "seconds of seeds per mutant and per control line (default 20)");
   selftest->add_option("--jobs,-j", st_jobs, "mutants hunted at a time (default: the machine's cores)");
   selftest->add_option("--mutants", st_mutants, "a comma-separated subset of the catalogue (default: all)");
-  selftest->add_option("--sched", st_sched, "the deterministic scheduler of every run: random | pct");
+  selftest->add_option("--sched", st_sched, "the deterministic scheduler of every run: random | pct | pos");
   selftest->add_option("--json", st_json, "write the kill matrix as JSON here");
   selftest->add_flag("--no-control", no_control, "no control row");
   bool compare = false;
@@ -504,8 +586,8 @@ int cli_main(const std::vector<std::string>& args) {
     so.budget_s = budget_s;
     if (st_jobs < 0 || st_jobs > 4096) return usage_error(fmt::format("--jobs {} is out of range (0..4096)", st_jobs));
     so.jobs = st_jobs;
-    if (!st_sched.empty() && st_sched != "random" && st_sched != "pct")
-      return usage_error(fmt::format("--sched '{}' is not one of random, pct", st_sched));
+    if (!st_sched.empty() && st_sched != "random" && st_sched != "pct" && st_sched != "pos")
+      return usage_error(fmt::format("--sched '{}' is not one of random, pct, pos", st_sched));
     so.sched = st_sched;
     std::istringstream in(st_mutants);
     for (std::string name; std::getline(in, name, ',');) {
@@ -563,7 +645,8 @@ int cli_main(const std::vector<std::string>& args) {
     so.json_path = cfg.json_path;
     return sweep_command(cfg, so);
   }
-  if (auto e = unwritable({{"--trace", cfg.trace_path}, {"--json", cfg.json_path}})) return usage_error(*e);
+  if (auto e = unwritable({{"--trace", cfg.trace_path}, {"--json", cfg.json_path}, {"--record-script", cfg.record_script_path}}))
+    return usage_error(*e);
   return run_command(cfg);
 }
 

@@ -2,8 +2,11 @@
 // can drive it: parse errors and bad values must exit 2 naming the value.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "stress/config.h"
 
 namespace faultline::stress {
 
@@ -11,5 +14,10 @@ namespace faultline::stress {
 // stdout/stderr.  Returns the process exit code: 0 pass, 1 a protocol
 // failure found, 2 bad usage or configuration.
 int cli_main(const std::vector<std::string>& args);
+
+// One run's options (a replay line's words, without the program name) into
+// a Config: the scenario's defaults, then the options.  A message naming the
+// first bad value, or nothing.
+std::optional<std::string> parse_run_args(const std::vector<std::string>& args, Config& out);
 
 }  // namespace faultline::stress

@@ -116,6 +116,21 @@ TEST(Cli, OptionsThatContradictTheExecutorAreNamed) {
   expect_usage_error({"--executor", "threads", "--expect-digest", "1234"}, "--expect-digest");
   expect_usage_error({"--executor", "threads", "--max-steps", "10"}, "--max-steps");
 }
+TEST(Cli, BadScriptsAndShrinkArgumentsAreNamed) {
+  expect_usage_error({"--script", "3:1"}, "needs --executor fibers --sched script");
+  expect_usage_error({"--sched", "script", "--script", "5:1,3:0"}, "decision 3 is not after 5");
+  expect_usage_error({"--sched", "script", "--script", "5-1"}, "'5-1' is not DECISION:WORKER");
+  expect_usage_error({"--executor", "threads", "--record-script", "/tmp/x"}, "--record-script");
+  expect_usage_error({"--executor", "threads", "--explain-decision", "3"}, "--explain-decision");
+  expect_usage_error({"--record-script", "/nonexistent-dir/s"}, "/nonexistent-dir/s");
+  expect_usage_error({"shrink"}, "give the failing run's replay line");
+  expect_usage_error({"shrink", "--budget", "0", "--", "--ops", "10"}, "--budget 0 is out of range");
+  expect_usage_error({"shrink", "--budget", "soon", "--ops", "10"}, "'soon' is not a number");
+  expect_usage_error({"shrink", "--seeds", "0", "--ops", "10"}, "--seeds 0 is out of range");
+  expect_usage_error({"shrink", "--jobs"}, "--jobs needs a value");
+  expect_usage_error({"shrink", "--", "--scenario", "teleport"}, "teleport");
+  expect_usage_error({"shrink", "--", "sweep", "--ops", "10"}, "'sweep' in the line");
+}
 TEST(Cli, BadSweepArgumentsAreNamed) {
   expect_usage_error({"sweep", "--seeds", "1..x"}, "1..x");
   expect_usage_error({"sweep", "--seeds", "9..2"}, "9..2");

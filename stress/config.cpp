@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "stress/scenario.h"
+#include "stress/sched/policy.h"
 
 namespace faultline::stress {
 
@@ -24,11 +25,19 @@ std::optional<ExecutorKind> parse_executor(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-const char* sched_name(SchedKind s) noexcept { return s == SchedKind::kRandom ? "random" : "pct"; }
+const char* sched_name(SchedKind s) noexcept {
+  switch (s) {
+    case SchedKind::kRandom: return "random";
+    case SchedKind::kPct: return "pct";
+    case SchedKind::kPos: return "pos";
+    case SchedKind::kScript: return "script";
+  }
+  return "?";
+}
 
 std::optional<SchedKind> parse_sched(std::string_view s) noexcept {
-  if (s == "random") return SchedKind::kRandom;
-  if (s == "pct") return SchedKind::kPct;
+  for (auto k : {SchedKind::kRandom, SchedKind::kPct, SchedKind::kPos, SchedKind::kScript})
+    if (s == sched_name(k)) return k;
   return std::nullopt;
 }
 
@@ -124,6 +133,15 @@ std::optional<std::string> Config::validate() const {
   if (!find_scenario(scenario))
     return fmt::format("unknown scenario '{}' (known: {})", scenario, scenario_names());
   if (auto e = range("--processes", processes, 1, 100000)) return e;
+  if (!script.empty()) {
+    if (executor != ExecutorKind::kFibers || sched != SchedKind::kScript)
+      return fmt::format("--script '{}' needs --executor fibers --sched script", script);
+    Script parsed;
+    if (auto e = parse_script(script, parsed)) return e;
+  }
+  if ((!record_script_path.empty() || explain_decision != 0) && executor != ExecutorKind::kFibers)
+    return fmt::format("{} needs --executor fibers (a deterministic schedule)",
+                       explain_decision != 0 ? "--explain-decision" : "--record-script");
   // A page holds 512 eight-byte slots at 4 KiB: one per thread of a process.
   if (auto e = range("--workers", workers, 1, 512)) return e;
   // A child keeps its parent's slot layout: one slot per parent thread.
@@ -176,6 +194,7 @@ std::string Config::replay_line() const {
   if (executor == ExecutorKind::kFibers) {
     s += fmt::format(" --sched {}", sched_name(sched));
     if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);
+    if (sched == SchedKind::kScript && !script.empty()) s += fmt::format(" --script {}", script);
     if (max_steps != 0) s += fmt::format(" --max-steps {}", max_steps);
     if (stall_steps != Config{}.stall_steps) s += fmt::format(" --stall-steps {}", stall_steps);
   } else {
@@ -228,6 +247,7 @@ nlohmann::ordered_json Config::to_json() const {
       {"trace", trace_path},
       {"trace-events", trace_events},
       {"expect-digest", expect_digest},
+      {"script", script},
       {"abort-on-report", abort_on_report},
       {"mutant", vm::mutant_name(mutant)},
       {"fixes-off", fixes_off()},

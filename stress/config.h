@@ -20,7 +20,7 @@ enum class ExecutorKind : std::uint8_t { kThreads, kFibers, kFibersMt };
 const char* executor_name(ExecutorKind e) noexcept;
 std::optional<ExecutorKind> parse_executor(std::string_view s) noexcept;
 
-enum class SchedKind : std::uint8_t { kRandom, kPct };
+enum class SchedKind : std::uint8_t { kRandom, kPct, kPos, kScript };
 const char* sched_name(SchedKind s) noexcept;
 std::optional<SchedKind> parse_sched(std::string_view s) noexcept;
 
@@ -93,6 +93,9 @@ struct Config {
   std::uint64_t trace_events = 1000000;  // --trace-events: record at most this many slices (~90 MB)
   std::string json_path;            // --json: the run's summary as JSON (cli.cpp)
   std::string expect_digest;        // fibers: fail unless the schedule digest matches
+  std::string script;               // --script, sched script: "d:w,..." the choices that differ from the default
+  std::string record_script_path;   // --record-script: write the run's choices that differ from the default here
+  std::uint64_t explain_decision = 0;  // --explain-decision N: print both workers at choice N
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
   std::uint32_t fixes = vm::kAllFixes;    // --no-fix NAME clears one: 7.x's own race comes back

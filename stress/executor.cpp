@@ -1,5 +1,10 @@
 #include "stress/executor.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <condition_variable>
 #include <mutex>
 #include <system_error>
@@ -9,7 +14,7 @@
 #include <fmt/format.h>
 
 #include "locking/locking.h"
-#include "stress/det_sched.h"
+#include "stress/sched/det_sched.h"
 #include "stress/rng.h"
 #include "stress/steal_pool.h"
 #include "stress/trace.h"
@@ -208,7 +213,12 @@ class FibersMtExecutor final : public Executor {
 
 class DetExecutor final : public Executor {
  public:
-  explicit DetExecutor(const Config& cfg) : sched_(options(cfg)) {}
+  explicit DetExecutor(const Config& cfg) : record_fd_(open_record(cfg)), sched_(options(cfg)) {}
+  ~DetExecutor() override {
+    if (record_fd_ >= 0) ::close(record_fd_);
+  }
+  DetExecutor(const DetExecutor&) = delete;
+  DetExecutor& operator=(const DetExecutor&) = delete;
 
   bool spawn(std::string name, std::function<void()> body, std::string* error) override {
     try {
@@ -249,10 +259,56 @@ class DetExecutor final : public Executor {
   }
 
  private:
+  static int open_record(const Config& cfg) {
+    if (cfg.record_script_path.empty()) return -1;
+    return ::open(cfg.record_script_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  }
+
+  // --record-script: each choice that differs from the default goes out at
+  // once (unbuffered), so a run that dies of a panic or is stopped for a
+  // deadlock has written all of its choices.
+  void record(const Choice& c, std::size_t chosen) {
+    if (chosen == default_choice(c)) return;
+    const std::string e = fmt::format("{}{}:{}", recorded_++ == 0 ? "" : ",", c.decision, c.runnable[chosen]);
+    if (::write(record_fd_, e.data(), e.size()) != static_cast<ssize_t>(e.size())) record_fd_ = -1;
+  }
+
+  // --explain-decision: the two workers of one choice, as they stand.
+  void explain(const Choice& c, std::size_t chosen) const {
+    const std::size_t def = default_choice(c);
+    std::string head = fmt::format("decision {} (after step {}): the schedule ran worker {}", c.decision, c.step,
+                                   c.runnable[chosen]);
+    if (chosen == def)
+      head += ", the default choice";
+    else if (c.current >= 0)
+      head += fmt::format(", preempting worker {} (the default: run on)", c.current);
+    else
+      head += fmt::format(" rather than worker {} (the default: the lowest id)", c.runnable[def]);
+    std::printf("%s\n  ran:        %s", head.c_str(), sched_.describe_worker(c.runnable[chosen]).c_str());
+    if (chosen != def)
+      std::printf("  instead of: %s", sched_.describe_worker(c.runnable[def]).c_str());
+    std::fflush(stdout);
+  }
+
   DetOptions options(const Config& cfg) {
     DetOptions o;
     o.seed = cfg.seed;
-    o.policy = cfg.sched == SchedKind::kPct ? Policy::kPct : Policy::kRandom;
+    switch (cfg.sched) {
+      case SchedKind::kRandom: o.policy = Policy::kRandom; break;
+      case SchedKind::kPct: o.policy = Policy::kPct; break;
+      case SchedKind::kPos: o.policy = Policy::kPos; break;
+      case SchedKind::kScript:
+        o.policy = Policy::kScript;
+        parse_script(cfg.script, o.script);  // validated by Config::validate
+        break;
+    }
+    if (record_fd_ >= 0 || cfg.explain_decision != 0) {
+      const std::uint64_t explain_at = cfg.explain_decision;
+      o.on_choice = [this, explain_at](const Choice& c, std::size_t chosen) {
+        if (record_fd_ >= 0) record(c, chosen);
+        if (c.decision == explain_at) explain(c, chosen);
+      };
+    }
     o.pct_depth = cfg.pct_depth;
     o.pct_expected_steps = 20 * cfg.ops * static_cast<std::uint64_t>(cfg.processes * cfg.workers) + 1000;
     o.max_steps = cfg.max_steps;
@@ -264,6 +320,8 @@ class DetExecutor final : public Executor {
     return o;
   }
   std::atomic<const std::atomic<std::uint64_t>*> progress_{nullptr};  // before sched_: its options read it
+  int record_fd_ = -1;                                                  // before sched_, likewise
+  std::uint64_t recorded_ = 0;
   DetScheduler sched_;
 };
 

@@ -93,6 +93,36 @@ TEST(Selftest, RefusesABadBudgetAnUnknownMutantAndRunOptions) {
   EXPECT_NE(out.find("--compare-schedulers runs every scheduler"), std::string::npos) << out;
 }
 
+// faultline shrink: a mutant's failing line of 24,000 operations comes down
+// to at most 4 workers and 50 operations that fail the same way, and the
+// shrunk line (printed after "after: ") fails so in a fresh process.
+// queue-without-lock's failure needs no preemption: the report says so.
+TEST(Shrink, ReducesAMutantsFailureToAFewOperationsThatFailTheSameWay) {
+  std::string out;
+  ASSERT_EQ(run_faultline("shrink --budget 60 --jobs 2 -- --scenario mixed --ops 3000 --seed 1 --mutant queue-without-lock",
+                          &out),
+            0)
+      << out;
+  const auto at = out.find("\nafter: faultline ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string after = out.substr(at + 8, out.find('\n', at + 1) - at - 8);
+  int processes = 0, workers = 0, ops = 0;
+  ASSERT_EQ(std::sscanf(after.c_str() + after.find("--processes"), "--processes %d --workers %d --ops %d", &processes,
+                        &workers, &ops),
+            3)
+      << after;
+  EXPECT_LE(processes * workers, 4) << after;
+  EXPECT_LE(processes * workers * ops, 50) << after;
+  EXPECT_NE(after.find("--mutant queue-without-lock"), std::string::npos) << after;
+  EXPECT_NE(out.find("none: the run fails under the default schedule, no preemption needed"), std::string::npos) << out;
+  std::string again;
+  EXPECT_EQ(run_faultline(after.substr(10) + " --quiet", &again), 1) << again;
+  EXPECT_NE(again.find("FAIL [lock checker: lock assertion failed]"), std::string::npos) << again;
+  // A line that passes is refused: nothing to shrink.
+  EXPECT_EQ(run_faultline("shrink --budget 30 -- --scenario mixed --ops 20 --seed 1", &out), 2) << out;
+  EXPECT_NE(out.find("the line does not fail"), std::string::npos) << out;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Protocol, FixLines,
     ::testing::Values(

@@ -28,23 +28,15 @@
 // policy, and a worker in one counts as blocked (so an otherwise idle run ends
 // in kDeadlock).  Wait in virtual time with schedule_point(kIo, obj, us).
 //
-// Policies.
-//   kRandom  at each step, uniformly among the ready workers, the one that
-//            reached the step included.
-//   kPct     probabilistic concurrency testing (Burckhardt, Kothari,
-//            Musuvathi, Nagarakatte, ASPLOS 2010): every worker gets a
-//            distinct random priority >= d (workers spawned later too); d-1
-//            change points are drawn uniformly in [1, k]; when the step count
-//            reaches the i-th (in draw order), the running worker's priority
-//            drops to d-i; the highest-priority ready worker always runs.
-//            A run finds any given bug of depth d with probability at least
-//            1/(n k^(d-1)).
-//            Departure from the paper (the starvation guard): a worker that
-//            passes kStarvationSteps consecutive steps without being switched
-//            out gets a priority below every other worker's.  The paper
-//            assumes threads that spin do so by blocking; ours may spin on a
-//            try-lock or a retry loop waiting for a lower-priority worker,
-//            and strict priorities would then never let that worker run.
+// Policies (each in its own file behind sched/policy.h: the runnable set
+// in, an index out; the scheduler asks only when two or more can run).
+//   kRandom  uniformly among the runnable workers (random.cpp).
+//   kPct     probabilistic concurrency testing, Burckhardt et al. ASPLOS
+//            2010, with a starvation guard (pct.cpp).
+//   kPos     partial order sampling, Yuan, Yang, Gu CAV 2018 (pos.cpp).
+//   kScript  a written-down schedule: the choices that differ from the
+//            default (run on; else the lowest id), by decision number
+//            (script.cpp); what `faultline shrink` minimises.
 //
 // Virtual time.  It advances by step_ns at each step.  A worker at
 // schedule_point(kIo, obj, us) leaves the ready set until virtual time reaches
@@ -91,6 +83,7 @@
 #include <vector>
 
 #include "locking/hooks.h"
+#include "stress/sched/policy.h"
 
 namespace faultline::stress {
 
@@ -98,13 +91,18 @@ namespace detail {
 struct DetCore;  // det_sched.cpp
 }  // namespace detail
 
-enum class Policy : std::uint8_t { kRandom, kPct };
+enum class Policy : std::uint8_t { kRandom, kPct, kPos, kScript };
 
 struct DetOptions {
   std::uint64_t seed = 1;
   Policy policy = Policy::kRandom;
   int pct_depth = 3;                          // d: d-1 priority change points
   std::uint64_t pct_expected_steps = 100000;  // k: change points drawn uniformly in [1, k]
+  Script script;                              // kScript: the choices that differ from the default
+  // Called at every choice with what the policy chose (an index into
+  // c.runnable), on the run's thread: a recorder of the schedule, or an
+  // explanation of one decision (describe_worker() may be called from it).
+  std::function<void(const Choice& c, std::size_t chosen)> on_choice;
   std::size_t stack_bytes = 64 * 1024;        // per fiber, rounded up to pages
   std::uint64_t max_steps = 0;                // 0 = unbounded; else run() ends with kStepLimit
   std::uint32_t step_ns = 1000;               // virtual time that passes per schedule point
@@ -134,7 +132,7 @@ class DetScheduler {
  public:
   // Steps a worker may run without being switched out before the PCT
   // starvation guard lowers its priority below all others.
-  static constexpr std::uint64_t kStarvationSteps = 1000;
+  static constexpr std::uint64_t kStarvationSteps = kPctStarvationSteps;
   // How many of the last events last_events() can return.
   static constexpr std::size_t kEventCapacity = 4096;
 
@@ -172,6 +170,13 @@ class DetScheduler {
   std::vector<std::string> unfinished_workers() const;
   // The last min(n, steps(), kEventCapacity) events, oldest first.
   std::vector<SchedEvent> last_events(std::size_t n) const;
+  // Choices the policy was asked for (Choice::decision of the last).
+  std::uint64_t decisions() const;
+  // Worker `id`: its name, the schedule point it reached last (what it is
+  // about to do, or blocked in) with its code site, and the locks it holds
+  // (the lock checker's held stack).  From inside the run (on_choice) or
+  // after it.
+  std::string describe_worker(int id) const;
 
   // The id of the worker running on this OS thread, -1 outside a worker.
   static int current_worker() noexcept;

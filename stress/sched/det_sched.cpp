@@ -24,7 +24,7 @@
 //   - Contexts are identified by worker id, carried in the fiber's properties,
 //     never by address (stacks are reused, so addresses repeat within a run
 //     and differ between runs).
-#include "stress/det_sched.h"
+#include "stress/sched/det_sched.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -49,8 +49,13 @@
 #include <boost/fiber/properties.hpp>
 #include <boost/fiber/type.hpp>
 
+#include <fmt/format.h>
+
 #include "locking/actor.h"
 #include "locking/backend.h"
+#include "locking/checking.h"
+#include "locking/dump.h"
+#include "locking/lock_base.h"
 #include "stress/trace.h"
 
 namespace faultline::stress {
@@ -66,48 +71,11 @@ std::uint64_t mix64(std::uint64_t z) noexcept {
   return z ^ (z >> 31);
 }
 
-std::uint64_t splitmix_next(std::uint64_t& s) noexcept {
-  std::uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 }  // namespace
 
 // Types that DetCore holds by value live in `detail` (a class with external
 // linkage must not have members of types from an anonymous namespace).
 namespace detail {
-
-// xoshiro256** (Blackman and Vigna), seeded through SplitMix64 as its authors
-// recommend.  One generator per purpose, so that (for instance) a spawn drawing
-// a PCT priority does not shift the stream of scheduling choices.
-class DetRng {
- public:
-  DetRng(std::uint64_t seed, std::uint64_t stream) noexcept {
-    std::uint64_t sm = seed ^ (0xd1b54a32d192ed03ull * (stream + 1));
-    for (auto& w : s_) w = splitmix_next(sm);
-  }
-  std::uint64_t next() noexcept {
-    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const std::uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-  }
-  // Uniform in [0, n), n > 0 (Lemire's multiply-shift; bias below n / 2^64).
-  std::uint64_t below(std::uint64_t n) noexcept {
-    return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
-  }
-
- private:
-  static std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t s_[4];
-};
 
 // ---- stacks ----
 
@@ -302,8 +270,14 @@ struct DetCore {
     std::function<void()> body;
     bf::context* ctx = nullptr;  // known from its first awakened()
     State state = State::kNew;
-    std::int64_t prio = 0;        // kPct
-    std::uint64_t run_steps = 0;  // steps since it was last switched in (kPct guard)
+    // The schedule point it reached last (what it is about to do, or was
+    // doing when it blocked), for describe_worker().
+    bool at_point = false;
+    locking::Point point = locking::Point::kUser;
+    const void* object = nullptr;
+    std::source_location site{};
+    bool has_site = false;
+    locking::Actor* actor = nullptr;  // while its body runs
     std::uint64_t wake_ns = 0;    // kSleeping
     // Owned by the fiber's context, which lives on the fiber's stack where
     // LeakSanitizer does not look: kept here too, so that a parked run's
@@ -320,16 +294,22 @@ struct DetCore {
   static constexpr int kNoOne = -1;
   static constexpr int kMain = -2;
 
-  static constexpr std::uint64_t kStarvationSteps = DetScheduler::kStarvationSteps;
   static constexpr std::size_t kEventCapacity = DetScheduler::kEventCapacity;
 
   explicit DetCore(const DetOptions& o)
       : opt(o),
-        choice_rng(o.seed, 1),
-        prio_rng(o.seed, 2),
+        policy(make_policy(o)),
         stacks(o.stack_bytes),
-        ring(kEventCapacity) {
-    if (opt.policy == Policy::kPct) draw_change_points();
+        ring(kEventCapacity) {}
+
+  static std::unique_ptr<SchedPolicy> make_policy(const DetOptions& o) {
+    switch (o.policy) {
+      case Policy::kPct: return make_pct_policy(o.seed, o.pct_depth, o.pct_expected_steps);
+      case Policy::kPos: return make_pos_policy(o.seed);
+      case Policy::kScript: return make_script_policy(o.script);
+      case Policy::kRandom: break;
+    }
+    return make_random_policy(o.seed);
   }
 
   // ---- the algorithm's entry points ----
@@ -416,15 +396,12 @@ struct DetCore {
     vtime_ns += opt.step_ns;
     ring[steps % kEventCapacity] = SchedEvent{steps, id, info.point, vtime_ns};
     fold((static_cast<std::uint64_t>(id) << 8) | static_cast<std::uint64_t>(info.point));
-
-    if (opt.policy == Policy::kPct) {
-      while (next_change < change_points.size() && change_points[next_change].first <= steps)
-        me.prio = change_points[next_change++].second;
-      if (++me.run_steps >= kStarvationSteps) {
-        me.prio = --lowest_prio;
-        me.run_steps = 0;
-      }
-    }
+    me.at_point = true;
+    me.point = info.point;
+    me.object = info.object;
+    me.has_site = info.site != nullptr;
+    if (me.has_site) me.site = *info.site;
+    policy->at_point(id, steps, info);
 
     if (opt.max_steps != 0 && steps >= opt.max_steps) park_self(me);
     if (opt.stall_steps != 0 && (steps & 1023) == 0 && opt.progress) {
@@ -452,7 +429,7 @@ struct DetCore {
       next = take_ready();
       if (next == id) {  // it slept until now, and runs on
         me.state = State::kRunning;
-        me.run_steps = 0;
+        policy->switched_in(id);
         return;
       }
     } else {
@@ -467,51 +444,57 @@ struct DetCore {
 
   // ---- the policy ----
 
-  // Random: swap-remove from an unordered bag.  PCT: a binary max-heap on
-  // priority.  Either way the order is a function of the order of
-  // push_ready() calls, which the schedule itself determines.
-  bool higher(int a, int b) const noexcept {
-    const std::int64_t pa = workers[static_cast<std::size_t>(a)].prio;
-    const std::int64_t pb = workers[static_cast<std::size_t>(b)].prio;
-    return pa != pb ? pa > pb : a < b;  // equal initial draws: 1 in 2^62, broken by id
-  }
-  bool heap_less(int a, int b) const noexcept { return higher(b, a); }
-
+  // `ready` is in the order of events (push_ready), with swap-removal: a
+  // function of the schedule so far.  slot[id] is id's index in it.
   void push_ready(int id) {
+    slot[static_cast<std::size_t>(id)] = static_cast<std::uint32_t>(ready.size());
     ready.push_back(id);
-    if (opt.policy == Policy::kPct)
-      std::push_heap(ready.begin(), ready.end(), [this](int a, int b) { return heap_less(a, b); });
+    policy->made_ready(id);
   }
 
-  int take_ready() noexcept {
-    if (opt.policy == Policy::kPct) {
-      std::pop_heap(ready.begin(), ready.end(), [this](int a, int b) { return heap_less(a, b); });
-    } else {
-      const std::size_t n = ready.size();
-      if (n > 1) std::swap(ready[choice_rng.below(n)], ready.back());
-    }
-    const int id = ready.back();
+  int remove_ready(std::size_t i) noexcept {
+    const int id = ready[i];
+    ready[i] = ready.back();
+    slot[static_cast<std::size_t>(ready[i])] = static_cast<std::uint32_t>(i);
     ready.pop_back();
+    policy->left_ready(id);
     return id;
+  }
+
+  // One choice among two or more runnable workers (ready, then `current`
+  // if it may run on): the policy's, told to on_choice.
+  std::size_t ask(int current) noexcept {
+    Choice c;
+    c.runnable = ready;
+    c.slot = slot;
+    c.current = current;
+    c.decision = ++decisions;
+    c.step = steps;
+    const std::size_t i = policy->choose(c);
+    if (opt.on_choice) opt.on_choice(c, i);
+    return i;
+  }
+
+  // The next worker when the running one blocked, slept or ended.
+  int take_ready() noexcept {
+    return remove_ready(ready.size() > 1 ? ask(kNoOne) : 0);
   }
 
   // The next worker when `self` reached a schedule point and may run on.
   int choose_with(int self) noexcept {
     if (ready.empty()) return self;
-    if (opt.policy == Policy::kPct) return higher(self, ready.front()) ? self : take_ready();
     const std::size_t n = ready.size();
-    const std::size_t r = choice_rng.below(n + 1);
-    if (r == n) return self;
-    std::swap(ready[r], ready.back());
-    const int id = ready.back();
+    slot[static_cast<std::size_t>(self)] = static_cast<std::uint32_t>(n);
+    ready.push_back(self);
+    const std::size_t i = ask(self);
     ready.pop_back();
-    return id;
+    return i == n ? self : remove_ready(i);
   }
 
   bf::context* enter(int id) noexcept {
     Worker& w = workers[static_cast<std::size_t>(id)];
     w.state = State::kRunning;
-    w.run_steps = 0;
+    policy->switched_in(id);
     if (id != last_run) {
       ++switches;
       fold((std::uint64_t{1} << 63) | static_cast<std::uint64_t>(id));
@@ -554,29 +537,6 @@ struct DetCore {
     wake_due();
   }
 
-  // ---- PCT setup ----
-
-  void draw_change_points() {
-    const int d = opt.pct_depth;
-    const std::uint64_t k = opt.pct_expected_steps;
-    const auto count =
-        static_cast<std::size_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(d - 1), k));
-    while (change_points.size() < count) {
-      const std::uint64_t at = 1 + prio_rng.below(k);
-      const bool taken = std::any_of(change_points.begin(), change_points.end(),
-                                     [at](const auto& c) { return c.first == at; });
-      // The i-th point drawn (from 1) lowers to d - i, as in the paper.
-      if (!taken)
-        change_points.emplace_back(at, d - 1 - static_cast<std::int64_t>(change_points.size()));
-    }
-    std::sort(change_points.begin(), change_points.end());
-  }
-
-  std::int64_t initial_priority() {
-    // Random and above every change-point priority (those are 1 .. d-1).
-    return opt.pct_depth + static_cast<std::int64_t>(prio_rng.next() >> 2);
-  }
-
   // ---- workers ----
 
   int add_worker(std::string name, std::function<void()> body) {
@@ -584,7 +544,8 @@ struct DetCore {
     Worker& w = workers.emplace_back();
     w.name = std::move(name);
     w.body = std::move(body);
-    if (opt.policy == Policy::kPct) w.prio = initial_priority();
+    slot.push_back(0);
+    policy->spawned(id);
     ++live;
     return id;
   }
@@ -606,6 +567,7 @@ struct DetCore {
     Worker& w = workers[static_cast<std::size_t>(id)];  // a deque: stable while others spawn
     {
       locking::ActorScope actor(w.name);
+      w.actor = &actor.actor();
       try {
         w.body();
       } catch (const std::exception& e) {
@@ -618,6 +580,7 @@ struct DetCore {
         std::abort();
       }
     }
+    w.actor = nullptr;
     w.body = nullptr;  // its captures die with it, not with the scheduler
     w.state = State::kDone;
     --live;
@@ -648,12 +611,13 @@ struct DetCore {
   }
 
   const DetOptions opt;
-  DetRng choice_rng;
-  DetRng prio_rng;
+  std::unique_ptr<SchedPolicy> policy;
   DetStackPool stacks;
 
   std::deque<Worker> workers;
   std::vector<int> ready;
+  std::vector<std::uint32_t> slot;  // per worker: its index in `ready` while it is there
+  std::uint64_t decisions = 0;      // choices the policy was asked for
   std::vector<Sleeper> sleepers;
   std::uint64_t sleep_seq = 0;
   bf::context* main_ctx = nullptr;        // set while main is ready
@@ -666,11 +630,6 @@ struct DetCore {
   int running = kNoOne;                   // worker id running now, kNoOne for main / dispatcher
   int last_run = kNoOne;                  // the last worker that ran
   std::int64_t live = 0;                  // workers that have not returned
-
-  std::vector<std::pair<std::uint64_t, std::int64_t>>
-      change_points;  // (step, new priority), by step
-  std::size_t next_change = 0;
-  std::int64_t lowest_prio = 1;  // starvation demotions go below this, and below 1 .. d-1
 
   std::uint64_t steps = 0;
   std::uint64_t switches = 0;
@@ -842,6 +801,34 @@ DetOutcome DetScheduler::run() {
 }
 
 std::uint64_t DetScheduler::steps() const { return core_->steps; }
+std::uint64_t DetScheduler::decisions() const { return core_->decisions; }
+
+std::string DetScheduler::describe_worker(int id) const {
+  const detail::DetCore& c = *core_;
+  if (id < 0 || static_cast<std::size_t>(id) >= c.workers.size()) return fmt::format("worker {}: no such worker", id);
+  const detail::DetCore::Worker& w = c.workers[static_cast<std::size_t>(id)];
+  std::string out = fmt::format("worker {} \"{}\"", id, w.name);
+  if (w.at_point) {
+    out += fmt::format(" at {}", locking::point_name(w.point));
+    // A lock it is about to take is alive; anything else it names may not
+    // be any more (an unlocked object freed since): not dereferenced.
+    if ((w.point == locking::Point::kLock || w.point == locking::Point::kTryLock) && w.object != nullptr)
+      out += fmt::format(" \"{}\"", static_cast<const locking::LockBase*>(w.object)->name());
+    if (w.has_site) out += fmt::format(" @ {} in {}", locking::format_site(w.site), w.site.function_name());
+  } else {
+    out += " before its first schedule point";
+  }
+  out += "\n";
+  if (w.actor != nullptr) {
+    std::string locks = locking::dump_actor_locks(*w.actor, true);
+    // The dump's first line names the actor again; its held locks follow.
+    if (const std::size_t nl = locks.find('\n'); nl != std::string::npos) locks.erase(0, nl + 1);
+    out += locks.empty() ? "  holding no lock\n" : locks;
+  } else {
+    out += "  (returned)\n";
+  }
+  return out;
+}
 std::uint64_t DetScheduler::switches() const { return core_->switches; }
 std::uint64_t DetScheduler::digest() const { return core_->digest; }
 std::uint64_t DetScheduler::virtual_now_ns() const { return core_->vtime_ns; }

@@ -1,0 +1,469 @@
+// `faultline shrink` (see shrink.h for what it does and why).
+#include "stress/shrink.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "stress/cli.h"
+#include "stress/config.h"
+#include "stress/sched/policy.h"
+#include "stress/selftest.h"
+#include "stress/sweep.h"
+
+namespace faultline::stress {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// What "fails the same way" compares: the oracle, and the first failure
+// line with addresses and numbers blanked (a smaller run fails at another
+// page, step or count, in the same words).
+std::string shape_of(const std::string& first, const std::string& why) {
+  static const std::regex kNum("[0-9]+");
+  // A liveness failure names the unfinished workers, which a smaller run
+  // has fewer of: its kind is what it is.
+  static const std::regex kAfter(" after [0-9]+ steps.*");
+  const std::string line = std::regex_replace(failure_signature(first), kAfter, "");
+  return oracle_of(first, why) + " | " + std::regex_replace(line, kNum, "N");
+}
+
+struct Outcome {
+  bool ran = false;     // a verdict of the harness (not a usage error or a timeout)
+  bool failed = false;  // exit 1 with a failure line
+  std::string first;    // the first failure line
+  std::string shape;
+  std::string output;
+  double seconds = 0;
+};
+
+class Shrinker {
+ public:
+  explicit Shrinker(const ShrinkOptions& o) : o_(o), t0_(Clock::now()) {
+    jobs_ = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  int run();
+
+ private:
+  double elapsed() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+  bool out_of_time() const { return elapsed() >= o_.budget_s; }
+  // The configuration's share: half the budget, so the schedule gets time.
+  bool config_time_spent() const { return elapsed() >= o_.budget_s / 2; }
+
+  std::vector<std::string> args_of(const Config& c, const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> a = words(c.replay_line());
+    a.erase(a.begin());  // "faultline"
+    a.emplace_back("--quiet");
+    for (const std::string& e : extra) a.push_back(e);
+    return a;
+  }
+
+  Outcome run_one(const Config& c, const std::vector<std::string>& extra = {}) {
+    ++runs_;
+    const ChildRun r = run_faultline_child(o_.self_exe, args_of(c, extra), timeout_s_);
+    Outcome out;
+    out.seconds = r.seconds;
+    out.output = r.output;
+    out.first = first_failure_line(r.output);
+    out.ran = (r.code == 0 || r.code == 1) && r.why.find("no verdict within") == std::string::npos;
+    out.failed = r.code == 1 && out.ran;
+    out.shape = out.failed ? shape_of(out.first, r.why) : "";
+    return out;
+  }
+
+  bool same(const Outcome& r) const { return r.failed && r.shape == shape_; }
+
+  // Seeds of `c` (its own first, then the next ones) until one fails the
+  // same way; up to `jobs_` at once.  The failing seed goes into c.
+  bool fails_with_some_seed(Config& c, int seeds, int tries_each) {
+    std::vector<std::uint64_t> order;
+    for (int i = 0; i < seeds; ++i) order.push_back(c.seed + static_cast<std::uint64_t>(i));
+    for (std::size_t at = 0; at < order.size() && !out_of_time(); at += static_cast<std::size_t>(jobs_)) {
+      const std::size_t n = std::min(order.size() - at, static_cast<std::size_t>(jobs_));
+      std::vector<Outcome> res(n * static_cast<std::size_t>(tries_each));
+      std::vector<std::thread> ts;
+      for (std::size_t i = 0; i < n; ++i)
+        for (int t = 0; t < tries_each; ++t)
+          ts.emplace_back([&, i, t] {
+            Config k = c;
+            k.seed = order[at + i];
+            res[i * static_cast<std::size_t>(tries_each) + static_cast<std::size_t>(t)] = run_one(k);
+          });
+      for (auto& t : ts) t.join();
+      for (std::size_t i = 0; i < n; ++i)
+        for (int t = 0; t < tries_each; ++t)
+          if (same(res[i * static_cast<std::size_t>(tries_each) + static_cast<std::size_t>(t)])) {
+            c.seed = order[at + i];
+            return true;
+          }
+    }
+    return false;
+  }
+
+  // The candidate configurations one step smaller than `c`.
+  std::vector<std::pair<std::string, Config>> candidates(const Config& c) const;
+
+  void reduce_configuration();
+  bool deterministic() const { return cfg_.executor == ExecutorKind::kFibers; }
+  Script record_script();
+  Script ddmin(Script s);
+  bool script_fails(const Script& s) {
+    Config k = cfg_;
+    k.sched = SchedKind::kScript;
+    k.script = format_script(s);
+    return same(run_one(k));
+  }
+
+  const ShrinkOptions& o_;
+  const Clock::time_point t0_;
+  int jobs_ = 1;
+  double timeout_s_ = 60;
+  std::uint64_t runs_ = 0;
+  Config cfg_;
+  std::string shape_;
+  std::string first_;
+};
+
+std::uint64_t total_ops(const Config& c) {
+  return static_cast<std::uint64_t>(c.processes) * static_cast<std::uint64_t>(c.workers) * c.ops;
+}
+
+std::string size_text(const Config& c) {
+  std::string forks = c.mix[static_cast<std::size_t>(Op::kFork)] == 0 || c.max_forks == 0
+                          ? "no forks"
+                          : fmt::format("forks up to {} with {} x {} operations each", c.max_forks, c.child_workers,
+                                        c.child_ops);
+  return fmt::format("{} process(es) x {} worker(s) x {} operations = {} operations ({}); daemons:{}{}",
+                     c.processes, c.workers, c.ops, total_ops(c), forks, c.pagedaemon ? " pagedaemon" : "",
+                     c.truncator ? " truncator" : (c.pagedaemon ? "" : " none"));
+}
+
+std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c) const {
+  std::vector<std::pair<std::string, Config>> out;
+  auto add = [&](std::string what, const std::function<void(Config&)>& f) {
+    Config k = c;
+    f(k);
+    if (!k.validate()) out.emplace_back(std::move(what), std::move(k));
+  };
+  // Smallest first, then half: each pass at least halves what it can.
+  auto smaller = [&](const char* name, auto Config::*field, auto lo) {
+    const auto cur = c.*field;
+    using T = std::remove_cv_t<decltype(cur)>;
+    std::vector<T> vals{static_cast<T>(lo)};
+    if (cur / 2 > static_cast<T>(lo)) vals.push_back(cur / 2);
+    // One less only near the bottom: halving does the rest in few passes.
+    if (cur > static_cast<T>(lo) + 1 && cur <= static_cast<T>(8) && cur - 1 != cur / 2) vals.push_back(cur - 1);
+    for (T v : vals)
+      if (v < cur)
+        add(fmt::format("{} {} -> {}", name, cur, v), [field, v](Config& k) { k.*field = v; });
+  };
+  // What removes whole actors first, then sizes, then the mix and memory.
+  if (c.mix[static_cast<std::size_t>(Op::kFork)] != 0)
+    add("no forks", [](Config& k) { k.mix[static_cast<std::size_t>(Op::kFork)] = 0; });
+  if (c.truncator) add("no truncator", [](Config& k) { k.truncator = false; });
+  if (c.pagedaemon) add("no pagedaemon", [](Config& k) { k.pagedaemon = false; });
+  smaller("processes", &Config::processes, 1);
+  smaller("workers", &Config::workers, 1);
+  smaller("ops", &Config::ops, 1);
+  if (c.mix[static_cast<std::size_t>(Op::kFork)] != 0) {
+    smaller("max-forks", &Config::max_forks, 1);
+    smaller("child-workers", &Config::child_workers, 1);
+    smaller("child-ops", &Config::child_ops, 1);
+  }
+  for (std::size_t i = 0; i < kOps; ++i)
+    if (c.mix[i] != 0 && static_cast<Op>(i) != Op::kFork)
+      add(fmt::format("mix: no {}", op_name(static_cast<Op>(i))), [i](Config& k) { k.mix[i] = 0; });
+  smaller("anon-pages", &Config::anon_pages, 1u);
+  smaller("file-pages", &Config::file_pages, 1u);
+  smaller("scratch-pages", &Config::scratch_pages, 1u);
+  smaller("churn-pages", &Config::churn_pages, 1u);
+  smaller("device-pages", &Config::device_pages, 1u);
+  smaller("pages", &Config::pages, 1u);
+  if (c.io_error_ppm != 0) add("no I/O errors", [](Config& k) { k.io_error_ppm = 0; });
+  return out;
+}
+
+void Shrinker::reduce_configuration() {
+  const int tries = deterministic() ? 1 : 3;
+  for (int pass = 1; !config_time_spent(); ++pass) {
+    bool changed = false;
+    for (auto& [what, cand] : candidates(cfg_)) {
+      if (config_time_spent()) break;
+      Config k = cand;
+      if (fails_with_some_seed(k, o_.seeds, tries)) {
+        std::printf("  %-32s fails the same way (seed %llu): %s\n", what.c_str(),
+                    static_cast<unsigned long long>(k.seed), size_text(k).c_str());
+        std::fflush(stdout);
+        cfg_ = k;
+        changed = true;
+        break;  // the candidates of the smaller configuration next
+      }
+    }
+    if (!changed) break;
+  }
+}
+
+Script Shrinker::record_script() {
+  char path[] = "/tmp/faultline-shrink-XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd < 0) return {};
+  ::close(fd);
+  Config k = cfg_;
+  const Outcome r = run_one(k, {"--record-script", path});
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::remove(path);
+  Script s;
+  if (!same(r) || parse_script(text, s)) return {};
+  return s;
+}
+
+// ddmin on the script's entries: test complements of n chunks first (the
+// common case is a few entries out of thousands), then chunks; n doubles
+// when nothing smaller fails.  Ends 1-minimal unless time runs out.
+Script Shrinker::ddmin(Script s) {
+  if (script_fails(Script{})) return {};
+  std::vector<std::pair<std::uint64_t, int>> cur(s.begin(), s.end());
+  auto as_script = [](const std::vector<std::pair<std::uint64_t, int>>& v) {
+    return Script(v.begin(), v.end());
+  };
+  // First the shortest prefix that fails: entries past the failure (a run
+  // goes on after a data oracle saw it) do not change what came before,
+  // so this is a binary search.
+  std::size_t lo = 0, hi = cur.size();  // the prefix of hi entries fails; of lo, not known to
+  while (hi - lo > 1 && !out_of_time()) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    if (script_fails(as_script({cur.begin(), cur.begin() + static_cast<long>(mid)})))
+      hi = mid;
+    else
+      lo = mid;
+  }
+  cur.resize(hi);
+  std::printf("  the first %zu of them fail the same way\n", hi);
+  std::fflush(stdout);
+  std::size_t n = 2;
+  while (cur.size() >= 2 && !out_of_time()) {
+    const std::size_t chunk = (cur.size() + n - 1) / n;
+    bool reduced = false;
+    for (std::size_t start = 0; start < cur.size() && !out_of_time(); start += chunk) {
+      const std::size_t end = std::min(cur.size(), start + chunk);
+      std::vector<std::pair<std::uint64_t, int>> complement(cur.begin(), cur.begin() + static_cast<long>(start));
+      complement.insert(complement.end(), cur.begin() + static_cast<long>(end), cur.end());
+      if (script_fails(as_script(complement))) {
+        cur = std::move(complement);
+        n = std::max<std::size_t>(n - 1, 2);
+        reduced = true;
+        break;
+      }
+      const std::vector<std::pair<std::uint64_t, int>> part(cur.begin() + static_cast<long>(start),
+                                                            cur.begin() + static_cast<long>(end));
+      if (part.size() < cur.size() && script_fails(as_script(part))) {
+        cur = part;
+        n = 2;
+        reduced = true;
+        break;
+      }
+    }
+    if (reduced) continue;
+    if (n >= cur.size()) break;
+    n = std::min(cur.size(), n * 2);
+  }
+  return as_script(cur);
+}
+
+// A script as printed: whole up to 400 characters.
+std::string abbreviated(const std::string& script) {
+  if (script.size() <= 400) return script;
+  const std::size_t cut = script.rfind(',', 400);
+  return script.substr(0, cut) + fmt::format(",... ({} entries)", std::count(script.begin(), script.end(), ',') + 1);
+}
+
+// The lines of an --explain-decision run's output that explain it.
+std::string explanation_in(const std::string& output) {
+  std::istringstream in(output);
+  std::string out;
+  bool in_it = false;
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("decision ", 0) == 0) in_it = true;
+    else if (in_it && !l.empty() && l[0] != ' ') in_it = false;
+    if (in_it) out += l + "\n";
+  }
+  return out;
+}
+
+int Shrinker::run() {
+  std::vector<std::string> line = o_.line;
+  if (!line.empty() && (line.front() == "faultline" || line.front().ends_with("/faultline"))) line.erase(line.begin());
+  if (line.empty()) {
+    std::fprintf(stderr, "faultline: shrink: give the failing run's replay line (its options)\n");
+    return 2;
+  }
+  for (const std::string& w : line)
+    if (w == "shrink" || w == "sweep" || w == "selftest" || w == "campaign") {
+      std::fprintf(stderr, "faultline: shrink: '%s' in the line: shrink takes one run's replay line\n", w.c_str());
+      return 2;
+    }
+  if (auto e = parse_run_args(line, cfg_)) {
+    std::fprintf(stderr, "faultline: shrink: %s\n", e->c_str());
+    return 2;
+  }
+  cfg_.quiet = true;
+  cfg_.json_path.clear();
+  cfg_.trace_path.clear();
+  cfg_.record_script_path.clear();
+  cfg_.explain_decision = 0;
+  cfg_.require_reach = false;
+  const Config before = cfg_;
+  std::printf("faultline shrink: %.0f s budget, %d runs at a time\nbefore: %s\n  %s\n", o_.budget_s, jobs_,
+              before.replay_line().c_str(), size_text(before).c_str());
+  std::fflush(stdout);
+
+  // The failure to keep.  OS threads may need a few tries.
+  Outcome first;
+  timeout_s_ = 600;
+  for (int i = 0; i < (deterministic() ? 1 : 5) && !first.failed; ++i) first = run_one(cfg_);
+  if (!first.failed) {
+    std::fprintf(stderr, "faultline: shrink: the line does not fail%s: nothing to shrink\n",
+                 deterministic() ? "" : " (5 tries)");
+    return 2;
+  }
+  shape_ = first.shape;
+  first_ = first.first;
+  // A shrunk run is smaller: it gets a few times the original's time.
+  timeout_s_ = std::clamp(first.seconds * 4 + 10, 10.0, 600.0);
+  std::printf("fails: %s\n", first.first.c_str());
+
+  if (!deterministic()) {
+    Config k = cfg_;
+    k.executor = ExecutorKind::kFibers;
+    k.sched = SchedKind::kRandom;
+    std::printf("step 0: the same failure under deterministic fibers (seeds %llu..%llu)\n",
+                static_cast<unsigned long long>(k.seed), static_cast<unsigned long long>(k.seed + 63));
+    std::fflush(stdout);
+    if (fails_with_some_seed(k, 64, 1)) {
+      std::printf("  found: seed %llu\n", static_cast<unsigned long long>(k.seed));
+      cfg_ = k;
+    } else {
+      std::printf("  not found: the configuration is shrunk under OS threads, three tries a candidate\n");
+    }
+  }
+
+  std::printf("step 1: the configuration\n");
+  std::fflush(stdout);
+  reduce_configuration();
+  std::printf("  -> %s\n", size_text(cfg_).c_str());
+
+  nlohmann::ordered_json j;
+  j["before"] = before.replay_line();
+  j["failure"] = first_;
+  int code = 0;
+  std::string decision_report, flipped_line;
+  std::size_t recorded = 0, kept = 0;
+  if (deterministic()) {
+    std::printf("step 2: the schedule\n");
+    std::fflush(stdout);
+    const Script s0 = record_script();
+    recorded = s0.size();
+    if (s0.empty() && !script_fails(Script{})) {
+      std::printf("  could not record a script that fails the same way: the schedule is left as it is\n");
+      code = 1;
+    } else {
+      std::printf("  %zu choices differ from the default (run on; else the lowest id)\n", s0.size());
+      std::fflush(stdout);
+      const Script min = ddmin(s0);
+      kept = min.size();
+      cfg_.sched = SchedKind::kScript;
+      cfg_.script = format_script(min);
+      std::printf("  ddmin%s: %zu of them needed: %s\n", out_of_time() ? " (stopped by the budget)" : "", min.size(),
+                  min.empty() ? "(none)" : abbreviated(cfg_.script).c_str());
+      std::printf("step 3: the decisive decision\n");
+      std::fflush(stdout);
+      if (min.empty()) {
+        std::printf("  none: the run fails under the default schedule, no preemption needed\n");
+        decision_report = "none: fails without any preemption";
+      } else {
+        // The latest entry whose flip makes the run pass.
+        std::vector<std::pair<std::uint64_t, int>> entries(min.begin(), min.end());
+        std::uint64_t decisive = 0;
+        for (auto it = entries.rbegin(); it != entries.rend() && !out_of_time(); ++it) {
+          Script flipped = min;
+          flipped.erase(it->first);
+          Config k = cfg_;
+          k.script = format_script(flipped);
+          const Outcome r = run_one(k);
+          if (r.ran && !r.failed) {
+            decisive = it->first;
+            flipped_line = k.replay_line();
+            break;
+          }
+        }
+        if (decisive == 0) {
+          std::printf("  no single flip makes the run pass (each fails another way)\n");
+          code = 1;
+        } else {
+          const Outcome r = run_one(cfg_, {"--explain-decision", std::to_string(decisive)});
+          decision_report = explanation_in(r.output);
+          std::printf("%s", decision_report.c_str());
+          std::printf("  flipped (the default choice there), the run passes:\n  %s\n", flipped_line.c_str());
+        }
+      }
+    }
+  } else {
+    code = 1;
+  }
+  const bool timed_out = out_of_time();
+  const std::string after = cfg_.replay_line();
+  std::printf("after: %s\n  %s\n",
+              after.size() <= 2000 ? after.c_str() : (abbreviated(after) + " (the whole line: --json)").c_str(),
+              size_text(cfg_).c_str());
+  std::printf("shrink: %llu runs in %.1f s%s; %s -> %s operations%s\n", static_cast<unsigned long long>(runs_),
+              elapsed(), timed_out ? " (the budget ran out: the best so far)" : "",
+              std::to_string(total_ops(before)).c_str(), std::to_string(total_ops(cfg_)).c_str(),
+              deterministic() ? fmt::format(", {} recorded choices -> {}", recorded, kept).c_str() : "");
+  j["after"] = cfg_.replay_line();
+  j["operations_before"] = total_ops(before);
+  j["operations_after"] = total_ops(cfg_);
+  j["workers_after"] = cfg_.processes * cfg_.workers;
+  j["recorded_choices"] = recorded;
+  j["script_entries"] = kept;
+  j["decision"] = decision_report;
+  j["flipped_passes"] = flipped_line;
+  j["runs"] = runs_;
+  j["seconds"] = elapsed();
+  j["budget_ran_out"] = timed_out;
+  if (!o_.json_path.empty() && !write_file(o_.json_path, j.dump(2) + "\n")) {
+    std::printf("faultline: --json '%s': could not write it\n", o_.json_path.c_str());
+    if (code == 0) code = 2;
+  }
+  std::fflush(stdout);
+  return code;
+}
+
+}  // namespace
+
+int shrink_command(const ShrinkOptions& o) {
+  Shrinker s(o);
+  return s.run();
+}
+
+}  // namespace faultline::stress
