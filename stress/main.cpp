@@ -1,7 +1,7 @@
 #include <string>
 #include <vector>
 
-#include "stress/cli.h"
+#include "stress/cli/cli.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);

@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "stress/cli.h"
+#include "stress/cli/cli.h"
 #include "stress/run.h"
 #include "stress/scenario.h"
 

@@ -48,8 +48,8 @@
 #include "core/pager.h"
 #include "core/vm.h"
 #include "stress/config.h"
-#include "stress/executor.h"
-#include "stress/quiesce.h"
+#include "stress/exec/executor.h"
+#include "stress/exec/quiesce.h"
 #include "stress/rng.h"
 
 namespace faultline::stress {

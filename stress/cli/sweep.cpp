@@ -1,4 +1,4 @@
-#include "stress/sweep.h"
+#include "stress/cli/sweep.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
 // Executors: what a body can rely on whichever carries it.
-#include "stress/executor.h"
+#include "stress/exec/executor.h"
 
 #include <gtest/gtest.h>
 

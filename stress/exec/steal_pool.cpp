@@ -1,4 +1,4 @@
-#include "stress/steal_pool.h"
+#include "stress/exec/steal_pool.h"
 
 #include <algorithm>
 #include <chrono>

@@ -17,11 +17,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/reach.h"
-#include "stress/cli.h"
+#include "stress/cli/cli.h"
 #include "stress/config.h"
 #include "stress/scenario.h"
-#include "stress/selftest.h"
-#include "stress/sweep.h"
+#include "stress/cli/selftest.h"
+#include "stress/cli/sweep.h"
 
 namespace faultline::stress {
 namespace {
@@ -248,9 +248,11 @@ TEST(Selftest, TheMedianTimeToKillCountsASurvivorAsSlowest) {
   EXPECT_DOUBLE_EQ(median_time_to_kill({inf, 1, 2}), 2);
   EXPECT_TRUE(std::isinf(median_time_to_kill({inf, inf, 1})));
   EXPECT_TRUE(std::isinf(median_time_to_kill({})));
-  ASSERT_EQ(compared_schedulers().size(), 4u);
+  ASSERT_EQ(compared_schedulers().size(), 5u);
   EXPECT_TRUE(compared_schedulers()[0].deterministic);
-  EXPECT_FALSE(compared_schedulers()[2].deterministic);
+  EXPECT_TRUE(compared_schedulers()[2].deterministic);
+  EXPECT_STREQ(compared_schedulers()[2].name, "fibers-pos");
+  EXPECT_FALSE(compared_schedulers()[3].deterministic);
 }
 TEST(Cli, ListWindowsNamesEveryWindowOfTheCatalogue) {
   ::testing::internal::CaptureStdout();

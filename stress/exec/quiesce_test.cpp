@@ -1,7 +1,7 @@
 // The quiescence gate on OS threads: close() returns only once no
 // participant is inside, nobody gets in until open(), and the nudge wakes a
 // participant asleep inside.
-#include "stress/quiesce.h"
+#include "stress/exec/quiesce.h"
 
 #include <gtest/gtest.h>
 

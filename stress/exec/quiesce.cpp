@@ -1,4 +1,4 @@
-#include "stress/quiesce.h"
+#include "stress/exec/quiesce.h"
 
 namespace faultline::stress {
 

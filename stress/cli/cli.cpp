@@ -1,4 +1,4 @@
-#include "stress/cli.h"
+#include "stress/cli/cli.h"
 
 #include <charconv>
 #include <cmath>
@@ -17,12 +17,12 @@
 #include <fmt/format.h>
 
 #include "locking/kassert.h"
-#include "stress/campaign.h"
+#include "stress/cli/campaign.h"
 #include "stress/run.h"
 #include "stress/scenario.h"
-#include "stress/selftest.h"
-#include "stress/shrink.h"
-#include "stress/sweep.h"
+#include "stress/cli/selftest.h"
+#include "stress/cli/shrink.h"
+#include "stress/cli/sweep.h"
 
 namespace faultline::stress {
 
@@ -527,7 +527,7 @@ int cli_main(const std::vector<std::string>& args) {
   selftest->add_flag("--no-control", no_control, "no control row");
   bool compare = false;
   selftest->add_flag("--compare-schedulers", compare,
-                     "hunt every mutant under each scheduler (deterministic fibers random and PCT, OS threads plain\n"
+                     "hunt every mutant under each scheduler (deterministic fibers random, PCT and POS, OS threads plain\n"
                      "and perturbed) and print the seconds to kill, mutant by scheduler, with each one's median");
   app.set_version_flag("--version", std::string("faultline ") + FL_VERSION);
   std::vector<std::string> rev(args.rbegin(), args.rend());

@@ -1,4 +1,4 @@
-#include "stress/campaign.h"
+#include "stress/cli/campaign.h"
 
 namespace faultline::stress {
 

@@ -1,4 +1,4 @@
-#include "stress/selftest.h"
+#include "stress/cli/selftest.h"
 
 #include <fmt/format.h>
 #include <tbb/parallel_for_each.h>
@@ -17,7 +17,7 @@
 #include <sstream>
 #include <thread>
 
-#include "stress/sweep.h"
+#include "stress/cli/sweep.h"
 
 namespace faultline::stress {
 
@@ -280,6 +280,7 @@ const std::vector<SchedulerPolicy>& compared_schedulers() {
   static const std::vector<SchedulerPolicy> k = {
       {"fibers-random", {"--executor", "fibers", "--sched", "random"}, true},
       {"fibers-pct", {"--executor", "fibers", "--sched", "pct"}, true},
+      {"fibers-pos", {"--executor", "fibers", "--sched", "pos"}, true},
       {"threads", {"--executor", "threads"}, false},
       {"threads-perturbed", {"--executor", "threads", "--perturb-ppm", "20000"}, false},
   };

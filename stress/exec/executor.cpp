@@ -1,4 +1,4 @@
-#include "stress/executor.h"
+#include "stress/exec/executor.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 #include "locking/locking.h"
 #include "stress/sched/det_sched.h"
 #include "stress/rng.h"
-#include "stress/steal_pool.h"
+#include "stress/exec/steal_pool.h"
 #include "stress/trace.h"
 
 namespace faultline::stress {
@@ -284,9 +284,15 @@ class DetExecutor final : public Executor {
       head += fmt::format(", preempting worker {} (the default: run on)", c.current);
     else
       head += fmt::format(" rather than worker {} (the default: the lowest id)", c.runnable[def]);
-    std::printf("%s\n  ran:        %s", head.c_str(), sched_.describe_worker(c.runnable[chosen]).c_str());
+    // describe_worker's lines after the first (the locks held) go under it.
+    auto indented = [](std::string d) {
+      for (std::size_t at = d.find("\n  "); at != std::string::npos; at = d.find("\n  ", at + 13))
+        d.insert(at + 1, "            ");
+      return d;
+    };
+    std::printf("%s\n  ran:        %s", head.c_str(), indented(sched_.describe_worker(c.runnable[chosen])).c_str());
     if (chosen != def)
-      std::printf("  instead of: %s", sched_.describe_worker(c.runnable[def]).c_str());
+      std::printf("  instead of: %s", indented(sched_.describe_worker(c.runnable[def])).c_str());
     std::fflush(stdout);
   }
 
