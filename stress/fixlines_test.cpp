@@ -123,6 +123,43 @@ TEST(Shrink, ReducesAMutantsFailureToAFewOperationsThatFailTheSameWay) {
   EXPECT_NE(out.find("the line does not fail"), std::string::npos) << out;
 }
 
+// faultline shrink --schedule-only on a small failing line of
+// msleep-early-release (the interlock dropped before the sleeper is on the
+// channel): the schedule comes down to a few preemptions, and the decisive
+// one is the switch away from the worker standing in page_sleep_if_busy's
+// window, to one whose wakeup it then misses.  The shrunk line fails the
+// same way; the line with that decision flipped passes.
+TEST(Shrink, NamesTheDecisiveDecisionOfALostWakeup) {
+  const std::string line =
+      "--scenario mixed --executor fibers --seed 13 --processes 1 --workers 3 --ops 2 --pages 48 --anon-pages 16"
+      " --scratch-pages 1 --churn-pages 2 --file-pages 1 --device-pages 1 --mix read=30,write=30,file-read=12,"
+      "fork=0,mprotect=0,munmap=3,mlock=2,madvise=0,send=2,dev-read=3,file-write=3 --mutant msleep-early-release"
+      " --no-pagedaemon --no-truncator";
+  std::string out;
+  ASSERT_EQ(run_faultline("shrink --schedule-only --budget 120 --jobs 2 -- " + line, &out), 0) << out;
+  const auto d = out.find("step 3: the decisive decision\ndecision ");
+  ASSERT_NE(d, std::string::npos) << out;
+  const std::string report = out.substr(d);
+  EXPECT_NE(report.find(", preempting worker "), std::string::npos) << report;
+  EXPECT_NE(report.find("  instead of: worker "), std::string::npos) << report;
+  EXPECT_NE(report.find("@ core/page.cpp:"), std::string::npos) << report;
+  EXPECT_NE(report.find("page_sleep_if_busy"), std::string::npos) << report;
+  auto line_after = [&out](const std::string& head) {
+    const auto at = out.find(head);
+    if (at == std::string::npos) return std::string();
+    const auto from = out.find("faultline ", at + head.size());
+    return out.substr(from + 10, out.find('\n', from) - from - 10);
+  };
+  const std::string flipped = line_after("the run passes:\n");
+  const std::string after = line_after("\nafter: ");
+  ASSERT_FALSE(flipped.empty()) << out;
+  ASSERT_NE(after.find("--sched script --script "), std::string::npos) << after;
+  std::string again;
+  EXPECT_EQ(run_faultline(after + " --quiet", &again), 1) << again;
+  EXPECT_NE(again.find("FAIL [liveness] every simulated thread is blocked (deadlock)"), std::string::npos) << again;
+  EXPECT_EQ(run_faultline(flipped + " --quiet", &again), 0) << again;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Protocol, FixLines,
     ::testing::Values(

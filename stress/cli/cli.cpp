@@ -420,9 +420,13 @@ int shrink_main(const std::vector<std::string>& args) {
       ++i;
       break;
     }
+    if (a == "--schedule-only") {
+      so.schedule_only = true;
+      continue;
+    }
     if (a == "--help" || a == "-h") {
       std::printf(
-          "faultline shrink [--budget S] [--seeds K] [--jobs N] [--json FILE] [--] REPLAY-LINE\n"
+          "faultline shrink [--budget S] [--seeds K] [--jobs N] [--json FILE] [--schedule-only] [--] REPLAY-LINE\n"
           "  Shrinks a failing run: processes, workers, operations, children, pages, daemons and the operation\n"
           "  mix while some seed still fails the same way (the same oracle, the same first failure line but for\n"
           "  numbers); then, under deterministic fibers, the recorded schedule to a 1-minimal set of preemptions\n"
@@ -431,7 +435,8 @@ int shrink_main(const std::vector<std::string>& args) {
           "  --budget S   seconds for the whole shrink (default 300); the best so far is printed when it runs out\n"
           "  --seeds K    seeds tried per candidate configuration (default 8)\n"
           "  --jobs N     runs at a time (default: the machine's cores)\n"
-          "  --json FILE  before, after and the decision as JSON\n");
+          "  --json FILE  before, after and the decision as JSON\n"
+          "  --schedule-only  keep the line's configuration: only the schedule and the decisive decision\n");
       return 0;
     }
     if (a == "--budget" || a == "--seeds" || a == "--jobs" || a == "-j" || a == "--json") {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <regex>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -113,8 +114,9 @@ class Shrinker {
       for (auto& t : ts) t.join();
       for (std::size_t i = 0; i < n; ++i)
         for (int t = 0; t < tries_each; ++t)
-          if (same(res[i * static_cast<std::size_t>(tries_each) + static_cast<std::size_t>(t)])) {
+          if (const Outcome& r = res[i * static_cast<std::size_t>(tries_each) + static_cast<std::size_t>(t)]; same(r)) {
             c.seed = order[at + i];
+            run_s_ = r.seconds;
             return true;
           }
     }
@@ -143,6 +145,7 @@ class Shrinker {
   int jobs_ = 1;
   double timeout_s_ = 60;
   std::uint64_t runs_ = 0;
+  double run_s_ = 1;  // how long the last run that failed the same way took
   Config cfg_;
   std::string shape_;
   std::string first_;
@@ -261,18 +264,19 @@ void Shrinker::reduce_configuration() {
   bisect_ops();
   const int tries = deterministic() ? 1 : 3;
   // A pass tries every candidate once; one that did not fail is not tried
-  // again in the pass (a smaller configuration has new numeric candidates,
-  // which are), and the passes go on until one changes nothing.
+  // again in the pass unless the run has become at least half as big since
+  // (a smaller run has new numeric candidates too), and the passes go on
+  // until one changes nothing.  Short runs get four times the seeds.
   for (int pass = 1; !config_time_spent(); ++pass) {
     bool changed = false;
-    std::set<std::string> refused;
+    std::map<std::string, std::uint64_t> refused;  // candidate -> total operations when refused
     for (bool found = true; found && !config_time_spent();) {
       found = false;
       for (auto& [what, cand] : candidates(cfg_)) {
         if (config_time_spent()) break;
-        if (refused.count(what) != 0) continue;
+        if (auto it = refused.find(what); it != refused.end() && total_ops(cfg_) * 2 > it->second) continue;
         Config k = cand;
-        if (fails_with_some_seed(k, o_.seeds, tries)) {
+        if (fails_with_some_seed(k, run_s_ < 0.3 ? 4 * o_.seeds : o_.seeds, tries)) {
           std::printf("  %-32s fails the same way (seed %llu): %s\n", what.c_str(),
                       static_cast<unsigned long long>(k.seed), size_text(k).c_str());
           std::fflush(stdout);
@@ -281,7 +285,7 @@ void Shrinker::reduce_configuration() {
           changed = found = true;
           break;  // the candidates of the smaller configuration next
         }
-        refused.insert(what);
+        refused[what] = total_ops(cfg_);
       }
     }
     if (!changed) break;
@@ -436,6 +440,7 @@ int Shrinker::run() {
   }
   shape_ = first.shape;
   first_ = first.first;
+  run_s_ = first.seconds;
   // A shrunk run is smaller: it gets a few times the original's time.
   timeout_s_ = std::clamp(first.seconds * 4 + 10, 10.0, 600.0);
   std::printf("fails: %s\n", first.first.c_str());
@@ -455,10 +460,14 @@ int Shrinker::run() {
     }
   }
 
-  std::printf("step 1: the configuration\n");
-  std::fflush(stdout);
-  reduce_configuration();
-  std::printf("  -> %s\n", size_text(cfg_).c_str());
+  if (o_.schedule_only) {
+    std::printf("step 1: the configuration is kept (--schedule-only)\n");
+  } else {
+    std::printf("step 1: the configuration\n");
+    std::fflush(stdout);
+    reduce_configuration();
+    std::printf("  -> %s\n", size_text(cfg_).c_str());
+  }
 
   nlohmann::ordered_json j;
   j["before"] = before.replay_line();

@@ -1,4 +1,4 @@
-// `faultline shrink <replay line>`: from a failing run to the smallest run
+// `faultline shrink [options] <replay line>`: from a failing run to the smallest run
 // that fails the same way, and the one scheduling decision that makes it
 // fail.
 //
@@ -39,6 +39,7 @@ struct ShrinkOptions {
   int seeds = 8;                  // seeds tried per candidate configuration (the current one first)
   int jobs = 0;                   // runs at a time (0: the machine's cores)
   std::string json_path;          // --json: before, after, the decision
+  bool schedule_only = false;     // --schedule-only: steps 2 and 3 on the line's configuration
   std::string self_exe = "/proc/self/exe";
 };
 
