@@ -30,8 +30,8 @@ struct PointInfo {
   Point point;
   const void* object;  // the lock (a LockBase: kLock, kTryLock, kUnlock), channel or page concerned
   std::uint32_t arg;   // kIo, kPause: microseconds; otherwise 0
-  // The caller's code site where the lock library knows it (lock, unlock,
-  // sleep and wakeup calls), else nullptr.  Valid during the hook only.
+  // The code site of the point (for the lock library's points, its
+  // caller's), or nullptr.  Valid during the hook only.
   const std::source_location* site = nullptr;
 };
 
@@ -46,11 +46,13 @@ extern std::atomic<PointHook> g_point_hook;
 extern std::atomic<void*> g_point_context;
 }  // namespace detail
 
+// `site`: where the point is in the caller's code (the lock library passes
+// its own caller's).
 inline void schedule_point(Point p, const void* object, std::uint32_t arg = 0,
-                           const std::source_location* site = nullptr) {
+                           std::source_location site = std::source_location::current()) {
   PointHook h = detail::g_point_hook.load(std::memory_order_acquire);
   if (h != nullptr) [[unlikely]]
-    h(PointInfo{p, object, arg, site}, detail::g_point_context.load(std::memory_order_relaxed));
+    h(PointInfo{p, object, arg, &site}, detail::g_point_context.load(std::memory_order_relaxed));
 }
 
 }  // namespace faultline::locking

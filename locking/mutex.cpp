@@ -23,7 +23,7 @@ Mutex::~Mutex() {
 }
 
 void Mutex::lock_impl(std::uint32_t key, const Site& site, const LockBase* nest) {
-  schedule_point(Point::kLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   if (owner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -54,7 +54,7 @@ void Mutex::lock_impl(std::uint32_t key, const Site& site, const LockBase* nest)
 }
 
 bool Mutex::try_lock(const Site& site) {
-  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   if (owner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -80,7 +80,7 @@ void Mutex::unlock_slow(const Site& site) {
   me.mutex_released();
   owner_.store(nullptr, std::memory_order_relaxed);
   raw_.unlock();
-  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this), 0, site);
 }
 
 void Mutex::release_for_sleep(Actor& me) {

@@ -107,7 +107,7 @@ namespace detail {
 
 int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64_t timeout_ns,
                bool drop, const Site& site) {
-  schedule_point(Point::kSleep, chan, 0, &site);
+  schedule_point(Point::kSleep, chan, 0, site);
   Actor& me = current_actor();
   if (interlock != nullptr && !interlock->owned()) [[unlikely]] {
     report_not_owned(*interlock, interlock->owner(), "sleeping with interlock", site);
@@ -127,7 +127,7 @@ int sleep_impl(const void* chan, Mutex* interlock, const char* wmesg, std::int64
   const bool early = interlock != nullptr && g_early_release.load(std::memory_order_relaxed);
   if (early) {
     interlock->release_for_sleep(me);
-    schedule_point(Point::kUser, chan, 0, &site);
+    schedule_point(Point::kUser, chan, 0, site);
   }
   b.lock.lock();
   b.append(&self);
@@ -156,7 +156,7 @@ void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& si
   Actor& me = current_actor();
   if (detail::order_on()) check_sleep_locks(me, nullptr, what, wmesg, site);
   if (detail::g_point_hook.load(std::memory_order_acquire) != nullptr) {
-    schedule_point(Point::kPause, what, us, &site);  // the executor spends the time
+    schedule_point(Point::kPause, what, us, site);  // the executor spends the time
     return;
   }
   me.set_sleeping(what, wmesg, site.file_name(), site.line());
@@ -168,7 +168,7 @@ void io_sleep(const void* what, const char* wmesg, std::uint32_t us, const Site&
   Actor& me = current_actor();
   if (detail::order_on()) check_sleep_locks(me, nullptr, what, wmesg, site);
   if (detail::g_point_hook.load(std::memory_order_acquire) != nullptr) {
-    schedule_point(Point::kIo, what, us, &site);  // the executor spends the time
+    schedule_point(Point::kIo, what, us, site);  // the executor spends the time
     return;
   }
   if (us == 0) return;
@@ -177,8 +177,8 @@ void io_sleep(const void* what, const char* wmesg, std::uint32_t us, const Site&
   me.clear_sleeping();
 }
 
-std::size_t wakeup(const void* chan) {
-  schedule_point(Point::kWakeup, chan);
+std::size_t wakeup(const void* chan, const Site& site) {
+  schedule_point(Point::kWakeup, chan, 0, site);
   Bucket& b = bucket_for(detail::wait_kind_for(current_backend()), chan);
   std::size_t n = 0;
   b.lock.lock();
@@ -196,8 +196,8 @@ std::size_t wakeup(const void* chan) {
   return n;
 }
 
-bool wakeup_one(const void* chan) {
-  schedule_point(Point::kWakeup, chan);
+bool wakeup_one(const void* chan, const Site& site) {
+  schedule_point(Point::kWakeup, chan, 0, site);
   Bucket& b = bucket_for(detail::wait_kind_for(current_backend()), chan);
   bool found = false;
   b.lock.lock();

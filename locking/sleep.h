@@ -88,9 +88,10 @@ void pause(const void* what, const char* wmesg, std::uint32_t us, const Site& si
 void io_sleep(const void* what, const char* wmesg, std::uint32_t us, const Site& site = Site::current());
 
 // Wakes every sleeper on `chan`; returns how many.
-std::size_t wakeup(const void* chan);
+// `site` (the caller's) is what a deterministic schedule's report names.
+std::size_t wakeup(const void* chan, const Site& site = Site::current());
 // Wakes the longest sleeper on `chan`; returns whether there was one.
-bool wakeup_one(const void* chan);
+bool wakeup_one(const void* chan, const Site& site = Site::current());
 // How many actors sleep on `chan` now (a snapshot, for tests and dumps).
 std::size_t sleepers(const void* chan);
 

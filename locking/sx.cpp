@@ -123,7 +123,7 @@ bool SxLock::held_shared_by(Actor& me) const noexcept {
 }
 
 void SxLock::xlock(const Site& site) {
-  schedule_point(Point::kLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -150,7 +150,7 @@ void SxLock::xlock(const Site& site) {
 }
 
 void SxLock::slock(const Site& site) {
-  schedule_point(Point::kLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   // Shared recursion too: with a writer waiting it would wait for itself.
   if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
@@ -170,7 +170,7 @@ void SxLock::slock(const Site& site) {
 }
 
 bool SxLock::try_xlock(const Site& site) {
-  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -186,7 +186,7 @@ bool SxLock::try_xlock(const Site& site) {
 }
 
 bool SxLock::try_slock(const Site& site) {
-  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   if (xowner_.load(std::memory_order_relaxed) == &me || me.find(this) >= 0) [[unlikely]] {
     detail::report_recursion(*this, site);
@@ -209,7 +209,7 @@ void SxLock::xunlock(const Site& site) {
   xowner_.store(nullptr, std::memory_order_relaxed);
   std::uint32_t x = kExclusive;
   if (!state_.compare_exchange_strong(x, 0, std::memory_order_release, std::memory_order_relaxed)) slow_xunlock();
-  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this), 0, site);
 }
 
 void SxLock::sunlock(const Site& site) {
@@ -221,7 +221,7 @@ void SxLock::sunlock(const Site& site) {
   }
   forget(me);
   if (!fast_sunlock()) slow_sunlock();
-  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kUnlock, static_cast<const LockBase*>(this), 0, site);
 }
 
 void SxLock::unlock(const Site& site) {
@@ -232,7 +232,7 @@ void SxLock::unlock(const Site& site) {
 }
 
 bool SxLock::try_upgrade(const Site& site) {
-  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, &site);
+  schedule_point(Point::kTryLock, static_cast<const LockBase*>(this), 0, site);
   Actor& me = current_actor();
   if (!held_shared_by_me()) [[unlikely]] {
     detail::report_not_owned(*this, xowner_.load(std::memory_order_relaxed), "upgrading", site);

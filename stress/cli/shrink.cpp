@@ -189,8 +189,26 @@ std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c
     add("no forks", [](Config& k) { k.mix[static_cast<std::size_t>(Op::kFork)] = 0; });
   if (c.truncator) add("no truncator", [](Config& k) { k.truncator = false; });
   if (c.pagedaemon) add("no pagedaemon", [](Config& k) { k.pagedaemon = false; });
-  smaller("processes", &Config::processes, 1);
-  smaller("workers", &Config::workers, 1);
+  // Fewer processes or workers, each with more operations, the same in all
+  // (fewer of both would hardly ever meet the race again); --ops is
+  // bisected after.
+  auto fewer = [&](const char* name, int Config::*field) {
+    const int cur = c.*field;
+    std::vector<int> vals{1};
+    if (cur / 2 > 1) vals.push_back(cur / 2);
+    for (int v : vals)
+      if (v < cur)
+        add(fmt::format("{} {} -> {} (ops {} -> {})", name, cur, v, c.ops,
+                        (c.ops * static_cast<std::uint64_t>(cur) + static_cast<std::uint64_t>(v) - 1) /
+                            static_cast<std::uint64_t>(v)),
+            [field, v, cur](Config& k) {
+              k.ops = (k.ops * static_cast<std::uint64_t>(cur) + static_cast<std::uint64_t>(v) - 1) /
+                      static_cast<std::uint64_t>(v);
+              k.*field = v;
+            });
+  };
+  fewer("processes", &Config::processes);
+  fewer("workers", &Config::workers);
   smaller("ops", &Config::ops, 1);
   if (c.mix[static_cast<std::size_t>(Op::kFork)] != 0) {
     smaller("max-forks", &Config::max_forks, 1);
@@ -267,7 +285,7 @@ void Shrinker::reduce_configuration() {
   // again in the pass unless the run has become at least half as big since
   // (a smaller run has new numeric candidates too), and the passes go on
   // until one changes nothing.  Short runs get four times the seeds.
-  for (int pass = 1; !config_time_spent(); ++pass) {
+  while (!config_time_spent()) {
     bool changed = false;
     std::map<std::string, std::uint64_t> refused;  // candidate -> total operations when refused
     for (bool found = true; found && !config_time_spent();) {

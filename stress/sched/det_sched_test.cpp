@@ -295,7 +295,9 @@ TEST_F(DetSchedTest, DescribeWorkerNamesThePointTheSiteAndTheLocksHeld) {
       << seen;
   EXPECT_NE(seen.find("exclusive"), std::string::npos) << seen;
   EXPECT_NE(seen.find("(a)"), std::string::npos) << seen;
-  EXPECT_EQ(s.describe_worker(1), "worker 1 \"other\" at user\n  (returned)\n");
+  const std::string other = s.describe_worker(1);
+  EXPECT_EQ(other.rfind("worker 1 \"other\" at user @ stress/sched/det_sched_test.cpp:", 0), 0u) << other;
+  EXPECT_TRUE(other.ends_with("\n  (returned)\n")) << other;
   EXPECT_EQ(reports.size(), 0u);
 }
 
