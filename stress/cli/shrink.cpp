@@ -71,6 +71,8 @@ class Shrinker {
   bool out_of_time() const { return elapsed() >= o_.budget_s; }
   // The configuration's share: half the budget, so the schedule gets time.
   bool config_time_spent() const { return elapsed() >= o_.budget_s / 2; }
+  // The schedule's share ends at 85%: the flips of step 3 need some.
+  bool schedule_time_spent() const { return elapsed() >= o_.budget_s * 0.85; }
 
   std::vector<std::string> args_of(const Config& c, const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> a = words(c.replay_line());
@@ -263,7 +265,7 @@ void Shrinker::bisect_ops() {
 // shrunk configuration under PCT of depth 1 to 3; the first that fails the
 // same way is kept.
 bool Shrinker::hunt_few_preemptions() {
-  for (int depth = 1; depth <= 3 && !out_of_time(); ++depth) {
+  for (int depth = 1; depth <= 3 && !schedule_time_spent(); ++depth) {
     Config k = cfg_;
     k.sched = SchedKind::kPct;
     k.pct_depth = depth;
@@ -331,7 +333,7 @@ Script Shrinker::record_script() {
 // The index of the first script of `cands` that fails the same way, or
 // cands.size(): run jobs_ at a time, in order.
 std::size_t Shrinker::first_failing(const std::vector<Script>& cands) {
-  for (std::size_t at = 0; at < cands.size() && !out_of_time(); at += static_cast<std::size_t>(jobs_)) {
+  for (std::size_t at = 0; at < cands.size() && !schedule_time_spent(); at += static_cast<std::size_t>(jobs_)) {
     const std::size_t n = std::min(cands.size() - at, static_cast<std::size_t>(jobs_));
     std::vector<char> fails(n, 0);
     std::vector<std::thread> ts;
@@ -357,7 +359,7 @@ Script Shrinker::ddmin(Script s) {
   // goes on after a data oracle saw it) do not change what came before,
   // so this is a binary search.
   std::size_t lo = 0, hi = cur.size();  // the prefix of hi entries fails; of lo, not known to
-  while (hi - lo > 1 && !out_of_time()) {
+  while (hi - lo > 1 && !schedule_time_spent()) {
     const std::size_t mid = lo + (hi - lo) / 2;
     if (script_fails(as_script({cur.begin(), cur.begin() + static_cast<long>(mid)})))
       hi = mid;
@@ -368,7 +370,7 @@ Script Shrinker::ddmin(Script s) {
   std::printf("  the first %zu of them fail the same way\n", hi);
   std::fflush(stdout);
   std::size_t n = 2;
-  while (cur.size() >= 2 && !out_of_time()) {
+  while (cur.size() >= 2 && !schedule_time_spent()) {
     const std::size_t chunk = (cur.size() + n - 1) / n;
     std::vector<Entries> complements, parts;
     for (std::size_t start = 0; start < cur.size(); start += chunk) {
@@ -520,7 +522,7 @@ int Shrinker::run() {
       kept = min.size();
       cfg_.sched = SchedKind::kScript;
       cfg_.script = format_script(min);
-      std::printf("  ddmin%s: %zu of them needed: %s\n", out_of_time() ? " (stopped by the budget)" : "", min.size(),
+      std::printf("  ddmin%s: %zu of them needed: %s\n", schedule_time_spent() ? " (stopped by the budget)" : "", min.size(),
                   min.empty() ? "(none)" : abbreviated(cfg_.script).c_str());
       std::printf("step 3: the decisive decision\n");
       std::fflush(stdout);
@@ -528,10 +530,15 @@ int Shrinker::run() {
         std::printf("  none: the run fails under the default schedule, no preemption needed\n");
         decision_report = "none: fails without any preemption";
       } else {
-        // The latest entry whose flip makes the run pass.
+        // The latest entry whose flip makes the run pass; failing that (a
+        // mutant may fail the flipped run elsewhere), the latest whose flip
+        // avoids this failure.  The flips get a tenth of the budget beyond it.
         std::vector<std::pair<std::uint64_t, int>> entries(min.begin(), min.end());
-        std::uint64_t decisive = 0;
-        for (auto it = entries.rbegin(); it != entries.rend() && !out_of_time(); ++it) {
+        std::uint64_t decisive = 0, avoiding = 0;
+        std::string avoiding_line, avoiding_first;
+        int tried = 0;
+        for (auto it = entries.rbegin(); it != entries.rend() && tried < 24 && elapsed() < o_.budget_s * 1.1;
+             ++it, ++tried) {
           Script flipped = min;
           flipped.erase(it->first);
           Config k = cfg_;
@@ -542,15 +549,32 @@ int Shrinker::run() {
             flipped_line = k.replay_line();
             break;
           }
+          if (avoiding == 0 && r.ran && !same(r)) {
+            avoiding = it->first;
+            avoiding_line = k.replay_line();
+            avoiding_first = r.first;
+          }
         }
-        if (decisive == 0) {
-          std::printf("  no single flip makes the run pass (each fails another way)\n");
+        const std::uint64_t shown = decisive != 0 ? decisive : avoiding;
+        if (shown == 0) {
+          std::printf("  no flip of the last %d entries avoids this failure%s\n", tried,
+                      elapsed() >= o_.budget_s * 1.1 ? " (the budget ran out)" : "");
           code = 1;
         } else {
-          const Outcome r = run_one(cfg_, {"--explain-decision", std::to_string(decisive)});
+          if (decisive == 0)
+            std::printf("  no single flip makes the run pass (the mutant fails it elsewhere); the latest flip that"
+                        " avoids this failure:\n");
+          const Outcome r = run_one(cfg_, {"--explain-decision", std::to_string(shown)});
           decision_report = explanation_in(r.output);
           std::printf("%s", decision_report.c_str());
-          std::printf("  flipped (the default choice there), the run passes:\n  %s\n", flipped_line.c_str());
+          if (decisive != 0) {
+            std::printf("  flipped (the default choice there), the run passes:\n  %s\n", flipped_line.c_str());
+          } else {
+            flipped_line = avoiding_line;
+            std::printf("  flipped (the default choice there), the run fails another way: %s\n  %s\n",
+                        avoiding_first.c_str(), flipped_line.c_str());
+          }
+          j["decisive_passes"] = decisive != 0;
         }
       }
     }
