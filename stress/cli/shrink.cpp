@@ -11,6 +11,7 @@
 #include <functional>
 #include <regex>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -63,6 +64,11 @@ class Shrinker {
   explicit Shrinker(const ShrinkOptions& o) : o_(o), t0_(Clock::now()) {
     jobs_ = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
   }
+  ~Shrinker() {
+    for (const auto& [h, path] : files_) std::remove(path.c_str());
+  }
+  Shrinker(const Shrinker&) = delete;
+  Shrinker& operator=(const Shrinker&) = delete;
 
   int run();
 
@@ -75,7 +81,15 @@ class Shrinker {
   bool schedule_time_spent() const { return elapsed() >= o_.budget_s * 0.85; }
 
   std::vector<std::string> args_of(const Config& c, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> a = words(c.replay_line());
+    std::vector<std::string> a;
+    if (c.script.size() > 32 * 1024) {
+      // Too long for one argument (Linux: 128 KiB): the child reads it from a file.
+      Config k = c;
+      k.script = "@" + script_file(c.script);
+      a = words(k.replay_line());
+    } else {
+      a = words(c.replay_line());
+    }
     a.erase(a.begin());  // "faultline"
     a.emplace_back("--quiet");
     for (const std::string& e : extra) a.push_back(e);
@@ -154,7 +168,25 @@ class Shrinker {
     return same(run_one(k));
   }
 
+  // A file holding `text`, one per distinct script (kept until the shrink ends).
+  std::string script_file(const std::string& text) const {
+    std::lock_guard<std::mutex> l(files_mu_);
+    const std::size_t h = std::hash<std::string>{}(text);
+    if (auto it = files_.find(h); it != files_.end()) return it->second;
+    char path[] = "/tmp/faultline-script-XXXXXX";
+    const int fd = ::mkstemp(path);
+    if (fd >= 0) {
+      const ssize_t n = ::write(fd, text.data(), text.size());
+      (void)n;
+      ::close(fd);
+    }
+    files_[h] = path;
+    return path;
+  }
+
   const ShrinkOptions& o_;
+  mutable std::mutex files_mu_;
+  mutable std::map<std::size_t, std::string> files_;
   const Clock::time_point t0_;
   int jobs_ = 1;
   double timeout_s_ = 60;
@@ -221,14 +253,16 @@ std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c
               k.*field = v;
             });
   };
+  // Children fork too: their operations can outnumber the parents' many
+  // times over, so they come down next.
+  if (c.mix[static_cast<std::size_t>(Op::kFork)] != 0) {
+    smaller("child-ops", &Config::child_ops, 1);
+    smaller("max-forks", &Config::max_forks, 1);
+    smaller("child-workers", &Config::child_workers, 1);
+  }
   fewer("processes", &Config::processes);
   fewer("workers", &Config::workers);
   smaller("ops", &Config::ops, 1);
-  if (c.mix[static_cast<std::size_t>(Op::kFork)] != 0) {
-    smaller("max-forks", &Config::max_forks, 1);
-    smaller("child-workers", &Config::child_workers, 1);
-    smaller("child-ops", &Config::child_ops, 1);
-  }
   for (std::size_t i = 0; i < kOps; ++i)
     if (c.mix[i] != 0 && static_cast<Op>(i) != Op::kFork)
       add(fmt::format("mix: no {}", op_name(static_cast<Op>(i))), [i](Config& k) { k.mix[i] = 0; });

@@ -256,6 +256,18 @@ TEST(DetSchedScript, ParsesAndFormats) {
   EXPECT_EQ(format_script(s), "3:1,17:0,18:4");
   EXPECT_FALSE(parse_script("", s));
   EXPECT_TRUE(s.empty());
+  // "@FILE": the text from a file (a long script does not fit in one argument).
+  char path[] = "/tmp/fl-script-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "4:2,9:0\n", 8), 8);
+  ::close(fd);
+  EXPECT_FALSE(parse_script(std::string("@") + path, s));
+  EXPECT_EQ(s, (Script{{4, 2}, {9, 0}}));
+  std::remove(path);
+  auto missing = parse_script(std::string("@") + path, s);
+  ASSERT_TRUE(missing);
+  EXPECT_NE(missing->find("cannot read"), std::string::npos) << *missing;
   for (const char* bad : {"x", "3", "3:", ":1", "0:1", "3:-1", "5:1,3:0", "5:1,5:2", "3:1;4:2"}) {
     auto e = parse_script(bad, s);
     ASSERT_TRUE(e) << bad;

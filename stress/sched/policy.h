@@ -68,7 +68,7 @@ std::size_t default_choice(const Choice& c) noexcept;
 
 // A schedule written down: at decision d (Choice::decision), run worker w.
 // Text form "d:w,d:w,..." (decisions increasing), "" for the default
-// schedule.
+// schedule; parse_script also takes "@FILE", the text in FILE.
 using Script = std::map<std::uint64_t, int>;
 std::string format_script(const Script& s);
 // A message naming the bad part, or nothing.

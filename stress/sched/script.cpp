@@ -5,6 +5,8 @@
 // preemptions and its unusual hand-offs, and an empty script is the
 // non-preemptive schedule.
 #include <charconv>
+#include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
 
@@ -26,8 +28,17 @@ std::string format_script(const Script& s) {
   return out;
 }
 
-std::optional<std::string> parse_script(const std::string& text, Script& out) {
+std::optional<std::string> parse_script(const std::string& given, Script& out) {
   out.clear();
+  // "@FILE": the script is in FILE (a long one does not fit in one
+  // command-line argument: Linux takes at most 128 KiB).
+  std::string text = given;
+  if (!given.empty() && given[0] == '@') {
+    std::ifstream in(given.substr(1));
+    if (!in) return fmt::format("--script '{}': cannot read {}", given, given.substr(1));
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  }
   std::uint64_t last = 0;
   std::size_t pos = 0;
   while (pos < text.size()) {
