@@ -11,7 +11,7 @@
 #include <functional>
 #include <regex>
 #include <map>
-#include <mutex>
+#include <atomic>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -64,9 +64,6 @@ class Shrinker {
   explicit Shrinker(const ShrinkOptions& o) : o_(o), t0_(Clock::now()) {
     jobs_ = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
   }
-  ~Shrinker() {
-    for (const auto& [h, path] : files_) std::remove(path.c_str());
-  }
   Shrinker(const Shrinker&) = delete;
   Shrinker& operator=(const Shrinker&) = delete;
 
@@ -80,12 +77,21 @@ class Shrinker {
   // The schedule's share ends at 85%: the flips of step 3 need some.
   bool schedule_time_spent() const { return elapsed() >= o_.budget_s * 0.85; }
 
-  std::vector<std::string> args_of(const Config& c, const std::vector<std::string>& extra = {}) const {
+  // `script_path`: where a script too long for one argument (Linux takes
+  // 128 KiB) was written for the child to read, else "".
+  static std::vector<std::string> args_of(const Config& c, const std::vector<std::string>& extra,
+                                          std::string* script_path) {
     std::vector<std::string> a;
     if (c.script.size() > 32 * 1024) {
-      // Too long for one argument (Linux: 128 KiB): the child reads it from a file.
+      char path[] = "/tmp/faultline-script-XXXXXX";
+      const int fd = ::mkstemp(path);
+      if (fd >= 0) {
+        const bool whole = ::write(fd, c.script.data(), c.script.size()) == static_cast<ssize_t>(c.script.size());
+        ::close(fd);
+        if (whole) *script_path = path;
+      }
       Config k = c;
-      k.script = "@" + script_file(c.script);
+      k.script = "@" + *script_path;
       a = words(k.replay_line());
     } else {
       a = words(c.replay_line());
@@ -96,9 +102,13 @@ class Shrinker {
     return a;
   }
 
+  // Called from several threads at once (seeds, ddmin's candidates).
   Outcome run_one(const Config& c, const std::vector<std::string>& extra = {}) {
-    ++runs_;
-    const ChildRun r = run_faultline_child(o_.self_exe, args_of(c, extra), timeout_s_);
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    std::string script_path;
+    const std::vector<std::string> args = args_of(c, extra, &script_path);
+    const ChildRun r = run_faultline_child(o_.self_exe, args, timeout_s_);
+    if (!script_path.empty()) std::remove(script_path.c_str());
     Outcome out;
     out.seconds = r.seconds;
     out.output = r.output;
@@ -168,29 +178,11 @@ class Shrinker {
     return same(run_one(k));
   }
 
-  // A file holding `text`, one per distinct script (kept until the shrink ends).
-  std::string script_file(const std::string& text) const {
-    std::lock_guard<std::mutex> l(files_mu_);
-    const std::size_t h = std::hash<std::string>{}(text);
-    if (auto it = files_.find(h); it != files_.end()) return it->second;
-    char path[] = "/tmp/faultline-script-XXXXXX";
-    const int fd = ::mkstemp(path);
-    if (fd >= 0) {
-      const ssize_t n = ::write(fd, text.data(), text.size());
-      (void)n;
-      ::close(fd);
-    }
-    files_[h] = path;
-    return path;
-  }
-
   const ShrinkOptions& o_;
-  mutable std::mutex files_mu_;
-  mutable std::map<std::size_t, std::string> files_;
   const Clock::time_point t0_;
   int jobs_ = 1;
   double timeout_s_ = 60;
-  std::uint64_t runs_ = 0;
+  std::atomic<std::uint64_t> runs_{0};
   double run_s_ = 1;  // how long the last run that failed the same way took
   Config cfg_;
   std::string shape_;
@@ -635,7 +627,7 @@ int Shrinker::run() {
   std::printf("after: %s\n  %s\n",
               after.size() <= 2000 ? after.c_str() : (abbreviated(after) + " (the whole line: --json)").c_str(),
               size_text(cfg_).c_str());
-  std::printf("shrink: %llu runs in %.1f s%s; %s -> %s operations%s\n", static_cast<unsigned long long>(runs_),
+  std::printf("shrink: %llu runs in %.1f s%s; %s -> %s operations%s\n", static_cast<unsigned long long>(runs_.load()),
               elapsed(), timed_out ? " (the budget ran out: the best so far)" : "",
               std::to_string(total_ops(before)).c_str(), std::to_string(total_ops(cfg_)).c_str(),
               deterministic() ? fmt::format(", {} recorded choices -> {}", recorded, kept).c_str() : "");
@@ -647,7 +639,7 @@ int Shrinker::run() {
   j["script_entries"] = kept;
   j["decision"] = decision_report;
   j["flipped_passes"] = flipped_line;
-  j["runs"] = runs_;
+  j["runs"] = runs_.load();
   j["seconds"] = elapsed();
   j["budget_ran_out"] = timed_out;
   if (!o_.json_path.empty() && !write_file(o_.json_path, j.dump(2) + "\n")) {
