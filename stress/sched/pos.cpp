@@ -1,9 +1,11 @@
-// POS, partial order sampling (Yuan, Yang, Gu, "Partial Order Aware
-// Concurrency Sampling", CAV 2018): every event gets a random priority; the
-// enabled event with the highest runs; after it ran, the events that race
-// with it get fresh random priorities.  Sampling so, schedules that differ
-// only in the order of independent events are not drawn over and over, which
-// is what makes plain random walk slow on long runs.
+// POS, partial order sampling, after Yuan, Yang, Gu, "Partial Order Aware
+// Concurrency Sampling", CAV 2018, in its basic form as implemented here:
+// every event gets a random priority; the enabled event with the highest
+// runs; after it ran, the events that race with it get fresh random
+// priorities.  Sampling so, schedules that differ only in the order of
+// independent events are not drawn over and over, which is what makes plain
+// random walk slow on long runs.  (Fray, OOPSLA 2025, describes a variant
+// that instead resamples every ready priority with probability 1/2.)
 //
 // Here an event is what a worker is about to do at its schedule point (the
 // PointInfo it reached: a lock, try-lock, unlock, sleep, wakeup, I/O), and two
