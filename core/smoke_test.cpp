@@ -108,10 +108,21 @@ TEST(CoreSmoke, EverythingAtOnce) {
     locking::ActorScope a("forker");
     std::mt19937_64 rng(cfg.seed + 1);
     for (int i = 0; i < kForks; ++i) {
+      // A page the parent has stored to before the fork: the child's store
+      // to it is a copy-on-write fault whatever the faulters did by then
+      // (with OS threads the forks may all come before their first stores:
+      // a CI run once saw no COW fault at all).
+      const std::uint64_t own = anon + (rng() % kAnonPages) * ps + 8 * kFaulters;  // a slot no faulter owns
+      std::uint64_t mark = static_cast<std::uint64_t>(i) + 1;
+      if (access(*parent, own, true, &mark) != Kern::kSuccess) ++failures;
       std::unique_ptr<Map> child = vmspace_fork(*parent);
+      std::uint64_t seen = 0;
+      if (access(*child, own, false, &seen) != Kern::kSuccess || seen != mark) ++failures;
+      std::uint64_t store = 0;
+      if (access(*child, own, true, &store) != Kern::kSuccess) ++failures;
       for (int k = 0; k < 8; ++k) {
         std::uint64_t v = 0;
-        const std::uint64_t va = anon + (rng() % kAnonPages) * ps + 8 * kFaulters;  // a slot no faulter owns
+        const std::uint64_t va = anon + (rng() % kAnonPages) * ps + 8 * kFaulters;
         if (access(*child, va, k % 2 == 0, &v) != Kern::kSuccess) ++failures;
       }
       map_remove_all(*child);  // exit
