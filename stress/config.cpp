@@ -118,6 +118,55 @@ std::string format_mix(const Mix& mix) {
   return out;
 }
 
+namespace {
+
+// --only-workers' list as (pid, thread) pairs, or a message naming the bad
+// part.
+std::optional<std::string> parse_workers(const std::string& text, int processes, int workers,
+                                         std::vector<std::pair<std::uint32_t, int>>* out) {
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view part = std::string_view(text).substr(pos, end - pos);
+    std::uint32_t pid = 0;
+    int j = -1;
+    const std::size_t dot = part.find(".t");
+    const char* b = part.data();
+    if (part.size() < 4 || part[0] != 'p' || dot == std::string_view::npos ||
+        std::from_chars(b + 1, b + dot, pid).ptr != b + dot ||
+        std::from_chars(b + dot + 2, b + part.size(), j).ptr != b + part.size())
+      return fmt::format("--only-workers: '{}' is not a thread pP.tJ (as the run names them: p1.t0, p2.t3, ...)",
+                         part);
+    if (pid < 1 || pid > static_cast<std::uint32_t>(processes) || j < 0 || j >= workers)
+      return fmt::format("--only-workers: '{}' is not a thread of the initial processes (p1..p{}, t0..t{})", part,
+                         processes, workers - 1);
+    for (const auto& [q, k] : *out)
+      if (q == pid && k == j) return fmt::format("--only-workers: '{}' is named twice", part);
+    out->emplace_back(pid, j);
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool Config::worker_started(std::uint32_t pid, int j) const {
+  if (only_workers.empty()) return true;
+  std::vector<std::pair<std::uint32_t, int>> list;
+  if (parse_workers(only_workers, processes, workers, &list)) return true;  // validate() refuses it
+  for (const auto& [q, k] : list)
+    if (q == pid && k == j) return true;
+  return false;
+}
+
+int Config::started_workers() const {
+  if (only_workers.empty()) return processes * workers;
+  std::vector<std::pair<std::uint32_t, int>> list;
+  if (parse_workers(only_workers, processes, workers, &list)) return processes * workers;
+  return static_cast<int>(list.size());
+}
+
 std::vector<std::string> Config::fixes_off() const {
   std::vector<std::string> off;
   for (unsigned f = 0; f < static_cast<unsigned>(vm::Fix::kCount); ++f)
@@ -139,9 +188,13 @@ std::optional<std::string> Config::validate() const {
     Script parsed;
     if (auto e = parse_script(script, parsed)) return e;
   }
-  if ((!record_script_path.empty() || explain_decision != 0) && executor != ExecutorKind::kFibers)
+  if (!explain_decision.empty()) {
+    Place p;
+    if (auto e = parse_place(explain_decision, p)) return "--explain-decision: " + *e;
+  }
+  if ((!record_script_path.empty() || !explain_decision.empty()) && executor != ExecutorKind::kFibers)
     return fmt::format("{} needs --executor fibers (a deterministic schedule)",
-                       explain_decision != 0 ? "--explain-decision" : "--record-script");
+                       !explain_decision.empty() ? "--explain-decision" : "--record-script");
   // A page holds 512 eight-byte slots at 4 KiB: one per thread of a process.
   if (auto e = range("--workers", workers, 1, 512)) return e;
   // A child keeps its parent's slot layout: one slot per parent thread.
@@ -158,6 +211,7 @@ std::optional<std::string> Config::validate() const {
   if (auto e = range("--device-pages", device_pages, 1u, 1u << 16)) return e;
   if (auto e = range("--os-threads", os_threads, 1, 1024)) return e;
   if (auto e = range("--pct-depth", pct_depth, 1, 64)) return e;
+  if (auto e = range("--pct-steps", pct_steps, std::uint64_t{0}, std::uint64_t{1} << 40)) return e;
   if (auto e = range("--io-latency-us", io_latency_us, 0u, 1000000u)) return e;
   if (auto e = range("--io-error-ppm", io_error_ppm, 0u, 1000000u)) return e;
   if (auto e = range("--perturb-ppm", perturb_ppm, 0u, 1000000u)) return e;
@@ -177,6 +231,10 @@ std::optional<std::string> Config::validate() const {
     return fmt::format("--expect-digest needs --executor fibers (got {})", executor_name(executor));
   if (executor != ExecutorKind::kFibers && max_steps != 0)
     return fmt::format("--max-steps needs --executor fibers (got {})", executor_name(executor));
+  if (!only_workers.empty()) {
+    std::vector<std::pair<std::uint32_t, int>> list;
+    if (auto e = parse_workers(only_workers, processes, workers, &list)) return e;
+  }
   std::uint64_t total = 0;
   for (auto w : mix) total += w;
   if (total == 0) return "--mix: every operation has weight 0";
@@ -191,9 +249,14 @@ std::string Config::replay_line() const {
       scenario, executor_name(executor), seed, processes, workers, ops, pages, anon_pages, scratch_pages, churn_pages,
       file_pages, device_pages, child_workers, child_ops, max_live_processes, max_forks, io_latency_us, io_error_ppm,
       check_every, format_mix(mix));
+  // A script has no seed to draw from.
+  if (sched_seed && !(executor == ExecutorKind::kFibers && sched == SchedKind::kScript))
+    s += fmt::format(" --sched-seed {}", *sched_seed);
+  if (!only_workers.empty()) s += fmt::format(" --only-workers {}", only_workers);
   if (executor == ExecutorKind::kFibers) {
     s += fmt::format(" --sched {}", sched_name(sched));
     if (sched == SchedKind::kPct) s += fmt::format(" --pct-depth {}", pct_depth);
+    if (sched == SchedKind::kPct && pct_steps != 0) s += fmt::format(" --pct-steps {}", pct_steps);
     if (sched == SchedKind::kScript && !script.empty()) s += fmt::format(" --script {}", script);
     if (max_steps != 0) s += fmt::format(" --max-steps {}", max_steps);
     if (stall_steps != Config{}.stall_steps) s += fmt::format(" --stall-steps {}", stall_steps);
@@ -219,10 +282,13 @@ nlohmann::ordered_json Config::to_json() const {
       {"executor", executor_name(executor)},
       {"sched", sched_name(sched)},
       {"pct-depth", pct_depth},
+      {"pct-steps", pct_steps_used()},
       {"os-threads", os_threads},
       {"seed", seed},
+      {"sched-seed", schedule_seed()},
       {"processes", processes},
       {"workers", workers},
+      {"only-workers", only_workers},
       {"child-workers", child_workers},
       {"child-ops", child_ops},
       {"max-processes", max_live_processes},

@@ -64,10 +64,32 @@ struct Config {
   ExecutorKind executor = ExecutorKind::kFibers;
   SchedKind sched = SchedKind::kRandom;
   int pct_depth = 3;
+  // --pct-steps: PCT's k, the steps its change points are drawn from; 0:
+  // 20 per operation of the initial threads, plus 1,000 (pct_steps_used()).
+  // Given, a run with fewer --ops is the same run cut short (what shrink
+  // bisects).
+  std::uint64_t pct_steps = 0;
+  std::uint64_t pct_steps_used() const {
+    return pct_steps != 0 ? pct_steps : 20 * ops * static_cast<std::uint64_t>(started_workers()) + 1000;
+  }
   int os_threads = 2;               // fibers-mt: OS threads carrying the fibers
   std::uint64_t seed = 1;
+  // --sched-seed: the schedule's own seed (the deterministic policy's
+  // choices, or the threads' perturbation), so that one workload (--seed:
+  // every operation and its arguments) can be run under many schedules;
+  // unset, the schedule derives from --seed.
+  std::optional<std::uint64_t> sched_seed;
+  std::uint64_t schedule_seed() const { return sched_seed ? *sched_seed : seed; }
   int processes = 2;                // initial processes
   int workers = 4;                  // threads per initial process
+  // --only-workers pP.tJ,...: only these threads of the initial processes
+  // are started (the others' operations are not run; each started thread
+  // draws the operations it would draw with all of them).  Empty: all.
+  std::string only_workers;
+  // Whether thread j of initial process `pid` (1..processes) is started.
+  bool worker_started(std::uint32_t pid, int j) const;
+  // Threads of the initial processes that are started.
+  int started_workers() const;
   int child_workers = 2;            // threads per forked child
   int child_ops = 100;              // operations per child thread
   int max_live_processes = 8;       // forks wait (are skipped) above this
@@ -93,9 +115,9 @@ struct Config {
   std::uint64_t trace_events = 1000000;  // --trace-events: record at most this many slices (~90 MB)
   std::string json_path;            // --json: the run's summary as JSON (cli.cpp)
   std::string expect_digest;        // fibers: fail unless the schedule digest matches
-  std::string script;               // --script, sched script: "d:w,..." the choices that differ from the default
+  std::string script;               // --script, sched script: "PLACE:W,..." the choices that differ from the default
   std::string record_script_path;   // --record-script: write the run's choices that differ from the default here
-  std::uint64_t explain_decision = 0;  // --explain-decision N: print both workers at choice N
+  std::string explain_decision;     // --explain-decision PLACE: print both workers at that choice (NAME@POINT[.AFTER])
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
   std::uint32_t fixes = vm::kAllFixes;    // --no-fix NAME clears one: 7.x's own race comes back

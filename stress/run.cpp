@@ -278,6 +278,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   if (cfg.fixes != vm::kAllFixes)
     s += fmt::format("  fixes OFF: {} (7.x as written there: its race may fail the run)\n",
                      fmt::join(cfg.fixes_off(), ", "));
+  if (!cfg.only_workers.empty())
+    s += fmt::format("  only {} of the {} threads started: {}\n", cfg.started_workers(), cfg.processes * cfg.workers,
+                     cfg.only_workers);
   s += fmt::format("  {} processes x {} threads (+{} children from {} forks, {} skipped at the live limit or the fork budget, peak {} live);"
                    " {} pages, pageout daemon {}, truncator {}\n",
                    cfg.processes, cfg.workers, w->forks.load() * static_cast<std::uint64_t>(cfg.child_workers),

@@ -226,13 +226,17 @@ bool World::start() {
   }
   // Every initial thread is counted before any starts, so the count cannot
   // reach zero (and stop the actors) while the others are being started.
-  live_threads_.store(cfg.processes * cfg.workers);
+  live_threads_.store(cfg.started_workers());
   std::vector<Process*> roots;
   {
     std::lock_guard<std::mutex> l(procs_mtx_);
     for (auto& p : procs_) roots.push_back(p.get());
   }
-  for (Process* p : roots) p->live_workers.store(cfg.workers);
+  for (Process* p : roots) {
+    int n = 0;
+    for (int j = 0; j < cfg.workers; ++j) n += cfg.worker_started(p->pid, j) ? 1 : 0;
+    p->live_workers.store(n);
+  }
   std::string err;
   if (cfg.pagedaemon && !ex_.spawn("pagedaemon", [this] { pagedaemon(); }, &err)) {
     setup_error_ = true;
@@ -251,7 +255,8 @@ bool World::start() {
     // The threads of the processes not started yet are counted: settle them
     // so that the actors stop once the started ones return.
     for (std::size_t k = i + 1; k < roots.size(); ++k)
-      for (int j = 0; j < cfg.workers; ++j) thread_done(*roots[k]);
+      for (int j = 0; j < cfg.workers; ++j)
+        if (cfg.worker_started(roots[k]->pid, j)) thread_done(*roots[k]);
     return false;
   }
   return true;
@@ -259,13 +264,15 @@ bool World::start() {
 
 bool World::start_threads(Process& p, int nworkers, std::uint64_t ops) {
   for (int j = 0; j < nworkers; ++j) {
+    if (p.parent == nullptr && !cfg.worker_started(p.pid, j)) continue;
     std::string err;
     if (!ex_.spawn(fmt::format("p{}.t{}", p.pid, j), [this, &p, j, ops] { worker(p, j, ops); }, &err)) {
       setup_error_ = true;
       fail("setup", fmt::format("could not start thread {} of process {} (thread #{} of the run): {}", j, p.pid,
                                 threads_started.load() + 1, err));
       // The threads never started are still counted: settle them.
-      for (int k = j; k < nworkers; ++k) thread_done(p);
+      for (int k = j; k < nworkers; ++k)
+        if (p.parent != nullptr || cfg.worker_started(p.pid, k)) thread_done(p);
       return false;
     }
     threads_started.fetch_add(1, std::memory_order_relaxed);

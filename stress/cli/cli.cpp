@@ -63,6 +63,8 @@ int usage_error(const std::string& msg) {
 struct Parsed {
   Config cfg;
   CLI::Option* seed_opt = nullptr;
+  CLI::Option* sched_seed_opt = nullptr;
+  std::string sched_seed_text;
   std::string seed_text, executor_text = "fibers", sched_text = "random", mix_text;
   bool no_pagedaemon = false, no_truncator = false;
   std::string mutant_text;
@@ -90,7 +92,17 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
                  "deterministic fibers: random | pct | pos (partial order sampling) | script (--script's schedule)");
   p.seed_opt =
       app.add_option("--seed", p.seed_text, "the run's seed (decimal or 0x-hex); everything random derives from it");
+  p.sched_seed_opt = app.add_option(
+      "--sched-seed", p.sched_seed_text,
+      "the schedule's own seed (the deterministic policy's choices, or the threads' perturbation); default: --seed,\n"
+      "which then still draws every operation: one workload under many schedules");
+  bind("--only-workers", &Config::only_workers,
+       "start only these threads of the initial processes, e.g. p1.t0,p2.t3 (each draws the operations it\n"
+       "would draw with all of them started; faultline shrink leaves out the threads a failure does not need)");
   bind("--pct-depth", &Config::pct_depth, "PCT: bug depth d (d-1 priority change points)");
+  bind("--pct-steps", &Config::pct_steps,
+       "PCT: the steps its change points are drawn from (default 0: 20 per operation of the initial threads\n"
+       "plus 1000); given, fewer --ops cut the same run short");
   bind("--os-threads", &Config::os_threads, "fibers-mt: OS threads carrying the fibers");
   bind("--processes,-p", &Config::processes, "initial processes");
   bind("--workers,-w", &Config::workers, "threads per initial process");
@@ -120,11 +132,15 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
   bind("--expect-digest", &Config::expect_digest, "deterministic fibers: fail unless the schedule digest is this");
   bind("--script", &Config::script,
        "--sched script: the choices that differ from the default schedule (run on; else the lowest id), as\n"
-       "DECISION:WORKER,... (faultline shrink prints one)");
+       "PLACE:NAME,... in the order made (run worker NAME there), a PLACE being BY@POINT[.AFTER]: the choice\n"
+       "made when worker BY (by name: p2.t1, pagedaemon, ...) reached its POINT-th schedule point, or the\n"
+       "AFTER-th one after it (BY blocked, slept or ended); BY -: before any worker ran (faultline shrink prints\n"
+       "one; --record-script writes one)");
   bind("--record-script", &Config::record_script_path,
        "deterministic fibers: write the run's choices that differ from the default here (a --script's text)");
   bind("--explain-decision", &Config::explain_decision,
-       "deterministic fibers: at choice N, print the worker that ran and the one the default would have run,\n"
+       "deterministic fibers: at the choice made at PLACE (as in --script), print the worker that ran and the\n"
+       "one the default would have run,\n"
        "each with its code site and the locks it held");
   bind("--trace", &Config::trace_path, "write a Chrome trace-event JSON of the run here (opens in Perfetto)");
   bind("--json", &Config::json_path,
@@ -185,6 +201,12 @@ std::optional<std::string> resolve(const Parsed& p, const std::vector<OptionCopy
     auto seed = parse_u64(p.seed_text);
     if (!seed) return fmt::format("--seed '{}' is not an unsigned 64-bit integer (decimal or 0x-hex)", p.seed_text);
     c.seed = *seed;
+  }
+  if (p.sched_seed_opt->count() != 0) {
+    auto seed = parse_u64(p.sched_seed_text);
+    if (!seed)
+      return fmt::format("--sched-seed '{}' is not an unsigned 64-bit integer (decimal or 0x-hex)", p.sched_seed_text);
+    c.sched_seed = *seed;
   }
   if (!p.mix_text.empty())
     if (auto e = parse_mix(p.mix_text, c.mix)) return e;
@@ -427,11 +449,12 @@ int shrink_main(const std::vector<std::string>& args) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "faultline shrink [--budget S] [--seeds K] [--jobs N] [--json FILE] [--schedule-only] [--] REPLAY-LINE\n"
-          "  Shrinks a failing run: processes, workers, operations, children, pages, daemons and the operation\n"
-          "  mix while some seed still fails the same way (the same oracle, the same first failure line but for\n"
-          "  numbers); then, under deterministic fibers, the recorded schedule to a 1-minimal set of preemptions\n"
-          "  (ddmin), and the decisive decision: the latest one whose flip makes the run pass, explained with\n"
-          "  both workers' code sites and held locks.  Prints the replay line before and after.\n"
+          "  Shrinks a failing run: processes, workers, single threads, operations, children, pages, daemons and\n"
+          "  the operation mix while some seed still fails the same way (the same oracle, the same first failure\n"
+          "  line but for numbers); then, under deterministic fibers, the recorded schedule to a 1-minimal set of\n"
+          "  preemptions (ddmin), threads and operations again with that schedule held, and the decisive\n"
+          "  decision: the latest one whose flip makes the run pass, explained with both workers' code sites\n"
+          "  and held locks.  Prints the replay line before and after.\n"
           "  --budget S   seconds for the whole shrink (default 300); the best so far is printed when it runs out\n"
           "  --seeds K    seeds tried per candidate configuration (default 8)\n"
           "  --jobs N     runs at a time (default: the machine's cores)\n"

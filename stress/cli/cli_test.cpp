@@ -117,11 +117,16 @@ TEST(Cli, OptionsThatContradictTheExecutorAreNamed) {
   expect_usage_error({"--executor", "threads", "--max-steps", "10"}, "--max-steps");
 }
 TEST(Cli, BadScriptsAndShrinkArgumentsAreNamed) {
-  expect_usage_error({"--script", "3:1"}, "needs --executor fibers --sched script");
-  expect_usage_error({"--sched", "script", "--script", "5:1,3:0"}, "decision 3 is not after 5");
-  expect_usage_error({"--sched", "script", "--script", "5-1"}, "'5-1' is not DECISION:WORKER");
+  expect_usage_error({"--script", "p1.t0@1:p1.t1"}, "needs --executor fibers --sched script");
+  expect_usage_error({"--sched", "script", "--script", "p1.t0@5:p1.t1,p1.t0@5:p2.t0"}, "the place p1.t0@5 is named twice");
+  expect_usage_error({"--sched", "script", "--script", "5-1"}, "'5-1' is not PLACE:NAME");
+  expect_usage_error({"--sched", "script", "--script", "5:1"}, "'5' is not a choice's place");
   expect_usage_error({"--executor", "threads", "--record-script", "/tmp/x"}, "--record-script");
-  expect_usage_error({"--executor", "threads", "--explain-decision", "3"}, "--explain-decision");
+  expect_usage_error({"--executor", "threads", "--explain-decision", "p1.t0@3"}, "--explain-decision");
+  expect_usage_error({"--explain-decision", "3"}, "--explain-decision: '3' is not a choice's place");
+  expect_usage_error({"--only-workers", "p1.t9"}, "'p1.t9' is not a thread of the initial processes");
+  expect_usage_error({"--only-workers", "t1"}, "'t1' is not a thread pP.tJ");
+  expect_usage_error({"--sched-seed", "-3"}, "--sched-seed '-3' is not an unsigned 64-bit integer");
   expect_usage_error({"--record-script", "/nonexistent-dir/s"}, "/nonexistent-dir/s");
   expect_usage_error({"shrink"}, "give the failing run's replay line");
   expect_usage_error({"shrink", "--budget", "0", "--", "--ops", "10"}, "--budget 0 is out of range");

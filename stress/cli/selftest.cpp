@@ -118,13 +118,6 @@ std::string line_text(const std::vector<std::string>& v) {
   return s;
 }
 
-std::vector<std::string> words(const std::string& line) {
-  std::istringstream in(line);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
-
 std::string replay_of(const std::string& output) {
   std::istringstream in(output);
   for (std::string l; std::getline(in, l);)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <regex>
 #include <map>
+#include <optional>
 #include <atomic>
 #include <set>
 #include <sstream>
@@ -30,13 +32,6 @@ namespace faultline::stress {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::vector<std::string> words(const std::string& line) {
-  std::istringstream in(line);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
 
 // What "fails the same way" compares: the oracle, and the first failure
 // line with addresses and numbers blanked (a smaller run fails at another
@@ -123,7 +118,8 @@ class Shrinker {
 
   // Seeds of `c` (its own first, then the next ones) until one fails the
   // same way; up to `jobs_` at once.  The failing seed goes into c.
-  bool fails_with_some_seed(Config& c, int seeds, int tries_each) {
+  // keep_workload: only the schedule's seed changes (--seed stays).
+  bool fails_with_some_seed(Config& c, int seeds, int tries_each, bool keep_workload = false) {
     std::vector<std::uint64_t> order;
     for (int i = 0; i < seeds; ++i) order.push_back(c.seed + static_cast<std::uint64_t>(i));
     for (std::size_t at = 0; at < order.size() && !out_of_time(); at += static_cast<std::size_t>(jobs_)) {
@@ -134,29 +130,38 @@ class Shrinker {
         for (int t = 0; t < tries_each; ++t)
           ts.emplace_back([&, i, t] {
             res[i * static_cast<std::size_t>(tries_each) + static_cast<std::size_t>(t)] =
-                run_one(seed_variant(c, order[at + i], at + i));
+                run_one(seed_variant(c, order[at + i], at + i, keep_workload));
           });
       for (auto& t : ts) t.join();
       for (std::size_t i = 0; i < n; ++i)
         for (int t = 0; t < tries_each; ++t)
           if (const Outcome& r = res[i * static_cast<std::size_t>(tries_each) + static_cast<std::size_t>(t)]; same(r)) {
-            c = seed_variant(c, order[at + i], at + i);
+            c = seed_variant(c, order[at + i], at + i, keep_workload);
             run_s_ = r.seconds;
+            fail_output_ = r.output;
             return true;
           }
     }
     return false;
   }
 
-  // The i-th seed tried for `c`: under deterministic fibers every other
-  // one under PCT of depth 2 (it meets a race of few preemptions in far
-  // fewer seeds, selftest --compare-schedulers), unless `c` is PCT already.
-  static Config seed_variant(const Config& c, std::uint64_t seed, std::size_t i) {
+  // The i-th seed tried for `c` (the 0th is c itself): another schedule
+  // seed each time, and half of the time another workload seed too
+  // (--seed: the operations), so that a candidate which keeps every
+  // remaining thread's operations (one thread less, say) is tried under
+  // many schedules of the same operations before other operations.  Under
+  // deterministic fibers every other one runs under PCT of depth 2 (it
+  // meets a race of few preemptions in far fewer seeds, selftest
+  // --compare-schedulers), unless `c` is PCT already.
+  static Config seed_variant(const Config& c, std::uint64_t seed, std::size_t i, bool keep_workload) {
     Config k = c;
-    k.seed = seed;
+    if (i == 0) return k;
+    k.sched_seed = c.schedule_seed() + i;
+    if (i % 4 >= 2 && !keep_workload) k.seed = seed;
     if (k.executor == ExecutorKind::kFibers && k.sched == SchedKind::kRandom && i % 2 == 1) {
       k.sched = SchedKind::kPct;
       k.pct_depth = 2;
+      k.pct_steps = c.pct_steps_used();  // fixed, so that --ops can be bisected
     }
     return k;
   }
@@ -171,6 +176,7 @@ class Shrinker {
   std::size_t first_failing(const std::vector<Script>& cands);
   void bisect_ops();
   bool hunt_few_preemptions();
+  bool reduce_under_script(Script& s);
   bool script_fails(const Script& s) {
     Config k = cfg_;
     k.sched = SchedKind::kScript;
@@ -187,10 +193,17 @@ class Shrinker {
   Config cfg_;
   std::string shape_;
   std::string first_;
+  std::string fail_output_;  // the output of the latest run that failed the same way
 };
 
-std::uint64_t total_ops(const Config& c) {
-  return static_cast<std::uint64_t>(c.processes) * static_cast<std::uint64_t>(c.workers) * c.ops;
+// Operations of the initial processes' threads (children's are in size_text).
+std::uint64_t total_ops(const Config& c) { return static_cast<std::uint64_t>(c.started_workers()) * c.ops; }
+
+std::string seeds_text(const Config& c) {
+  std::string s = fmt::format("seed {}", c.seed);
+  if (c.sched_seed) s += fmt::format(", sched-seed {}", *c.sched_seed);
+  if (c.executor == ExecutorKind::kFibers && c.sched == SchedKind::kPct) s += fmt::format(", PCT {}", c.pct_depth);
+  return s;
 }
 
 std::string size_text(const Config& c) {
@@ -198,9 +211,12 @@ std::string size_text(const Config& c) {
                           ? "no forks"
                           : fmt::format("forks up to {} with {} x {} operations each", c.max_forks, c.child_workers,
                                         c.child_ops);
-  return fmt::format("{} process(es) x {} worker(s) x {} operations = {} operations ({}); daemons:{}{}",
-                     c.processes, c.workers, c.ops, total_ops(c), forks, c.pagedaemon ? " pagedaemon" : "",
-                     c.truncator ? " truncator" : (c.pagedaemon ? "" : " none"));
+  const std::string threads = c.only_workers.empty()
+                                  ? fmt::format("{} process(es) x {} worker(s)", c.processes, c.workers)
+                                  : fmt::format("{} worker(s) ({} of {} process(es) x {})", c.started_workers(),
+                                                c.only_workers, c.processes, c.workers);
+  return fmt::format("{} x {} operations = {} operations ({}); daemons:{}{}", threads, c.ops, total_ops(c), forks,
+                     c.pagedaemon ? " pagedaemon" : "", c.truncator ? " truncator" : (c.pagedaemon ? "" : " none"));
 }
 
 std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c) const {
@@ -255,6 +271,32 @@ std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c
   fewer("processes", &Config::processes);
   fewer("workers", &Config::workers);
   smaller("ops", &Config::ops, 1);
+  // One thread of an initial process less, the others keeping their
+  // operations (each draws from its own stream of --seed): the threads a
+  // failure needs stay, whatever their number in the run.  Those the
+  // failing run's output does not name (its failure lines, the last
+  // schedule events) go first.
+  auto named = [this](int p, int j) {
+    const std::string n = fmt::format("p{}.t{}", p, j);
+    for (std::size_t at = fail_output_.find(n); at != std::string::npos; at = fail_output_.find(n, at + 1)) {
+      const std::size_t end = at + n.size();
+      if (end == fail_output_.size() || std::isdigit(static_cast<unsigned char>(fail_output_[end])) == 0) return true;
+    }
+    return false;
+  };
+  for (int pass = 0; pass < 2 && c.started_workers() > 1; ++pass) {
+    for (int p = 1; p <= c.processes; ++p) {
+      for (int j = 0; j < c.workers; ++j) {
+        if (!c.worker_started(static_cast<std::uint32_t>(p), j) || named(p, j) != (pass == 1)) continue;
+        std::string rest;
+        for (int q = 1; q <= c.processes; ++q)
+          for (int k = 0; k < c.workers; ++k)
+            if ((q != p || k != j) && c.worker_started(static_cast<std::uint32_t>(q), k))
+              rest += fmt::format("{}p{}.t{}", rest.empty() ? "" : ",", q, k);
+        add(fmt::format("without thread p{}.t{}", p, j), [rest](Config& k) { k.only_workers = rest; });
+      }
+    }
+  }
   for (std::size_t i = 0; i < kOps; ++i)
     if (c.mix[i] != 0 && static_cast<Op>(i) != Op::kFork)
       add(fmt::format("mix: no {}", op_name(static_cast<Op>(i))), [i](Config& k) { k.mix[i] = 0; });
@@ -274,20 +316,23 @@ std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c
 // came before the cut.  So --ops is bisected at the same seed first, which
 // makes every later run cheaper.
 void Shrinker::bisect_ops() {
-  if (!deterministic() || cfg_.sched == SchedKind::kPct) return;  // PCT's change points depend on --ops
+  // PCT's change points depend on --ops unless its steps are given.
+  if (!deterministic() || (cfg_.sched == SchedKind::kPct && cfg_.pct_steps == 0)) return;
   std::uint64_t lo = 0, hi = cfg_.ops;  // hi fails; lo is not known to
   while (hi - lo > 1 && !config_time_spent()) {
     const std::uint64_t mid = lo + (hi - lo) / 2;
     Config k = cfg_;
     k.ops = mid;
-    if (!k.validate() && same(run_one(k)))
+    if (Outcome r; !k.validate() && same(r = run_one(k))) {
       hi = mid;
-    else
+      fail_output_ = r.output;
+    } else {
       lo = mid;
+    }
   }
   if (hi != cfg_.ops) {
-    std::printf("  %-32s fails the same way (seed %llu): %s\n", fmt::format("ops {} -> {}", cfg_.ops, hi).c_str(),
-                static_cast<unsigned long long>(cfg_.seed), size_text([&] {
+    std::printf("  %-32s fails the same way (%s): %s\n", fmt::format("ops {} -> {}", cfg_.ops, hi).c_str(),
+                seeds_text(cfg_).c_str(), size_text([&] {
                   Config k = cfg_;
                   k.ops = hi;
                   return k;
@@ -307,9 +352,10 @@ bool Shrinker::hunt_few_preemptions() {
     Config k = cfg_;
     k.sched = SchedKind::kPct;
     k.pct_depth = depth;
-    k.seed = 1;
-    if (fails_with_some_seed(k, 48, 1)) {
-      std::printf("  PCT depth %d fails the same way at seed %llu\n", depth, static_cast<unsigned long long>(k.seed));
+    k.pct_steps = cfg_.pct_steps_used();
+    k.sched_seed = 1;
+    if (fails_with_some_seed(k, 48, 1, true)) {
+      std::printf("  PCT depth %d fails the same way (%s)\n", depth, seeds_text(k).c_str());
       std::fflush(stdout);
       cfg_ = k;
       return true;
@@ -335,8 +381,8 @@ void Shrinker::reduce_configuration() {
         if (auto it = refused.find(what); it != refused.end() && total_ops(cfg_) * 2 > it->second) continue;
         Config k = cand;
         if (fails_with_some_seed(k, run_s_ < 0.1 ? 8 * o_.seeds : run_s_ < 0.3 ? 4 * o_.seeds : o_.seeds, tries)) {
-          std::printf("  %-32s fails the same way (seed %llu): %s\n", what.c_str(),
-                      static_cast<unsigned long long>(k.seed), size_text(k).c_str());
+          std::printf("  %-32s fails the same way (%s): %s\n", what.c_str(), seeds_text(k).c_str(),
+                      size_text(k).c_str());
           std::fflush(stdout);
           cfg_ = k;
           bisect_ops();  // the new seed may fail sooner
@@ -393,9 +439,9 @@ std::size_t Shrinker::first_failing(const std::vector<Script>& cands) {
 // entry can go) unless the budget runs out.
 Script Shrinker::ddmin(Script s) {
   if (script_fails(Script{})) return {};
-  using Entries = std::vector<std::pair<std::uint64_t, int>>;
-  Entries cur(s.begin(), s.end());
-  auto as_script = [](const Entries& v) { return Script(v.begin(), v.end()); };
+  using Entries = Script;
+  Entries cur = std::move(s);
+  auto as_script = [](const Entries& v) { return v; };
   // First the shortest prefix that fails: entries past the failure (a run
   // goes on after a data oracle saw it) do not change what came before,
   // so this is a binary search.
@@ -443,6 +489,83 @@ Script Shrinker::ddmin(Script s) {
   return as_script(cur);
 }
 
+// With the schedule written down, a thread the failure does not need can go
+// in one run: the script names workers by name, so its other entries keep
+// their meaning (the entries by or for that thread go with it).  Fewer
+// operations likewise: the entries past the end are never reached.  Each
+// candidate is one deterministic run; passes until none is kept.
+bool Shrinker::reduce_under_script(Script& s) {
+  std::printf("  threads and operations, the schedule held:\n");
+  std::fflush(stdout);
+  bool any = false;
+  for (bool found = true; found && !schedule_time_spent();) {
+    found = false;
+    std::vector<std::pair<std::string, Config>> cands;
+    std::vector<Script> scripts;
+    for (int p = 1; p <= cfg_.processes; ++p)
+      for (int j = 0; j < cfg_.workers; ++j) {
+        if (cfg_.started_workers() <= 1 || !cfg_.worker_started(static_cast<std::uint32_t>(p), j)) continue;
+        const std::string name = fmt::format("p{}.t{}", p, j);
+        Config k = cfg_;
+        std::string rest;
+        for (int q = 1; q <= cfg_.processes; ++q)
+          for (int m = 0; m < cfg_.workers; ++m)
+            if ((q != p || m != j) && cfg_.worker_started(static_cast<std::uint32_t>(q), m))
+              rest += fmt::format("{}p{}.t{}", rest.empty() ? "" : ",", q, m);
+        k.only_workers = rest;
+        Script t;
+        for (const ScriptEntry& e : s)
+          if (e.at.by != name && e.worker != name) t.push_back(e);
+        cands.emplace_back("without thread " + name, k);
+        scripts.push_back(std::move(t));
+      }
+    for (std::size_t i = 0; i < cands.size(); ++i) {
+      Config& k = cands[i].second;
+      k.sched = SchedKind::kScript;
+      k.script = format_script(scripts[i]);
+    }
+    for (std::size_t at = 0; at < cands.size() && !found && !schedule_time_spent(); at += static_cast<std::size_t>(jobs_)) {
+      const std::size_t n = std::min(cands.size() - at, static_cast<std::size_t>(jobs_));
+      std::vector<char> fails(n, 0);
+      std::vector<std::thread> ts;
+      for (std::size_t i = 0; i < n; ++i)
+        ts.emplace_back([&, i] { fails[i] = !cands[at + i].second.validate() && same(run_one(cands[at + i].second)) ? 1 : 0; });
+      for (auto& t : ts) t.join();
+      for (std::size_t i = 0; i < n; ++i)
+        if (fails[i] != 0) {
+          cfg_ = cands[at + i].second;
+          s = scripts[at + i];
+          std::printf("    %-30s fails the same way: %s\n", cands[at + i].first.c_str(), size_text(cfg_).c_str());
+          std::fflush(stdout);
+          found = any = true;
+          break;
+        }
+    }
+    if (found) continue;
+    // --ops, bisected with the schedule held: fewer operations are the same
+    // run cut short (the entries past the end are never reached).
+    Config k = cfg_;
+    k.sched = SchedKind::kScript;
+    k.script = format_script(s);
+    std::uint64_t lo = 0, hi = cfg_.ops;
+    while (hi - lo > 1 && !schedule_time_spent()) {
+      k.ops = lo + (hi - lo) / 2;
+      if (!k.validate() && same(run_one(k)))
+        hi = k.ops;
+      else
+        lo = k.ops;
+    }
+    if (hi < cfg_.ops) {
+      std::printf("    %-30s fails the same way\n", fmt::format("ops {} -> {}", cfg_.ops, hi).c_str());
+      std::fflush(stdout);
+      k.ops = hi;
+      cfg_ = k;
+      found = any = true;
+    }
+  }
+  return any;
+}
+
 // A script as printed: whole up to 400 characters.
 std::string abbreviated(const std::string& script) {
   if (script.size() <= 400) return script;
@@ -483,8 +606,11 @@ int Shrinker::run() {
   cfg_.json_path.clear();
   cfg_.trace_path.clear();
   cfg_.record_script_path.clear();
-  cfg_.explain_decision = 0;
+  cfg_.explain_decision.clear();
   cfg_.require_reach = false;
+  // The same run with PCT's steps written down: then fewer --ops cut it
+  // short rather than move its change points, and --ops can be bisected.
+  if (deterministic() && cfg_.sched == SchedKind::kPct && cfg_.pct_steps == 0) cfg_.pct_steps = cfg_.pct_steps_used();
   const Config before = cfg_;
   std::printf("faultline shrink: %.0f s budget, %d runs at a time\nbefore: %s\n  %s\n", o_.budget_s, jobs_,
               before.replay_line().c_str(), size_text(before).c_str());
@@ -501,6 +627,7 @@ int Shrinker::run() {
   }
   shape_ = first.shape;
   first_ = first.first;
+  fail_output_ = first.output;
   run_s_ = first.seconds;
   // A shrunk run is smaller: it gets a few times the original's time.
   timeout_s_ = std::clamp(first.seconds * 4 + 10, 10.0, 600.0);
@@ -559,12 +686,17 @@ int Shrinker::run() {
     } else {
       std::printf("  %zu choices differ from the default (run on; else the lowest id)\n", s0.size());
       std::fflush(stdout);
-      const Script min = ddmin(s0);
+      Script min = ddmin(s0);
+      std::printf("  ddmin%s: %zu of them needed: %s\n", schedule_time_spent() ? " (stopped by the budget)" : "", min.size(),
+                  min.empty() ? "(none)" : abbreviated(format_script(min)).c_str());
+      std::fflush(stdout);
+      if (!o_.schedule_only && reduce_under_script(min)) {
+        min = ddmin(min);
+        std::printf("  ddmin again: %zu entries: %s\n", min.size(), min.empty() ? "(none)" : abbreviated(format_script(min)).c_str());
+      }
       kept = min.size();
       cfg_.sched = SchedKind::kScript;
       cfg_.script = format_script(min);
-      std::printf("  ddmin%s: %zu of them needed: %s\n", schedule_time_spent() ? " (stopped by the budget)" : "", min.size(),
-                  min.empty() ? "(none)" : abbreviated(cfg_.script).c_str());
       std::printf("step 3: the decisive decision\n");
       std::fflush(stdout);
       if (min.empty()) {
@@ -574,48 +706,46 @@ int Shrinker::run() {
         // The latest entry whose flip makes the run pass; failing that (a
         // mutant may fail the flipped run elsewhere), the latest whose flip
         // avoids this failure.  The flips get a tenth of the budget beyond it.
-        std::vector<std::pair<std::uint64_t, int>> entries(min.begin(), min.end());
-        std::uint64_t decisive = 0, avoiding = 0;
+        std::optional<Place> decisive, avoiding;
         std::string avoiding_line, avoiding_first;
         int tried = 0;
-        for (auto it = entries.rbegin(); it != entries.rend() && tried < 24 && elapsed() < o_.budget_s * 1.1;
-             ++it, ++tried) {
+        for (std::size_t i = min.size(); i-- > 0 && tried < 24 && elapsed() < o_.budget_s * 1.1; ++tried) {
           Script flipped = min;
-          flipped.erase(it->first);
+          flipped.erase(flipped.begin() + static_cast<long>(i));
           Config k = cfg_;
           k.script = format_script(flipped);
           const Outcome r = run_one(k);
           if (r.ran && !r.failed) {
-            decisive = it->first;
+            decisive = min[i].at;
             flipped_line = k.replay_line();
             break;
           }
-          if (avoiding == 0 && r.ran && !same(r)) {
-            avoiding = it->first;
+          if (!avoiding && r.ran && !same(r)) {
+            avoiding = min[i].at;
             avoiding_line = k.replay_line();
             avoiding_first = r.first;
           }
         }
-        const std::uint64_t shown = decisive != 0 ? decisive : avoiding;
-        if (shown == 0) {
+        const std::optional<Place> shown = decisive ? decisive : avoiding;
+        if (!shown) {
           std::printf("  no flip of the last %d entries avoids this failure%s\n", tried,
                       elapsed() >= o_.budget_s * 1.1 ? " (the budget ran out)" : "");
           code = 1;
         } else {
-          if (decisive == 0)
+          if (!decisive)
             std::printf("  no single flip makes the run pass (the mutant fails it elsewhere); the latest flip that"
                         " avoids this failure:\n");
-          const Outcome r = run_one(cfg_, {"--explain-decision", std::to_string(shown)});
+          const Outcome r = run_one(cfg_, {"--explain-decision", format_place(*shown)});
           decision_report = explanation_in(r.output);
           std::printf("%s", decision_report.c_str());
-          if (decisive != 0) {
+          if (decisive) {
             std::printf("  flipped (the default choice there), the run passes:\n  %s\n", flipped_line.c_str());
           } else {
             flipped_line = avoiding_line;
             std::printf("  flipped (the default choice there), the run fails another way: %s\n  %s\n",
                         avoiding_first.c_str(), flipped_line.c_str());
           }
-          j["decisive_passes"] = decisive != 0;
+          j["decisive_passes"] = decisive.has_value();
         }
       }
     }
@@ -634,7 +764,7 @@ int Shrinker::run() {
   j["after"] = cfg_.replay_line();
   j["operations_before"] = total_ops(before);
   j["operations_after"] = total_ops(cfg_);
-  j["workers_after"] = cfg_.processes * cfg_.workers;
+  j["workers_after"] = cfg_.started_workers();
   j["recorded_choices"] = recorded;
   j["script_entries"] = kept;
   j["decision"] = decision_report;

@@ -3,11 +3,13 @@
 // fail.
 //
 //  1. The configuration.  Processes, workers, operations, children, pages,
-//     the daemons and the operation mix are cut one at a time (the smallest
-//     value first, then halves), each candidate kept if some seed (the
-//     current one first, then a few more) still fails the same way: the same
-//     oracle, and the same first failure line once numbers and addresses are
-//     blanked.  Repeated until a pass changes nothing.  A failure under OS
+//     the daemons, single threads (--only-workers) and the operation mix
+//     are cut one at a time (the smallest value first, then halves), each
+//     candidate kept if some seed (the current one first, then a few more
+//     schedule seeds, half of them with the same workload) still fails the
+//     same way: the same oracle, and the same first failure line once
+//     numbers and addresses are blanked.  Repeated until a pass changes
+//     nothing.  A failure under OS
 //     threads is first looked for under deterministic fibers (same
 //     configuration, a few seeds); without one, only this step is done, each
 //     candidate tried a few times.
@@ -16,7 +18,10 @@
 //     "run on; else the lowest id"), and delta debugging (Zeller and
 //     Hildebrandt's ddmin, TSE 2002) removes entries while the run still
 //     fails the same way, down to a 1-minimal script: every entry left is a
-//     preemption (or hand-off) the failure needs.
+//     preemption (or hand-off) the failure needs.  Entries name their place
+//     by worker name and schedule point (p2.t1@17), so they keep their
+//     meaning when others go, and threads can then be left out with the
+//     schedule held, one deterministic run each.
 //  3. The decisive decision (after Kairux, SOSP 2019: the latest point where
 //     a passing run could still branch off): the latest entry of the
 //     minimal script whose flip (the default choice there) makes the run

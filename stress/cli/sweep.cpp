@@ -242,6 +242,13 @@ ChildRun run_faultline_child(const std::string& exe, const std::vector<std::stri
   return ChildRun{r.code, std::move(r.output), std::move(r.why), r.seconds};
 }
 
+std::vector<std::string> words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed) {
   Config c = base;
   c.seed = seed;

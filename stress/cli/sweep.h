@@ -49,6 +49,9 @@ std::vector<std::uint64_t> shard_seeds(const SweepOptions& o);
 // The child's arguments (without the program name) for one seed of `base`.
 std::vector<std::string> seed_args(const Config& base, std::uint64_t seed);
 
+// A replay line's words (split at blanks), for a child's arguments.
+std::vector<std::string> words(const std::string& line);
+
 // Writes `text` to `path` (replacing it); false on any error (errno says).
 bool write_file(const std::string& path, const std::string& text);
 

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -59,7 +60,7 @@ void perturb_hook(const locking::PointInfo& info, void* ctx) {
 
 class ThreadsExecutor final : public Executor {
  public:
-  explicit ThreadsExecutor(const Config& cfg) : perturb_{cfg.seed, cfg.perturb_ppm, {}} {}
+  explicit ThreadsExecutor(const Config& cfg) : perturb_{cfg.schedule_seed(), cfg.perturb_ppm, {}} {}
 
   bool spawn(std::string name, std::function<void()> body, std::string* error) override {
     std::lock_guard<std::mutex> l(mtx_);
@@ -135,7 +136,7 @@ void fiber_point_hook(const locking::PointInfo& info, void* ctx) {
 class FibersMtExecutor final : public Executor {
  public:
   explicit FibersMtExecutor(const Config& cfg)
-      : k_(static_cast<std::uint32_t>(cfg.os_threads)), perturb_{cfg.seed, cfg.perturb_ppm, {}}, pool_(k_, cfg.seed) {}
+      : k_(static_cast<std::uint32_t>(cfg.os_threads)), perturb_{cfg.schedule_seed(), cfg.perturb_ppm, {}}, pool_(k_, cfg.schedule_seed()) {}
 
   bool spawn(std::string name, std::function<void()> body, std::string* error) override {
     live_.fetch_add(1);
@@ -253,8 +254,8 @@ class DetExecutor final : public Executor {
   std::vector<std::string> last_events(std::size_t n) const override {
     std::vector<std::string> out;
     for (const SchedEvent& e : sched_.last_events(n))
-      out.push_back(fmt::format("step {} worker {} {} (t={} us)", e.step, e.worker, locking::point_name(e.point),
-                                e.vtime_ns / 1000));
+      out.push_back(fmt::format("step {} worker {} ({}) {} (t={} us)", e.step, e.worker, sched_.worker_name(e.worker),
+                                locking::point_name(e.point), e.vtime_ns / 1000));
     return out;
   }
 
@@ -269,21 +270,32 @@ class DetExecutor final : public Executor {
   // deadlock has written all of its choices.
   void record(const Choice& c, std::size_t chosen) {
     if (chosen == default_choice(c)) return;
-    const std::string e = fmt::format("{}{}:{}", recorded_++ == 0 ? "" : ",", c.decision, c.runnable[chosen]);
+    const std::string e = fmt::format("{}{}:{}", recorded_++ == 0 ? "" : ",", format_place(place_of(c)),
+                                      sched_.worker_name(c.runnable[chosen]));
     if (::write(record_fd_, e.data(), e.size()) != static_cast<ssize_t>(e.size())) record_fd_ = -1;
+  }
+
+  // Where choice `c` is, with the worker's name.
+  Place place_of(const Choice& c) const {
+    Place p;
+    if (c.key.by >= 0) p.by = sched_.worker_name(c.key.by);
+    p.point = c.key.point;
+    p.after = c.key.after;
+    return p;
   }
 
   // --explain-decision: the two workers of one choice, as they stand.
   void explain(const Choice& c, std::size_t chosen) const {
     const std::size_t def = default_choice(c);
-    std::string head = fmt::format("decision {} (after step {}): the schedule ran worker {}", c.decision, c.step,
-                                   c.runnable[chosen]);
+    auto who = [this](int id) { return fmt::format("{} (worker {})", sched_.worker_name(id), id); };
+    std::string head = fmt::format("decision {} (choice {} of the run, after step {}): the schedule ran {}",
+                                   format_place(place_of(c)), c.decision, c.step, who(c.runnable[chosen]));
     if (chosen == def)
       head += ", the default choice";
     else if (c.current >= 0)
-      head += fmt::format(", preempting worker {} (the default: run on)", c.current);
+      head += fmt::format(", preempting {} (the default: run on)", who(c.current));
     else
-      head += fmt::format(" rather than worker {} (the default: the lowest id)", c.runnable[def]);
+      head += fmt::format(" rather than {} (the default: the lowest id)", who(c.runnable[def]));
     // describe_worker's lines after the first (the locks held) go under it.
     auto indented = [](std::string d) {
       for (std::size_t at = d.find("\n  "); at != std::string::npos; at = d.find("\n  ", at + 13))
@@ -298,7 +310,7 @@ class DetExecutor final : public Executor {
 
   DetOptions options(const Config& cfg) {
     DetOptions o;
-    o.seed = cfg.seed;
+    o.seed = cfg.schedule_seed();
     switch (cfg.sched) {
       case SchedKind::kRandom: o.policy = Policy::kRandom; break;
       case SchedKind::kPct: o.policy = Policy::kPct; break;
@@ -308,15 +320,22 @@ class DetExecutor final : public Executor {
         parse_script(cfg.script, o.script);  // validated by Config::validate
         break;
     }
-    if (record_fd_ >= 0 || cfg.explain_decision != 0) {
-      const std::uint64_t explain_at = cfg.explain_decision;
+    if (record_fd_ >= 0 || !cfg.explain_decision.empty()) {
+      std::optional<Place> explain_at;
+      if (!cfg.explain_decision.empty()) {
+        Place p;
+        parse_place(cfg.explain_decision, p);  // validated by Config::validate
+        explain_at = p;
+      }
       o.on_choice = [this, explain_at](const Choice& c, std::size_t chosen) {
         if (record_fd_ >= 0) record(c, chosen);
-        if (c.decision == explain_at) explain(c, chosen);
+        if (explain_at && c.key.point == explain_at->point && c.key.after == explain_at->after &&
+            place_of(c) == *explain_at)
+          explain(c, chosen);
       };
     }
     o.pct_depth = cfg.pct_depth;
-    o.pct_expected_steps = 20 * cfg.ops * static_cast<std::uint64_t>(cfg.processes * cfg.workers) + 1000;
+    o.pct_expected_steps = cfg.pct_steps_used();
     o.max_steps = cfg.max_steps;
     o.stall_steps = cfg.stall_steps;
     o.progress = [this] {

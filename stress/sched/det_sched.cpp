@@ -279,6 +279,10 @@ struct DetCore {
     bool has_site = false;
     locking::Actor* actor = nullptr;  // while its body runs
     std::uint64_t wake_ns = 0;    // kSleeping
+    // Where it is, for the choices it leaves to the scheduler (ChoiceKey):
+    // schedule points reached, and choices made since the last one.
+    std::uint64_t points = 0;
+    std::uint32_t after = 0;
     // Owned by the fiber's context, which lives on the fiber's stack where
     // LeakSanitizer does not look: kept here too, so that a parked run's
     // (never freed, on purpose) stay reachable rather than reported.
@@ -342,6 +346,8 @@ struct DetCore {
     if (running >= 0) {
       Worker& w = workers[static_cast<std::size_t>(running)];
       if (w.state == State::kRunning) w.state = State::kBlocked;
+      // A choice after this one is made after its point, not at it.
+      if (w.state == State::kBlocked || w.state == State::kDone) ++w.after;
     }
     running = kNoOne;
     if (forced != kNoOne) {
@@ -393,6 +399,8 @@ struct DetCore {
     if (id < 0) return;  // main or dispatcher: not a worker
     Worker& me = workers[static_cast<std::size_t>(id)];
     ++steps;
+    ++me.points;
+    me.after = 0;
     vtime_ns += opt.step_ns;
     ring[steps % kEventCapacity] = SchedEvent{steps, id, info.point, vtime_ns};
     fold((static_cast<std::uint64_t>(id) << 8) | static_cast<std::uint64_t>(info.point));
@@ -470,9 +478,22 @@ struct DetCore {
     c.current = current;
     c.decision = ++decisions;
     c.step = steps;
+    c.key = key_now();
     const std::size_t i = policy->choose(c);
     if (opt.on_choice) opt.on_choice(c, i);
     return i;
+  }
+
+  // Where this choice is: the last worker to run and how far it got.  Two
+  // choices with nobody run between them (main or the dispatcher ran) would
+  // share a place: the second counts as one more after it.
+  ChoiceKey key_now() noexcept {
+    std::uint32_t& after = last_run >= 0 ? workers[static_cast<std::size_t>(last_run)].after : main_after;
+    ChoiceKey k{last_run >= 0 ? last_run : -1, last_run >= 0 ? workers[static_cast<std::size_t>(last_run)].points : 0,
+                after};
+    if (decisions > 1 && k == last_key) k.after = ++after;
+    last_key = k;
+    return k;
   }
 
   // The next worker when the running one blocked, slept or ended.
@@ -545,7 +566,7 @@ struct DetCore {
     w.name = std::move(name);
     w.body = std::move(body);
     slot.push_back(0);
-    policy->spawned(id);
+    policy->spawned(id, w.name);
     ++live;
     return id;
   }
@@ -618,6 +639,8 @@ struct DetCore {
   std::vector<int> ready;
   std::vector<std::uint32_t> slot;  // per worker: its index in `ready` while it is there
   std::uint64_t decisions = 0;      // choices the policy was asked for
+  ChoiceKey last_key;               // the last one's place
+  std::uint32_t main_after = 0;     // choices made before any worker ran
   std::vector<Sleeper> sleepers;
   std::uint64_t sleep_seq = 0;
   bf::context* main_ctx = nullptr;        // set while main is ready
@@ -802,6 +825,12 @@ DetOutcome DetScheduler::run() {
 
 std::uint64_t DetScheduler::steps() const { return core_->steps; }
 std::uint64_t DetScheduler::decisions() const { return core_->decisions; }
+
+std::string DetScheduler::worker_name(int id) const {
+  const detail::DetCore& c = *core_;
+  if (id < 0 || static_cast<std::size_t>(id) >= c.workers.size()) return "";
+  return c.workers[static_cast<std::size_t>(id)].name;
+}
 
 std::string DetScheduler::describe_worker(int id) const {
   const detail::DetCore& c = *core_;

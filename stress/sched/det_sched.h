@@ -35,8 +35,10 @@
 //            2010, with a starvation guard (pct.cpp).
 //   kPos     partial order sampling, Yuan, Yang, Gu CAV 2018 (pos.cpp).
 //   kScript  a written-down schedule: the choices that differ from the
-//            default (run on; else the lowest id), by decision number
-//            (script.cpp); what `faultline shrink` minimises.
+//            default (run on; else the lowest id), each by where it is
+//            made (ChoiceKey: the worker that ran last and how many
+//            schedule points it had reached; script.cpp); what
+//            `faultline shrink` minimises.
 //
 // Virtual time.  It advances by step_ns at each step.  A worker at
 // schedule_point(kIo, obj, us) leaves the ready set until virtual time reaches
@@ -177,6 +179,8 @@ class DetScheduler {
   // (the lock checker's held stack).  From inside the run (on_choice) or
   // after it.
   std::string describe_worker(int id) const;
+  // Worker `id`'s name ("" for no such worker).
+  std::string worker_name(int id) const;
 
   // The id of the worker running on this OS thread, -1 outside a worker.
   static int current_worker() noexcept;

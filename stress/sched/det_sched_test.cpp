@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -215,6 +216,15 @@ Trace traced_run(Policy p, std::uint64_t seed) {
 
 // ---- scripts: a schedule written down ----
 
+// traced_run's workers are named w0, w1, ...
+Place place_of(const ChoiceKey& k) {
+  Place p;
+  if (k.by >= 0) p.by = fmt::format("w{}", k.by);
+  p.point = k.point;
+  p.after = k.after;
+  return p;
+}
+
 // A run's choices that differ from the default, replayed as a script, give
 // the same schedule; the empty script is the non-preemptive schedule.
 TEST_F(DetSchedTest, ScriptReplaysARecordedRunAndTheEmptyScriptRunsEachWorkerOn) {
@@ -223,11 +233,13 @@ TEST_F(DetSchedTest, ScriptReplaysARecordedRunAndTheEmptyScriptRunsEachWorkerOn)
     std::uint64_t choices = 0;
     DetOptions o = options(p, 7);
     o.pct_expected_steps = 400;
-    o.on_choice = [&rec, &choices](const Choice& c, std::size_t i) {
+    std::set<ChoiceKey> places;
+    o.on_choice = [&rec, &choices, &places](const Choice& c, std::size_t i) {
       ++choices;
       EXPECT_EQ(c.decision, choices);
       EXPECT_GE(c.runnable.size(), 2u);
-      if (i != default_choice(c)) rec[c.decision] = c.runnable[i];
+      EXPECT_TRUE(places.insert(c.key).second) << format_place(place_of(c.key)) << " named twice";
+      if (i != default_choice(c)) rec.push_back({place_of(c.key), fmt::format("w{}", c.runnable[i])});
     };
     const Trace a = traced_run(o);
     ASSERT_EQ(a.outcome, DetOutcome::kDone);
@@ -249,26 +261,55 @@ TEST_F(DetSchedTest, ScriptReplaysARecordedRunAndTheEmptyScriptRunsEachWorkerOn)
   for (std::size_t i = 0; i < d.order.size(); ++i) EXPECT_EQ(d.order[i] % 100, static_cast<int>(i / 24)) << i;
 }
 
+// A script's entry names its place by the worker's own progress, so it
+// means the same place whatever other entries say: the preemption of w3 at
+// its 7th schedule point happens there with or without an earlier entry
+// that reorders everything before it.
+TEST_F(DetSchedTest, AScriptEntryKeepsItsPlaceWhenAnEarlierOneGoes) {
+  auto preempted_at = [](const Script& s) {
+    DetOptions o = options(Policy::kScript, 1);
+    o.script = s;
+    std::vector<std::pair<int, std::uint64_t>> preemptions;  // (worker preempted, its points)
+    o.on_choice = [&](const Choice& c, std::size_t i) {
+      if (c.current >= 0 && c.runnable[i] != c.current) preemptions.emplace_back(c.current, c.key.point);
+    };
+    const Trace t = traced_run(o);
+    EXPECT_EQ(t.outcome, DetOutcome::kDone);
+    return preemptions;
+  };
+  const ScriptEntry early{{"w0", 3, 0}, "w5"};  // w0 at its 3rd point: run w5
+  const ScriptEntry late{{"w3", 7, 0}, "w6"};   // w3 at its 7th point: run w6
+  const auto both = preempted_at(Script{early, late});
+  const auto alone = preempted_at(Script{late});
+  const std::pair<int, std::uint64_t> w3_at_7{3, 7};
+  EXPECT_NE(std::find(both.begin(), both.end(), w3_at_7), both.end());
+  EXPECT_NE(std::find(alone.begin(), alone.end(), w3_at_7), alone.end());
+  const std::pair<int, std::uint64_t> w0_at_3{0, 3};
+  EXPECT_NE(std::find(both.begin(), both.end(), w0_at_3), both.end());
+  EXPECT_EQ(std::find(alone.begin(), alone.end(), w0_at_3), alone.end());
+}
+
 TEST(DetSchedScript, ParsesAndFormats) {
   Script s;
-  EXPECT_FALSE(parse_script("3:1,17:0,18:4", s));
-  EXPECT_EQ(s, (Script{{3, 1}, {17, 0}, {18, 4}}));
-  EXPECT_EQ(format_script(s), "3:1,17:0,18:4");
+  EXPECT_FALSE(parse_script("p2.t1@12:p1.t0,-@0.1:pagedaemon,w0@4.2:w4", s));
+  EXPECT_EQ(s, (Script{{{"p2.t1", 12, 0}, "p1.t0"}, {{"-", 0, 1}, "pagedaemon"}, {{"w0", 4, 2}, "w4"}}));
+  EXPECT_EQ(format_script(s), "p2.t1@12:p1.t0,-@0.1:pagedaemon,w0@4.2:w4");
   EXPECT_FALSE(parse_script("", s));
   EXPECT_TRUE(s.empty());
   // "@FILE": the text from a file (a long script does not fit in one argument).
   char path[] = "/tmp/fl-script-test-XXXXXX";
   const int fd = ::mkstemp(path);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, "4:2,9:0\n", 8), 8);
+  ASSERT_EQ(::write(fd, "w1@4:w2,w2@9:w0\n", 16), 16);
   ::close(fd);
   EXPECT_FALSE(parse_script(std::string("@") + path, s));
-  EXPECT_EQ(s, (Script{{4, 2}, {9, 0}}));
+  EXPECT_EQ(s, (Script{{{"w1", 4, 0}, "w2"}, {{"w2", 9, 0}, "w0"}}));
   std::remove(path);
   auto missing = parse_script(std::string("@") + path, s);
   ASSERT_TRUE(missing);
   EXPECT_NE(missing->find("cannot read"), std::string::npos) << *missing;
-  for (const char* bad : {"x", "3", "3:", ":1", "0:1", "3:-1", "5:1,3:0", "5:1,5:2", "3:1;4:2"}) {
+  for (const char* bad : {"x", "3", "w1:w2", "w1@:w2", "@3:w1", "w1@3:", "w1@3:-", ":w1", "w1@x:w2", "w1@2.0:w0",
+                          "w1@2.3.4:w0", "w1@-2:w0", "w1@2:w1,w1@2:w0", "w1@2:w1;w1@3:w2", "w 1@2:w0"}) {
     auto e = parse_script(bad, s);
     ASSERT_TRUE(e) << bad;
     EXPECT_NE(e->find("--script"), std::string::npos) << *e;

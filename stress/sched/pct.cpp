@@ -45,7 +45,7 @@ class PctPolicy final : public SchedPolicy {
     std::sort(changes_.begin(), changes_.end());
   }
 
-  void spawned(int id) override {
+  void spawned(int id, std::string_view /*name*/) override {
     if (static_cast<std::size_t>(id) >= prio_.size()) {
       prio_.resize(static_cast<std::size_t>(id) + 1, 0);
       run_steps_.resize(static_cast<std::size_t>(id) + 1, 0);

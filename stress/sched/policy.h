@@ -12,8 +12,8 @@
 //   pct.cpp     PCT (Burckhardt et al., ASPLOS 2010), with a starvation guard
 //   pos.cpp     POS, partial-order sampling (Yuan, Yang, Gu, CAV 2018)
 //   script.cpp  a schedule written down: the choices that differ from the
-//               default one, by decision number (what `faultline shrink`
-//               minimises); everything else the default
+//               default one, each by where it is made (ChoiceKey; what
+//               `faultline shrink` minimises); everything else the default
 #pragma once
 
 #include <cstddef>
@@ -23,10 +23,39 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "locking/hooks.h"
 
 namespace faultline::stress {
+
+// Where a choice is made, named by the worker's own progress so that the
+// name keeps its meaning when choices elsewhere in the schedule change (a
+// decision number does not: one choice less and every later number means
+// another place): `by` is the worker that ran last (-1 before any ran),
+// `point` how many schedule points it had reached, and `after` 0 for the
+// choice at that point, n >= 1 for the n-th choice made after it without a
+// new point (it blocked, slept or ended, and the next one is chosen).
+struct ChoiceKey {
+  int by = -1;
+  std::uint64_t point = 0;
+  std::uint32_t after = 0;
+  auto operator<=>(const ChoiceKey&) const = default;
+};
+
+// A ChoiceKey as written down, with the worker by name (names do not
+// change when other workers are left out of a run; ids do).  Text:
+// "NAME@POINT" or "NAME@POINT.AFTER"; NAME "-" before any worker ran.
+struct Place {
+  std::string by = "-";
+  std::uint64_t point = 0;
+  std::uint32_t after = 0;
+  auto operator<=>(const Place&) const = default;
+};
+std::string format_place(const Place& p);
+// A message naming the bad text, or nothing.
+std::optional<std::string> parse_place(std::string_view text, Place& out);
 
 // One choice the scheduler asks a policy for.
 struct Choice {
@@ -41,13 +70,14 @@ struct Choice {
   int current = -1;
   std::uint64_t decision = 0;  // choices asked so far in this run, this one included (from 1)
   std::uint64_t step = 0;      // schedule points passed so far
+  ChoiceKey key;               // where it is made (unique in a run)
 };
 
 class SchedPolicy {
  public:
   virtual ~SchedPolicy() = default;
-  // Worker `id` was added (ids 0, 1, 2, ... in spawn order).
-  virtual void spawned(int /*id*/) {}
+  // Worker `id` was added (ids 0, 1, 2, ... in spawn order), named `name`.
+  virtual void spawned(int /*id*/, std::string_view /*name*/) {}
   // Worker `id` reached schedule point number `step` (from 1); `info` is what
   // it is about to do.
   virtual void at_point(int /*id*/, std::uint64_t /*step*/, const locking::PointInfo& /*info*/) {}
@@ -66,10 +96,17 @@ class SchedPolicy {
 // Script keeps only the choices that differ from this.
 std::size_t default_choice(const Choice& c) noexcept;
 
-// A schedule written down: at decision d (Choice::decision), run worker w.
-// Text form "d:w,d:w,..." (decisions increasing), "" for the default
-// schedule; parse_script also takes "@FILE", the text in FILE.
-using Script = std::map<std::uint64_t, int>;
+// A schedule written down: at the choice made at `at`, run the worker
+// named `worker`.  In the order the run made them (a prefix of a script is
+// the schedule up to a point).  Text form "PLACE:NAME,PLACE:NAME,..."
+// (format_place's places, each once), "" for the default schedule;
+// parse_script also takes "@FILE", the text in FILE.
+struct ScriptEntry {
+  Place at;
+  std::string worker;
+  bool operator==(const ScriptEntry&) const = default;
+};
+using Script = std::vector<ScriptEntry>;
 std::string format_script(const Script& s);
 // A message naming the bad part, or nothing.
 std::optional<std::string> parse_script(const std::string& text, Script& out);

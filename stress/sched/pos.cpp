@@ -26,7 +26,7 @@ class PosPolicy final : public SchedPolicy {
  public:
   explicit PosPolicy(std::uint64_t seed) : rng_(seed, 3) {}
 
-  void spawned(int id) override {
+  void spawned(int id, std::string_view /*name*/) override {
     const auto i = static_cast<std::size_t>(id);
     if (i >= prio_.size()) {
       prio_.resize(i + 1, 0);

@@ -1,5 +1,6 @@
 // A schedule written down (what `faultline shrink` reduces): the choices
-// that differ from default_choice(), by decision number; every other choice
+// that differ from default_choice(), each by where it is made (ChoiceKey:
+// the worker that ran last and how far it had got); every other choice
 // is the default.  The default runs the current worker on (no preemption)
 // or, when it cannot run, the lowest id.  So a script's entries are its
 // preemptions and its unusual hand-offs, and an empty script is the
@@ -7,6 +8,8 @@
 #include <charconv>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -22,9 +25,48 @@ std::size_t default_choice(const Choice& c) noexcept {
   return best;
 }
 
+namespace {
+
+// Characters a worker's name may not contain in a script.
+bool bad_name(std::string_view n) { return n.empty() || n.find_first_of("@:, ") != std::string_view::npos; }
+
+}  // namespace
+
+std::string format_place(const Place& p) {
+  return p.after == 0 ? fmt::format("{}@{}", p.by, p.point) : fmt::format("{}@{}.{}", p.by, p.point, p.after);
+}
+
+std::optional<std::string> parse_place(std::string_view text, Place& out) {
+  auto bad = [&] {
+    return fmt::format("'{}' is not a choice's place NAME@POINT[.AFTER] (a worker's name, or - before any ran;"
+                       " the schedule points it had reached; the choices after the last one)",
+                       text);
+  };
+  const std::size_t at = text.rfind('@');
+  if (at == std::string_view::npos) return bad();
+  Place p;
+  p.by = std::string(text.substr(0, at));
+  if (bad_name(p.by)) return bad();
+  const std::string_view rest = text.substr(at + 1);
+  const std::size_t dot = rest.find('.');
+  const std::string_view point = rest.substr(0, dot);
+  if (point.empty() ||
+      std::from_chars(point.data(), point.data() + point.size(), p.point).ptr != point.data() + point.size())
+    return bad();
+  if (dot != std::string_view::npos) {
+    const std::string_view after = rest.substr(dot + 1);
+    if (after.empty() ||
+        std::from_chars(after.data(), after.data() + after.size(), p.after).ptr != after.data() + after.size() ||
+        p.after == 0)
+      return bad();
+  }
+  out = std::move(p);
+  return std::nullopt;
+}
+
 std::string format_script(const Script& s) {
   std::string out;
-  for (const auto& [d, w] : s) out += fmt::format("{}{}:{}", out.empty() ? "" : ",", d, w);
+  for (const ScriptEntry& e : s) out += fmt::format("{}{}:{}", out.empty() ? "" : ",", format_place(e.at), e.worker);
   return out;
 }
 
@@ -39,23 +81,23 @@ std::optional<std::string> parse_script(const std::string& given, Script& out) {
     text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   }
-  std::uint64_t last = 0;
+  std::set<Place> seen;
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find(',', pos);
     if (end == std::string::npos) end = text.size();
-    const std::string part = text.substr(pos, end - pos);
-    const std::size_t colon = part.find(':');
-    std::uint64_t d = 0;
-    int w = -1;
-    const char* b = part.data();
-    const char* e = b + part.size();
-    if (colon == std::string::npos || std::from_chars(b, b + colon, d).ptr != b + colon ||
-        std::from_chars(b + colon + 1, e, w).ptr != e || colon + 1 == part.size() || d == 0 || w < 0)
-      return fmt::format("--script: '{}' is not DECISION:WORKER (a decision from 1, a worker id from 0)", part);
-    if (d <= last) return fmt::format("--script: decision {} is not after {} (decisions must increase)", d, last);
-    last = d;
-    out[d] = w;
+    const std::string_view part = std::string_view(text).substr(pos, end - pos);
+    const std::size_t colon = part.rfind(':');
+    ScriptEntry e;
+    if (colon == std::string_view::npos)
+      return fmt::format("--script: '{}' is not PLACE:NAME (PLACE as NAME@POINT[.AFTER])", part);
+    if (auto err = parse_place(part.substr(0, colon), e.at)) return "--script: " + *err;
+    e.worker = std::string(part.substr(colon + 1));
+    if (bad_name(e.worker) || e.worker == "-")
+      return fmt::format("--script: '{}' is not PLACE:NAME (the worker to run, by name)", part);
+    if (!seen.insert(e.at).second)
+      return fmt::format("--script: the place {} is named twice", format_place(e.at));
+    out.push_back(std::move(e));
     pos = end + 1;
   }
   return std::nullopt;
@@ -65,24 +107,40 @@ namespace {
 
 class ScriptPolicy final : public SchedPolicy {
  public:
-  explicit ScriptPolicy(Script s) : script_(std::move(s)) {}
+  explicit ScriptPolicy(const Script& s) {
+    for (const ScriptEntry& e : s) script_.emplace(e.at, e.worker);
+  }
+  void spawned(int id, std::string_view name) override {
+    if (names_.size() <= static_cast<std::size_t>(id)) names_.resize(static_cast<std::size_t>(id) + 1);
+    names_[static_cast<std::size_t>(id)] = std::string(name);
+    ids_[std::string(name)] = id;
+  }
   std::size_t choose(const Choice& c) override {
-    if (auto it = script_.find(c.decision); it != script_.end()) {
-      const auto w = static_cast<std::size_t>(it->second);
-      if (w < c.slot.size() && c.slot[w] < c.runnable.size() && c.runnable[c.slot[w]] == it->second)
-        return c.slot[w];
+    Place at;
+    if (c.key.by >= 0) at.by = names_[static_cast<std::size_t>(c.key.by)];
+    at.point = c.key.point;
+    at.after = c.key.after;
+    if (auto it = script_.find(at); it != script_.end()) {
+      // A worker the run does not have, or not runnable here: the default.
+      if (auto w = ids_.find(it->second); w != ids_.end()) {
+        const auto id = static_cast<std::size_t>(w->second);
+        if (id < c.slot.size() && c.slot[id] < c.runnable.size() && c.runnable[c.slot[id]] == w->second)
+          return c.slot[id];
+      }
     }
     return default_choice(c);
   }
 
  private:
-  Script script_;
+  std::map<Place, std::string> script_;
+  std::vector<std::string> names_;   // by id
+  std::map<std::string, int> ids_;   // by name (a name used twice: the later worker)
 };
 
 }  // namespace
 
 std::unique_ptr<SchedPolicy> make_script_policy(Script script) {
-  return std::make_unique<ScriptPolicy>(std::move(script));
+  return std::make_unique<ScriptPolicy>(script);
 }
 
 }  // namespace faultline::stress
