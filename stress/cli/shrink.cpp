@@ -206,6 +206,16 @@ std::string seeds_text(const Config& c) {
   return s;
 }
 
+// --only-workers for c's started threads but thread j of process p.
+std::string started_without(const Config& c, int p, int j) {
+  std::string rest;
+  for (int q = 1; q <= c.processes; ++q)
+    for (int k = 0; k < c.workers; ++k)
+      if ((q != p || k != j) && c.worker_started(static_cast<std::uint32_t>(q), k))
+        rest += fmt::format("{}p{}.t{}", rest.empty() ? "" : ",", q, k);
+  return rest;
+}
+
 std::string size_text(const Config& c) {
   std::string forks = c.mix[static_cast<std::size_t>(Op::kFork)] == 0 || c.max_forks == 0
                           ? "no forks"
@@ -288,12 +298,8 @@ std::vector<std::pair<std::string, Config>> Shrinker::candidates(const Config& c
     for (int p = 1; p <= c.processes; ++p) {
       for (int j = 0; j < c.workers; ++j) {
         if (!c.worker_started(static_cast<std::uint32_t>(p), j) || named(p, j) != (pass == 1)) continue;
-        std::string rest;
-        for (int q = 1; q <= c.processes; ++q)
-          for (int k = 0; k < c.workers; ++k)
-            if ((q != p || k != j) && c.worker_started(static_cast<std::uint32_t>(q), k))
-              rest += fmt::format("{}p{}.t{}", rest.empty() ? "" : ",", q, k);
-        add(fmt::format("without thread p{}.t{}", p, j), [rest](Config& k) { k.only_workers = rest; });
+        add(fmt::format("without thread p{}.t{}", p, j),
+            [rest = started_without(c, p, j)](Config& k) { k.only_workers = rest; });
       }
     }
   }
@@ -507,12 +513,7 @@ bool Shrinker::reduce_under_script(Script& s) {
         if (cfg_.started_workers() <= 1 || !cfg_.worker_started(static_cast<std::uint32_t>(p), j)) continue;
         const std::string name = fmt::format("p{}.t{}", p, j);
         Config k = cfg_;
-        std::string rest;
-        for (int q = 1; q <= cfg_.processes; ++q)
-          for (int m = 0; m < cfg_.workers; ++m)
-            if ((q != p || m != j) && cfg_.worker_started(static_cast<std::uint32_t>(q), m))
-              rest += fmt::format("{}p{}.t{}", rest.empty() ? "" : ",", q, m);
-        k.only_workers = rest;
+        k.only_workers = started_without(cfg_, p, j);
         Script t;
         for (const ScriptEntry& e : s)
           if (e.at.by != name && e.worker != name) t.push_back(e);
