@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -101,6 +103,47 @@ TEST(Trace, WritesAChromeTraceWithATrackPerWorker) {
     EXPECT_EQ(lock_names.count("vm object"), 1u);
     EXPECT_EQ(lock_names.count("page queues"), 1u);
     EXPECT_EQ(j.at("otherData").at("dropped_at_bound"), 0);
+    std::remove(c.trace_path.c_str());
+  }
+}
+
+// Wakeup arrows: each flow is one start ("s") and one end ("f") with the
+// same id; it goes from one track to another, forward in time, and ends
+// where a sleep slice of the woken track ends.
+TEST(Trace, DrawsAnArrowFromEachWakerToTheSleepItEnded) {
+  for (ExecutorKind ex : {ExecutorKind::kFibers, ExecutorKind::kThreads}) {
+    Config c = small("mixed", ex, 3);
+    c.trace_path = ::testing::TempDir() + "faultline-trace-flows.json";
+    RunResult r = run_once(c);
+    ASSERT_EQ(r.exit_code, 0) << describe(r);
+    std::ifstream in(c.trace_path);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    std::map<std::int64_t, nlohmann::json> starts, ends;
+    std::map<std::int64_t, std::vector<double>> sleep_ends;  // by track
+    for (const auto& e : j.at("traceEvents")) {
+      if (e.at("ph") == "s") {
+        EXPECT_TRUE(starts.emplace(e.at("id").get<std::int64_t>(), e).second) << e.dump();
+      }
+      if (e.at("ph") == "f") {
+        EXPECT_TRUE(ends.emplace(e.at("id").get<std::int64_t>(), e).second) << e.dump();
+      }
+      if (e.at("ph") == "X" && e.at("cat") == "sleep")
+        sleep_ends[e.at("tid")].push_back(e.at("ts").get<double>() + e.at("dur").get<double>());
+    }
+    EXPECT_GT(starts.size(), 0u) << "no wakeup arrow in a run with sleeps";
+    EXPECT_EQ(starts.size(), ends.size());
+    EXPECT_EQ(j.at("otherData").at("wakeup_arrows").get<std::size_t>(), starts.size());
+    for (const auto& [id, s] : starts) {
+      ASSERT_EQ(ends.count(id), 1u) << s.dump();
+      const nlohmann::json& f = ends.at(id);
+      EXPECT_NE(s.at("tid"), f.at("tid")) << s.dump() << f.dump();
+      EXPECT_LE(s.at("ts").get<double>(), f.at("ts").get<double>()) << s.dump() << f.dump();
+      EXPECT_EQ(f.at("bp"), "e");
+      const auto& ends_here = sleep_ends[f.at("tid")];
+      const double at = f.at("ts").get<double>();
+      EXPECT_TRUE(std::any_of(ends_here.begin(), ends_here.end(), [&](double x) { return std::abs(x - at) < 0.0025; }))
+          << "the arrow ends at no sleep's end: " << f.dump();
+    }
     std::remove(c.trace_path.c_str());
   }
 }

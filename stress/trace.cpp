@@ -46,6 +46,18 @@ struct ActorState {
   std::vector<PendingLock> locks;  // acquiring or held, innermost last
   bool sleeping = false;
   std::uint64_t sleep_since_ns = 0;
+  const void* sleep_chan = nullptr;
+  bool woken = false;  // a wakeup of sleep_chan came since the sleep began
+  std::uint64_t woken_by = 0;
+  std::uint64_t woken_ns = 0;
+};
+
+// A flow arrow: from the waker at its wakeup to the woken at its sleep's end.
+struct Flow {
+  std::uint64_t from;
+  std::uint64_t from_ns;
+  std::uint64_t to;
+  std::uint64_t to_ns;
 };
 
 std::atomic<ChromeTrace*> g_trace{nullptr};
@@ -66,6 +78,8 @@ struct ChromeTrace::Impl {
   std::unordered_map<std::uint64_t, ActorState> actors;
   std::unordered_set<std::string> names;
   std::uint64_t dropped = 0;
+  std::unordered_map<const void*, std::vector<std::uint64_t>> sleepers;  // by channel: actors that slept on it
+  std::vector<Flow> flows;                          // at most max_events
   const std::string* fault_name = nullptr;
   const std::string* sleep_name = nullptr;
   const std::string* io_name = nullptr;
@@ -85,11 +99,33 @@ struct ChromeTrace::Impl {
     }
     events.push_back(e);
   }
-  // The actor's first event after a sleep ends the sleep.
+  // The actor's first event after a sleep ends the sleep.  The sleep's
+  // waker is the first actor that woke its channel after it went to sleep
+  // (none: it timed out); an arrow goes from that wakeup to here.
   void end_sleep(std::uint64_t actor, ActorState& s, std::uint64_t now) {
     if (!s.sleeping) return;
     s.sleeping = false;
     add(Event{actor, s.sleep_since_ns, now, sleep_name, Kind::kSleep});
+    if (!s.woken || s.woken_by == actor) return;
+    if (flows.size() >= max_events) {
+      ++dropped;
+      return;
+    }
+    flows.push_back(Flow{s.woken_by, s.woken_ns, actor, now});
+  }
+  // A wakeup of `chan` by `waker`: the first for each actor asleep on it.
+  void wake(const void* chan, std::uint64_t waker, std::uint64_t now) {
+    auto it = sleepers.find(chan);
+    if (it == sleepers.end()) return;
+    for (std::uint64_t id : it->second) {
+      ActorState& t = actors[id];
+      if (t.sleeping && t.sleep_chan == chan && !t.woken) {
+        t.woken = true;
+        t.woken_by = waker;
+        t.woken_ns = now;
+      }
+    }
+    sleepers.erase(it);
   }
 };
 
@@ -158,8 +194,10 @@ void trace_point(const locking::PointInfo& info) {
   if (t == nullptr) return;
   ChromeTrace::Impl& im = *t->impl_;
   const locking::Actor& a = locking::current_actor();
-  const std::uint64_t now = ChromeTrace::now_ns();
   std::lock_guard<std::mutex> l(im.mtx);
+  // Read under the mutex, so that times follow the order events are
+  // recorded in (a wakeup recorded before a sleep's end is earlier).
+  const std::uint64_t now = ChromeTrace::now_ns();
   ActorState& s = im.state(a);
   im.end_sleep(a.id(), s, now);
   auto drop_pending = [&](const void* lock) {
@@ -190,6 +228,12 @@ void trace_point(const locking::PointInfo& info) {
     case locking::Point::kSleep:
       s.sleeping = true;
       s.sleep_since_ns = now;
+      s.sleep_chan = info.object;
+      s.woken = false;
+      im.sleepers[info.object].push_back(a.id());
+      break;
+    case locking::Point::kWakeup:
+      im.wake(info.object, a.id(), now);
       break;
     case locking::Point::kIo:
       im.add(Event{a.id(), now, now + std::uint64_t{info.arg} * 1000, im.io_name, Kind::kIo});
@@ -216,6 +260,7 @@ bool ChromeTrace::write(std::string* error) {
   out += "{\"displayTimeUnit\":\"ns\",\"otherData\":";
   out += nlohmann::json({{"producer", "faultline"},
                          {"events", impl_->events.size()},
+                         {"wakeup_arrows", impl_->flows.size()},
                          {"dropped_at_bound", impl_->dropped}})
              .dump();
   out += ",\"traceEvents\":[\n";
@@ -241,6 +286,17 @@ bool ChromeTrace::write(std::string* error) {
       ok = false;
       break;
     }
+  }
+  // Flow arrows, waker to woken: the start binds to the waker's slice
+  // enclosing its wakeup (a lock hold, a fault), the end to the woken's sleep
+  // slice (a nanosecond before it ends, so that it encloses it).
+  for (std::size_t i = 0; ok && i < impl_->flows.size(); ++i) {
+    const Flow& fl = impl_->flows[i];
+    out += fmt::format(
+        ",\n{{\"ph\":\"s\",\"id\":{},\"pid\":1,\"tid\":{},\"ts\":{},\"name\":\"wakeup\",\"cat\":\"wakeup\"}}"
+        ",\n{{\"ph\":\"f\",\"bp\":\"e\",\"id\":{},\"pid\":1,\"tid\":{},\"ts\":{},\"name\":\"wakeup\",\"cat\":\"wakeup\"}}",
+        i + 1, fl.from, us(fl.from_ns), i + 1, fl.to, us(fl.to_ns - (fl.to_ns > fl.from_ns ? 1 : 0)));
+    if (out.size() > (1 << 20) && !flush()) ok = false;
   }
   out += "\n]}\n";
   ok = ok && flush() && std::fflush(f) == 0;

@@ -5,6 +5,12 @@
 //              "released": waiting plus holding (a failed trylock: no slice)
 //   sleep      from going to sleep on a channel to the actor's next event
 //   io         a pager's simulated I/O, its latency long
+// and flow arrows ("wakeup"): from a wakeup(9) of a channel (a busy page,
+// VM_WAIT's free count, a map in transition, ...) on the waker's track to
+// the end of each sleep on that channel it ended, on the woken's track.
+// The waker of a sleep is the first actor that woke its channel after the
+// sleep began (wakeup_one's passed-over sleepers are counted woken too; a
+// sleep that timed out with no wakeup has no arrow).
 // Times are wall-clock microseconds since the run began, in every executor
 // (deterministic fibers too: their virtual time is not what the trace shows).
 // Recording stops after a bound of events (--trace-events), noted in the
