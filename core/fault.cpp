@@ -380,7 +380,10 @@ Kern vm_fault(Map& map, std::uint64_t vaddr, std::uint8_t fault_type, unsigned f
       fs.m = page_lookup(*fs.object, fs.pindex);
       bool readrest = false;
       if (fs.m != nullptr) {
-        std::unique_lock<locking::Mutex> pq(vm.page_queues);
+        // Locked here, not by unique_lock's constructor, so that the lock
+        // profile and the checker name this line as the acquisition site.
+        vm.page_queues.lock();
+        std::unique_lock<locking::Mutex> pq(vm.page_queues, std::adopt_lock);
         // seed L343-350: page-based COW (a loaned page) in the top object:
         // copy it (vm_page_cowfault) and start over.  Fix
         // cowfault-after-busy: the seed does this before its busy check

@@ -315,6 +315,8 @@ nlohmann::ordered_json Config::to_json() const {
       {"expect-digest", expect_digest},
       {"script", script},
       {"abort-on-report", abort_on_report},
+      {"lock-checker", !no_lock_checker},
+      {"lock-profile", !no_lock_profile},
       {"mutant", vm::mutant_name(mutant)},
       {"fixes-off", fixes_off()},
       {"require-reach", require_reach},

@@ -119,6 +119,11 @@ struct Config {
   std::string record_script_path;   // --record-script: write the run's choices that differ from the default here
   std::string explain_decision;     // --explain-decision PLACE: print both workers at that choice (NAME@POINT[.AFTER])
   bool abort_on_report = false;     // lock checker in abort mode (default: report, the run fails)
+  // For measuring what they cost (bench/overhead.py): the lock-order checker
+  // off (misuse and ownership assertions are still caught, as in a kernel
+  // without WITNESS), lock profiling off (the summary has no lock profile).
+  bool no_lock_checker = false;
+  bool no_lock_profile = false;
   vm::Mutant mutant = vm::Mutant::kNone;  // a protocol fault injected on purpose (self-test)
   std::uint32_t fixes = vm::kAllFixes;    // --no-fix NAME clears one: 7.x's own race comes back
   bool quiet = false;

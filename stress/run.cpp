@@ -141,7 +141,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   locking::witness::reset();
   vm::declare_vm_lock_order();
   locking::reset_profile();
-  locking::set_profiling(true);
+  locking::set_profiling(!cfg.no_lock_profile);
 
   // Before the executor: its schedule-point hook goes in through the trace.
   std::unique_ptr<ChromeTrace> trace;
@@ -159,7 +159,9 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   auto world = std::make_unique<World>(cfg, *ex);
   World* w = world.get();
   // Lock-order reversals, misuse and failed ownership assertions fail the run.
-  locking::set_mode(cfg.abort_on_report ? locking::Mode::kAbort : locking::Mode::kReport);
+  locking::set_mode(cfg.no_lock_checker   ? locking::Mode::kOff
+                    : cfg.abort_on_report ? locking::Mode::kAbort
+                                          : locking::Mode::kReport);
   locking::ReportHandler previous = locking::set_report_handler([w](const locking::Report& r) {
     w->fail(fmt::format("lock checker: {}", locking::report_kind_name(r.kind)), r.message);
   });

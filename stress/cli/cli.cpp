@@ -162,6 +162,14 @@ std::vector<OptionCopy> add_run_options(CLI::App& app, Parsed& p) {
                  "turn off a fix of a 7.x race (repeatable; 'all' for 7.x as written; faultline list fixes): " + fixes);
   CLI::Option* ab = app.add_flag("--abort-on-report", c.abort_on_report, "lock checker aborts at the first report");
   copies.push_back({ab, [](Config& to, const Config& from) { to.abort_on_report = from.abort_on_report; }});
+  CLI::Option* nc = app.add_flag("--no-lock-checker", c.no_lock_checker,
+                                 "lock-order checker off (misuse and failed ownership assertions still abort), to"
+                                 " measure what it costs");
+  copies.push_back({nc, [](Config& to, const Config& from) { to.no_lock_checker = from.no_lock_checker; }});
+  CLI::Option* np = app.add_flag("--no-lock-profile", c.no_lock_profile,
+                                 "lock profiling off (no lock profile in the summary), to measure what it costs");
+  copies.push_back({np, [](Config& to, const Config& from) { to.no_lock_profile = from.no_lock_profile; }});
+  ab->excludes(nc);
   CLI::Option* rr = app.add_flag("--require-reach", c.require_reach,
                                  "fail the run if a window of the reach catalogue (faultline list windows) was never entered");
   copies.push_back({rr, [](Config& to, const Config& from) { to.require_reach = from.require_reach; }});
