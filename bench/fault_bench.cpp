@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -226,6 +227,85 @@ void BM_SwapInFault(benchmark::State& state) {
   state.SetLabel(random ? "random: one page per pager call" : "normal: clustered read-ahead");
 }
 BENCHMARK(BM_SwapInFault)->Arg(1)->Arg(0);
+
+// A read fault below a shadow chain of `depth` objects (issue 16): the page
+// is in the bottom object, and the fault looks in each object above it first
+// (a lookup in each; seed L640-682 go down a level, locking the next object
+// before unlocking the one above), then maps the page read-only in its own
+// object (L781-783).  The
+// chain is built as fork builds it: the process forks and writes a page, so
+// its entry gets a new shadow over the object the child keeps; the children
+// stay, so no object may collapse, and each level writes a page of its own,
+// so no fork's collapse may bypass a level (vm_map_copy_entry collapses the
+// object it copies).  Each iteration removes one translation
+// (pmap_remove, counted in) and faults it back; its neighbours stay mapped
+// (prefault only looks).  The slope over depth is the cost of one level.
+void BM_ChainDepthFault(benchmark::State& state) {
+  constexpr std::uint64_t kChainPages = 128;  // levels write pages 1..63; the faults read 64..127
+  const auto depth = static_cast<int>(state.range(0));
+  Setup s;
+  const std::uint64_t ps = s.ps();
+  std::uint64_t va = s.mmap(nullptr, kChainPages);
+  for (std::uint64_t k = 0; k < kChainPages; ++k) fault_or_die(*s.map, va + k * ps, fv::kProtRead | fv::kProtWrite);
+  std::vector<std::unique_ptr<fv::Map>> children;
+  for (int d = 1; d < depth; ++d) {
+    children.push_back(fv::vmspace_fork(*s.map));
+    // A page of its own per level: had each level written the same page, the
+    // next fork's collapse would bypass the level below (it would shadow all
+    // of its pages).
+    fault_or_die(*s.map, va + static_cast<std::uint64_t>(d) * ps, fv::kProtRead | fv::kProtWrite);
+  }
+  // Check the chain: depth objects, and page 64 only in the bottom one.
+  {
+    fv::map_lock_read(*s.map);
+    fv::Object* o = s.map->lookup_entry(va)->object;
+    fv::map_unlock_read(*s.map);
+    int n = 0;
+    bool below_only = true;
+    while (o != nullptr) {
+      MutexLock l(o->mtx);
+      ++n;
+      if (o->backing_object != nullptr && fv::page_lookup(*o, kChainPages / 2) != nullptr) below_only = false;
+      o = o->backing_object;
+    }
+    if (n != depth || !below_only) {
+      std::fprintf(stderr, "chain of %d objects built for depth %d\n", n, depth);
+      std::abort();
+    }
+  }
+  for (std::uint64_t k = 0; k < kChainPages; ++k) fault_or_die(*s.map, va + k * ps, fv::kProtRead);
+  std::uint64_t k = kChainPages / 2;
+  for (auto _ : state) {
+    fv::pmap_remove(s.map->pmap, va + k * ps, va + (k + 1) * ps);
+    fault_or_die(*s.map, va + k * ps, fv::kProtRead);
+    k = k + 1 == kChainPages ? kChainPages / 2 : k + 1;
+  }
+  for (auto& c : children) fv::map_remove_all(*c);
+  state.counters["depth"] = depth;
+  state.SetLabel("read fault + one pmap_remove");
+}
+BENCHMARK(BM_ChainDepthFault)->RangeMultiplier(2)->Range(1, 64);
+
+// A soft read fault against the size of its object (resident pages): the
+// object's page lookup is a search tree (7.0's splay tree; std::map here).
+// Pages are faulted in a scattered order (a prime stride); each iteration
+// removes one translation and faults it back, as above.
+void BM_ObjectSizeFault(benchmark::State& state) {
+  const auto pages = static_cast<std::uint64_t>(state.range(0));
+  Setup s;
+  const std::uint64_t ps = s.ps();
+  std::uint64_t va = s.mmap(nullptr, pages);
+  for (std::uint64_t k = 0; k < pages; ++k) fault_or_die(*s.map, va + k * ps, fv::kProtRead | fv::kProtWrite);
+  std::uint64_t k = 0;
+  for (auto _ : state) {
+    fv::pmap_remove(s.map->pmap, va + k * ps, va + (k + 1) * ps);
+    fault_or_die(*s.map, va + k * ps, fv::kProtRead);
+    k = (k + 7919) % pages;
+  }
+  state.counters["object_pages"] = static_cast<double>(pages);
+  state.SetLabel("read fault + one pmap_remove");
+}
+BENCHMARK(BM_ObjectSizeFault)->RangeMultiplier(8)->Range(64, 4096);
 
 }  // namespace
 

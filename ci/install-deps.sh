@@ -4,6 +4,8 @@
 #
 #   ci/install-deps.sh            release toolchain (g++ 12) and libraries
 #   ci/install-deps.sh --clang    also clang-19 and its sanitizer runtimes
+#   ci/install-deps.sh --bench    also matplotlib (ci/bench.sh's plots)
+# (the two may be given together)
 set -euo pipefail
 
 want=(
@@ -13,9 +15,13 @@ want=(
   libfmt-dev libcli11-dev nlohmann-json3-dev
   python3
 )
-if [[ "${1:-}" == "--clang" ]]; then
-  want+=(clang-19 libclang-rt-19-dev llvm-19)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --clang) want+=(clang-19 libclang-rt-19-dev llvm-19) ;;
+    --bench) want+=(python3-matplotlib) ;;
+    *) echo "install-deps: unknown argument '$arg' (--clang, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${want[@]}"; do
