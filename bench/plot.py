@@ -85,13 +85,14 @@ def ns(b):
     return b["real_time"] * unit
 
 
-def scale_table(doc, prefix):
-    """{(shape, sharing, write): {workers: per_worker}}"""
+def scale_table(doc, prefix, what="per_worker"):
+    """{(shape, sharing, write): {workers: per_worker}}; what="faults": faults per second per worker."""
     t = {}
     for b in runs(doc, prefix):
         a = args_of(b["name"])
         key = (SHAPES[a["shape"]], SHARINGS[a["sharing"]], a["write"])
-        t.setdefault(key, {})[a["workers"]] = b["per_worker"]
+        v = b["per_worker"] * (b["faults_per_touch"] if what == "faults" else 1.0)
+        t.setdefault(key, {})[a["workers"]] = v
     return t
 
 
@@ -187,11 +188,14 @@ def main():
 
     # ---- model against host ----
     host = scale_table(load(d, "host.json"), "BM_HostFaults")
+    model_f = scale_table(load(d, "scale.json"), "BM_ModelFaults", "faults")
+    host_f = scale_table(load(d, "host.json"), "BM_HostFaults", "faults")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
     md.append("## Model against the host kernel (will-it-scale shapes, disjoint, write)\n")
-    md.append("Pages touched per second per worker; ratio = model / host.\n")
-    md.append("| shape | workers | model | host | ratio |")
-    md.append("|---|---|---|---|---|")
+    md.append("Faults per second per worker (the kernel's minor faults for the host), and pages touched per second "
+              "per worker; ratio = model / host.\n")
+    md.append("| shape | workers | model faults/s | host faults/s | ratio | model touches/s | host touches/s | ratio |")
+    md.append("|---|---|---|---|---|---|---|---|")
     for shape, color in zip(SHAPES, ("C0", "C1", "C2")):
         m = model.get((shape, "disjoint", 1), {})
         h = host.get((shape, "disjoint", 1), {})
@@ -201,8 +205,11 @@ def main():
         ax1.plot(ws, [m[w] for w in ws], "-", marker="o", ms=3, color=color, label=f"model {shape}")
         ax1.plot(ws, [h[w] for w in ws], ":", marker="s", ms=3, color=color, label=f"host {shape}")
         ax2.plot(ws, [m[w] / h[w] for w in ws], "-", marker="o", ms=3, color=color, label=shape)
+        mf = model_f.get((shape, "disjoint", 1), {})
+        hf = host_f.get((shape, "disjoint", 1), {})
         for w in ws:
-            md.append(f"| {shape} | {w} | {m[w]:,.0f} | {h[w]:,.0f} | {m[w] / h[w]:.2f} |")
+            md.append(f"| {shape} | {w} | {mf[w]:,.0f} | {hf[w]:,.0f} | {mf[w] / hf[w]:.2f} | "
+                      f"{m[w]:,.0f} | {h[w]:,.0f} | {m[w] / h[w]:.2f} |")
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("workers")
@@ -239,7 +246,7 @@ def main():
         ax1.legend(fontsize=8)
         ax1.grid(True, alpha=0.3)
         md.append("## Fault cost against shadow-chain depth\n")
-        md.append(f"Least-squares fit: **{icpt:.0f} ns + {slope:.1f} ns per level**.\n")
+        md.append(f"Least-squares fit over depths {xs[0]}..{xs[-1]}: **{icpt:.0f} ns + {slope:.1f} ns per level**.\n")
         md.append("| depth | ns |")
         md.append("|---|---|")
         md.extend(f"| {x} | {y:.0f} |" for x, y in chain)
