@@ -71,6 +71,11 @@ def args_of(name):
     return out
 
 
+def run_name(b):
+    """The benchmark's name without an aggregate's suffix ('BM_X/4_median' -> 'BM_X/4')."""
+    return b.get("run_name") or b["name"]
+
+
 def runs(doc, prefix):
     """Benchmarks named prefix..., iterations only (aggregates: the median if there are repetitions)."""
     rows = [b for b in doc["benchmarks"] if b["name"].startswith(prefix) and not b.get("error_occurred")]
@@ -89,7 +94,7 @@ def scale_table(doc, prefix, what="per_worker"):
     """{(shape, sharing, write): {workers: per_worker}}; what="faults": faults per second per worker."""
     t = {}
     for b in runs(doc, prefix):
-        a = args_of(b["name"])
+        a = args_of(run_name(b))
         key = (SHAPES[a["shape"]], SHARINGS[a["sharing"]], a["write"])
         v = b["per_worker"] * (b["faults_per_touch"] if what == "faults" else 1.0)
         t.setdefault(key, {})[a["workers"]] = v
@@ -228,8 +233,8 @@ def main():
 
     # ---- chain depth and object size ----
     fault = load(d, "fault.json")
-    chain = sorted((args_of(b["name"])["arg0"], ns(b)) for b in runs(fault, "BM_ChainDepthFault"))
-    size = sorted((args_of(b["name"])["arg0"], ns(b)) for b in runs(fault, "BM_ObjectSizeFault"))
+    chain = sorted((args_of(run_name(b))["arg0"], ns(b)) for b in runs(fault, "BM_ChainDepthFault"))
+    size = sorted((args_of(run_name(b))["arg0"], ns(b)) for b in runs(fault, "BM_ObjectSizeFault"))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     if chain:
         xs = [c[0] for c in chain]
@@ -276,7 +281,7 @@ def main():
                           ("BM_PageoutScan/pages:", "pageout scan")):
         groups = {}
         for b in runs(ops, prefix):
-            a = args_of(b["name"])
+            a = args_of(run_name(b))
             pages = a.get("pages", a.get("arg0"))
             lab = label + ("" if "dirty" not in a else (", dirty anon (launder)" if a["dirty"] else ", clean file (cache)"))
             groups.setdefault(lab, []).append((pages, 1e9 / b["items_per_second"]))
@@ -300,18 +305,21 @@ def main():
     sched = load(d, "sched.json")
     pts = {}
     for b in runs(sched, "BM_SchedPoints"):
-        a = args_of(b["name"])
+        a = args_of(run_name(b))
         pts.setdefault("pct" if a["pct"] else "random", []).append((a["fibers"], b["items_per_second"]))
     mem = []
     for f in sorted(os.listdir(d)):
         if f.startswith("fibermem-") and f.endswith(".json"):
             for b in runs(load(d, f), "BM_FiberMemory"):
-                mem.append((args_of(b["name"])["arg0"], b["bytes_per_fiber"]))
+                mem.append((args_of(run_name(b))["arg0"], b["bytes_per_fiber"]))
     mem.sort()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     md.append("## Deterministic scheduler: fibers\n")
-    md.append("| fibers | points/s random | points/s pct | bytes per fiber |")
-    md.append("|---|---|---|---|")
+    setup = {args_of(run_name(b))["arg0"]: ns(b) for b in runs(sched, "BM_SchedSetup")}
+    md.append("Each run passes 2^20 schedule points shared among its fibers and includes creating them; the last "
+              "column takes out that creation (BM_SchedSetup: a run of as many fibers that return at once).\n")
+    md.append("| fibers | points/s random | points/s pct | bytes per fiber | points/s random, creation taken out |")
+    md.append("|---|---|---|---|---|")
     for pol, p in pts.items():
         p.sort()
         ax1.plot([x[0] for x in p], [x[1] for x in p], "o-", label=pol)
@@ -319,9 +327,13 @@ def main():
     rnd = dict(pts.get("random", []))
     pct = dict(pts.get("pct", []))
     for n in sorted(set(rnd) | set(memd)):
-        md.append(f"| {n:,} | {rnd.get(n, float('nan')):,.0f} | {pct.get(n, float('nan')):,.0f} | "
-                  f"{memd[n]:,.0f} |" if n in memd else
-                  f"| {n:,} | {rnd.get(n, float('nan')):,.0f} | {pct.get(n, float('nan')):,.0f} | - |")
+        mem_s = f"{memd[n]:,.0f}" if n in memd else "-"
+        excl = "-"
+        if n in rnd and n in setup:
+            per_run_ns = (1 << 20) / rnd[n] * 1e9
+            if per_run_ns > setup[n]:
+                excl = f"{(1 << 20) / ((per_run_ns - setup[n]) / 1e9):,.0f}"
+        md.append(f"| {n:,} | {rnd.get(n, float('nan')):,.0f} | {pct.get(n, float('nan')):,.0f} | {mem_s} | {excl} |")
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     ax1.set_xlabel("fibers")
@@ -343,16 +355,20 @@ def main():
     ov = load(d, "overhead.json")
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [r["variant"] for r in ov["rows"]]
-    ax.bar(names, [r["factor"] for r in ov["rows"]])
+    bars = ax.bar(names, [r["factor"] for r in ov["rows"]])
+    for bar, r in zip(bars, ov["rows"]):
+        ax.annotate(f"{r['factor']:.2f}", (bar.get_x() + bar.get_width() / 2, r["factor"]), ha="center",
+                    va="bottom", fontsize=8)
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_ylabel("time / time as shipped")
+    ax.set_yscale("log")
+    ax.set_ylabel("CPU time / CPU time as shipped (log)")
     ax.set_title(f"mixed scenario, --ops {ov['ops']} --seed {ov['seed']}: overhead factors")
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
     fig.savefig(os.path.join(d, "overhead.png"), dpi=110)
     plt.close(fig)
     md.append(f"## Overhead factors (mixed scenario, --ops {ov['ops']}, medians of {ov['runs']} runs)\n")
-    md.append("| variant | median s | factor |")
+    md.append("| variant | median CPU s | factor |")
     md.append("|---|---|---|")
     md.extend(f"| {r['variant']} | {r['median_s']:.3f} | {r['factor']:.3f} |" for r in ov["rows"])
     md.append("")

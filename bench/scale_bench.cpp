@@ -13,8 +13,10 @@
 // for half as long with lock profiling on (locking/profile.h, FreeBSD's
 // LOCK_PROFILING) and appends one JSON line to FILE: the point's name and
 // workers, every lock class (acquisitions, contended, wait and hold totals
-// and maxima) and the top sites by wait.  The point's label names the class
-// and site where the most time was spent waiting.
+// and maxima) and the top sites by wait, and appends the same profile as a
+// lock_stat table (FreeBSD's debug.lock.prof.stats columns) to FILE.txt.
+// The point's label names the class and site where the most time was spent
+// waiting.
 //
 //   FL_BENCH_PROFILE=/tmp/p.jsonl build/release/bench/scale_bench --benchmark_out=/tmp/s.json
 #include <atomic>
@@ -221,6 +223,14 @@ std::string profile_point(World& w, int workers, bool write, double seconds, con
                json_str(name).c_str(), workers, t.seconds, static_cast<unsigned long long>(t.touches),
                rows_json(classes, 64).c_str(), rows_json(sites, 64).c_str());
   std::fclose(f);
+  // The same profile as FreeBSD's debug.lock.prof.stats prints it, per class
+  // then per site, in FILE.txt.
+  const std::string text_path = std::string(path) + ".txt";
+  if (std::FILE* tf = std::fopen(text_path.c_str(), "a"); tf != nullptr) {
+    std::fprintf(tf, "== %s, %d workers, %.3f s profiled\n%s\n%s\n", name.c_str(), workers, t.seconds,
+                 fl::format_profile(classes, 64).c_str(), fl::format_profile(sites, 12).c_str());
+    std::fclose(tf);
+  }
   if (classes.empty() || classes[0].wait_ns_total == 0) return "no lock waited on";
   // The site of that class where the most time was spent waiting.
   std::string site = "?";
