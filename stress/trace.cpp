@@ -105,8 +105,10 @@ struct ChromeTrace::Impl {
   void end_sleep(std::uint64_t actor, ActorState& s, std::uint64_t now) {
     if (!s.sleeping) return;
     s.sleeping = false;
+    const std::size_t before = events.size();
     add(Event{actor, s.sleep_since_ns, now, sleep_name, Kind::kSleep});
-    if (!s.woken || s.woken_by == actor) return;
+    // No arrow to a sleep the bound left out (it would land on nothing).
+    if (!s.woken || s.woken_by == actor || events.size() == before) return;
     if (flows.size() >= max_events) {
       ++dropped;
       return;
