@@ -9,6 +9,9 @@
 #
 #   bash ci/fresh-machine.sh [ROOT_DIR]      (default /tmp/faultline-fresh-root)
 #   FRESH_ONLY=main bash ci/fresh-machine.sh   only the main job
+#   FRESH_BENCH=1 bash ci/fresh-machine.sh     then also `bash ci/bench.sh` (the
+#                                              benchmark suite, matplotlib from
+#                                              nothing; about 5 more minutes)
 #
 # The root's apt sources are the host's own Debian sources
 # (/etc/apt/sources.list.d/debian.sources, or /etc/apt/sources.list), so
@@ -91,6 +94,10 @@ step main 25 || rc=1
 grep -q '^pass: PASS$' "$logs/main.log" || rc=1
 if [[ $only != main ]]; then
   step test 12 || rc=1
+fi
+if [[ ${FRESH_BENCH:-0} == 1 ]]; then
+  step bench 12 || rc=1
+  ls "$root"/root/faultline/build/bench-results/*/summary.md >/dev/null 2>&1 || rc=1
 fi
 echo "fresh-machine: $( ((rc == 0)) && echo PASS || echo FAIL) at $rev"
 exit "$rc"
