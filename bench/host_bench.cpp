@@ -160,7 +160,17 @@ void BM_HostFaults(benchmark::State& state) {
         threads.emplace_back([=] { work(b, i, shape, sharing, write, fd_of(i), RUSAGE_THREAD); });
       }
     }
-    while (b->ctl.ready.load(std::memory_order_acquire) != workers) std::this_thread::yield();
+    // Bounded: a worker that dies before the start (a process's mmap fails)
+    // must not hang the benchmark.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    bool started = true;
+    while (b->ctl.ready.load(std::memory_order_acquire) != workers) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        started = false;
+        break;
+      }
+      std::this_thread::yield();
+    }
     const auto t0 = std::chrono::steady_clock::now();
     b->ctl.go.store(true, std::memory_order_release);
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
@@ -173,8 +183,8 @@ void BM_HostFaults(benchmark::State& state) {
     for (auto& t : threads) t.join();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (int fd : fds) close(fd);
-    if (failed) {
-      state.SkipWithError("a worker process failed");
+    if (failed || !started) {
+      state.SkipWithError(!started ? "the workers did not all start within 30 s" : "a worker process failed");
       break;
     }
     std::uint64_t touches = 0, faults = 0;

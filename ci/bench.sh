@@ -89,24 +89,24 @@ else
   ovops=4000
   tsanruns=1
 fi
-json() { echo --benchmark_out="$out/$1" --benchmark_out_format=json; }
+fmt=--benchmark_out_format=json
 
 stamp "model scaling (scale_bench: 3 shapes x 3 sharings x read/write x 1..$FL_BENCH_MAX_WORKERS workers, profiled)"
 rm -f "$out/scale_profile.jsonl" "$out/scale_profile.jsonl.txt"
-FL_BENCH_PROFILE="$out/scale_profile.jsonl" $b/scale_bench $(json scale.json) >"$out/scale.txt"
+FL_BENCH_PROFILE="$out/scale_profile.jsonl" $b/scale_bench "--benchmark_out=$out/scale.json" "$fmt" >"$out/scale.txt"
 stamp "host kernel scaling (host_bench)"
-$b/host_bench $(json host.json) >"$out/host.txt"
+$b/host_bench "--benchmark_out=$out/host.json" "$fmt" >"$out/host.txt"
 stamp "fault costs: chain depth, object size, single-thread faults (fault_bench)"
-$b/fault_bench "${min[@]}" "${reps[@]}" $(json fault.json) >"$out/fault.txt"
+$b/fault_bench "${min[@]}" "${reps[@]}" "--benchmark_out=$out/fault.json" "$fmt" >"$out/fault.txt"
 stamp "fork, truncation, pageout per page (ops_bench)"
 # Its iterations are long (a scan of 2,048 pages) and their setup untimed: 0.1 s of timed
 # work per repetition is plenty, in both modes.
-$b/ops_bench --benchmark_min_time=0.1 "${reps[@]}" $(json ops.json) >"$out/ops.txt"
+$b/ops_bench --benchmark_min_time=0.1 "${reps[@]}" "--benchmark_out=$out/ops.json" "$fmt" >"$out/ops.txt"
 stamp "deterministic scheduler: points per second (sched_bench)"
-$b/sched_bench --benchmark_filter='BM_Sched' "${min[@]}" "${reps[@]}" $(json sched.json) >"$out/sched.txt"
+$b/sched_bench --benchmark_filter='BM_Sched' "${min[@]}" "${reps[@]}" "--benchmark_out=$out/sched.json" "$fmt" >"$out/sched.txt"
 for n in 1000 10000 100000; do
   # One process per point: a process reuses the stacks and heap of its earlier runs.
-  $b/sched_bench --benchmark_filter="BM_FiberMemory/$n/" $(json "fibermem-$n.json") >>"$out/sched.txt"
+  $b/sched_bench --benchmark_filter="BM_FiberMemory/$n/" "--benchmark_out=$out/fibermem-$n.json" "$fmt" >>"$out/sched.txt"
 done
 stamp "overhead factors on the mixed workload (bench/overhead.py)"
 $py bench/overhead.py --release build/release/stress/faultline "${others[@]}" --runs "$ovruns" --tsan-runs "$tsanruns" --ops "$ovops" \
