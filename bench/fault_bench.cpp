@@ -20,6 +20,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_main.h"
+#include "bench/vm_setup.h"
 
 #include "core/fault.h"
 #include "core/pager.h"
@@ -30,7 +31,6 @@ using faultline::locking::MutexLock;
 
 namespace {
 
-constexpr std::uint64_t kBase = 0x100000;
 constexpr std::uint64_t kPages = 512;  // per batch; the VM has room for several batches
 
 // FL_BENCH_BACKEND=tbb-spin (or futex, ...) picks the lock backend; std by default.
@@ -44,27 +44,16 @@ void select_backend() {
   faultline::locking::set_backend(*parsed);
 }
 
-struct Setup {
-  std::unique_ptr<fv::Vm> vm;
-  std::unique_ptr<fv::Map> map;
-  Setup() {
-    select_backend();
-    fv::VmConfig c;
-    c.npages = 8192;
-    vm = std::make_unique<fv::Vm>(c);
-    map = std::make_unique<fv::Map>(*vm, kBase, kBase + (1ull << 34));
-  }
-  ~Setup() {
-    fv::map_remove_all(*map);
-    map.reset();
-  }
-  std::uint64_t ps() const { return vm->page_size(); }
-  std::uint64_t mmap(fv::Object* o, std::uint64_t pages) {
-    std::uint64_t va = 0;
-    fv::map_mmap(*map, &va, pages * ps(), o, 0, fv::kProtRead | fv::kProtWrite, fv::kProtAll, 0,
-                 fv::Inherit::kCopy);
-    return va;
-  }
+fv::VmConfig backend_and_config() {
+  select_backend();
+  fv::VmConfig c;
+  c.npages = 8192;
+  return c;
+}
+
+// The backend picked first (its locks are made with the VM).
+struct Setup : faultline::bench::VmSetup {
+  Setup() : VmSetup(backend_and_config()) {}
 };
 
 void fault_or_die(fv::Map& m, std::uint64_t va, std::uint8_t type) {

@@ -199,17 +199,7 @@ void BM_HostFaults(benchmark::State& state) {
   state.SetLabel(std::string(fb::shape_name(shape)) + " " + fb::sharing_name(sharing) + " " + (write ? "write" : "read"));
 }
 
-void host_args(benchmark::internal::Benchmark* b) {
-  for (int shape = 0; shape < 3; ++shape)
-    for (int sharing = 0; sharing < 3; ++sharing)
-      for (int write = 0; write < 2; ++write) fb::worker_args(b, {shape, sharing, write});
-}
-BENCHMARK(BM_HostFaults)
-    ->Apply(host_args)
-    ->ArgNames({"shape", "sharing", "write", "workers"})
-    ->Iterations(1)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HostFaults)->Apply(fb::scaling_points);
 
 }  // namespace
 

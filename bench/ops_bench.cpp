@@ -21,6 +21,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_main.h"
+#include "bench/vm_setup.h"
 #include "core/fault.h"
 #include "core/pageout.h"
 #include "core/pager.h"
@@ -32,39 +33,15 @@ namespace fv = faultline::vm;
 
 namespace {
 
-constexpr std::uint64_t kBase = 0x100000;
+const fv::VmConfig& with_std_backend(const fv::VmConfig& c) {
+  fl::set_backend(fl::Backend::kStd);
+  return c;
+}
 
-struct Setup {
-  std::unique_ptr<fv::Vm> vm;
-  std::unique_ptr<fv::Map> map;
-  explicit Setup(fv::VmConfig c) {
-    fl::set_backend(fl::Backend::kStd);
-    fl::set_mode(fl::Mode::kOff);
-    vm = std::make_unique<fv::Vm>(c);
-    map = std::make_unique<fv::Map>(*vm, kBase, kBase + (1ull << 34));
-  }
-  ~Setup() {
-    fv::map_remove_all(*map);
-    map.reset();
-  }
-  std::uint64_t ps() const { return vm->page_size(); }
-  std::uint64_t mmap(fv::Object* o, std::uint64_t pages) {
-    std::uint64_t va = 0;
-    if (fv::map_mmap(*map, &va, pages * ps(), o, 0, fv::kProtRead | fv::kProtWrite, fv::kProtAll, 0,
-                     fv::Inherit::kCopy) != fv::Kern::kSuccess)
-      std::abort();
-    return va;
-  }
-  void touch_all(std::uint64_t va, std::uint64_t pages, bool write) {
-    for (std::uint64_t k = 0; k < pages; ++k) {
-      std::uint64_t v = k;
-      while (!fv::pmap_access(map->pmap, va + k * ps(), write, &v)) {
-        if (fv::vm_fault(*map, va + k * ps(), write ? fv::kProtWrite : fv::kProtRead, fv::kFaultNormal) !=
-            fv::Kern::kSuccess)
-          std::abort();
-      }
-    }
-  }
+// Threads' locks (the std backend, picked before the VM makes its locks);
+// the order checker is off by default.
+struct Setup : faultline::bench::VmSetup {
+  explicit Setup(const fv::VmConfig& c) : VmSetup(with_std_backend(c)) {}
 };
 
 fv::VmConfig config(std::uint32_t npages) {

@@ -13,6 +13,7 @@ so the machine's noise falls on all of them alike:
   invariants out      a release build with FL_INVARIANTS=OFF (checker and
                       profiling on, as shipped)
   tsan                the tsan preset's build (as shipped otherwise)
+  counters out        a release build with FL_COUNTERS=OFF (bench/counters_cost.sh)
 
 Time is the run's CPU time (user + system, from wait4): the deterministic
 fibers run on one OS thread, and CPU time is less moved than wall time by
@@ -24,6 +25,7 @@ instruments add no schedule point.  The tsan build runs --tsan-runs times
 
   bench/overhead.py --release build/release/stress/faultline \\
       --noinv build/bench-noinv/stress/faultline [--tsan build/tsan/stress/faultline] \\
+      [--nocounters build/nocounters/stress/faultline] [--variants 'as shipped,counters out']
       [--runs 5] [--tsan-runs 1] [--ops 5000] [--json out.json]
 Exit 2 on bad arguments, 1 if a run fails or the digests differ.
 """
@@ -41,6 +43,8 @@ def main():
     ap.add_argument("--release", required=True, help="the release build's faultline")
     ap.add_argument("--noinv", help="a faultline built with FL_INVARIANTS=OFF")
     ap.add_argument("--tsan", help="the tsan preset's faultline")
+    ap.add_argument("--nocounters", help="a faultline built with FL_COUNTERS=OFF")
+    ap.add_argument("--variants", help="run only these variants (comma-separated names, 'as shipped' among them)")
     ap.add_argument("--runs", type=int, default=5, help="runs of each variant (default 5)")
     ap.add_argument("--tsan-runs", type=int, default=1, help="runs of the tsan build (default 1)")
     ap.add_argument("--ops", type=int, default=5000, help="--ops of the mixed run (default 5000)")
@@ -54,7 +58,7 @@ def main():
     if a.ops < 1:
         print(f"overhead.py: --ops {a.ops}: not a positive count", file=sys.stderr)
         return 2
-    for name in ("release", "noinv", "tsan"):
+    for name in ("release", "noinv", "tsan", "nocounters"):
         path = getattr(a, name)
         if path is not None and not os.access(path, os.X_OK):
             print(f"overhead.py: --{name} {path}: not an executable", file=sys.stderr)
@@ -70,6 +74,17 @@ def main():
         variants.append(("invariants out", a.noinv, []))
     if a.tsan:
         variants.append(("tsan", a.tsan, []))
+    if a.nocounters:
+        variants.append(("counters out", a.nocounters, []))
+    if a.variants is not None:
+        wanted = [v.strip() for v in a.variants.split(",")]
+        known = {v[0] for v in variants}
+        bad = [w for w in wanted if w not in known]
+        if bad or "as shipped" not in wanted:
+            print(f"overhead.py: --variants {a.variants!r}: {', '.join(bad) or 'as shipped missing'}"
+                  f" (available: {', '.join(sorted(known))})", file=sys.stderr)
+            return 2
+        variants = [v for v in variants if v[0] in wanted]
 
     times = {v[0]: [] for v in variants}
     digests = {v[0]: set() for v in variants}

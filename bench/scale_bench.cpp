@@ -33,20 +33,20 @@
 
 #include "bench/bench_main.h"
 #include "bench/scale_common.h"
+#include "bench/vm_setup.h"
 #include "core/fault.h"
 #include "core/pager.h"
 #include "core/pmap.h"
 #include "core/vm.h"
 #include "locking/locking.h"
 #include "locking/profile.h"
+#include "locking/profile_json.h"
 
 namespace fb = faultline::bench;
 namespace fl = faultline::locking;
 namespace fv = faultline::vm;
 
 namespace {
-
-constexpr std::uint64_t kBase = 0x100000;
 
 // One point's world: the VM, the address spaces, the files or the shared
 // anonymous object.
@@ -58,7 +58,7 @@ class World {
     vm_ = std::make_unique<fv::Vm>(c);
     const int spaces = sharing == fb::Sharing::kDisjoint ? workers : 1;
     for (int i = 0; i < spaces; ++i) {
-      maps_.push_back(std::make_unique<fv::Map>(*vm_, kBase, kBase + (1ull << 40)));
+      maps_.push_back(std::make_unique<fv::Map>(*vm_, fb::kBase, fb::kBase + (1ull << 40)));
       if (shape != fb::Shape::kAnon) {
         // A file of kRoundPages pages of non-zero bytes, as will-it-scale's
         // tmpfile after its ftruncate (there: holes reading zeros).
@@ -121,18 +121,7 @@ class World {
   std::vector<std::uint64_t> hot_;  // each worker's mapping (hot page)
 };
 
-// A load or store through the model's MMU, faulting until it goes through.
-// Returns the faults taken.
-inline std::uint64_t touch(fv::Map& m, std::uint64_t va, bool write) {
-  std::uint64_t v = va;
-  std::uint64_t faults = 0;
-  while (!fv::pmap_access(m.pmap, va, write, &v)) {
-    if (fv::vm_fault(m, va, write ? fv::kProtWrite : fv::kProtRead, fv::kFaultNormal) != fv::Kern::kSuccess)
-      std::abort();
-    ++faults;
-  }
-  return faults;
-}
+using fb::touch;
 
 struct Totals {
   std::uint64_t touches = 0;
@@ -181,28 +170,6 @@ Totals timed_run(World& w, int workers, bool write, double seconds) {
   return {touches.load(), faults.load(), std::chrono::duration<double>(t1 - t0).count()};
 }
 
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += c;
-  }
-  return o + "\"";
-}
-
-std::string rows_json(const std::vector<fl::ProfileRow>& rows, std::size_t max_rows) {
-  std::string o = "[";
-  for (std::size_t i = 0; i < rows.size() && i < max_rows; ++i) {
-    const fl::ProfileRow& r = rows[i];
-    o += fmt::format(
-        "{}{{\"class\":{},\"site\":{},\"acquisitions\":{},\"contended\":{},\"wait_ns_total\":{},\"wait_ns_max\":{},"
-        "\"hold_ns_total\":{},\"hold_ns_max\":{}}}",
-        i == 0 ? "" : ",", json_str(r.lock_class), json_str(r.site), r.acquisitions, r.contended, r.wait_ns_total,
-        r.wait_ns_max, r.hold_ns_total, r.hold_ns_max);
-  }
-  return o + "]";
-}
-
 // The profiled rerun of a point ("anon/shared/write" and its workers);
 // returns its label.
 std::string profile_point(World& w, int workers, bool write, double seconds, const std::string& name) {
@@ -219,9 +186,13 @@ std::string profile_point(World& w, int workers, bool write, double seconds, con
     std::fprintf(stderr, "scale_bench: FL_BENCH_PROFILE=%s: cannot open\n", path);
     std::exit(2);
   }
-  std::fprintf(f, "{\"name\":%s,\"workers\":%d,\"seconds\":%.6f,\"touches\":%llu,\"classes\":%s,\"sites\":%s}\n",
-               json_str(name).c_str(), workers, t.seconds, static_cast<unsigned long long>(t.touches),
-               rows_json(classes, 64).c_str(), rows_json(sites, 64).c_str());
+  const nlohmann::ordered_json line = {{"name", name},
+                                       {"workers", workers},
+                                       {"seconds", t.seconds},
+                                       {"touches", t.touches},
+                                       {"classes", fl::profile_json(classes, 64)},
+                                       {"sites", fl::profile_json(sites, 64)}};
+  std::fprintf(f, "%s\n", line.dump().c_str());
   std::fclose(f);
   // The same profile as FreeBSD's debug.lock.prof.stats prints it, per class
   // then per site, in FILE.txt.
@@ -265,17 +236,7 @@ void BM_ModelFaults(benchmark::State& state) {
                              label.empty() ? "" : "; ", label));
 }
 
-void model_args(benchmark::internal::Benchmark* b) {
-  for (int shape = 0; shape < 3; ++shape)
-    for (int sharing = 0; sharing < 3; ++sharing)
-      for (int write = 0; write < 2; ++write) fb::worker_args(b, {shape, sharing, write});
-}
-BENCHMARK(BM_ModelFaults)
-    ->Apply(model_args)
-    ->ArgNames({"shape", "sharing", "write", "workers"})
-    ->Iterations(1)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ModelFaults)->Apply(fb::scaling_points);
 
 }  // namespace
 

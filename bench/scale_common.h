@@ -41,20 +41,12 @@ enum class Shape : int { kAnon = 0, kPrivateFile = 1, kSharedFile = 2 };
 enum class Sharing : int { kDisjoint = 0, kShared = 1, kHotPage = 2 };
 
 inline const char* shape_name(Shape s) {
-  switch (s) {
-    case Shape::kAnon: return "anon";
-    case Shape::kPrivateFile: return "private-file";
-    case Shape::kSharedFile: return "shared-file";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"anon", "private-file", "shared-file"};
+  return kNames[static_cast<int>(s)];
 }
 inline const char* sharing_name(Sharing s) {
-  switch (s) {
-    case Sharing::kDisjoint: return "disjoint";
-    case Sharing::kShared: return "shared";
-    case Sharing::kHotPage: return "hot-page";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"disjoint", "shared", "hot-page"};
+  return kNames[static_cast<int>(s)];
 }
 
 // Pages mapped, touched and unmapped per round (will-it-scale maps 128 MiB;
@@ -88,6 +80,16 @@ inline void worker_args(benchmark::internal::Benchmark* b, const std::vector<std
     args.push_back(w);
     b->Args(args);
   }
+}
+
+// Every point of a scaling benchmark taking (shape, sharing, write, workers):
+// 3 shapes x 3 sharings x read/write x the worker counts, one timed run each
+// reported over its own span.
+inline void scaling_points(benchmark::internal::Benchmark* b) {
+  for (int shape = 0; shape < 3; ++shape)
+    for (int sharing = 0; sharing < 3; ++sharing)
+      for (int write = 0; write < 2; ++write) worker_args(b, {shape, sharing, write});
+  b->ArgNames({"shape", "sharing", "write", "workers"})->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
 // Start barrier and stop flag of one timed run.

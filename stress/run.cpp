@@ -12,6 +12,7 @@
 
 #include "core/locks.h"
 #include "locking/locking.h"
+#include "locking/profile_json.h"
 #include "stress/trace.h"
 
 namespace faultline::stress {
@@ -461,16 +462,7 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
   for (std::size_t i = 0; i < res.retries.size(); ++i) retries[vm::retry_name(static_cast<vm::Retry>(i))] = res.retries[i];
   j["retries"] = retries;
   j["reach"] = reach_json(res.reach);
-  nlohmann::ordered_json profile = nlohmann::ordered_json::array();
-  for (const locking::ProfileRow& r : locking::profile_by_class())
-    profile.push_back({{"class", r.lock_class},
-                       {"acquisitions", r.acquisitions},
-                       {"contended", r.contended},
-                       {"wait_ns_total", r.wait_ns_total},
-                       {"wait_ns_max", r.wait_ns_max},
-                       {"hold_ns_total", r.hold_ns_total},
-                       {"hold_ns_max", r.hold_ns_max}});
-  j["lock_profile"] = profile;
+  j["lock_profile"] = locking::profile_json(locking::profile_by_class());
   j["failures"] = failures_json(res.failures);
   res.summary = std::move(s);
   res.verdict = res.exit_code == 0 ? "PASS"

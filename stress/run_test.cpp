@@ -66,18 +66,31 @@ int replay_quietly(const std::string& replay, std::string* out) {
   return code;
 }
 
+// Runs `c` with --trace to a temporary file named `file`; the parsed trace
+// (null, with the failure added, if the run failed), the file removed.
+nlohmann::json run_traced(Config c, const std::string& file, RunResult* out = nullptr) {
+  c.trace_path = ::testing::TempDir() + file;
+  RunResult r = run_once(c);
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  if (r.exit_code != 0) return nullptr;
+  std::ifstream in(c.trace_path);
+  EXPECT_TRUE(in.good()) << c.trace_path;
+  nlohmann::json j = nlohmann::json::parse(in);  // throws (fails the test) unless valid JSON
+  std::remove(c.trace_path.c_str());
+  if (out != nullptr) *out = std::move(r);
+  return j;
+}
+
 // --trace: Chrome trace-event JSON, one named track per worker, with the
 // faults, lock holds and pager I/O of the run as complete ("X") slices.
 TEST(Trace, WritesAChromeTraceWithATrackPerWorker) {
   for (ExecutorKind ex : {ExecutorKind::kFibers, ExecutorKind::kThreads}) {
-    Config c = small("mixed", ex, 3);
-    c.trace_path = ::testing::TempDir() + "faultline-trace-test.json";
-    RunResult r = run_once(c);
-    ASSERT_EQ(r.exit_code, 0) << describe(r);
-    EXPECT_NE(r.summary.find("slices written to " + c.trace_path), std::string::npos) << r.summary;
-    std::ifstream in(c.trace_path);
-    ASSERT_TRUE(in.good()) << c.trace_path;
-    const nlohmann::json j = nlohmann::json::parse(in);  // throws (fails the test) unless valid JSON
+    RunResult r;
+    const nlohmann::json j = run_traced(small("mixed", ex, 3), "faultline-trace-test.json", &r);
+    ASSERT_FALSE(j.is_null());
+    EXPECT_NE(r.summary.find("slices written to " + ::testing::TempDir() + "faultline-trace-test.json"),
+              std::string::npos)
+        << r.summary;
     std::map<std::int64_t, std::string> tracks;
     std::map<std::string, int> slices;  // by category
     std::set<std::string> lock_names;
@@ -103,7 +116,6 @@ TEST(Trace, WritesAChromeTraceWithATrackPerWorker) {
     EXPECT_EQ(lock_names.count("vm object"), 1u);
     EXPECT_EQ(lock_names.count("page queues"), 1u);
     EXPECT_EQ(j.at("otherData").at("dropped_at_bound"), 0);
-    std::remove(c.trace_path.c_str());
   }
 }
 
@@ -112,12 +124,8 @@ TEST(Trace, WritesAChromeTraceWithATrackPerWorker) {
 // where a sleep slice of the woken track ends.
 TEST(Trace, DrawsAnArrowFromEachWakerToTheSleepItEnded) {
   for (ExecutorKind ex : {ExecutorKind::kFibers, ExecutorKind::kThreads}) {
-    Config c = small("mixed", ex, 3);
-    c.trace_path = ::testing::TempDir() + "faultline-trace-flows.json";
-    RunResult r = run_once(c);
-    ASSERT_EQ(r.exit_code, 0) << describe(r);
-    std::ifstream in(c.trace_path);
-    const nlohmann::json j = nlohmann::json::parse(in);
+    const nlohmann::json j = run_traced(small("mixed", ex, 3), "faultline-trace-flows.json");
+    ASSERT_FALSE(j.is_null());
     std::map<std::int64_t, nlohmann::json> starts, ends;
     std::map<std::int64_t, std::vector<double>> sleep_ends;  // by track
     for (const auto& e : j.at("traceEvents")) {
@@ -144,25 +152,21 @@ TEST(Trace, DrawsAnArrowFromEachWakerToTheSleepItEnded) {
       EXPECT_TRUE(std::any_of(ends_here.begin(), ends_here.end(), [&](double x) { return std::abs(x - at) < 0.0025; }))
           << "the arrow ends at no sleep's end: " << f.dump();
     }
-    std::remove(c.trace_path.c_str());
   }
 }
 
 // The bound: a run records at most --trace-events slices and says so.
 TEST(Trace, StopsRecordingAtTheBoundAndSaysSo) {
   Config c = small("fault-storm", ExecutorKind::kFibers, 3);
-  c.trace_path = ::testing::TempDir() + "faultline-trace-bound.json";
   c.trace_events = 50;
-  RunResult r = run_once(c);
-  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  RunResult r;
+  const nlohmann::json j = run_traced(c, "faultline-trace-bound.json", &r);
+  ASSERT_FALSE(j.is_null());
   EXPECT_NE(r.summary.find("more not recorded"), std::string::npos) << r.summary;
-  std::ifstream in(c.trace_path);
-  const nlohmann::json j = nlohmann::json::parse(in);
   int x = 0;
   for (const auto& e : j.at("traceEvents")) x += e.at("ph") == "X" ? 1 : 0;
   EXPECT_EQ(x, 50);
   EXPECT_GT(j.at("otherData").at("dropped_at_bound").get<std::uint64_t>(), 0u);
-  std::remove(c.trace_path.c_str());
 }
 
 class EveryScenario : public ::testing::TestWithParam<std::string> {};
