@@ -165,6 +165,9 @@ TEST(Shrink, NamesTheDecisiveDecisionOfALostWakeup) {
   std::string again;
   EXPECT_EQ(run_faultline(after + " --quiet", &again), 1) << again;
   EXPECT_NE(again.find("FAIL [liveness] every simulated thread is blocked (deadlock)"), std::string::npos) << again;
+  // The report says where memory stood (pages, free, cached, wired).
+  EXPECT_NE(again.find("\nmemory: "), std::string::npos) << again;
+  EXPECT_NE(again.find(" wired\n"), std::string::npos) << again;
   EXPECT_EQ(run_faultline(flipped + " --quiet", &again), 0) << again;
 }
 

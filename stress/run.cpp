@@ -231,7 +231,11 @@ RunResult run_once(const Config& cfg, const RunOptions& opts) {
     std::printf("FAIL [liveness] %s after %llu steps; unfinished:", what,
                 static_cast<unsigned long long>(ex->steps()));
     for (const std::string& n : ex->unfinished()) std::printf(" %s", n.c_str());
-    std::printf("\n%s", locking::dump_all_locks(true).c_str());
+    // Where memory went (a standstill of VM_WAIT sleepers is often memory
+    // nobody can free): the counts as the run left them.
+    std::printf("\nmemory: %u pages, %u free, %u cached, %u wired\n", w->vm.npages(), w->vm.free_count.load(),
+                w->vm.cache_count.load(), w->vm.wired_count.load());
+    std::printf("%s", locking::dump_all_locks(true).c_str());
     std::printf("last schedule events:\n");
     for (const std::string& e : ex->last_events(30)) std::printf("  %s\n", e.c_str());
     std::printf("%s", format_failures(w->failures()).c_str());
