@@ -723,6 +723,16 @@ void World::op_fork(Process& p, Rng& rng) {
   const RoBefore gone_before = ro_snapshot(p.file_gone.get(), cfg.file_pages);
   const RoBefore fpriv_ro_before = ro_snapshot(p.fpriv_ro.get(), fpages);
   const RoBefore fpriv_gone_before = ro_snapshot(p.fpriv_gone.get(), fpages);
+  // Whether an entry's maximum protection had lost write (or an mlock that
+  // may take it was in progress) before the fork: an munmap of the parent's
+  // during the fork may clear the parent's record (a new entry) after the
+  // child copied the old entry (as scratch_before and the others, the
+  // child's record is what held before, during or after).
+  std::vector<bool> fpriv_lost_before(fpages), file_lost_before(cfg.file_pages);
+  for (std::size_t i = 0; i < fpages; ++i)
+    fpriv_lost_before[i] = p.fpriv_max_write_lost[i].load() || p.fpriv_wire[i].active.load() != 0;
+  for (std::size_t i = 0; i < cfg.file_pages; ++i)
+    file_lost_before[i] = p.file_mlock[i].max_write_lost.load() || p.file_mlock[i].active.load() != 0;
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
   ro_inherit(scratch_before, p.scratch_ro.get(), c.scratch_ro.get());
@@ -732,7 +742,7 @@ void World::op_fork(Process& p, Rng& rng) {
   // The child's entries copy the parent's maximum protection: lost there,
   // or maybe being lost by an mlock in progress.
   for (std::size_t i = 0; i < cfg.file_pages; ++i)
-    c.file_mlock[i].max_write_lost.store(p.file_mlock[i].max_write_lost.load() ||
+    c.file_mlock[i].max_write_lost.store(file_lost_before[i] || p.file_mlock[i].max_write_lost.load() ||
                                          p.file_mlock[i].active.load() != 0);
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
@@ -759,7 +769,8 @@ void World::op_fork(Process& p, Rng& rng) {
     c.fpriv_murky[i].store(p.fpriv_murky[i].load());
     // The child's entries copy the parent's maximum protection: lost
     // there, or maybe being lost by an mlock in progress.
-    c.fpriv_max_write_lost[i].store(p.fpriv_max_write_lost[i].load() || p.fpriv_wire[i].active.load() != 0);
+    c.fpriv_max_write_lost[i].store(fpriv_lost_before[i] || p.fpriv_max_write_lost[i].load() ||
+                                    p.fpriv_wire[i].active.load() != 0);
   }
   // Last, after every record of the parent's the child copied: an
   // munmap-private of the parent's that overlapped the fork, or any part
