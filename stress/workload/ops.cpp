@@ -727,12 +727,18 @@ void World::op_fork(Process& p, Rng& rng) {
   // may take it was in progress) before the fork: an munmap of the parent's
   // during the fork may clear the parent's record (a new entry) after the
   // child copied the old entry (as scratch_before and the others, the
-  // child's record is what held before, during or after).
+  // child's record is what held before, during or after; an mlock that
+  // began and ended during the fork counts too, by its generation).
   std::vector<bool> fpriv_lost_before(fpages), file_lost_before(cfg.file_pages);
-  for (std::size_t i = 0; i < fpages; ++i)
-    fpriv_lost_before[i] = p.fpriv_max_write_lost[i].load() || p.fpriv_wire[i].active.load() != 0;
-  for (std::size_t i = 0; i < cfg.file_pages; ++i)
-    file_lost_before[i] = p.file_mlock[i].max_write_lost.load() || p.file_mlock[i].active.load() != 0;
+  std::vector<std::uint64_t> fpriv_wire_gen(fpages), file_mlock_gen(cfg.file_pages);
+  for (std::size_t i = 0; i < fpages; ++i) {
+    fpriv_wire_gen[i] = gen_at(p.fpriv_wire[i]);
+    fpriv_lost_before[i] = p.fpriv_max_write_lost[i].load();
+  }
+  for (std::size_t i = 0; i < cfg.file_pages; ++i) {
+    file_mlock_gen[i] = gen_at(p.file_mlock[i]);
+    file_lost_before[i] = p.file_mlock[i].max_write_lost.load();
+  }
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
   ro_inherit(scratch_before, p.scratch_ro.get(), c.scratch_ro.get());
@@ -743,7 +749,7 @@ void World::op_fork(Process& p, Rng& rng) {
   // or maybe being lost by an mlock in progress.
   for (std::size_t i = 0; i < cfg.file_pages; ++i)
     c.file_mlock[i].max_write_lost.store(file_lost_before[i] || p.file_mlock[i].max_write_lost.load() ||
-                                         p.file_mlock[i].active.load() != 0);
+                                         moved(p.file_mlock[i], file_mlock_gen[i]));
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
   c.file_va = p.file_va;
@@ -770,7 +776,7 @@ void World::op_fork(Process& p, Rng& rng) {
     // The child's entries copy the parent's maximum protection: lost
     // there, or maybe being lost by an mlock in progress.
     c.fpriv_max_write_lost[i].store(fpriv_lost_before[i] || p.fpriv_max_write_lost[i].load() ||
-                                    p.fpriv_wire[i].active.load() != 0);
+                                    moved(p.fpriv_wire[i], fpriv_wire_gen[i]));
   }
   // Last, after every record of the parent's the child copied: an
   // munmap-private of the parent's that overlapped the fork, or any part
