@@ -723,33 +723,41 @@ void World::op_fork(Process& p, Rng& rng) {
   const RoBefore gone_before = ro_snapshot(p.file_gone.get(), cfg.file_pages);
   const RoBefore fpriv_ro_before = ro_snapshot(p.fpriv_ro.get(), fpages);
   const RoBefore fpriv_gone_before = ro_snapshot(p.fpriv_gone.get(), fpages);
-  // Whether an entry's maximum protection had lost write (or an mlock that
-  // may take it was in progress) before the fork: an munmap of the parent's
-  // during the fork may clear the parent's record (a new entry) after the
-  // child copied the old entry (as scratch_before and the others, the
-  // child's record is what held before, during or after; an mlock that
-  // began and ended during the fork counts too, by its generation).
-  std::vector<bool> fpriv_lost_before(fpages), file_lost_before(cfg.file_pages);
-  std::vector<std::uint64_t> fpriv_wire_gen(fpages), file_mlock_gen(cfg.file_pages);
-  for (std::size_t i = 0; i < fpages; ++i) {
-    fpriv_wire_gen[i] = gen_at(p.fpriv_wire[i]);
-    fpriv_lost_before[i] = p.fpriv_max_write_lost[i].load();
-  }
-  for (std::size_t i = 0; i < cfg.file_pages; ++i) {
-    file_mlock_gen[i] = gen_at(p.file_mlock[i]);
-    file_lost_before[i] = p.file_mlock[i].max_write_lost.load();
-  }
+  // Whether an entry's maximum protection may have lost write (an mlock's
+  // user-wire override, L249-271) when the child copied it: the parent's
+  // record before the fork, after it, or an mlock overlapping it.  (An
+  // munmap of the parent's during the fork may clear the record, a new
+  // entry, after the child copied the old one.)
+  struct LostBefore {
+    std::vector<std::uint64_t> gen;
+    std::vector<bool> lost;
+  };
+  const auto lost_snapshot = [](std::size_t n, auto&& mlock, auto&& lost) {
+    LostBefore b{std::vector<std::uint64_t>(n), std::vector<bool>(n)};
+    for (std::size_t i = 0; i < n; ++i) {
+      b.gen[i] = gen_at(mlock(i));
+      b.lost[i] = lost(i).load();
+    }
+    return b;
+  };
+  const auto lost_inherit = [](const LostBefore& b, std::size_t i, const auto& mlock, const auto& lost) {
+    return b.lost[i] || lost.load() || moved(mlock, b.gen[i]);
+  };
+  const LostBefore fpriv_lost_before = lost_snapshot(
+      fpages, [&](std::size_t i) -> auto& { return p.fpriv_wire[i]; },
+      [&](std::size_t i) -> auto& { return p.fpriv_max_write_lost[i]; });
+  const LostBefore file_lost_before = lost_snapshot(
+      cfg.file_pages, [&](std::size_t i) -> auto& { return p.file_mlock[i]; },
+      [&](std::size_t i) -> auto& { return p.file_mlock[i].max_write_lost; });
   std::unique_ptr<vm::Map> cmap = vm::vmspace_fork(*p.map);
   Process& c = new_process(&p, cfg.child_workers);
   ro_inherit(scratch_before, p.scratch_ro.get(), c.scratch_ro.get());
   ro_inherit(file_before, p.file_ro.get(), c.file_ro.get());
   ro_inherit(gone_before, p.file_gone.get(), c.file_gone.get());
   if (fpages != 0) ro_inherit(fpriv_ro_before, p.fpriv_ro.get(), c.fpriv_ro.get());
-  // The child's entries copy the parent's maximum protection: lost there,
-  // or maybe being lost by an mlock in progress.
   for (std::size_t i = 0; i < cfg.file_pages; ++i)
-    c.file_mlock[i].max_write_lost.store(file_lost_before[i] || p.file_mlock[i].max_write_lost.load() ||
-                                         moved(p.file_mlock[i], file_mlock_gen[i]));
+    c.file_mlock[i].max_write_lost.store(
+        lost_inherit(file_lost_before, i, p.file_mlock[i], p.file_mlock[i].max_write_lost));
   c.map = std::move(cmap);
   for (int r = 0; r < kRegions; ++r) c.va[r] = p.va[r];
   c.file_va = p.file_va;
@@ -773,10 +781,8 @@ void World::op_fork(Process& p, Rng& rng) {
     // Murky after the inherited words were read: a store that raced an
     // munmap marks the page murky before it clears its pending word.
     c.fpriv_murky[i].store(p.fpriv_murky[i].load());
-    // The child's entries copy the parent's maximum protection: lost
-    // there, or maybe being lost by an mlock in progress.
-    c.fpriv_max_write_lost[i].store(fpriv_lost_before[i] || p.fpriv_max_write_lost[i].load() ||
-                                    moved(p.fpriv_wire[i], fpriv_wire_gen[i]));
+    c.fpriv_max_write_lost[i].store(
+        lost_inherit(fpriv_lost_before, i, p.fpriv_wire[i], p.fpriv_max_write_lost[i]));
   }
   // Last, after every record of the parent's the child copied: an
   // munmap-private of the parent's that overlapped the fork, or any part
